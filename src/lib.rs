@@ -1,0 +1,8 @@
+//! Hydrant: a self-hosted streaming delivery daemon with Amazon Kinesis Data
+//! Firehose's API.
+//!
+//! Records flow `ingest` → `log` → `delivery` (`encode`) → `sink`; `config`
+//! describes the pipelines and `ops` runs them as a daemon. See ARCHITECTURE.md
+//! for the map and the invariants.
+
+pub mod log;

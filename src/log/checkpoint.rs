@@ -1,0 +1,97 @@
+//! Consumer checkpoints: one small file per (consumer, shard) holding the next
+//! offset that consumer has not yet finished with.
+//!
+//! A checkpoint is replaced atomically (write a temp file, fsync, rename, fsync
+//! the directory), so after a crash it holds either the old or the new value,
+//! never a mix. It must only ever be written with an offset whose records the
+//! destination has confirmed; this module cannot check that, its callers must.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::segment::sync_dir;
+
+const CHECKPOINT_BYTES: usize = 12;
+
+/// Path of the checkpoint for `consumer` on `shard` under a stream's log dir.
+pub fn checkpoint_path(stream_dir: &Path, consumer: &str, shard: u32) -> PathBuf {
+    stream_dir
+        .join("checkpoints")
+        .join(consumer)
+        .join(format!("shard-{shard}.ckpt"))
+}
+
+/// Reads a checkpoint; a missing file means the consumer starts at 0.
+pub fn read(path: &Path) -> io::Result<Option<u64>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (Some(off), Some(crc)) = (bytes.get(0..8), bytes.get(8..12)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("checkpoint {} is {} bytes, expected {CHECKPOINT_BYTES}", path.display(), bytes.len()),
+        ));
+    };
+    let crc_stored = u32::from_le_bytes(crc.try_into().map_err(io::Error::other)?);
+    if crc32c::crc32c(off) != crc_stored || bytes.len() != CHECKPOINT_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("checkpoint {} fails its checksum", path.display()),
+        ));
+    }
+    Ok(Some(u64::from_le_bytes(off.try_into().map_err(io::Error::other)?)))
+}
+
+/// Atomically replaces the checkpoint with `offset`.
+pub fn write(path: &Path, offset: u64) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("checkpoint path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("ckpt.tmp");
+    let mut buf = [0u8; CHECKPOINT_BYTES];
+    buf[0..8].copy_from_slice(&offset.to_le_bytes());
+    buf[8..12].copy_from_slice(&crc32c::crc32c(&offset.to_le_bytes()).to_le_bytes());
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&buf)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_checkpoint_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(&checkpoint_path(dir.path(), "delivery", 0)).unwrap(), None);
+    }
+
+    #[test]
+    fn write_then_read_and_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = checkpoint_path(dir.path(), "delivery", 3);
+        write(&p, 17).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(17));
+        write(&p, 1 << 40).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(1 << 40));
+        assert!(!p.with_extension("ckpt.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_checkpoint_is_an_error_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = checkpoint_path(dir.path(), "delivery", 0);
+        write(&p, 99).unwrap();
+        let mut b = fs::read(&p).unwrap();
+        b[0] ^= 1;
+        fs::write(&p, &b).unwrap();
+        assert!(read(&p).is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! The durable shard log: the only place an acknowledged record lives until
+//! its destination has confirmed it.
+//!
+//! A stream's log is `shards` directories, each a sequence of segment files
+//! ([`segment`]) of CRC-checked frames ([`frame`]). One writer thread per shard
+//! does group commit ([`writer`]): it drains its bounded queue, writes every
+//! pending frame, calls `fdatasync` once, and only then completes the appends,
+//! so the ingest layer can acknowledge a producer only after its records are
+//! on disk. Readers ([`reader`]) see only records that are already durable.
+//! Consumers record progress in [`checkpoint`] files, and segments wholly
+//! below every consumer's checkpoint are deleted.
+//!
+//! This module knows nothing of HTTP, delivery or destinations.
+
+pub mod checkpoint;
+pub mod frame;
+pub mod reader;
+pub mod segment;
+pub mod writer;
+
+use std::fs;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use reader::ShardReader;
+
+/// Settings of the log that are fixed for the life of a shard.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// A segment is rolled once it has reached this many bytes.
+    pub segment_bytes: u64,
+    /// Appends waiting for the writer; a full queue makes ingest wait.
+    pub append_queue_max: usize,
+    /// Most bytes one group commit writes before it syncs.
+    pub group_commit_bytes_max: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: 64 << 20,
+            append_queue_max: 1024,
+            group_commit_bytes_max: 16 << 20,
+        }
+    }
+}
+
+/// The daemon-wide limit on bytes held by all logs. Shared by every shard.
+#[derive(Debug)]
+pub struct DiskQuota {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl DiskQuota {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(DiskQuota {
+            used: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    /// Reserves `bytes`, or returns false if that would pass the limit.
+    pub fn try_reserve(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let new = used.checked_add(bytes)?;
+                (new <= self.limit).then_some(new)
+            })
+            .is_ok()
+    }
+
+    /// Counts bytes found on disk at start-up, even past the limit.
+    pub fn add_existing(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    pub fn release(&self, bytes: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(bytes))
+            });
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// Errors of the shard log, each naming the shard it happened on.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("shard {shard}: i/o error on {path}: {source}")]
+    Io {
+        shard: u32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("log disk quota of {limit} bytes reached ({used} bytes in use); retry once delivery frees space")]
+    QuotaExceeded { used: u64, limit: u64 },
+    #[error("shard {shard}: a record cannot be framed: {source}")]
+    Frame {
+        shard: u32,
+        #[source]
+        source: frame::EncodeError,
+    },
+    #[error("shard {shard}: the log writer has stopped after an unrecoverable write error")]
+    WriterFailed { shard: u32 },
+    #[error("shard {shard}: the log is closed")]
+    Closed { shard: u32 },
+    #[error("shard {shard}: corrupt log at offset {offset} in {path}: {reason}")]
+    Corrupt {
+        shard: u32,
+        offset: u64,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("shard {shard}: offset {offset} is no longer in the log (oldest is {oldest})")]
+    Trimmed { shard: u32, offset: u64, oldest: u64 },
+}
+
+impl LogError {
+    /// True when the producer should simply retry later (the request was not
+    /// written, and nothing is wrong with it).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            LogError::QuotaExceeded { .. }
+                | LogError::Io { .. }
+                | LogError::WriterFailed { .. }
+                | LogError::Closed { .. }
+        )
+    }
+}
+
+pub(crate) fn io_err(shard: u32, path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        shard,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One record to append.
+#[derive(Clone, Debug)]
+pub struct AppendRecord {
+    pub key: Bytes,
+    pub data: Bytes,
+    pub arrival_ms: i64,
+}
+
+pub(crate) struct AppendRequest {
+    pub records: Vec<AppendRecord>,
+    pub reply: oneshot::Sender<Result<Range<u64>, LogError>>,
+}
+
+/// State of a shard shared by its writer, its readers and the segment cleaner.
+pub(crate) struct ShardShared {
+    pub shard: u32,
+    pub dir: PathBuf,
+    /// Base offsets of the segments on disk, sorted; the last is being written.
+    pub segments: RwLock<Vec<u64>>,
+    /// One past the last durable offset.
+    pub durable: watch::Sender<u64>,
+    /// Bytes of this shard's segments on disk.
+    pub bytes: AtomicU64,
+    pub quota: Arc<DiskQuota>,
+    pub failed: AtomicBool,
+}
+
+impl ShardShared {
+    fn segment_bases(&self) -> Vec<u64> {
+        match self.segments.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// One shard of a stream's log: append to it, read from it, trim it.
+pub struct ShardLog {
+    shared: Arc<ShardShared>,
+    tx: mpsc::Sender<AppendRequest>,
+}
+
+impl ShardLog {
+    /// Opens (creating if needed) the shard in `dir`, recovers a torn tail and
+    /// starts its writer thread.
+    pub fn open(
+        dir: &Path,
+        shard: u32,
+        opts: &LogOptions,
+        quota: Arc<DiskQuota>,
+    ) -> Result<ShardLog, LogError> {
+        fs::create_dir_all(dir).map_err(io_err(shard, dir))?;
+        let mut bases = segment::list_segments(dir).map_err(io_err(shard, dir))?;
+        let (next, active_len) = match bases.last() {
+            None => {
+                let path = segment::segment_path(dir, 0);
+                fs::File::create(&path).map_err(io_err(shard, &path))?;
+                segment::sync_dir(dir).map_err(io_err(shard, dir))?;
+                bases.push(0);
+                (0, 0)
+            }
+            Some(&base) => {
+                let path = segment::segment_path(dir, base);
+                let r = segment::recover_tail(&path, base).map_err(io_err(shard, &path))?;
+                if r.truncated_bytes > 0 {
+                    tracing::warn!(
+                        shard,
+                        segment = %path.display(),
+                        truncated_bytes = r.truncated_bytes,
+                        reason = r.reason.unwrap_or(""),
+                        "truncated an unacknowledged torn tail"
+                    );
+                }
+                (r.next_offset, r.valid_bytes)
+            }
+        };
+        let mut total = 0u64;
+        for base in &bases {
+            let path = segment::segment_path(dir, *base);
+            total += fs::metadata(&path).map_err(io_err(shard, &path))?.len();
+        }
+        quota.add_existing(total);
+        let (durable, _) = watch::channel(next);
+        let shared = Arc::new(ShardShared {
+            shard,
+            dir: dir.to_path_buf(),
+            segments: RwLock::new(bases),
+            durable,
+            bytes: AtomicU64::new(total),
+            quota,
+            failed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
+        writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
+        Ok(ShardLog { shared, tx })
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.shared.shard
+    }
+
+    /// Appends `records` and resolves once they are durable on disk, with the
+    /// offsets they were given. Waits while the writer's queue is full.
+    pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Range<u64>, LogError> {
+        let shard = self.shared.shard;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AppendRequest { records, reply })
+            .await
+            .map_err(|_| LogError::Closed { shard })?;
+        rx.await.map_err(|_| LogError::Closed { shard })?
+    }
+
+    /// One past the newest durable offset.
+    pub fn durable_end(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// A receiver that changes whenever more records become durable.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.durable.subscribe()
+    }
+
+    /// A reader positioned at `from`.
+    pub fn reader(&self, from: u64) -> ShardReader {
+        ShardReader::new(self.shared.clone(), from)
+    }
+
+    /// Oldest offset still on disk.
+    pub fn oldest_offset(&self) -> u64 {
+        self.shared.segment_bases().first().copied().unwrap_or(0)
+    }
+
+    /// Bytes of this shard's segments on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Acquire)
+    }
+
+    /// Deletes every segment whose records are all below `offset`, keeping the
+    /// segment being written. Returns the bytes freed.
+    pub fn delete_before(&self, offset: u64) -> Result<u64, LogError> {
+        let shard = self.shared.shard;
+        let doomed: Vec<u64> = {
+            let segs = self.shared.segment_bases();
+            segs.windows(2)
+                .filter(|w| w[1] <= offset)
+                .map(|w| w[0])
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut freed = 0;
+        for base in &doomed {
+            let path = segment::segment_path(&self.shared.dir, *base);
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // Drop it from the list first so no new reader opens it.
+            if let Ok(mut segs) = self.shared.segments.write() {
+                segs.retain(|b| b != base);
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(shard, &path)(e)),
+            }
+            freed += len;
+        }
+        segment::sync_dir(&self.shared.dir).map_err(io_err(shard, &self.shared.dir))?;
+        self.shared.bytes.fetch_sub(freed.min(self.disk_bytes()), Ordering::AcqRel);
+        self.shared.quota.release(freed);
+        Ok(freed)
+    }
+}
+
+/// All shards of one stream's log.
+pub struct StreamLog {
+    dir: PathBuf,
+    shards: Vec<ShardLog>,
+}
+
+impl StreamLog {
+    /// Opens `shards` shards under `dir` (`dir/shard-N`).
+    pub fn open(
+        dir: &Path,
+        shards: u32,
+        opts: &LogOptions,
+        quota: Arc<DiskQuota>,
+    ) -> Result<StreamLog, LogError> {
+        let mut v = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            v.push(ShardLog::open(
+                &dir.join(format!("shard-{shard}")),
+                shard,
+                opts,
+                quota.clone(),
+            )?);
+        }
+        Ok(StreamLog {
+            dir: dir.to_path_buf(),
+            shards: v,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn shards(&self) -> &[ShardLog] {
+        &self.shards
+    }
+
+    pub fn shard(&self, i: u32) -> Option<&ShardLog> {
+        self.shards.get(i as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests;

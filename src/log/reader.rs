@@ -1,0 +1,201 @@
+//! Sequential reader of one shard, from any offset still on disk.
+//!
+//! Reads only records below the durable end, so it never sees a frame that a
+//! crash could still take back. Every frame is checksum-verified again on the
+//! way out. Reads are blocking file I/O: call them from a blocking thread.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{self, Decoded, Frame};
+use super::{LogError, ShardShared, io_err, segment};
+
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+struct OpenSegment {
+    base: u64,
+    file: File,
+}
+
+/// A cursor over one shard.
+pub struct ShardReader {
+    shared: Arc<ShardShared>,
+    next: u64,
+    seg: Option<OpenSegment>,
+    buf: BytesMut,
+}
+
+impl ShardReader {
+    pub(crate) fn new(shared: Arc<ShardShared>, from: u64) -> Self {
+        ShardReader {
+            shared,
+            next: from,
+            seg: None,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The offset the next returned record will have.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// One past the newest durable offset of the shard.
+    pub fn durable_end(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    fn open_segment_for(&mut self, offset: u64) -> Result<(), LogError> {
+        let shard = self.shared.shard;
+        let bases = self.shared.segment_bases();
+        let Some(&base) = bases.iter().rev().find(|b| **b <= offset) else {
+            return Err(LogError::Trimmed {
+                shard,
+                offset,
+                oldest: bases.first().copied().unwrap_or(0),
+            });
+        };
+        let path = segment::segment_path(&self.shared.dir, base);
+        let mut file = File::open(&path).map_err(io_err(shard, &path))?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err(shard, &path))?;
+        self.seg = Some(OpenSegment { base, file });
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Reads up to `records_max` records or about `bytes_max` bytes of data,
+    /// whichever comes first, from the durable part of the shard. Returns an
+    /// empty vector when the reader has caught up.
+    pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
+        let result = self.read_inner(records_max, bytes_max);
+        self.rewind();
+        result
+    }
+
+    /// Forgets buffered bytes past the last returned record, seeking the file
+    /// back over them. They may belong to a write that is not durable yet, and
+    /// a failed write is cut off and written again with other bytes, so they
+    /// must be read anew once they are durable.
+    fn rewind(&mut self) {
+        if let Some(seg) = self.seg.as_mut()
+            && !self.buf.is_empty()
+            && seg
+                .file
+                .seek(SeekFrom::Current(-(self.buf.len() as i64)))
+                .is_err()
+        {
+            self.seg = None;
+        }
+        self.buf.clear();
+    }
+
+    fn read_inner(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
+        let shard = self.shared.shard;
+        let end = self.durable_end();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while self.next < end && out.len() < records_max && bytes < bytes_max {
+            if self.seg.is_none() {
+                self.open_segment_for(self.next)?;
+            }
+            let Some(seg) = self.seg.as_mut() else {
+                continue;
+            };
+            match frame::decode(&self.buf) {
+                Decoded::Frame { frame: f, consumed } => {
+                    let chunk = self.buf.split_to(consumed).freeze();
+                    if f.offset < self.next {
+                        continue; // positioning inside the segment
+                    }
+                    if f.offset != self.next {
+                        return Err(LogError::Corrupt {
+                            shard,
+                            offset: self.next,
+                            path: segment::segment_path(&self.shared.dir, seg.base),
+                            reason: format!("expected offset {}, found {}", self.next, f.offset),
+                        });
+                    }
+                    bytes += f.data.len();
+                    out.push(Frame {
+                        offset: f.offset,
+                        arrival_ms: f.arrival_ms,
+                        key: slice(&chunk, f.key),
+                        data: slice(&chunk, f.data),
+                    });
+                    self.next += 1;
+                }
+                Decoded::Incomplete => {
+                    let path = segment::segment_path(&self.shared.dir, seg.base);
+                    let want = needed_bytes(&self.buf).max(READ_CHUNK_BYTES);
+                    let n = read_more(&mut seg.file, &mut self.buf, want)
+                        .map_err(io_err(shard, &path))?;
+                    if n == 0 {
+                        // End of this segment: move on to the one starting here.
+                        let bases = self.shared.segment_bases();
+                        if self.buf.is_empty() && bases.contains(&self.next) && self.next != seg.base {
+                            self.seg = None;
+                            continue;
+                        }
+                        return Err(LogError::Corrupt {
+                            shard,
+                            offset: self.next,
+                            path,
+                            reason: "segment ends before the durable end".into(),
+                        });
+                    }
+                }
+                Decoded::Corrupt(why) => {
+                    return Err(LogError::Corrupt {
+                        shard,
+                        offset: self.next,
+                        path: segment::segment_path(&self.shared.dir, seg.base),
+                        reason: why.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn slice(chunk: &Bytes, r: std::ops::Range<usize>) -> Bytes {
+    chunk.slice(r)
+}
+
+/// Bytes the frame at the start of `buf` needs in all, when its length is known.
+fn needed_bytes(buf: &[u8]) -> usize {
+    match buf.get(0..4) {
+        Some(len) => {
+            let body = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            (frame::HEADER_BYTES + body.min(frame::BODY_BYTES_MAX)).saturating_sub(buf.len())
+        }
+        None => 0,
+    }
+}
+
+fn read_more(file: &mut File, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut filled = 0;
+    loop {
+        match file.read(&mut buf[start + filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == want {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(start + filled);
+    Ok(filled)
+}

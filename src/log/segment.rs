@@ -1,0 +1,173 @@
+//! Segment files of one shard: naming, listing, and torn-tail recovery.
+//!
+//! A segment is named by the offset of its first frame
+//! (`00000000000000000000.seg`). Only the last segment of a shard can hold a
+//! torn write: every earlier one was fsynced in full before the next was
+//! created. This module never decides what is acknowledged; it only finds the
+//! longest valid prefix of the last segment.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::frame::{self, Decoded};
+
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// Path of the segment whose first frame has `base` as its offset.
+pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
+}
+
+/// The base offsets of every segment in `dir`, sorted. Files that do not look
+/// like segments are ignored (a leftover temp file is not data).
+pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
+            continue;
+        };
+        if stem.len() == 20
+            && let Ok(base) = stem.parse::<u64>()
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// What recovery found in the last segment.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Length of the valid prefix; the file has been truncated to it.
+    pub valid_bytes: u64,
+    /// Offset the next appended frame gets.
+    pub next_offset: u64,
+    /// Bytes cut off the end (a torn or corrupt tail), 0 if the file was clean.
+    pub truncated_bytes: u64,
+    /// Why the scan stopped early, if it did.
+    pub reason: Option<&'static str>,
+}
+
+/// Scans a segment from its start, truncates it after the last valid frame
+/// whose offsets follow on from `base`, and syncs the truncation.
+///
+/// A frame past the valid prefix can only be an unacknowledged write: the
+/// writer answers producers after `fdatasync`, and a frame that was synced is
+/// whole and in sequence.
+pub fn recover_tail(path: &Path, base: u64) -> io::Result<Recovered> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+    file.read_to_end(&mut buf)?;
+    let mut pos = 0usize;
+    let mut next = base;
+    let mut reason = None;
+    while pos < buf.len() {
+        match frame::decode(&buf[pos..]) {
+            Decoded::Frame { frame, consumed } => {
+                if frame.offset != next {
+                    reason = Some("frame offset out of sequence");
+                    break;
+                }
+                next += 1;
+                pos += consumed;
+            }
+            Decoded::Incomplete => {
+                reason = Some("incomplete frame at end of segment");
+                break;
+            }
+            Decoded::Corrupt(why) => {
+                reason = Some(why);
+                break;
+            }
+        }
+    }
+    let valid = pos as u64;
+    if valid < len {
+        file.set_len(valid)?;
+        file.sync_all()?;
+    }
+    Ok(Recovered {
+        valid_bytes: valid,
+        next_offset: next,
+        truncated_bytes: len - valid,
+        reason,
+    })
+}
+
+/// fsyncs a directory so that a created, renamed or deleted entry is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_frames(path: &Path, base: u64, n: u64) -> Vec<usize> {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            frame::encode(&mut buf, base + i, 0, b"", format!("record {i}").as_bytes()).unwrap();
+            ends.push(buf.len());
+        }
+        fs::write(path, &buf).unwrap();
+        ends
+    }
+
+    #[test]
+    fn clean_segment_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 10);
+        let ends = write_frames(&path, 10, 5);
+        let r = recover_tail(&path, 10).unwrap();
+        assert_eq!(r.next_offset, 15);
+        assert_eq!(r.valid_bytes as usize, *ends.last().unwrap());
+        assert_eq!(r.truncated_bytes, 0);
+        assert_eq!(r.reason, None);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 0);
+        let ends = write_frames(&path, 0, 4);
+        let full = fs::read(&path).unwrap();
+        for cut in 0..=full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let r = recover_tail(&path, 0).unwrap();
+            let whole = ends.iter().filter(|e| **e <= cut).count();
+            assert_eq!(r.next_offset, whole as u64, "cut {cut}");
+            assert_eq!(fs::metadata(&path).unwrap().len(), r.valid_bytes);
+        }
+    }
+
+    #[test]
+    fn garbage_after_valid_frames_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 0);
+        let ends = write_frames(&path, 0, 3);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0xAB; 100]).unwrap();
+        let r = recover_tail(&path, 0).unwrap();
+        assert_eq!(r.next_offset, 3);
+        assert_eq!(r.truncated_bytes, 100);
+        assert_eq!(r.valid_bytes as usize, ends[2]);
+    }
+
+    #[test]
+    fn listing_ignores_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 500), b"").unwrap();
+        fs::write(segment_path(dir.path(), 0), b"").unwrap();
+        fs::write(dir.path().join("notes.txt"), b"").unwrap();
+        fs::write(dir.path().join("12.seg"), b"").unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![0, 500]);
+    }
+}

@@ -1,0 +1,196 @@
+//! The group-commit writer of one shard, on a thread of its own.
+//!
+//! It blocks for the first pending append, takes every other append already
+//! queued (up to `group_commit_bytes_max`), writes their frames with one
+//! `write`, calls `fdatasync` once, publishes the new durable end and only then
+//! answers every waiting append. It must never answer an append before the
+//! sync returned, and never leave a partial write in the file after an error.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+
+use super::{
+    AppendRequest, LogError, LogOptions, ShardShared, frame, io_err, segment,
+};
+
+struct Writer {
+    shared: Arc<ShardShared>,
+    opts: LogOptions,
+    file: File,
+    active_base: u64,
+    active_len: u64,
+    next_offset: u64,
+    buf: Vec<u8>,
+}
+
+pub(crate) fn spawn(
+    shared: Arc<ShardShared>,
+    rx: mpsc::Receiver<AppendRequest>,
+    opts: LogOptions,
+    next_offset: u64,
+    active_len: u64,
+) -> Result<(), LogError> {
+    let shard = shared.shard;
+    let active_base = shared.segment_bases().last().copied().unwrap_or(0);
+    let path = segment::segment_path(&shared.dir, active_base);
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io_err(shard, &path))?;
+    let mut w = Writer {
+        shared,
+        opts,
+        file,
+        active_base,
+        active_len,
+        next_offset,
+        buf: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name(format!("log-writer-{shard}"))
+        .spawn(move || w.run(rx))
+        .map_err(io_err(shard, &path))?;
+    Ok(())
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<AppendRequest>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = request_bytes(&first);
+            let mut group = vec![first];
+            while bytes < self.opts.group_commit_bytes_max {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        bytes += request_bytes(&req);
+                        group.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        let shard = self.shared.shard;
+        if self.shared.failed.load(Ordering::Acquire) {
+            for req in group {
+                let _ = req.reply.send(Err(LogError::WriterFailed { shard }));
+            }
+            return;
+        }
+        if self.active_len >= self.opts.segment_bytes
+            && let Err(e) = self.roll()
+        {
+            tracing::error!(shard, error = %e, "cannot roll segment");
+            for req in group {
+                let _ = req.reply.send(Err(LogError::WriterFailed { shard }));
+            }
+            return;
+        }
+        self.buf.clear();
+        let mut accepted: Vec<(AppendRequest, Range<u64>)> = Vec::with_capacity(group.len());
+        let mut next = self.next_offset;
+        let mut reserved = 0u64;
+        for req in group {
+            let start_len = self.buf.len();
+            let first = next;
+            let mut bad = None;
+            for r in &req.records {
+                if let Err(source) = frame::encode(&mut self.buf, next, r.arrival_ms, &r.key, &r.data)
+                {
+                    bad = Some(source);
+                    break;
+                }
+                next += 1;
+            }
+            if let Some(source) = bad {
+                self.buf.truncate(start_len);
+                next = first;
+                let _ = req.reply.send(Err(LogError::Frame { shard, source }));
+                continue;
+            }
+            let req_bytes = (self.buf.len() - start_len) as u64;
+            if !self.shared.quota.try_reserve(req_bytes) {
+                self.buf.truncate(start_len);
+                next = first;
+                let _ = req.reply.send(Err(LogError::QuotaExceeded {
+                    used: self.shared.quota.used(),
+                    limit: self.shared.quota.limit(),
+                }));
+                continue;
+            }
+            reserved += req_bytes;
+            accepted.push((req, first..next));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let path = segment::segment_path(&self.shared.dir, self.active_base);
+        let result = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.active_len += self.buf.len() as u64;
+                self.next_offset = next;
+                self.shared.bytes.fetch_add(self.buf.len() as u64, Ordering::AcqRel);
+                self.shared.durable.send_replace(next);
+                for (req, range) in accepted {
+                    let _ = req.reply.send(Ok(range));
+                }
+            }
+            Err(e) => {
+                self.shared.quota.release(reserved);
+                // Cut the partial write off so the file stays a clean sequence
+                // of acknowledged frames; if even that fails, stop writing.
+                let truncated = self
+                    .file
+                    .set_len(self.active_len)
+                    .and_then(|()| self.file.sync_all());
+                if let Err(te) = truncated {
+                    tracing::error!(shard, error = %te, "cannot truncate after a failed write; shard stops accepting");
+                    self.shared.failed.store(true, Ordering::Release);
+                }
+                tracing::warn!(shard, error = %e, "log write failed; appends answered as unavailable");
+                let kind = e.kind();
+                let msg = e.to_string();
+                for (req, _) in accepted {
+                    let _ = req.reply.send(Err(io_err(shard, &path)(std::io::Error::new(
+                        kind,
+                        msg.clone(),
+                    ))));
+                }
+            }
+        }
+    }
+
+    fn roll(&mut self) -> std::io::Result<()> {
+        // The active file was synced at the end of the previous group.
+        let base = self.next_offset;
+        let path = segment::segment_path(&self.shared.dir, base);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        segment::sync_dir(&self.shared.dir)?;
+        self.file = file;
+        self.active_base = base;
+        self.active_len = 0;
+        match self.shared.segments.write() {
+            Ok(mut segs) => segs.push(base),
+            Err(poisoned) => poisoned.into_inner().push(base),
+        }
+        Ok(())
+    }
+}
+
+fn request_bytes(req: &AppendRequest) -> usize {
+    req.records
+        .iter()
+        .map(|r| frame::encoded_len(r.key.len(), r.data.len()))
+        .sum()
+}
