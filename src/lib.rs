@@ -5,4 +5,6 @@
 //! describes the pipelines and `ops` runs them as a daemon. See ARCHITECTURE.md
 //! for the map and the invariants.
 
+pub mod config;
+pub mod delivery;
 pub mod log;

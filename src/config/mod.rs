@@ -1,0 +1,575 @@
+//! Configuration: YAML pipelines parsed into raw structs ([`raw`]), then
+//! validated into the typed [`Config`] the daemon runs.
+//!
+//! Every error names its YAML path (`streams.app.buffering.size_mb`) and the
+//! reason; validation reports all of them at once. `${VAR}` (and
+//! `${VAR:-default}`, `$$` for a literal `$`) is replaced from the environment
+//! before parsing, so secrets need not sit in the file. Nothing downstream ever
+//! sees an invalid value: this is the only place config is checked.
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
+use crate::log::LogOptions;
+use raw::{RawConfig, RawDestination, RawStore, RawStream};
+
+/// Firehose's delivery stream name rules.
+pub const STREAM_NAME_CHARS_MAX: usize = 64;
+
+/// One problem in the config: where and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration of the daemon.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub access_keys: Vec<AccessKey>,
+    pub limits: Limits,
+    pub log: LogOptions,
+    pub disk_quota_bytes: u64,
+    /// Where the buckets of streams created through the API live.
+    pub object_store: StoreConfig,
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest HTTP request body accepted.
+    pub request_bytes_max: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub connections_max: usize,
+    /// Streams that `CreateDeliveryStream` may create.
+    pub api_streams_max: usize,
+}
+
+/// A validated delivery stream.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    pub name: String,
+    pub shards: u32,
+    pub buffer_bytes: u64,
+    pub buffer_interval: Duration,
+    pub encoding: Encoding,
+    pub compression: Compression,
+    pub retry_duration: Duration,
+    pub uploads_in_flight_max: usize,
+    pub destination: ObjectDestination,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Records one after another, each followed by `delimiter` unless it
+    /// already ends with it. An empty delimiter is Firehose's raw concatenation.
+    JsonLines { delimiter: Vec<u8> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+impl Compression {
+    /// Firehose's file extension for this compression.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+}
+
+/// An object store with the settings needed to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A local directory; buckets are folders below `root`.
+    File { root: PathBuf },
+    S3(S3Store),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Store {
+    /// None: AWS's own endpoint for the region.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// None: from the standard AWS environment variables.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+}
+
+/// Where a stream's objects go: a bucket on a store, with key templates.
+#[derive(Clone, Debug)]
+pub struct ObjectDestination {
+    /// `s3` or `file`, as configured.
+    pub kind: &'static str,
+    pub store: StoreConfig,
+    /// The bucket (s3) or the directory (file).
+    pub bucket: String,
+    pub prefix: KeyTemplate,
+    pub error_output_prefix: KeyTemplate,
+}
+
+impl Config {
+    /// The embedded default: one stream `default` writing JSON lines to
+    /// `./hydrant-data/out`.
+    pub fn embedded_default() -> Result<Config, ConfigErrors> {
+        let yaml = "streams:\n  default:\n    buffering: { size_mb: 5, interval_secs: 10 }\n    destination:\n      type: file\n      path: ./hydrant-data/out\n";
+        parse(yaml)
+    }
+
+    /// Reads, interpolates and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        parse(&text)
+    }
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let text = interpolate_env(text, |k| std::env::var(k).ok()).map_err(|e| ConfigErrors(vec![e]))?;
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        let de = serde_norway::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.to_string();
+            // serde_norway appends " at line L column C"; keep it, it helps.
+            if message.starts_with(&format!("{path}: ")) {
+                message = message[path.len() + 2..].to_string();
+            }
+            ConfigErrors(vec![err(if path == "." { String::new() } else { path }, message)])
+        })?
+    };
+    validate(raw)
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` from `lookup`; `$$` is a literal `$`.
+pub fn interpolate_env(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+            let Some(end) = body.find('}') else {
+                return Err(err("", format!("line {line}: `${{` is never closed with `}}`")));
+            };
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err("", format!("line {line}: `${{{expr}}}` is not a valid variable name")));
+            }
+            match (lookup(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(err(
+                        "",
+                        format!("line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"),
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// True if `name` follows Firehose's delivery stream name rules.
+pub fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= STREAM_NAME_CHARS_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// True if `name` is a valid S3 bucket name (3–63 of `a-z0-9.-`, starting and
+/// ending with a letter or digit).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+        && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn range_check<T: PartialOrd + fmt::Display + Copy>(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> T {
+    if value < min || value > max {
+        errors.push(err(path, format!("{value} is out of range ({min} to {max})")));
+    }
+    value
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen_src = raw.listen.as_deref().unwrap_or("127.0.0.1:4573");
+    let listen = match listen_src.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(e) => {
+            errors.push(err("listen", format!("`{listen_src}` is not an address:port ({e})")));
+            SocketAddr::from(([127, 0, 0, 1], 4573))
+        }
+    };
+    let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./hydrant-data"));
+    let shutdown_secs = range_check(&mut errors, "shutdown_timeout_secs", raw.shutdown_timeout_secs.unwrap_or(30), 1, 3600);
+
+    let mut access_keys = Vec::new();
+    if let Some(auth) = raw.auth {
+        if auth.access_keys.is_empty() {
+            errors.push(err("auth.access_keys", "must list at least one key (omit `auth` to run without authentication on loopback)"));
+        }
+        for (i, k) in auth.access_keys.into_iter().enumerate() {
+            if k.access_key_id.is_empty() {
+                errors.push(err(format!("auth.access_keys[{i}].access_key_id"), "must not be empty"));
+            }
+            if k.secret_access_key.is_empty() {
+                errors.push(err(format!("auth.access_keys[{i}].secret_access_key"), "must not be empty"));
+            }
+            access_keys.push(AccessKey {
+                access_key_id: k.access_key_id,
+                secret_access_key: k.secret_access_key,
+            });
+        }
+    }
+    if access_keys.is_empty() && !listen.ip().is_loopback() {
+        errors.push(err("auth", format!("is required when listening on a non-loopback address ({listen})")));
+    }
+
+    let l = raw.limits.unwrap_or_default();
+    let limits = Limits {
+        request_bytes_max: range_check(&mut errors, "limits.request_bytes_max", l.request_bytes_max.unwrap_or(8 << 20), 1 << 20, 64 << 20) as usize,
+        connections_max: range_check(&mut errors, "limits.connections_max", l.connections_max.unwrap_or(1024), 1, 65_536),
+        api_streams_max: range_check(&mut errors, "limits.api_streams_max", l.api_streams_max.unwrap_or(50), 0, 5000),
+    };
+
+    let rl = raw.log.unwrap_or_default();
+    let log = LogOptions {
+        segment_bytes: range_check(&mut errors, "log.segment_bytes", rl.segment_bytes.unwrap_or(64 << 20), 1 << 20, 1 << 30),
+        append_queue_max: range_check(&mut errors, "log.append_queue_max", rl.append_queue_max.unwrap_or(1024), 1, 1 << 20),
+        group_commit_bytes_max: range_check(&mut errors, "log.group_commit_bytes_max", rl.group_commit_bytes_max.unwrap_or(16 << 20), 64 << 10, 256 << 20),
+    };
+    let disk_quota_bytes = range_check(&mut errors, "log.disk_quota_bytes", rl.disk_quota_bytes.unwrap_or(10 << 30), 16 << 20, u64::MAX);
+    if let Some(f) = rl.fsync.as_deref()
+        && f != "always"
+    {
+        errors.push(err("log.fsync", format!("`{f}` is not supported: the only mode is `always` (every acknowledged record is fsynced)")));
+    }
+
+    let object_store = match raw.object_store {
+        None => StoreConfig::File { root: data_dir.join("buckets") },
+        Some(s) => store_config(&mut errors, "object_store", &s, &data_dir),
+    };
+
+    let mut streams = BTreeMap::new();
+    for (name, s) in raw.streams {
+        let path = format!("streams.{name}");
+        if !valid_stream_name(&name) {
+            errors.push(err(&path, "a stream name is 1 to 64 characters of letters, digits, `_`, `.` and `-`"));
+        }
+        if let Some(sc) = stream_config(&mut errors, &path, &name, s, &object_store, &data_dir) {
+            streams.insert(name, sc);
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            listen,
+            data_dir,
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            access_keys,
+            limits,
+            log,
+            disk_quota_bytes,
+            object_store,
+            streams,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn store_config(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore, data_dir: &Path) -> StoreConfig {
+    match s.kind.as_deref().unwrap_or("file") {
+        "file" => {
+            for (field, set) in [("endpoint", s.endpoint.is_some()), ("region", s.region.is_some()), ("access_key_id", s.access_key_id.is_some())] {
+                if set {
+                    errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));
+                }
+            }
+            StoreConfig::File {
+                root: s.root.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("buckets")),
+            }
+        }
+        "s3" => {
+            if s.root.is_some() {
+                errors.push(err(format!("{path}.root"), "applies only to `type: file`"));
+            }
+            StoreConfig::S3(s3_store(errors, path, s))
+        }
+        other => {
+            errors.push(err(format!("{path}.type"), format!("`{other}` is not a store type (s3, file)")));
+            StoreConfig::File { root: data_dir.join("buckets") }
+        }
+    }
+}
+
+fn s3_store(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore) -> S3Store {
+    if let Some(ep) = &s.endpoint
+        && !(ep.starts_with("http://") || ep.starts_with("https://"))
+    {
+        errors.push(err(format!("{path}.endpoint"), format!("`{ep}` must start with http:// or https://")));
+    }
+    if s.access_key_id.is_some() != s.secret_access_key.is_some() {
+        errors.push(err(path, "access_key_id and secret_access_key must be given together"));
+    }
+    S3Store {
+        endpoint: s.endpoint.clone(),
+        region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        access_key_id: s.access_key_id.clone(),
+        secret_access_key: s.secret_access_key.clone(),
+        session_token: s.session_token.clone(),
+        path_style: s.path_style.unwrap_or(s.endpoint.is_some()),
+        allow_http: s.allow_http.unwrap_or_else(|| s.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
+    }
+}
+
+fn stream_config(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    name: &str,
+    s: RawStream,
+    default_store: &StoreConfig,
+    data_dir: &Path,
+) -> Option<StreamConfig> {
+    let shards = range_check(errors, &format!("{path}.shards"), s.shards.unwrap_or(4), 1, 256);
+    let b = s.buffering.unwrap_or_default();
+    let size_mb = range_check(errors, &format!("{path}.buffering.size_mb"), b.size_mb.unwrap_or(5), 1, 128);
+    let interval = range_check(errors, &format!("{path}.buffering.interval_secs"), b.interval_secs.unwrap_or(300), 0, 900);
+    let enc = s.encoding.unwrap_or_default();
+    let encoding = match enc.format.as_deref().unwrap_or("json_lines") {
+        "json_lines" => Encoding::JsonLines {
+            delimiter: enc.delimiter.unwrap_or_else(|| "\n".into()).into_bytes(),
+        },
+        other => {
+            errors.push(err(format!("{path}.encoding.format"), format!("`{other}` is not a format (json_lines)")));
+            Encoding::JsonLines { delimiter: b"\n".to_vec() }
+        }
+    };
+    let compression = match s.compression.as_deref().unwrap_or("none") {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        other => {
+            errors.push(err(format!("{path}.compression"), format!("`{other}` is not a compression (none, gzip)")));
+            Compression::None
+        }
+    };
+    let retry = range_check(errors, &format!("{path}.retry_duration_secs"), s.retry_duration_secs.unwrap_or(3600), 0, 7200);
+    let uploads = range_check(errors, &format!("{path}.uploads_in_flight_max"), s.uploads_in_flight_max.unwrap_or(4), 1, 64);
+    let Some(d) = s.destination else {
+        errors.push(err(format!("{path}.destination"), "missing: every stream needs a destination"));
+        return None;
+    };
+    let destination = destination(errors, &format!("{path}.destination"), d, default_store, data_dir)?;
+    Some(StreamConfig {
+        name: name.to_string(),
+        shards,
+        buffer_bytes: size_mb << 20,
+        buffer_interval: Duration::from_secs(interval),
+        encoding,
+        compression,
+        retry_duration: Duration::from_secs(retry),
+        uploads_in_flight_max: uploads,
+        destination,
+    })
+}
+
+fn destination(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    d: RawDestination,
+    default_store: &StoreConfig,
+    _data_dir: &Path,
+) -> Option<ObjectDestination> {
+    let prefix_src = d.prefix.clone().unwrap_or_default();
+    let prefix = match KeyTemplate::parse(&prefix_src, PrefixKind::Prefix) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(err(format!("{path}.prefix"), e));
+            None
+        }
+    };
+    let error_output_prefix = match &d.error_output_prefix {
+        Some(src) => match KeyTemplate::parse(src, PrefixKind::ErrorOutputPrefix) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(err(format!("{path}.error_output_prefix"), e));
+                None
+            }
+        },
+        None => {
+            if prefix_src.contains("!{") {
+                errors.push(err(format!("{path}.error_output_prefix"), "is required when prefix uses expressions"));
+                None
+            } else {
+                Some(keys::default_error_prefix(&prefix_src))
+            }
+        }
+    };
+    let (kind, store, bucket): (&'static str, StoreConfig, String) = match d.kind.as_str() {
+        "s3" => {
+            if d.path.is_some() {
+                errors.push(err(format!("{path}.path"), "applies only to `type: file` (s3 takes `bucket`)"));
+            }
+            let Some(bucket) = d.bucket.clone() else {
+                errors.push(err(format!("{path}.bucket"), "missing: an s3 destination needs a bucket"));
+                return None;
+            };
+            if !valid_bucket_name(&bucket) {
+                errors.push(err(format!("{path}.bucket"), format!("`{bucket}` is not a valid bucket name (3-63 of a-z 0-9 . -)")));
+            }
+            let overrides = RawStore {
+                kind: Some("s3".into()),
+                root: None,
+                endpoint: d.endpoint.clone(),
+                region: d.region.clone(),
+                access_key_id: d.access_key_id.clone(),
+                secret_access_key: d.secret_access_key.clone(),
+                session_token: d.session_token.clone(),
+                path_style: d.path_style,
+                allow_http: d.allow_http,
+            };
+            let any_override = d.endpoint.is_some() || d.region.is_some() || d.access_key_id.is_some();
+            let store = match (default_store, any_override) {
+                (StoreConfig::S3(base), false) => StoreConfig::S3(base.clone()),
+                (StoreConfig::S3(base), true) => {
+                    let mut s = s3_store(errors, path, &overrides);
+                    if d.endpoint.is_none() {
+                        s.endpoint = base.endpoint.clone();
+                        s.path_style = d.path_style.unwrap_or(base.path_style);
+                        s.allow_http = d.allow_http.unwrap_or(base.allow_http);
+                    }
+                    if d.access_key_id.is_none() {
+                        s.access_key_id = base.access_key_id.clone();
+                        s.secret_access_key = base.secret_access_key.clone();
+                        s.session_token = base.session_token.clone();
+                    }
+                    if d.region.is_none() {
+                        s.region = base.region.clone();
+                    }
+                    StoreConfig::S3(s)
+                }
+                (StoreConfig::File { .. }, _) => StoreConfig::S3(s3_store(errors, path, &overrides)),
+            };
+            ("s3", store, bucket)
+        }
+        "file" => {
+            for (field, set) in [("bucket", d.bucket.is_some()), ("endpoint", d.endpoint.is_some()), ("region", d.region.is_some()), ("access_key_id", d.access_key_id.is_some())] {
+                if set {
+                    errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));
+                }
+            }
+            let Some(dir) = d.path.clone() else {
+                errors.push(err(format!("{path}.path"), "missing: a file destination needs a directory"));
+                return None;
+            };
+            ("file", StoreConfig::File { root: PathBuf::from(dir.clone()) }, String::new())
+        }
+        other => {
+            errors.push(err(format!("{path}.type"), format!("`{other}` is not a destination type (s3, file)")));
+            return None;
+        }
+    };
+    Some(ObjectDestination {
+        kind,
+        store,
+        bucket,
+        prefix: prefix?,
+        error_output_prefix: error_output_prefix?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! The config file exactly as written: serde structs that reject unknown keys
+//! and leave every default to validation. Nothing here is trusted by the
+//! running pipeline; `super::validate` turns it into `super::Config`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub auth: Option<RawAuth>,
+    pub limits: Option<RawLimits>,
+    pub log: Option<RawLog>,
+    pub object_store: Option<RawStore>,
+    #[serde(default)]
+    pub streams: BTreeMap<String, RawStream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub access_keys: Vec<RawAccessKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub request_bytes_max: Option<u64>,
+    pub connections_max: Option<usize>,
+    pub api_streams_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub segment_bytes: Option<u64>,
+    pub append_queue_max: Option<usize>,
+    pub group_commit_bytes_max: Option<usize>,
+    pub disk_quota_bytes: Option<u64>,
+    pub fsync: Option<String>,
+}
+
+/// An object store: a local directory or an S3-compatible service.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// file: the directory that holds one folder per bucket.
+    pub root: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub path_style: Option<bool>,
+    pub allow_http: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStream {
+    pub shards: Option<u32>,
+    pub buffering: Option<RawBuffering>,
+    pub encoding: Option<RawEncoding>,
+    pub compression: Option<String>,
+    pub retry_duration_secs: Option<u64>,
+    pub uploads_in_flight_max: Option<usize>,
+    pub destination: Option<RawDestination>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffering {
+    pub size_mb: Option<u64>,
+    pub interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncoding {
+    pub format: Option<String>,
+    pub delimiter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// s3: the bucket.
+    pub bucket: Option<String>,
+    /// file: the directory objects are written under.
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    pub error_output_prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub path_style: Option<bool>,
+    pub allow_http: Option<bool>,
+}

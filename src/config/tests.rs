@@ -1,0 +1,158 @@
+//! Config parsing and validation: each error names its YAML path.
+
+use super::*;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+listen: 127.0.0.1:4600
+data_dir: /tmp/hydrant-test
+object_store:
+  type: s3
+  endpoint: http://127.0.0.1:3900
+  region: garage
+  access_key_id: GK1
+  secret_access_key: s3cr3t
+streams:
+  app-logs:
+    shards: 2
+    buffering: { size_mb: 1, interval_secs: 60 }
+    compression: gzip
+    destination:
+      type: s3
+      bucket: logs
+      prefix: app/
+  local:
+    destination: { type: file, path: /tmp/out }
+"#;
+
+#[test]
+fn good_config_gets_defaults_and_inherits_the_store() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.listen.port(), 4600);
+    let s = &c.streams["app-logs"];
+    assert_eq!(s.shards, 2);
+    assert_eq!(s.buffer_bytes, 1 << 20);
+    assert_eq!(s.compression, Compression::Gzip);
+    assert_eq!(s.destination.bucket, "logs");
+    match &s.destination.store {
+        StoreConfig::S3(s3) => {
+            assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+            assert!(s3.path_style && s3.allow_http);
+            assert_eq!(s3.access_key_id.as_deref(), Some("GK1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let l = &c.streams["local"];
+    assert_eq!(l.shards, 4);
+    assert_eq!(l.buffer_interval, Duration::from_secs(300));
+    assert_eq!(l.encoding, Encoding::JsonLines { delimiter: b"\n".to_vec() });
+}
+
+#[test]
+fn misspelled_key_names_its_path() {
+    let e = errors("streams:\n  a:\n    buffering: { size_mbs: 5 }\n    destination: { type: file, path: /x }\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("streams.a.buffering"), "{e:?}");
+    assert!(e[0].contains("unknown field `size_mbs`"), "{e:?}");
+}
+
+#[test]
+fn misspelled_top_level_key() {
+    let e = errors("listn: 127.0.0.1:1\n");
+    assert!(e[0].contains("unknown field `listn`"), "{e:?}");
+}
+
+#[test]
+fn out_of_range_hints_are_all_reported() {
+    let e = errors("streams:\n  a:\n    shards: 0\n    buffering: { size_mb: 129, interval_secs: 901 }\n    destination: { type: file, path: /x }\n");
+    assert!(e.contains(&"streams.a.shards: 0 is out of range (1 to 256)".to_string()), "{e:?}");
+    assert!(e.contains(&"streams.a.buffering.size_mb: 129 is out of range (1 to 128)".to_string()), "{e:?}");
+    assert!(e.contains(&"streams.a.buffering.interval_secs: 901 is out of range (0 to 900)".to_string()), "{e:?}");
+}
+
+#[test]
+fn missing_bucket_names_the_path() {
+    let e = errors("streams:\n  a:\n    destination: { type: s3 }\n");
+    assert_eq!(e, vec!["streams.a.destination.bucket: missing: an s3 destination needs a bucket"]);
+}
+
+#[test]
+fn missing_destination_and_bad_name() {
+    let e = errors("streams:\n  'bad name!':\n    shards: 1\n");
+    assert!(e.iter().any(|m| m.starts_with("streams.bad name!: a stream name")), "{e:?}");
+    assert!(e.iter().any(|m| m.starts_with("streams.bad name!.destination: missing")), "{e:?}");
+}
+
+#[test]
+fn wrong_type_names_the_path() {
+    let e = errors("streams:\n  a:\n    shards: many\n    destination: { type: file, path: /x }\n");
+    assert!(e[0].starts_with("streams.a.shards"), "{e:?}");
+}
+
+#[test]
+fn unknown_destination_and_compression() {
+    let e = errors("streams:\n  a:\n    compression: lz4\n    destination: { type: ftp }\n");
+    assert!(e.iter().any(|m| m.starts_with("streams.a.compression: `lz4`")), "{e:?}");
+    assert!(e.iter().any(|m| m.starts_with("streams.a.destination.type: `ftp`")), "{e:?}");
+}
+
+#[test]
+fn bad_prefix_template_names_the_field() {
+    let e = errors("streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'a/!{nope:1}/' }\n");
+    assert!(e[0].starts_with("streams.a.destination.prefix: unknown expression"), "{e:?}");
+}
+
+#[test]
+fn expressions_in_prefix_need_an_error_prefix() {
+    let e = errors("streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'y=!{timestamp:yyyy}/' }\n");
+    assert_eq!(e, vec!["streams.a.destination.error_output_prefix: is required when prefix uses expressions"]);
+}
+
+#[test]
+fn auth_is_required_off_loopback() {
+    let e = errors("listen: 0.0.0.0:4573\n");
+    assert!(e[0].starts_with("auth: is required"), "{e:?}");
+    parse("listen: 0.0.0.0:4573\nauth:\n  access_keys:\n    - { access_key_id: A, secret_access_key: B }\n").unwrap();
+}
+
+#[test]
+fn env_interpolation() {
+    let get = |k: &str| (k == "SECRET").then(|| "hunter2".to_string());
+    assert_eq!(interpolate_env("a: ${SECRET}", get).unwrap(), "a: hunter2");
+    assert_eq!(interpolate_env("a: ${NOPE:-dflt}", get).unwrap(), "a: dflt");
+    assert_eq!(interpolate_env("a: $$5 $x", get).unwrap(), "a: $5 $x");
+    let e = interpolate_env("x: 1\na: ${NOPE}", get).unwrap_err();
+    assert!(e.message.contains("line 2") && e.message.contains("NOPE"), "{e}");
+}
+
+#[test]
+fn only_fsync_always_is_accepted() {
+    let e = errors("log: { fsync: never }\n");
+    assert!(e[0].starts_with("log.fsync:"), "{e:?}");
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::embedded_default().unwrap();
+    let s = &c.streams["default"];
+    assert_eq!(s.compression, Compression::None);
+    assert_eq!(s.destination.kind, "file");
+    assert!(c.access_keys.is_empty());
+}
+
+#[test]
+fn stream_names_follow_firehose_rules() {
+    assert!(valid_stream_name("a.b_c-1"));
+    assert!(!valid_stream_name(""));
+    assert!(!valid_stream_name(&"a".repeat(65)));
+    assert!(!valid_stream_name("a/b"));
+    assert!(valid_bucket_name("my-bucket.1"));
+    assert!(!valid_bucket_name("My_Bucket"));
+    assert!(!valid_bucket_name("ab"));
+}

@@ -1,0 +1,264 @@
+//! Object key layout, as Firehose writes it.
+//!
+//! A prefix is a template: literal text with `!{namespace:value}` expressions.
+//! Without any `timestamp` expression Firehose appends `YYYY/MM/DD/HH/` (UTC)
+//! to the literal prefix, inserting no slash. The object name after the prefix
+//! is deterministic from (stream, shard, first offset, last offset), so a
+//! retried upload overwrites the same key instead of adding a duplicate.
+//! This module only computes strings; it never talks to a store.
+
+use chrono::{DateTime, Utc};
+use rand::RngExt;
+
+/// One piece of a parsed prefix template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    /// `!{timestamp:...}` converted to a chrono format string.
+    Timestamp(String),
+    RandomString,
+    ErrorOutputType,
+}
+
+/// Where a template is used; some expressions are allowed only in one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixKind {
+    Prefix,
+    ErrorOutputPrefix,
+}
+
+/// A parsed `prefix` or `error_output_prefix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+    source: String,
+}
+
+/// Longest prefix accepted as configured (Firehose's limit).
+pub const PREFIX_CHARS_MAX: usize = 1024;
+
+impl KeyTemplate {
+    /// Parses a template, naming the first problem in its message.
+    pub fn parse(source: &str, kind: PrefixKind) -> Result<KeyTemplate, String> {
+        if source.chars().count() > PREFIX_CHARS_MAX {
+            return Err(format!("must be at most {PREFIX_CHARS_MAX} characters"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("!{") {
+            if start > 0 {
+                parts.push(Part::Literal(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err("an expression `!{` is never closed with `}`".into());
+            };
+            let expr = &after[..end];
+            let (ns, value) = expr.split_once(':').unwrap_or((expr, ""));
+            let part = match (ns, value) {
+                ("timestamp", fmt) => Part::Timestamp(java_time_to_chrono(fmt)?),
+                ("firehose", "random-string") => Part::RandomString,
+                ("firehose", "error-output-type") => {
+                    if kind == PrefixKind::Prefix {
+                        return Err("`!{firehose:error-output-type}` is allowed only in error_output_prefix".into());
+                    }
+                    Part::ErrorOutputType
+                }
+                ("partitionKeyFromQuery" | "partitionKeyFromLambda" | "partitionKeyFromTransform", _) => {
+                    return Err(format!(
+                        "`!{{{expr}}}` needs dynamic partitioning, which this stream does not configure"
+                    ));
+                }
+                _ => return Err(format!("unknown expression `!{{{expr}}}`")),
+            };
+            parts.push(part);
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        let has_expr = parts.iter().any(|p| !matches!(p, Part::Literal(_)));
+        if kind == PrefixKind::ErrorOutputPrefix
+            && has_expr
+            && !parts.contains(&Part::ErrorOutputType)
+        {
+            return Err("an error_output_prefix with expressions must contain `!{firehose:error-output-type}`".into());
+        }
+        if !parts.iter().any(|p| matches!(p, Part::Timestamp(_))) {
+            parts.push(Part::Timestamp("%Y/%m/%d/%H/".into()));
+        }
+        Ok(KeyTemplate {
+            parts,
+            source: source.to_string(),
+        })
+    }
+
+    /// The template as configured.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the template for records whose oldest arrival is `at`.
+    pub fn render(&self, at: DateTime<Utc>, error_output_type: Option<&str>) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Timestamp(f) => out.push_str(&at.format(f).to_string()),
+                Part::RandomString => out.push_str(&random_string()),
+                Part::ErrorOutputType => out.push_str(error_output_type.unwrap_or("processing-failed")),
+            }
+        }
+        out
+    }
+}
+
+/// The default error output prefix for a destination prefix without
+/// expressions: Firehose writes errors under `<prefix><error-output-type>/`.
+pub fn default_error_prefix(prefix: &str) -> KeyTemplate {
+    let src = format!("{prefix}!{{firehose:error-output-type}}/");
+    // A literal prefix followed by the one expression always parses.
+    KeyTemplate::parse(&src, PrefixKind::ErrorOutputPrefix).unwrap_or(KeyTemplate {
+        parts: vec![Part::Literal(src.clone())],
+        source: src,
+    })
+}
+
+fn random_string() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..11)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Converts the subset of Java's `DateTimeFormatter` patterns that makes
+/// sense in a key (`yyyy yy MM dd HH mm ss`, and `'quoted'` literals).
+fn java_time_to_chrono(fmt: &str) -> Result<String, String> {
+    if fmt.is_empty() {
+        return Err("`!{timestamp:}` needs a format such as yyyy/MM/dd/HH".into());
+    }
+    let mut out = String::new();
+    let chars: Vec<char> = fmt.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let Some(close) = chars[i + 1..].iter().position(|&x| x == '\'') else {
+                return Err("unclosed quote in timestamp format".into());
+            };
+            for &lc in &chars[i + 1..i + 1 + close] {
+                push_literal(&mut out, lc);
+            }
+            i += close + 2;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&x| x == c).count();
+        let spec = match (c, run) {
+            ('y', 4) | ('u', 4) => "%Y",
+            ('y', 2) | ('u', 2) => "%y",
+            ('M', 2) => "%m",
+            ('d', 2) => "%d",
+            ('H', 2) => "%H",
+            ('m', 2) => "%M",
+            ('s', 2) => "%S",
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!(
+                    "timestamp pattern letter `{}` is not supported (use yyyy, yy, MM, dd, HH, mm, ss)",
+                    c.to_string().repeat(run)
+                ));
+            }
+            _ => {
+                for _ in 0..run {
+                    push_literal(&mut out, c);
+                }
+                i += run;
+                continue;
+            }
+        };
+        out.push_str(spec);
+        i += run;
+    }
+    Ok(out)
+}
+
+fn push_literal(out: &mut String, c: char) {
+    if c == '%' {
+        out.push_str("%%");
+    } else {
+        out.push(c);
+    }
+}
+
+/// The object name after the prefix: deterministic from the batch's place in
+/// the log, so a retry rewrites the same key.
+pub fn object_name(stream: &str, shard: u32, first: u64, last: u64, ext: &str) -> String {
+    format!("{stream}-{shard}-{first:020}-{last:020}{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
+    }
+
+    #[test]
+    fn literal_prefix_gets_hour_path_without_slash() {
+        let t = KeyTemplate::parse("logs", PrefixKind::Prefix).unwrap();
+        assert_eq!(t.render(at(), None), "logs2026/03/04/05/");
+        let t = KeyTemplate::parse("logs/", PrefixKind::Prefix).unwrap();
+        assert_eq!(t.render(at(), None), "logs/2026/03/04/05/");
+        let t = KeyTemplate::parse("", PrefixKind::Prefix).unwrap();
+        assert_eq!(t.render(at(), None), "2026/03/04/05/");
+    }
+
+    #[test]
+    fn timestamp_expression_replaces_the_default_path() {
+        let t = KeyTemplate::parse("y=!{timestamp:yyyy}/m=!{timestamp:MM}/", PrefixKind::Prefix).unwrap();
+        assert_eq!(t.render(at(), None), "y=2026/m=03/");
+        let t = KeyTemplate::parse("!{timestamp:yyyy-MM-dd'T'HH}/", PrefixKind::Prefix).unwrap();
+        assert_eq!(t.render(at(), None), "2026-03-04T05/");
+    }
+
+    #[test]
+    fn error_output_type_only_in_error_prefix() {
+        assert!(KeyTemplate::parse("!{firehose:error-output-type}/", PrefixKind::Prefix).is_err());
+        let t = KeyTemplate::parse("err/!{firehose:error-output-type}/", PrefixKind::ErrorOutputPrefix).unwrap();
+        assert_eq!(t.render(at(), Some("s3-failed")), "err/s3-failed/2026/03/04/05/");
+    }
+
+    #[test]
+    fn error_prefix_with_expressions_needs_the_type() {
+        let e = KeyTemplate::parse("err/!{timestamp:yyyy}/", PrefixKind::ErrorOutputPrefix).unwrap_err();
+        assert!(e.contains("error-output-type"), "{e}");
+    }
+
+    #[test]
+    fn bad_templates_say_why() {
+        assert!(KeyTemplate::parse("a/!{timestamp:yyyy", PrefixKind::Prefix).unwrap_err().contains("never closed"));
+        assert!(KeyTemplate::parse("!{nope:x}", PrefixKind::Prefix).unwrap_err().contains("unknown expression"));
+        assert!(KeyTemplate::parse("!{timestamp:EEE}", PrefixKind::Prefix).unwrap_err().contains("EEE"));
+        assert!(KeyTemplate::parse(&"x".repeat(1025), PrefixKind::Prefix).is_err());
+    }
+
+    #[test]
+    fn random_string_is_eleven_chars_and_varies() {
+        let t = KeyTemplate::parse("!{firehose:random-string}/", PrefixKind::Prefix).unwrap();
+        let a = t.render(at(), None);
+        let b = t.render(at(), None);
+        assert_eq!(a.len(), 12 + "2026/03/04/05/".len());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn object_names_are_deterministic_and_sort_by_offset() {
+        assert_eq!(
+            object_name("s", 2, 10, 19, ".gz"),
+            "s-2-00000000000000000010-00000000000000000019.gz"
+        );
+        assert!(object_name("s", 0, 9, 9, "") < object_name("s", 0, 10, 10, ""));
+    }
+}
