@@ -8,3 +8,5 @@
 pub mod config;
 pub mod delivery;
 pub mod log;
+pub mod encode;
+pub mod sink;

@@ -1,0 +1,49 @@
+//! Destinations. A [`Sink`] delivers one batch and says whether it worked;
+//! it does not retry, buffer or checkpoint. Retries live in one place,
+//! [`retry`], around any sink.
+//!
+//! A sink reports success only once the destination confirmed the batch is
+//! stored: the delivery stage moves the checkpoint on that answer alone.
+
+pub mod object;
+pub mod retry;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::log::frame::Frame;
+
+/// One batch on its way to a destination.
+pub struct Batch<'a> {
+    pub stream: &'a str,
+    pub shard: u32,
+    /// Offsets of the first and last record in the batch.
+    pub first_offset: u64,
+    pub last_offset: u64,
+    /// The object key, for destinations that store objects.
+    pub key: &'a str,
+    /// The encoded (and compressed) object.
+    pub body: &'a Bytes,
+    /// The records themselves, for destinations that take them one by one.
+    pub records: &'a [Frame],
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub message: String,
+    /// False when retrying cannot help (the request itself is wrong); the
+    /// batch still goes through the retry window before the error output, as
+    /// a bucket can be created or a permission granted meanwhile.
+    pub retryable: bool,
+}
+
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Delivers `batch`; Ok only once the destination has confirmed it.
+    async fn deliver(&self, batch: &Batch<'_>) -> Result<(), SinkError>;
+
+    /// What this sink writes to, for logs and errors (`s3://bucket`).
+    fn describe(&self) -> String;
+}
