@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod delivery;
-pub mod log;
 pub mod encode;
+pub mod ingest;
+pub mod log;
+pub mod ops;
 pub mod sink;

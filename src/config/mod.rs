@@ -81,7 +81,7 @@ pub struct Limits {
     /// Largest HTTP request body accepted.
     pub request_bytes_max: usize,
     /// Connections served at once; more wait in the listen backlog.
-    pub connections_max: usize,
+    pub requests_in_flight_max: usize,
     /// Streams that `CreateDeliveryStream` may create.
     pub api_streams_max: usize,
 }
@@ -127,7 +127,9 @@ impl Compression {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
     /// A local directory; buckets are folders below `root`.
-    File { root: PathBuf },
+    File {
+        root: PathBuf,
+    },
     S3(S3Store),
 }
 
@@ -185,7 +187,8 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 /// Parses and validates config text.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let text = interpolate_env(text, |k| std::env::var(k).ok()).map_err(|e| ConfigErrors(vec![e]))?;
+    let text =
+        interpolate_env(text, |k| std::env::var(k).ok()).map_err(|e| ConfigErrors(vec![e]))?;
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
@@ -198,7 +201,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             if message.starts_with(&format!("{path}: ")) {
                 message = message[path.len() + 2..].to_string();
             }
-            ConfigErrors(vec![err(if path == "." { String::new() } else { path }, message)])
+            ConfigErrors(vec![err(
+                if path == "." { String::new() } else { path },
+                message,
+            )])
         })?
     };
     validate(raw)
@@ -220,7 +226,10 @@ pub fn interpolate_env(
         } else if let Some(body) = after.strip_prefix('{') {
             let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
             let Some(end) = body.find('}') else {
-                return Err(err("", format!("line {line}: `${{` is never closed with `}}`")));
+                return Err(err(
+                    "",
+                    format!("line {line}: `${{` is never closed with `}}`"),
+                ));
             };
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
@@ -228,7 +237,10 @@ pub fn interpolate_env(
                 None => (expr, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err("", format!("line {line}: `${{{expr}}}` is not a valid variable name")));
+                return Err(err(
+                    "",
+                    format!("line {line}: `${{{expr}}}` is not a valid variable name"),
+                ));
             }
             match (lookup(name), default) {
                 (Some(v), _) => out.push_str(&v),
@@ -236,7 +248,9 @@ pub fn interpolate_env(
                 (None, None) => {
                     return Err(err(
                         "",
-                        format!("line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"),
+                        format!(
+                            "line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                        ),
                     ));
                 }
             }
@@ -278,7 +292,10 @@ fn range_check<T: PartialOrd + fmt::Display + Copy>(
     max: T,
 ) -> T {
     if value < min || value > max {
-        errors.push(err(path, format!("{value} is out of range ({min} to {max})")));
+        errors.push(err(
+            path,
+            format!("{value} is out of range ({min} to {max})"),
+        ));
     }
     value
 }
@@ -289,12 +306,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let listen = match listen_src.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(e) => {
-            errors.push(err("listen", format!("`{listen_src}` is not an address:port ({e})")));
+            errors.push(err(
+                "listen",
+                format!("`{listen_src}` is not an address:port ({e})"),
+            ));
             SocketAddr::from(([127, 0, 0, 1], 4573))
         }
     };
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./hydrant-data"));
-    let shutdown_secs = range_check(&mut errors, "shutdown_timeout_secs", raw.shutdown_timeout_secs.unwrap_or(30), 1, 3600);
+    let shutdown_secs = range_check(
+        &mut errors,
+        "shutdown_timeout_secs",
+        raw.shutdown_timeout_secs.unwrap_or(30),
+        1,
+        3600,
+    );
 
     let mut access_keys = Vec::new();
     if let Some(auth) = raw.auth {
@@ -303,10 +329,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         }
         for (i, k) in auth.access_keys.into_iter().enumerate() {
             if k.access_key_id.is_empty() {
-                errors.push(err(format!("auth.access_keys[{i}].access_key_id"), "must not be empty"));
+                errors.push(err(
+                    format!("auth.access_keys[{i}].access_key_id"),
+                    "must not be empty",
+                ));
             }
             if k.secret_access_key.is_empty() {
-                errors.push(err(format!("auth.access_keys[{i}].secret_access_key"), "must not be empty"));
+                errors.push(err(
+                    format!("auth.access_keys[{i}].secret_access_key"),
+                    "must not be empty",
+                ));
             }
             access_keys.push(AccessKey {
                 access_key_id: k.access_key_id,
@@ -315,23 +347,68 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         }
     }
     if access_keys.is_empty() && !listen.ip().is_loopback() {
-        errors.push(err("auth", format!("is required when listening on a non-loopback address ({listen})")));
+        errors.push(err(
+            "auth",
+            format!("is required when listening on a non-loopback address ({listen})"),
+        ));
     }
 
     let l = raw.limits.unwrap_or_default();
     let limits = Limits {
-        request_bytes_max: range_check(&mut errors, "limits.request_bytes_max", l.request_bytes_max.unwrap_or(8 << 20), 1 << 20, 64 << 20) as usize,
-        connections_max: range_check(&mut errors, "limits.connections_max", l.connections_max.unwrap_or(1024), 1, 65_536),
-        api_streams_max: range_check(&mut errors, "limits.api_streams_max", l.api_streams_max.unwrap_or(50), 0, 5000),
+        request_bytes_max: range_check(
+            &mut errors,
+            "limits.request_bytes_max",
+            l.request_bytes_max.unwrap_or(8 << 20),
+            1 << 20,
+            64 << 20,
+        ) as usize,
+        requests_in_flight_max: range_check(
+            &mut errors,
+            "limits.requests_in_flight_max",
+            l.requests_in_flight_max.unwrap_or(1024),
+            1,
+            65_536,
+        ),
+        api_streams_max: range_check(
+            &mut errors,
+            "limits.api_streams_max",
+            l.api_streams_max.unwrap_or(50),
+            0,
+            5000,
+        ),
     };
 
     let rl = raw.log.unwrap_or_default();
     let log = LogOptions {
-        segment_bytes: range_check(&mut errors, "log.segment_bytes", rl.segment_bytes.unwrap_or(64 << 20), 1 << 20, 1 << 30),
-        append_queue_max: range_check(&mut errors, "log.append_queue_max", rl.append_queue_max.unwrap_or(1024), 1, 1 << 20),
-        group_commit_bytes_max: range_check(&mut errors, "log.group_commit_bytes_max", rl.group_commit_bytes_max.unwrap_or(16 << 20), 64 << 10, 256 << 20),
+        segment_bytes: range_check(
+            &mut errors,
+            "log.segment_bytes",
+            rl.segment_bytes.unwrap_or(64 << 20),
+            1 << 20,
+            1 << 30,
+        ),
+        append_queue_max: range_check(
+            &mut errors,
+            "log.append_queue_max",
+            rl.append_queue_max.unwrap_or(1024),
+            1,
+            1 << 20,
+        ),
+        group_commit_bytes_max: range_check(
+            &mut errors,
+            "log.group_commit_bytes_max",
+            rl.group_commit_bytes_max.unwrap_or(16 << 20),
+            64 << 10,
+            256 << 20,
+        ),
     };
-    let disk_quota_bytes = range_check(&mut errors, "log.disk_quota_bytes", rl.disk_quota_bytes.unwrap_or(10 << 30), 16 << 20, u64::MAX);
+    let disk_quota_bytes = range_check(
+        &mut errors,
+        "log.disk_quota_bytes",
+        rl.disk_quota_bytes.unwrap_or(10 << 30),
+        16 << 20,
+        u64::MAX,
+    );
     if let Some(f) = rl.fsync.as_deref()
         && f != "always"
     {
@@ -339,7 +416,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     }
 
     let object_store = match raw.object_store {
-        None => StoreConfig::File { root: data_dir.join("buckets") },
+        None => StoreConfig::File {
+            root: data_dir.join("buckets"),
+        },
         Some(s) => store_config(&mut errors, "object_store", &s, &data_dir),
     };
 
@@ -347,7 +426,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
         if !valid_stream_name(&name) {
-            errors.push(err(&path, "a stream name is 1 to 64 characters of letters, digits, `_`, `.` and `-`"));
+            errors.push(err(
+                &path,
+                "a stream name is 1 to 64 characters of letters, digits, `_`, `.` and `-`",
+            ));
         }
         if let Some(sc) = stream_config(&mut errors, &path, &name, s, &object_store, &data_dir) {
             streams.insert(name, sc);
@@ -371,16 +453,29 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn store_config(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore, data_dir: &Path) -> StoreConfig {
+fn store_config(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    s: &RawStore,
+    data_dir: &Path,
+) -> StoreConfig {
     match s.kind.as_deref().unwrap_or("file") {
         "file" => {
-            for (field, set) in [("endpoint", s.endpoint.is_some()), ("region", s.region.is_some()), ("access_key_id", s.access_key_id.is_some())] {
+            for (field, set) in [
+                ("endpoint", s.endpoint.is_some()),
+                ("region", s.region.is_some()),
+                ("access_key_id", s.access_key_id.is_some()),
+            ] {
                 if set {
                     errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));
                 }
             }
             StoreConfig::File {
-                root: s.root.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("buckets")),
+                root: s
+                    .root
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| data_dir.join("buckets")),
             }
         }
         "s3" => {
@@ -390,8 +485,13 @@ fn store_config(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore, data_di
             StoreConfig::S3(s3_store(errors, path, s))
         }
         other => {
-            errors.push(err(format!("{path}.type"), format!("`{other}` is not a store type (s3, file)")));
-            StoreConfig::File { root: data_dir.join("buckets") }
+            errors.push(err(
+                format!("{path}.type"),
+                format!("`{other}` is not a store type (s3, file)"),
+            ));
+            StoreConfig::File {
+                root: data_dir.join("buckets"),
+            }
         }
     }
 }
@@ -400,10 +500,16 @@ fn s3_store(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore) -> S3Store 
     if let Some(ep) = &s.endpoint
         && !(ep.starts_with("http://") || ep.starts_with("https://"))
     {
-        errors.push(err(format!("{path}.endpoint"), format!("`{ep}` must start with http:// or https://")));
+        errors.push(err(
+            format!("{path}.endpoint"),
+            format!("`{ep}` must start with http:// or https://"),
+        ));
     }
     if s.access_key_id.is_some() != s.secret_access_key.is_some() {
-        errors.push(err(path, "access_key_id and secret_access_key must be given together"));
+        errors.push(err(
+            path,
+            "access_key_id and secret_access_key must be given together",
+        ));
     }
     S3Store {
         endpoint: s.endpoint.clone(),
@@ -412,7 +518,11 @@ fn s3_store(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore) -> S3Store 
         secret_access_key: s.secret_access_key.clone(),
         session_token: s.session_token.clone(),
         path_style: s.path_style.unwrap_or(s.endpoint.is_some()),
-        allow_http: s.allow_http.unwrap_or_else(|| s.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
+        allow_http: s.allow_http.unwrap_or_else(|| {
+            s.endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"))
+        }),
     }
 }
 
@@ -424,35 +534,82 @@ fn stream_config(
     default_store: &StoreConfig,
     data_dir: &Path,
 ) -> Option<StreamConfig> {
-    let shards = range_check(errors, &format!("{path}.shards"), s.shards.unwrap_or(4), 1, 256);
+    let shards = range_check(
+        errors,
+        &format!("{path}.shards"),
+        s.shards.unwrap_or(4),
+        1,
+        256,
+    );
     let b = s.buffering.unwrap_or_default();
-    let size_mb = range_check(errors, &format!("{path}.buffering.size_mb"), b.size_mb.unwrap_or(5), 1, 128);
-    let interval = range_check(errors, &format!("{path}.buffering.interval_secs"), b.interval_secs.unwrap_or(300), 0, 900);
+    let size_mb = range_check(
+        errors,
+        &format!("{path}.buffering.size_mb"),
+        b.size_mb.unwrap_or(5),
+        1,
+        128,
+    );
+    let interval = range_check(
+        errors,
+        &format!("{path}.buffering.interval_secs"),
+        b.interval_secs.unwrap_or(300),
+        0,
+        900,
+    );
     let enc = s.encoding.unwrap_or_default();
     let encoding = match enc.format.as_deref().unwrap_or("json_lines") {
         "json_lines" => Encoding::JsonLines {
             delimiter: enc.delimiter.unwrap_or_else(|| "\n".into()).into_bytes(),
         },
         other => {
-            errors.push(err(format!("{path}.encoding.format"), format!("`{other}` is not a format (json_lines)")));
-            Encoding::JsonLines { delimiter: b"\n".to_vec() }
+            errors.push(err(
+                format!("{path}.encoding.format"),
+                format!("`{other}` is not a format (json_lines)"),
+            ));
+            Encoding::JsonLines {
+                delimiter: b"\n".to_vec(),
+            }
         }
     };
     let compression = match s.compression.as_deref().unwrap_or("none") {
         "none" => Compression::None,
         "gzip" => Compression::Gzip,
         other => {
-            errors.push(err(format!("{path}.compression"), format!("`{other}` is not a compression (none, gzip)")));
+            errors.push(err(
+                format!("{path}.compression"),
+                format!("`{other}` is not a compression (none, gzip)"),
+            ));
             Compression::None
         }
     };
-    let retry = range_check(errors, &format!("{path}.retry_duration_secs"), s.retry_duration_secs.unwrap_or(3600), 0, 7200);
-    let uploads = range_check(errors, &format!("{path}.uploads_in_flight_max"), s.uploads_in_flight_max.unwrap_or(4), 1, 64);
+    let retry = range_check(
+        errors,
+        &format!("{path}.retry_duration_secs"),
+        s.retry_duration_secs.unwrap_or(3600),
+        0,
+        7200,
+    );
+    let uploads = range_check(
+        errors,
+        &format!("{path}.uploads_in_flight_max"),
+        s.uploads_in_flight_max.unwrap_or(4),
+        1,
+        64,
+    );
     let Some(d) = s.destination else {
-        errors.push(err(format!("{path}.destination"), "missing: every stream needs a destination"));
+        errors.push(err(
+            format!("{path}.destination"),
+            "missing: every stream needs a destination",
+        ));
         return None;
     };
-    let destination = destination(errors, &format!("{path}.destination"), d, default_store, data_dir)?;
+    let destination = destination(
+        errors,
+        &format!("{path}.destination"),
+        d,
+        default_store,
+        data_dir,
+    )?;
     Some(StreamConfig {
         name: name.to_string(),
         shards,
@@ -491,7 +648,10 @@ fn destination(
         },
         None => {
             if prefix_src.contains("!{") {
-                errors.push(err(format!("{path}.error_output_prefix"), "is required when prefix uses expressions"));
+                errors.push(err(
+                    format!("{path}.error_output_prefix"),
+                    "is required when prefix uses expressions",
+                ));
                 None
             } else {
                 Some(keys::default_error_prefix(&prefix_src))
@@ -501,14 +661,23 @@ fn destination(
     let (kind, store, bucket): (&'static str, StoreConfig, String) = match d.kind.as_str() {
         "s3" => {
             if d.path.is_some() {
-                errors.push(err(format!("{path}.path"), "applies only to `type: file` (s3 takes `bucket`)"));
+                errors.push(err(
+                    format!("{path}.path"),
+                    "applies only to `type: file` (s3 takes `bucket`)",
+                ));
             }
             let Some(bucket) = d.bucket.clone() else {
-                errors.push(err(format!("{path}.bucket"), "missing: an s3 destination needs a bucket"));
+                errors.push(err(
+                    format!("{path}.bucket"),
+                    "missing: an s3 destination needs a bucket",
+                ));
                 return None;
             };
             if !valid_bucket_name(&bucket) {
-                errors.push(err(format!("{path}.bucket"), format!("`{bucket}` is not a valid bucket name (3-63 of a-z 0-9 . -)")));
+                errors.push(err(
+                    format!("{path}.bucket"),
+                    format!("`{bucket}` is not a valid bucket name (3-63 of a-z 0-9 . -)"),
+                ));
             }
             let overrides = RawStore {
                 kind: Some("s3".into()),
@@ -521,7 +690,8 @@ fn destination(
                 path_style: d.path_style,
                 allow_http: d.allow_http,
             };
-            let any_override = d.endpoint.is_some() || d.region.is_some() || d.access_key_id.is_some();
+            let any_override =
+                d.endpoint.is_some() || d.region.is_some() || d.access_key_id.is_some();
             let store = match (default_store, any_override) {
                 (StoreConfig::S3(base), false) => StoreConfig::S3(base.clone()),
                 (StoreConfig::S3(base), true) => {
@@ -541,24 +711,43 @@ fn destination(
                     }
                     StoreConfig::S3(s)
                 }
-                (StoreConfig::File { .. }, _) => StoreConfig::S3(s3_store(errors, path, &overrides)),
+                (StoreConfig::File { .. }, _) => {
+                    StoreConfig::S3(s3_store(errors, path, &overrides))
+                }
             };
             ("s3", store, bucket)
         }
         "file" => {
-            for (field, set) in [("bucket", d.bucket.is_some()), ("endpoint", d.endpoint.is_some()), ("region", d.region.is_some()), ("access_key_id", d.access_key_id.is_some())] {
+            for (field, set) in [
+                ("bucket", d.bucket.is_some()),
+                ("endpoint", d.endpoint.is_some()),
+                ("region", d.region.is_some()),
+                ("access_key_id", d.access_key_id.is_some()),
+            ] {
                 if set {
                     errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));
                 }
             }
             let Some(dir) = d.path.clone() else {
-                errors.push(err(format!("{path}.path"), "missing: a file destination needs a directory"));
+                errors.push(err(
+                    format!("{path}.path"),
+                    "missing: a file destination needs a directory",
+                ));
                 return None;
             };
-            ("file", StoreConfig::File { root: PathBuf::from(dir.clone()) }, String::new())
+            (
+                "file",
+                StoreConfig::File {
+                    root: PathBuf::from(dir.clone()),
+                },
+                String::new(),
+            )
         }
         other => {
-            errors.push(err(format!("{path}.type"), format!("`{other}` is not a destination type (s3, file)")));
+            errors.push(err(
+                format!("{path}.type"),
+                format!("`{other}` is not a destination type (s3, file)"),
+            ));
             return None;
         }
     };

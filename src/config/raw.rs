@@ -38,7 +38,7 @@ pub struct RawAccessKey {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub request_bytes_max: Option<u64>,
-    pub connections_max: Option<usize>,
+    pub requests_in_flight_max: Option<usize>,
     pub api_streams_max: Option<usize>,
 }
 

@@ -51,12 +51,19 @@ fn good_config_gets_defaults_and_inherits_the_store() {
     let l = &c.streams["local"];
     assert_eq!(l.shards, 4);
     assert_eq!(l.buffer_interval, Duration::from_secs(300));
-    assert_eq!(l.encoding, Encoding::JsonLines { delimiter: b"\n".to_vec() });
+    assert_eq!(
+        l.encoding,
+        Encoding::JsonLines {
+            delimiter: b"\n".to_vec()
+        }
+    );
 }
 
 #[test]
 fn misspelled_key_names_its_path() {
-    let e = errors("streams:\n  a:\n    buffering: { size_mbs: 5 }\n    destination: { type: file, path: /x }\n");
+    let e = errors(
+        "streams:\n  a:\n    buffering: { size_mbs: 5 }\n    destination: { type: file, path: /x }\n",
+    );
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("streams.a.buffering"), "{e:?}");
     assert!(e[0].contains("unknown field `size_mbs`"), "{e:?}");
@@ -70,23 +77,47 @@ fn misspelled_top_level_key() {
 
 #[test]
 fn out_of_range_hints_are_all_reported() {
-    let e = errors("streams:\n  a:\n    shards: 0\n    buffering: { size_mb: 129, interval_secs: 901 }\n    destination: { type: file, path: /x }\n");
-    assert!(e.contains(&"streams.a.shards: 0 is out of range (1 to 256)".to_string()), "{e:?}");
-    assert!(e.contains(&"streams.a.buffering.size_mb: 129 is out of range (1 to 128)".to_string()), "{e:?}");
-    assert!(e.contains(&"streams.a.buffering.interval_secs: 901 is out of range (0 to 900)".to_string()), "{e:?}");
+    let e = errors(
+        "streams:\n  a:\n    shards: 0\n    buffering: { size_mb: 129, interval_secs: 901 }\n    destination: { type: file, path: /x }\n",
+    );
+    assert!(
+        e.contains(&"streams.a.shards: 0 is out of range (1 to 256)".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"streams.a.buffering.size_mb: 129 is out of range (1 to 128)".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(
+            &"streams.a.buffering.interval_secs: 901 is out of range (0 to 900)".to_string()
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn missing_bucket_names_the_path() {
     let e = errors("streams:\n  a:\n    destination: { type: s3 }\n");
-    assert_eq!(e, vec!["streams.a.destination.bucket: missing: an s3 destination needs a bucket"]);
+    assert_eq!(
+        e,
+        vec!["streams.a.destination.bucket: missing: an s3 destination needs a bucket"]
+    );
 }
 
 #[test]
 fn missing_destination_and_bad_name() {
     let e = errors("streams:\n  'bad name!':\n    shards: 1\n");
-    assert!(e.iter().any(|m| m.starts_with("streams.bad name!: a stream name")), "{e:?}");
-    assert!(e.iter().any(|m| m.starts_with("streams.bad name!.destination: missing")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.bad name!: a stream name")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.bad name!.destination: missing")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -98,20 +129,38 @@ fn wrong_type_names_the_path() {
 #[test]
 fn unknown_destination_and_compression() {
     let e = errors("streams:\n  a:\n    compression: lz4\n    destination: { type: ftp }\n");
-    assert!(e.iter().any(|m| m.starts_with("streams.a.compression: `lz4`")), "{e:?}");
-    assert!(e.iter().any(|m| m.starts_with("streams.a.destination.type: `ftp`")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.a.compression: `lz4`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.a.destination.type: `ftp`")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn bad_prefix_template_names_the_field() {
-    let e = errors("streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'a/!{nope:1}/' }\n");
-    assert!(e[0].starts_with("streams.a.destination.prefix: unknown expression"), "{e:?}");
+    let e = errors(
+        "streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'a/!{nope:1}/' }\n",
+    );
+    assert!(
+        e[0].starts_with("streams.a.destination.prefix: unknown expression"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn expressions_in_prefix_need_an_error_prefix() {
-    let e = errors("streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'y=!{timestamp:yyyy}/' }\n");
-    assert_eq!(e, vec!["streams.a.destination.error_output_prefix: is required when prefix uses expressions"]);
+    let e = errors(
+        "streams:\n  a:\n    destination: { type: file, path: /x, prefix: 'y=!{timestamp:yyyy}/' }\n",
+    );
+    assert_eq!(
+        e,
+        vec!["streams.a.destination.error_output_prefix: is required when prefix uses expressions"]
+    );
 }
 
 #[test]
@@ -128,7 +177,10 @@ fn env_interpolation() {
     assert_eq!(interpolate_env("a: ${NOPE:-dflt}", get).unwrap(), "a: dflt");
     assert_eq!(interpolate_env("a: $$5 $x", get).unwrap(), "a: $5 $x");
     let e = interpolate_env("x: 1\na: ${NOPE}", get).unwrap_err();
-    assert!(e.message.contains("line 2") && e.message.contains("NOPE"), "{e}");
+    assert!(
+        e.message.contains("line 2") && e.message.contains("NOPE"),
+        "{e}"
+    );
 }
 
 #[test]

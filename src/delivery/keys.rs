@@ -64,7 +64,12 @@ impl KeyTemplate {
                     }
                     Part::ErrorOutputType
                 }
-                ("partitionKeyFromQuery" | "partitionKeyFromLambda" | "partitionKeyFromTransform", _) => {
+                (
+                    "partitionKeyFromQuery"
+                    | "partitionKeyFromLambda"
+                    | "partitionKeyFromTransform",
+                    _,
+                ) => {
                     return Err(format!(
                         "`!{{{expr}}}` needs dynamic partitioning, which this stream does not configure"
                     ));
@@ -106,7 +111,9 @@ impl KeyTemplate {
                 Part::Literal(s) => out.push_str(s),
                 Part::Timestamp(f) => out.push_str(&at.format(f).to_string()),
                 Part::RandomString => out.push_str(&random_string()),
-                Part::ErrorOutputType => out.push_str(error_output_type.unwrap_or("processing-failed")),
+                Part::ErrorOutputType => {
+                    out.push_str(error_output_type.unwrap_or("processing-failed"))
+                }
             }
         }
         out
@@ -217,7 +224,8 @@ mod tests {
 
     #[test]
     fn timestamp_expression_replaces_the_default_path() {
-        let t = KeyTemplate::parse("y=!{timestamp:yyyy}/m=!{timestamp:MM}/", PrefixKind::Prefix).unwrap();
+        let t = KeyTemplate::parse("y=!{timestamp:yyyy}/m=!{timestamp:MM}/", PrefixKind::Prefix)
+            .unwrap();
         assert_eq!(t.render(at(), None), "y=2026/m=03/");
         let t = KeyTemplate::parse("!{timestamp:yyyy-MM-dd'T'HH}/", PrefixKind::Prefix).unwrap();
         assert_eq!(t.render(at(), None), "2026-03-04T05/");
@@ -226,21 +234,41 @@ mod tests {
     #[test]
     fn error_output_type_only_in_error_prefix() {
         assert!(KeyTemplate::parse("!{firehose:error-output-type}/", PrefixKind::Prefix).is_err());
-        let t = KeyTemplate::parse("err/!{firehose:error-output-type}/", PrefixKind::ErrorOutputPrefix).unwrap();
-        assert_eq!(t.render(at(), Some("s3-failed")), "err/s3-failed/2026/03/04/05/");
+        let t = KeyTemplate::parse(
+            "err/!{firehose:error-output-type}/",
+            PrefixKind::ErrorOutputPrefix,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(at(), Some("s3-failed")),
+            "err/s3-failed/2026/03/04/05/"
+        );
     }
 
     #[test]
     fn error_prefix_with_expressions_needs_the_type() {
-        let e = KeyTemplate::parse("err/!{timestamp:yyyy}/", PrefixKind::ErrorOutputPrefix).unwrap_err();
+        let e = KeyTemplate::parse("err/!{timestamp:yyyy}/", PrefixKind::ErrorOutputPrefix)
+            .unwrap_err();
         assert!(e.contains("error-output-type"), "{e}");
     }
 
     #[test]
     fn bad_templates_say_why() {
-        assert!(KeyTemplate::parse("a/!{timestamp:yyyy", PrefixKind::Prefix).unwrap_err().contains("never closed"));
-        assert!(KeyTemplate::parse("!{nope:x}", PrefixKind::Prefix).unwrap_err().contains("unknown expression"));
-        assert!(KeyTemplate::parse("!{timestamp:EEE}", PrefixKind::Prefix).unwrap_err().contains("EEE"));
+        assert!(
+            KeyTemplate::parse("a/!{timestamp:yyyy", PrefixKind::Prefix)
+                .unwrap_err()
+                .contains("never closed")
+        );
+        assert!(
+            KeyTemplate::parse("!{nope:x}", PrefixKind::Prefix)
+                .unwrap_err()
+                .contains("unknown expression")
+        );
+        assert!(
+            KeyTemplate::parse("!{timestamp:EEE}", PrefixKind::Prefix)
+                .unwrap_err()
+                .contains("EEE")
+        );
         assert!(KeyTemplate::parse(&"x".repeat(1025), PrefixKind::Prefix).is_err());
     }
 

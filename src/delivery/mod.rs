@@ -1,4 +1,125 @@
-//! Delivery: reads each shard's durable records, batches them, encodes and
-//! uploads them, and moves the checkpoint only after the store confirmed.
+//! Delivery: reads each shard's durable records, batches them by size or time,
+//! encodes and uploads them, and moves the checkpoint only after the store
+//! confirmed. One task per shard ([`shard`]); batching is pure logic
+//! ([`batcher`]); object keys follow Firehose ([`keys`]).
+//!
+//! Delivery never acknowledges anything to producers and never writes to the
+//! log; it only reads it, trims delivered segments and writes checkpoints.
 
+pub mod batcher;
 pub mod keys;
+mod shard;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamConfig;
+use crate::log::StreamLog;
+use crate::ops::metrics::Metrics;
+use crate::sink::Sink;
+use crate::sink::object::ObjectSink;
+
+/// The checkpoint name of a delivery stream's own consumer.
+pub const CONSUMER: &str = "delivery";
+
+/// What a stream's delivery needs, shared by its shard tasks.
+pub struct StreamContext {
+    pub config: Arc<StreamConfig>,
+    pub log: Arc<StreamLog>,
+    pub sink: Arc<dyn Sink>,
+    /// Where records that cannot be delivered go.
+    pub errors: Arc<ObjectSink>,
+    pub metrics: Arc<Metrics>,
+    last_error: Mutex<Option<String>>,
+    last_delivery_ms: AtomicI64,
+}
+
+impl StreamContext {
+    pub fn new(
+        config: Arc<StreamConfig>,
+        log: Arc<StreamLog>,
+        sink: Arc<dyn Sink>,
+        errors: Arc<ObjectSink>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        StreamContext {
+            config,
+            log,
+            sink,
+            errors,
+            metrics,
+            last_error: Mutex::new(None),
+            last_delivery_ms: AtomicI64::new(0),
+        }
+    }
+
+    pub(crate) fn set_error(&self, e: String) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e);
+        }
+    }
+
+    pub(crate) fn delivered(&self) {
+        self.last_delivery_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Release);
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = None;
+        }
+    }
+
+    /// The last delivery error since the last success, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Epoch milliseconds of the last confirmed delivery (0 if none yet).
+    pub fn last_delivery_ms(&self) -> i64 {
+        self.last_delivery_ms.load(Ordering::Acquire)
+    }
+}
+
+/// A running delivery: one task per shard.
+pub struct Delivery {
+    drain: CancellationToken,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Delivery {
+    pub fn start(ctx: Arc<StreamContext>) -> Delivery {
+        let drain = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for shard in 0..ctx.config.shards {
+            tasks.spawn(shard::run(ctx.clone(), shard, drain.clone(), stop.clone()));
+        }
+        Delivery { drain, stop, tasks }
+    }
+
+    /// Flushes every open batch and delivers every durable record, then
+    /// stops. After `deadline`, abandons what is still uploading (it stays in
+    /// the log and is delivered after restart). True if everything drained.
+    pub async fn shutdown(mut self, deadline: Duration) -> bool {
+        self.drain.cancel();
+        let drained = tokio::time::timeout(deadline, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            self.stop.cancel();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        drained
+    }
+
+    /// Stops at once without flushing (records stay in the log).
+    pub async fn abort(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -14,7 +14,11 @@ use crate::config::{Compression, Encoding};
 use crate::log::frame::Frame;
 
 /// Writes `records` with `encoding`, compressed with `compression`.
-pub fn encode_batch(records: &[Frame], encoding: &Encoding, compression: Compression) -> io::Result<Bytes> {
+pub fn encode_batch(
+    records: &[Frame],
+    encoding: &Encoding,
+    compression: Compression,
+) -> io::Result<Bytes> {
     let raw_len: usize = records.iter().map(|r| r.data.len() + 1).sum();
     match compression {
         Compression::None => {
@@ -24,7 +28,10 @@ pub fn encode_batch(records: &[Frame], encoding: &Encoding, compression: Compres
         }
         Compression::Gzip => {
             // Log lines usually compress 5-10x; start small and let it grow.
-            let mut gz = GzEncoder::new(Vec::with_capacity(raw_len / 4 + 64), flate2::Compression::new(6));
+            let mut gz = GzEncoder::new(
+                Vec::with_capacity(raw_len / 4 + 64),
+                flate2::Compression::new(6),
+            );
             write_records(&mut gz, records, encoding)?;
             Ok(Bytes::from(gz.finish()?))
         }
@@ -68,18 +75,27 @@ mod tests {
     }
 
     fn lines() -> Encoding {
-        Encoding::JsonLines { delimiter: b"\n".to_vec() }
+        Encoding::JsonLines {
+            delimiter: b"\n".to_vec(),
+        }
     }
 
     #[test]
     fn json_lines_adds_a_newline_only_where_missing() {
-        let out = encode_batch(&frames(&["{\"a\":1}", "{\"b\":2}\n"]), &lines(), Compression::None).unwrap();
+        let out = encode_batch(
+            &frames(&["{\"a\":1}", "{\"b\":2}\n"]),
+            &lines(),
+            Compression::None,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"{\"a\":1}\n{\"b\":2}\n");
     }
 
     #[test]
     fn empty_delimiter_is_raw_concatenation() {
-        let enc = Encoding::JsonLines { delimiter: Vec::new() };
+        let enc = Encoding::JsonLines {
+            delimiter: Vec::new(),
+        };
         let out = encode_batch(&frames(&["ab", "cd"]), &enc, Compression::None).unwrap();
         assert_eq!(&out[..], b"abcd");
     }
@@ -90,7 +106,9 @@ mod tests {
         let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
         let out = encode_batch(&frames(&refs), &lines(), Compression::Gzip).unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&out[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text.lines().count(), 1000);
         assert_eq!(text.lines().nth(999), Some("{\"n\":999}"));
         assert_eq!(extension(&lines(), Compression::Gzip), ".gz");

@@ -32,7 +32,11 @@ pub fn read(path: &Path) -> io::Result<Option<u64>> {
     let (Some(off), Some(crc)) = (bytes.get(0..8), bytes.get(8..12)) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("checkpoint {} is {} bytes, expected {CHECKPOINT_BYTES}", path.display(), bytes.len()),
+            format!(
+                "checkpoint {} is {} bytes, expected {CHECKPOINT_BYTES}",
+                path.display(),
+                bytes.len()
+            ),
         ));
     };
     let crc_stored = u32::from_le_bytes(crc.try_into().map_err(io::Error::other)?);
@@ -42,7 +46,9 @@ pub fn read(path: &Path) -> io::Result<Option<u64>> {
             format!("checkpoint {} fails its checksum", path.display()),
         ));
     }
-    Ok(Some(u64::from_le_bytes(off.try_into().map_err(io::Error::other)?)))
+    Ok(Some(u64::from_le_bytes(
+        off.try_into().map_err(io::Error::other)?,
+    )))
 }
 
 /// Atomically replaces the checkpoint with `offset`.
@@ -70,7 +76,10 @@ mod tests {
     #[test]
     fn missing_checkpoint_reads_as_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(&checkpoint_path(dir.path(), "delivery", 0)).unwrap(), None);
+        assert_eq!(
+            read(&checkpoint_path(dir.path(), "delivery", 0)).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    #[error("log disk quota of {limit} bytes reached ({used} bytes in use); retry once delivery frees space")]
+    #[error(
+        "log disk quota of {limit} bytes reached ({used} bytes in use); retry once delivery frees space"
+    )]
     QuotaExceeded { used: u64, limit: u64 },
     #[error("shard {shard}: a record cannot be framed: {source}")]
     Frame {
@@ -128,7 +130,11 @@ pub enum LogError {
         reason: String,
     },
     #[error("shard {shard}: offset {offset} is no longer in the log (oldest is {oldest})")]
-    Trimmed { shard: u32, offset: u64, oldest: u64 },
+    Trimmed {
+        shard: u32,
+        offset: u64,
+        oldest: u64,
+    },
 }
 
 impl LogError {
@@ -321,7 +327,9 @@ impl ShardLog {
             freed += len;
         }
         segment::sync_dir(&self.shared.dir).map_err(io_err(shard, &self.shared.dir))?;
-        self.shared.bytes.fetch_sub(freed.min(self.disk_bytes()), Ordering::AcqRel);
+        self.shared
+            .bytes
+            .fetch_sub(freed.min(self.disk_bytes()), Ordering::AcqRel);
         self.shared.quota.release(freed);
         Ok(freed)
     }

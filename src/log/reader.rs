@@ -60,7 +60,8 @@ impl ShardReader {
         };
         let path = segment::segment_path(&self.shared.dir, base);
         let mut file = File::open(&path).map_err(io_err(shard, &path))?;
-        file.seek(SeekFrom::Start(0)).map_err(io_err(shard, &path))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_err(shard, &path))?;
         self.seg = Some(OpenSegment { base, file });
         self.buf.clear();
         Ok(())
@@ -135,7 +136,10 @@ impl ShardReader {
                     if n == 0 {
                         // End of this segment: move on to the one starting here.
                         let bases = self.shared.segment_bases();
-                        if self.buf.is_empty() && bases.contains(&self.next) && self.next != seg.base {
+                        if self.buf.is_empty()
+                            && bases.contains(&self.next)
+                            && self.next != seg.base
+                        {
                             self.seg = None;
                             continue;
                         }

@@ -26,7 +26,11 @@ fn read_all(log: &ShardLog, from: u64) -> Vec<String> {
         if batch.is_empty() {
             return out;
         }
-        out.extend(batch.into_iter().map(|f| String::from_utf8(f.data.to_vec()).unwrap()));
+        out.extend(
+            batch
+                .into_iter()
+                .map(|f| String::from_utf8(f.data.to_vec()).unwrap()),
+        );
     }
 }
 
@@ -46,7 +50,9 @@ async fn appends_get_consecutive_offsets_and_read_back() {
 #[tokio::test]
 async fn concurrent_appends_are_all_durable_and_distinct() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap());
+    let log = Arc::new(
+        ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap(),
+    );
     let mut tasks = Vec::new();
     for t in 0..8 {
         let log = log.clone();
@@ -91,7 +97,13 @@ async fn segments_roll_and_reads_cross_them() {
 async fn reopen_continues_offsets_after_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let log = ShardLog::open(dir.path(), 0, &LogOptions::default(), DiskQuota::new(u64::MAX)).unwrap();
+        let log = ShardLog::open(
+            dir.path(),
+            0,
+            &LogOptions::default(),
+            DiskQuota::new(u64::MAX),
+        )
+        .unwrap();
         log.append(vec![rec("one"), rec("two")]).await.unwrap();
     }
     // Simulate a crash in the middle of a write: half a frame at the end.
@@ -103,7 +115,13 @@ async fn reopen_continues_offsets_after_a_torn_tail() {
     bytes.extend_from_slice(&half);
     std::fs::write(&path, &bytes).unwrap();
 
-    let log = ShardLog::open(dir.path(), 0, &LogOptions::default(), DiskQuota::new(u64::MAX)).unwrap();
+    let log = ShardLog::open(
+        dir.path(),
+        0,
+        &LogOptions::default(),
+        DiskQuota::new(u64::MAX),
+    )
+    .unwrap();
     assert_eq!(log.durable_end(), 2);
     assert_eq!(log.append(vec![rec("three")]).await.unwrap(), 2..3);
     assert_eq!(read_all(&log, 0), vec!["one", "two", "three"]);
@@ -127,14 +145,23 @@ async fn delete_before_keeps_unread_records_and_frees_quota() {
     assert_eq!(got.len(), 20);
     // Reading below the oldest segment is an error, not silence.
     let mut r = log.reader(0);
-    assert!(matches!(r.read(10, usize::MAX), Err(LogError::Trimmed { .. })));
+    assert!(matches!(
+        r.read(10, usize::MAX),
+        Err(LogError::Trimmed { .. })
+    ));
 }
 
 #[tokio::test]
 async fn quota_refuses_what_does_not_fit_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let one = frame::encoded_len(0, 10) as u64;
-    let log = ShardLog::open(dir.path(), 0, &LogOptions::default(), DiskQuota::new(one * 3)).unwrap();
+    let log = ShardLog::open(
+        dir.path(),
+        0,
+        &LogOptions::default(),
+        DiskQuota::new(one * 3),
+    )
+    .unwrap();
     for _ in 0..3 {
         log.append(vec![rec("0123456789")]).await.unwrap();
     }

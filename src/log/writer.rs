@@ -14,9 +14,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::{
-    AppendRequest, LogError, LogOptions, ShardShared, frame, io_err, segment,
-};
+use super::{AppendRequest, LogError, LogOptions, ShardShared, frame, io_err, segment};
 
 struct Writer {
     shared: Arc<ShardShared>,
@@ -102,7 +100,8 @@ impl Writer {
             let first = next;
             let mut bad = None;
             for r in &req.records {
-                if let Err(source) = frame::encode(&mut self.buf, next, r.arrival_ms, &r.key, &r.data)
+                if let Err(source) =
+                    frame::encode(&mut self.buf, next, r.arrival_ms, &r.key, &r.data)
                 {
                     bad = Some(source);
                     break;
@@ -140,7 +139,9 @@ impl Writer {
             Ok(()) => {
                 self.active_len += self.buf.len() as u64;
                 self.next_offset = next;
-                self.shared.bytes.fetch_add(self.buf.len() as u64, Ordering::AcqRel);
+                self.shared
+                    .bytes
+                    .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
                 self.shared.durable.send_replace(next);
                 for (req, range) in accepted {
                     let _ = req.reply.send(Ok(range));

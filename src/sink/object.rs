@@ -30,7 +30,11 @@ impl ObjectSink {
         };
         match store {
             StoreConfig::File { root } => {
-                let dir = if bucket.is_empty() { root.clone() } else { root.join(bucket) };
+                let dir = if bucket.is_empty() {
+                    root.clone()
+                } else {
+                    root.join(bucket)
+                };
                 std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
                 let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| fail(&e))?;
                 Ok(ObjectSink {

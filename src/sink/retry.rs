@@ -48,15 +48,25 @@ impl RetryPolicy {
 /// How a retried operation ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Delivered { attempts: u32 },
+    Delivered {
+        attempts: u32,
+    },
     /// The retry window closed; the last error says why.
-    GaveUp { attempts: u32, error: SinkError },
+    GaveUp {
+        attempts: u32,
+        error: SinkError,
+    },
     /// A hard stop came first.
     Cancelled,
 }
 
 /// Runs `op` until it succeeds, the window of `policy` closes, or `stop` fires.
-pub async fn retry<F, Fut>(policy: &RetryPolicy, stop: &CancellationToken, mut on_error: impl FnMut(u32, &SinkError), mut op: F) -> Outcome
+pub async fn retry<F, Fut>(
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+    mut on_error: impl FnMut(u32, &SinkError),
+    mut op: F,
+) -> Outcome
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), SinkError>>,
@@ -87,7 +97,11 @@ where
 
 /// Runs `op` until it succeeds or `stop` fires: for writes that must never be
 /// dropped, such as the error output.
-pub async fn retry_forever<F, Fut>(stop: &CancellationToken, on_error: impl FnMut(u32, &SinkError), op: F) -> Outcome
+pub async fn retry_forever<F, Fut>(
+    stop: &CancellationToken,
+    on_error: impl FnMut(u32, &SinkError),
+    op: F,
+) -> Outcome
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), SinkError>>,
@@ -105,15 +119,27 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn fail() -> SinkError {
-        SinkError { message: "down".into(), retryable: true }
+        SinkError {
+            message: "down".into(),
+            retryable: true,
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn succeeds_after_transient_failures() {
         let calls = AtomicU32::new(0);
-        let out = retry(&RetryPolicy::new(Duration::from_secs(60)), &CancellationToken::new(), |_, _| {}, || async {
-            if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(fail()) } else { Ok(()) }
-        })
+        let out = retry(
+            &RetryPolicy::new(Duration::from_secs(60)),
+            &CancellationToken::new(),
+            |_, _| {},
+            || async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(fail())
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .await;
         assert!(matches!(out, Outcome::Delivered { attempts: 4 }), "{out:?}");
     }
@@ -121,7 +147,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_when_the_window_closes() {
         let start = Instant::now();
-        let out = retry(&RetryPolicy::new(Duration::from_secs(10)), &CancellationToken::new(), |_, _| {}, || async { Err(fail()) }).await;
+        let out = retry(
+            &RetryPolicy::new(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_, _| {},
+            || async { Err(fail()) },
+        )
+        .await;
         match out {
             Outcome::GaveUp { attempts, error } => {
                 assert!(attempts >= 4, "attempts {attempts}");
@@ -135,10 +167,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn zero_window_means_one_attempt() {
         let calls = AtomicU32::new(0);
-        let out = retry(&RetryPolicy::new(Duration::ZERO), &CancellationToken::new(), |_, _| {}, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(fail())
-        })
+        let out = retry(
+            &RetryPolicy::new(Duration::ZERO),
+            &CancellationToken::new(),
+            |_, _| {},
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(fail())
+            },
+        )
         .await;
         assert!(matches!(out, Outcome::GaveUp { attempts: 1, .. }));
         assert_eq!(calls.load(Ordering::SeqCst), 1);

@@ -1,0 +1,169 @@
+//! Buffering of one shard's records into batches by size or time, Firehose's
+//! buffering hints. Pure logic on tokio's clock, so it is tested with paused
+//! time; it does no I/O and never decides when the checkpoint moves.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::log::frame::Frame;
+
+/// Records waiting to form one object.
+#[derive(Debug, Default)]
+pub struct OpenBatch {
+    pub records: Vec<Frame>,
+    pub bytes: u64,
+    /// When the first record was added.
+    pub started: Option<Instant>,
+}
+
+/// One shard's batcher: an open batch and the closed ones waiting for upload.
+#[derive(Debug)]
+pub struct Batcher {
+    bytes_max: u64,
+    interval: Duration,
+    open: OpenBatch,
+    ready: VecDeque<Vec<Frame>>,
+}
+
+impl Batcher {
+    pub fn new(bytes_max: u64, interval: Duration) -> Self {
+        Batcher {
+            bytes_max,
+            interval,
+            open: OpenBatch::default(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Adds a record, closing the open batch first if the record would make it
+    /// pass the size hint. A record larger than the hint forms a batch alone.
+    pub fn push(&mut self, frame: Frame, now: Instant) {
+        let len = frame.data.len() as u64;
+        if !self.open.records.is_empty() && self.open.bytes + len > self.bytes_max {
+            self.close();
+        }
+        if self.open.records.is_empty() {
+            self.open.started = Some(now);
+        }
+        self.open.bytes += len;
+        self.open.records.push(frame);
+        if self.open.bytes >= self.bytes_max {
+            self.close();
+        }
+    }
+
+    /// When the open batch must be closed by time, if it holds anything.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.open.started.map(|s| s + self.interval)
+    }
+
+    /// Closes the open batch if its interval has passed.
+    pub fn tick(&mut self, now: Instant) {
+        if self.deadline().is_some_and(|d| d <= now) {
+            self.close();
+        }
+    }
+
+    /// Closes the open batch now, whatever its size (shutdown, drain).
+    pub fn close(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        if !open.records.is_empty() {
+            self.ready.push_back(open.records);
+        }
+    }
+
+    /// The next closed batch, oldest first.
+    pub fn pop_ready(&mut self) -> Option<Vec<Frame>> {
+        self.ready.pop_front()
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.open.records.is_empty()
+    }
+
+    /// The lowest offset held (open or closed), which the checkpoint must not pass.
+    pub fn lowest_offset(&self) -> Option<u64> {
+        self.ready
+            .front()
+            .and_then(|b| b.first())
+            .or_else(|| self.open.records.first())
+            .map(|f| f.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(offset: u64, len: usize) -> Frame {
+        Frame {
+            offset,
+            arrival_ms: 0,
+            key: Bytes::new(),
+            data: Bytes::from(vec![b'x'; len]),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_by_size_without_passing_the_hint() {
+        let mut b = Batcher::new(100, Duration::from_secs(300));
+        let now = Instant::now();
+        for i in 0..5 {
+            b.push(frame(i, 30), now);
+        }
+        let first = b.pop_ready().unwrap();
+        assert_eq!(first.len(), 3); // 90 bytes; a 4th would make 120
+        assert!(b.pop_ready().is_none());
+        assert_eq!(b.lowest_offset(), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exact_fill_closes_immediately() {
+        let mut b = Batcher::new(100, Duration::from_secs(300));
+        b.push(frame(0, 50), Instant::now());
+        b.push(frame(1, 50), Instant::now());
+        assert_eq!(b.pop_ready().map(|v| v.len()), Some(2));
+        assert!(b.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_record_is_a_batch_of_its_own() {
+        let mut b = Batcher::new(100, Duration::from_secs(300));
+        b.push(frame(0, 10), Instant::now());
+        b.push(frame(1, 500), Instant::now());
+        assert_eq!(b.pop_ready().map(|v| v.len()), Some(1));
+        assert_eq!(b.pop_ready().map(|v| v[0].offset), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_by_time_measured_from_the_first_record() {
+        let mut b = Batcher::new(1 << 20, Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(b.deadline(), None);
+        b.push(frame(0, 10), t0);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        b.push(frame(1, 10), Instant::now());
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(60)));
+        b.tick(Instant::now());
+        assert!(!b.has_ready());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        b.tick(Instant::now());
+        assert_eq!(b.pop_ready().map(|v| v.len()), Some(2));
+        assert_eq!(b.deadline(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_interval_closes_on_the_next_tick() {
+        let mut b = Batcher::new(1 << 20, Duration::ZERO);
+        b.push(frame(0, 10), Instant::now());
+        b.tick(Instant::now());
+        assert!(b.has_ready());
+    }
+}

@@ -1,0 +1,460 @@
+//! The delivery loop of one shard: read durable records from the log, batch
+//! them, upload batches (a bounded number at once), and move the checkpoint
+//! past a batch only once the destination confirmed it (or, after the retry
+//! window, the error output did).
+//!
+//! Memory is bounded: one read chunk, one open batch, at most
+//! `uploads_in_flight_max` batches uploading; the loop stops reading while
+//! every upload slot is busy, and the log absorbs the backlog.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::batcher::Batcher;
+use super::keys::object_name;
+use super::{CONSUMER, StreamContext};
+use crate::encode;
+use crate::log::frame::Frame;
+use crate::log::{LogError, ShardReader, checkpoint};
+use crate::ops::metrics::Metrics;
+use crate::sink::Batch;
+use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
+
+/// Records and bytes taken from the log in one blocking read.
+const READ_RECORDS_MAX: usize = 10_000;
+const READ_BYTES_MAX: usize = 4 << 20;
+
+pub(crate) async fn run(
+    ctx: Arc<StreamContext>,
+    shard: u32,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
+    let stream = ctx.config.name.clone();
+    let Some(log) = ctx.log.shard(shard) else {
+        tracing::error!(stream, shard, "no such shard in the log");
+        return;
+    };
+    let ckpt_path = checkpoint::checkpoint_path(ctx.log.dir(), CONSUMER, shard);
+    let start = {
+        let p = ckpt_path.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::read(&p)).await {
+            Ok(Ok(Some(o))) => o,
+            Ok(Ok(None)) => log.oldest_offset(),
+            Ok(Err(e)) => {
+                tracing::error!(stream, shard, error = %e, "checkpoint unreadable; redelivering from the oldest record in the log");
+                log.oldest_offset()
+            }
+            Err(e) => {
+                tracing::error!(stream, shard, error = %e, "checkpoint read task failed");
+                return;
+            }
+        }
+    };
+    let start = start.max(log.oldest_offset());
+    let mut reader = Some(log.reader(start));
+    let mut read_pos = start;
+    let mut committed = start;
+    let mut durable = log.subscribe();
+    let mut batcher = Batcher::new(ctx.config.buffer_bytes, ctx.config.buffer_interval);
+    let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
+    let mut inflight_firsts: BTreeSet<u64> = BTreeSet::new();
+    let uploads_max = ctx.config.uploads_in_flight_max;
+    let mut draining = false;
+    let shard_label = Metrics::shard(&stream, shard);
+
+    loop {
+        while inflight.len() < uploads_max {
+            let Some(records) = batcher.pop_ready() else {
+                break;
+            };
+            if let Some(first) = records.first() {
+                inflight_firsts.insert(first.offset);
+                inflight.spawn(upload(ctx.clone(), shard, records, stop.clone()));
+            }
+        }
+        let mut finished = false;
+        while let Some(res) = inflight.try_join_next() {
+            finished |= complete(&stream, shard, res, &mut inflight_firsts);
+        }
+        if finished {
+            commit(
+                &ctx,
+                log,
+                shard,
+                &ckpt_path,
+                &batcher,
+                &inflight_firsts,
+                read_pos,
+                &mut committed,
+            )
+            .await;
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        if drain.is_cancelled() {
+            draining = true;
+        }
+        let end = *durable.borrow_and_update();
+        ctx.metrics
+            .backlog_records
+            .get_or_create(&shard_label)
+            .set(end.saturating_sub(committed) as i64);
+        ctx.metrics
+            .log_bytes
+            .get_or_create(&shard_label)
+            .set(log.disk_bytes() as i64);
+
+        if read_pos < end && !batcher.has_ready() && inflight.len() < uploads_max {
+            let Some(mut rd) = reader.take() else { break };
+            let res = tokio::task::spawn_blocking(move || {
+                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX);
+                (rd, r)
+            })
+            .await;
+            let (rd, result) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(stream, shard, error = %e, "log read task failed; delivery of this shard stops");
+                    ctx.set_error(format!("shard {shard}: log read task failed: {e}"));
+                    break;
+                }
+            };
+            reader = Some(rd);
+            match result {
+                Ok(frames) => {
+                    let now = Instant::now();
+                    for f in frames {
+                        read_pos = f.offset + 1;
+                        batcher.push(f, now);
+                    }
+                }
+                Err(e) => {
+                    reader = handle_read_error(&ctx, log, shard, e, &mut read_pos, reader);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+            continue;
+        }
+        if draining && read_pos >= end {
+            batcher.close();
+            if batcher.is_empty() && inflight.is_empty() {
+                break;
+            }
+            if batcher.has_ready() && inflight.len() < uploads_max {
+                continue;
+            }
+        }
+        let deadline = batcher.deadline();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(res) = inflight.join_next(), if !inflight.is_empty() => {
+                if complete(&stream, shard, res, &mut inflight_firsts) {
+                    commit(&ctx, log, shard, &ckpt_path, &batcher, &inflight_firsts, read_pos, &mut committed).await;
+                }
+            }
+            _ = drain.cancelled(), if !draining => draining = true,
+            _ = sleep_until_opt(deadline), if deadline.is_some() => batcher.tick(Instant::now()),
+            r = durable.changed(), if !draining && read_pos >= end => {
+                if r.is_err() {
+                    tracing::debug!(stream, shard, "log closed");
+                    draining = true;
+                }
+            }
+        }
+    }
+    tracing::debug!(stream, shard, committed, "shard delivery stopped");
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_read_error(
+    ctx: &StreamContext,
+    log: &crate::log::ShardLog,
+    shard: u32,
+    e: LogError,
+    read_pos: &mut u64,
+    reader: Option<ShardReader>,
+) -> Option<ShardReader> {
+    let stream = &ctx.config.name;
+    match e {
+        LogError::Trimmed { oldest, .. } => {
+            tracing::error!(
+                stream,
+                shard,
+                offset = *read_pos,
+                oldest,
+                "records were removed from the log before delivery; continuing from the oldest"
+            );
+            *read_pos = oldest;
+            Some(log.reader(oldest))
+        }
+        other => {
+            tracing::error!(stream, shard, offset = *read_pos, error = %other, "cannot read the log; retrying");
+            ctx.set_error(other.to_string());
+            // Reopen at the same place: the reader may hold a broken file.
+            Some(
+                reader
+                    .map(|_| log.reader(*read_pos))
+                    .unwrap_or_else(|| log.reader(*read_pos)),
+            )
+        }
+    }
+}
+
+/// Records an upload's end; true if it finished (delivered or in the error
+/// output) so the checkpoint may move.
+fn complete(
+    stream: &str,
+    shard: u32,
+    res: Result<(u64, bool), tokio::task::JoinError>,
+    firsts: &mut BTreeSet<u64>,
+) -> bool {
+    match res {
+        Ok((first, true)) => {
+            firsts.remove(&first);
+            true
+        }
+        // Abandoned at a hard stop: the checkpoint stays below it.
+        Ok((_, false)) => false,
+        Err(e) => {
+            tracing::error!(stream, shard, error = %e, "upload task failed; its records stay in the log");
+            false
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    ctx: &StreamContext,
+    log: &crate::log::ShardLog,
+    shard: u32,
+    path: &std::path::Path,
+    batcher: &Batcher,
+    inflight_firsts: &BTreeSet<u64>,
+    read_pos: u64,
+    committed: &mut u64,
+) {
+    let safe = [
+        inflight_firsts.first().copied(),
+        batcher.lowest_offset(),
+        Some(read_pos),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(read_pos);
+    if safe <= *committed {
+        return;
+    }
+    let p = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || checkpoint::write(&p, safe)).await {
+        Ok(Ok(())) => *committed = safe,
+        Ok(Err(e)) => {
+            tracing::error!(stream = ctx.config.name, shard, error = %e, "cannot write checkpoint");
+            ctx.set_error(format!("shard {shard}: cannot write checkpoint: {e}"));
+            return;
+        }
+        Err(e) => {
+            tracing::error!(stream = ctx.config.name, shard, error = %e, "checkpoint task failed");
+            return;
+        }
+    }
+    // Retention 0 for a delivery stream: a segment goes once delivered.
+    if let Err(e) = log.delete_before(safe) {
+        tracing::warn!(stream = ctx.config.name, shard, error = %e, "cannot delete delivered segments");
+    }
+}
+
+/// Encodes and delivers one batch; returns its first offset and whether it
+/// is finished with (delivered, or written to the error output).
+async fn upload(
+    ctx: Arc<StreamContext>,
+    shard: u32,
+    records: Vec<Frame>,
+    stop: CancellationToken,
+) -> (u64, bool) {
+    let cfg = &ctx.config;
+    let (Some(first), Some(last)) = (
+        records.first().map(|f| f.offset),
+        records.last().map(|f| f.offset),
+    ) else {
+        return (0, true);
+    };
+    let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
+    let (encoding, compression) = (cfg.encoding.clone(), cfg.compression);
+    let encoded = tokio::task::spawn_blocking(move || {
+        let body = encode::encode_batch(&records, &encoding, compression);
+        (records, body)
+    })
+    .await;
+    let (records, body) = match encoded {
+        Ok((records, Ok(body))) => (records, body),
+        Ok((records, Err(e))) => {
+            let reason = format!("encoding failed: {e}");
+            let ok = write_error_output(
+                &ctx,
+                shard,
+                &records,
+                "format-conversion-failed",
+                &reason,
+                1,
+                &stop,
+            )
+            .await;
+            return (first, ok);
+        }
+        Err(e) => {
+            tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
+            return (first, false);
+        }
+    };
+    let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
+    let ext = encode::extension(&cfg.encoding, cfg.compression);
+    let key = format!(
+        "{}{}",
+        cfg.destination.prefix.render(at, None),
+        object_name(&cfg.name, shard, first, last, ext)
+    );
+    let batch = Batch {
+        stream: &cfg.name,
+        shard,
+        first_offset: first,
+        last_offset: last,
+        key: &key,
+        body: &body,
+        records: &records,
+    };
+    let label = Metrics::destination(&cfg.name, cfg.destination.kind);
+    let policy = RetryPolicy::new(cfg.retry_duration);
+    let outcome = retry(
+        &policy,
+        &stop,
+        |attempt, e| {
+            tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
+            ctx.metrics.delivery_retries.get_or_create(&label).inc();
+            ctx.set_error(e.message.clone());
+        },
+        || ctx.sink.deliver(&batch),
+    )
+    .await;
+    match outcome {
+        Outcome::Delivered { .. } => {
+            let m = &ctx.metrics;
+            m.delivery_success.get_or_create(&label).inc();
+            m.delivery_records
+                .get_or_create(&label)
+                .inc_by(records.len() as u64);
+            m.delivery_bytes
+                .get_or_create(&label)
+                .inc_by(body.len() as u64);
+            let age = (Utc::now().timestamp_millis() - oldest_ms).max(0) / 1000;
+            m.data_freshness_seconds
+                .get_or_create(&Metrics::stream(&cfg.name))
+                .set(age);
+            ctx.delivered();
+            tracing::debug!(
+                stream = cfg.name,
+                shard,
+                first,
+                last,
+                key,
+                bytes = body.len(),
+                "delivered"
+            );
+            (first, true)
+        }
+        Outcome::GaveUp { attempts, error } => {
+            ctx.metrics.delivery_failure.get_or_create(&label).inc();
+            tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
+            let kind = format!("{}-failed", cfg.destination.kind);
+            let ok = write_error_output(
+                &ctx,
+                shard,
+                &records,
+                &kind,
+                &error.message,
+                attempts,
+                &stop,
+            )
+            .await;
+            (first, ok)
+        }
+        Outcome::Cancelled => (first, false),
+    }
+}
+
+/// Writes one JSON line per record to the error output, retrying until it is
+/// stored or a hard stop comes: the error output is never dropped.
+async fn write_error_output(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[Frame],
+    output_type: &str,
+    reason: &str,
+    attempts: u32,
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return true;
+    };
+    let now_ms = Utc::now().timestamp_millis();
+    let mut body = Vec::new();
+    for r in records {
+        let line = serde_json::json!({
+            "attemptsMade": attempts,
+            "arrivalTimestamp": r.arrival_ms,
+            "errorCode": output_type,
+            "errorMessage": reason,
+            "attemptEndingTimestamp": now_ms,
+            "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+            "deliveryStreamName": cfg.name,
+            "shard": shard,
+            "offset": r.offset,
+        });
+        body.extend_from_slice(line.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        cfg.destination
+            .error_output_prefix
+            .render(at, Some(output_type)),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    let body = bytes::Bytes::from(body);
+    let outcome = retry_forever(
+        stop,
+        |attempt, e| tracing::error!(stream = cfg.name, shard, key, attempt, error = %e, "cannot write the error output; retrying"),
+        || ctx.errors.put(&key, body.clone()),
+    )
+    .await;
+    match outcome {
+        Outcome::Delivered { .. } => {
+            ctx.metrics
+                .error_output_records
+                .get_or_create(&Metrics::stream(&cfg.name))
+                .inc_by(records.len() as u64);
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,560 @@
+//! The Firehose API (AWS JSON 1.1, `X-Amz-Target: Firehose_20150804.<Op>`):
+//! request parsing and validation with Firehose's limits and error types, and
+//! the operations themselves. Put operations answer only after the log made
+//! every record of the request durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::{
+    self, Compression, Config, Encoding, ObjectDestination, StoreConfig, StreamConfig,
+};
+use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
+use crate::log::AppendRecord;
+use crate::ops::metrics::Metrics;
+use crate::ops::registry::{Origin, RegistryError, StreamEntry};
+
+/// Firehose's limits.
+pub const RECORD_BYTES_MAX: usize = 1_024_000;
+pub const BATCH_RECORDS_MAX: usize = 500;
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "000000000000";
+
+pub fn stream_arn(name: &str) -> String {
+    format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}")
+}
+
+/// Dispatches one operation.
+pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Value, ApiError> {
+    match op {
+        "PutRecord" => put_record(state, parse(body)?).await,
+        "PutRecordBatch" => put_record_batch(state, parse(body)?).await,
+        "ListDeliveryStreams" => list(state, parse(body)?),
+        "DescribeDeliveryStream" => describe(state, parse(body)?),
+        "CreateDeliveryStream" => create(state, body).await,
+        "DeleteDeliveryStream" => delete(state, parse(body)?).await,
+        other => Err(ApiError::unknown_operation(format!(
+            "Firehose_20150804.{other} is not an operation Hydrant implements"
+        ))),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::serialization(format!("cannot parse the request body as JSON: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordIn {
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordIn {
+    delivery_stream_name: Option<Value>,
+    record: Option<RecordIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBatchIn {
+    delivery_stream_name: Option<Value>,
+    records: Option<Vec<RecordIn>>,
+}
+
+/// Checks a stream name as the model does, adding violations to `v`.
+fn check_name(name: Option<&Value>, v: &mut Vec<String>) -> String {
+    match name {
+        None | Some(Value::Null) => {
+            v.push("Value null at 'deliveryStreamName' failed to satisfy constraint: Member must not be null".into());
+            String::new()
+        }
+        Some(Value::String(s)) => {
+            if s.is_empty() || s.len() > config::STREAM_NAME_CHARS_MAX {
+                v.push(format!("Value '{s}' at 'deliveryStreamName' failed to satisfy constraint: Member must have length between 1 and 64"));
+            } else if !config::valid_stream_name(s) {
+                v.push(format!("Value '{s}' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"));
+            }
+            s.clone()
+        }
+        Some(other) => {
+            v.push(format!("Value '{other}' at 'deliveryStreamName' failed to satisfy constraint: Member must be a string"));
+            String::new()
+        }
+    }
+}
+
+/// Decodes a record's base64 data and checks its size.
+fn decode_data(
+    data: Option<&Value>,
+    at: &str,
+    v: &mut Vec<String>,
+) -> Result<Option<Bytes>, ApiError> {
+    let s = match data {
+        None | Some(Value::Null) => {
+            v.push(format!(
+                "Value null at '{at}' failed to satisfy constraint: Member must not be null"
+            ));
+            return Ok(None);
+        }
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ApiError::serialization(format!(
+                "'{at}' must be a base64 string"
+            )));
+        }
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(|e| ApiError::serialization(format!("'{at}' is not valid base64: {e}")))?;
+    if bytes.len() > RECORD_BYTES_MAX {
+        v.push(format!(
+            "Value 'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]' at '{at}' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
+            n = bytes.len()
+        ));
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(bytes)))
+}
+
+fn lookup(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
+    state.registry.get(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "Firehose {name} under account {ACCOUNT} not found."
+        ))
+    })
+}
+
+fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
+    // Opaque to clients; unique across shards and across streams re-created
+    // under the same name.
+    format!("{:020}{:04}{:020}", entry.created_ms.max(0), shard, offset)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Appends the records to one shard; Ok once they are durable.
+async fn append(
+    state: &AppState,
+    entry: &StreamEntry,
+    data: Vec<Bytes>,
+) -> Result<(u32, std::ops::Range<u64>), ApiError> {
+    let shard_no = entry.pick_shard();
+    let Some(shard) = entry.log.shard(shard_no) else {
+        return Err(ApiError::unavailable("shard is not open"));
+    };
+    let n = data.len() as u64;
+    let bytes: u64 = data.iter().map(|d| d.len() as u64).sum();
+    let arrival_ms = now_ms();
+    let records = data
+        .into_iter()
+        .map(|d| AppendRecord {
+            key: Bytes::new(),
+            data: d,
+            arrival_ms,
+        })
+        .collect();
+    let label = Metrics::stream(&entry.config.name);
+    match shard.append(records).await {
+        Ok(range) => {
+            let m = &state.registry.metrics;
+            m.incoming_records.get_or_create(&label).inc_by(n);
+            m.incoming_bytes.get_or_create(&label).inc_by(bytes);
+            m.incoming_put_requests.get_or_create(&label).inc();
+            Ok((shard_no, range))
+        }
+        Err(e) => {
+            state
+                .registry
+                .metrics
+                .throttled_records
+                .get_or_create(&label)
+                .inc_by(n);
+            tracing::warn!(stream = entry.config.name, shard = shard_no, error = %e, "append refused");
+            Err(ApiError::unavailable(if e.is_unavailable() {
+                format!("Slow down. {e}")
+            } else {
+                e.to_string()
+            }))
+        }
+    }
+}
+
+async fn put_record(state: &AppState, req: PutRecordIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let data = match &req.record {
+        None => {
+            v.push(
+                "Value null at 'record' failed to satisfy constraint: Member must not be null"
+                    .into(),
+            );
+            None
+        }
+        Some(r) => decode_data(r.data.as_ref(), "record.data", &mut v)?,
+    };
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let entry = lookup(state, &name)?;
+    let data = data.ok_or_else(|| ApiError::invalid_argument("record data is missing"))?;
+    let (shard, range) = append(state, &entry, vec![data]).await?;
+    Ok(json!({ "RecordId": record_id(&entry, shard, range.start), "Encrypted": false }))
+}
+
+async fn put_record_batch(state: &AppState, req: PutRecordBatchIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let mut data = Vec::new();
+    match &req.records {
+        None => v.push("Value null at 'records' failed to satisfy constraint: Member must not be null".into()),
+        Some(rs) if rs.is_empty() => v.push("Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1".into()),
+        Some(rs) if rs.len() > BATCH_RECORDS_MAX => v.push(format!(
+            "Value '[...{} records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to {BATCH_RECORDS_MAX}",
+            rs.len()
+        )),
+        Some(rs) => {
+            for (i, r) in rs.iter().enumerate() {
+                if let Some(d) = decode_data(r.data.as_ref(), &format!("records.{}.member.data", i + 1), &mut v)? {
+                    data.push(d);
+                }
+            }
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let total: usize = data.iter().map(Bytes::len).sum();
+    if total > BATCH_BYTES_MAX {
+        return Err(ApiError::invalid_argument(
+            "Records size exceeds 4 MB limit",
+        ));
+    }
+    let entry = lookup(state, &name)?;
+    let n = data.len();
+    match append(state, &entry, data).await {
+        Ok((shard, range)) => {
+            let responses: Vec<Value> = range
+                .map(|o| json!({ "RecordId": record_id(&entry, shard, o) }))
+                .collect();
+            Ok(json!({ "FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses }))
+        }
+        // Firehose reports a refused batch per record with HTTP 200, so that
+        // clients re-send only what failed.
+        Err(e) if e.kind == "ServiceUnavailableException" => {
+            let responses: Vec<Value> = (0..n)
+                .map(|_| json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": e.message }))
+                .collect();
+            Ok(json!({ "FailedPutCount": n, "Encrypted": false, "RequestResponses": responses }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListIn {
+    limit: Option<i64>,
+    delivery_stream_type: Option<String>,
+    exclusive_start_delivery_stream_name: Option<String>,
+}
+
+fn list(state: &AppState, req: ListIn) -> Result<Value, ApiError> {
+    let limit = req.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation(&[format!(
+            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+        )]));
+    }
+    if let Some(t) = &req.delivery_stream_type
+        && t != "DirectPut"
+    {
+        return Ok(json!({ "DeliveryStreamNames": [], "HasMoreDeliveryStreams": false }));
+    }
+    let names: Vec<String> = state
+        .registry
+        .all()
+        .into_iter()
+        .map(|e| e.config.name.clone())
+        .filter(|n| {
+            req.exclusive_start_delivery_stream_name
+                .as_ref()
+                .is_none_or(|s| n > s)
+        })
+        .collect();
+    let more = names.len() > limit as usize;
+    let page: Vec<String> = names.into_iter().take(limit as usize).collect();
+    Ok(json!({ "DeliveryStreamNames": page, "HasMoreDeliveryStreams": more }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameIn {
+    delivery_stream_name: Option<Value>,
+    #[allow(dead_code)]
+    allow_force_delete: Option<bool>,
+    #[allow(dead_code)]
+    limit: Option<i64>,
+    #[allow(dead_code)]
+    exclusive_start_destination_id: Option<String>,
+}
+
+fn describe(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let entry = lookup(state, &name)?;
+    Ok(json!({ "DeliveryStreamDescription": description(&entry) }))
+}
+
+fn compression_name(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "UNCOMPRESSED",
+        Compression::Gzip => "GZIP",
+    }
+}
+
+fn description(entry: &StreamEntry) -> Value {
+    let c = &entry.config;
+    let d = &c.destination;
+    let bucket_arn = match &d.store {
+        StoreConfig::S3(_) => format!("arn:aws:s3:::{}", d.bucket),
+        StoreConfig::File { root } => format!("file://{}", root.join(&d.bucket).display()),
+    };
+    let error_prefix = entry
+        .api_request
+        .as_ref()
+        .and_then(|r| destination_config(r).and_then(|(_, d)| d.get("ErrorOutputPrefix").cloned()))
+        .unwrap_or_else(|| Value::String(d.error_output_prefix.source().to_string()));
+    let s3 = json!({
+        "RoleARN": entry.api_request.as_ref().and_then(|r| destination_config(r).and_then(|(_, d)| d.get("RoleARN").cloned())).unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
+        "BucketARN": bucket_arn,
+        "Prefix": d.prefix.source(),
+        "ErrorOutputPrefix": error_prefix,
+        "BufferingHints": {
+            "SizeInMBs": c.buffer_bytes >> 20,
+            "IntervalInSeconds": c.buffer_interval.as_secs(),
+        },
+        "CompressionFormat": compression_name(c.compression),
+        "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
+    });
+    let created = entry.created_ms as f64 / 1000.0;
+    json!({
+        "DeliveryStreamName": c.name,
+        "DeliveryStreamARN": stream_arn(&c.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut",
+        "VersionId": "1",
+        "CreateTimestamp": created,
+        "LastUpdateTimestamp": created,
+        "Source": {},
+        "Destinations": [{
+            "DestinationId": "destinationId-000000000001",
+            "ExtendedS3DestinationDescription": s3.clone(),
+            "S3DestinationDescription": s3,
+        }],
+        "HasMoreDestinations": false,
+    })
+}
+
+const DESTINATION_KEYS: &[&str] = &[
+    "S3DestinationConfiguration",
+    "ExtendedS3DestinationConfiguration",
+    "RedshiftDestinationConfiguration",
+    "ElasticsearchDestinationConfiguration",
+    "AmazonopensearchserviceDestinationConfiguration",
+    "AmazonOpenSearchServerlessDestinationConfiguration",
+    "SplunkDestinationConfiguration",
+    "HttpEndpointDestinationConfiguration",
+    "SnowflakeDestinationConfiguration",
+    "IcebergDestinationConfiguration",
+];
+
+fn destination_config(req: &Value) -> Option<(&'static str, &Value)> {
+    DESTINATION_KEYS
+        .iter()
+        .find_map(|k| req.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+}
+
+/// Builds a stream's config from a `CreateDeliveryStream` request. Used when
+/// the stream is created and again when the daemon restarts.
+pub fn stream_config_from_request(
+    name: &str,
+    req: &Value,
+    cfg: &Config,
+) -> Result<StreamConfig, ApiError> {
+    let present: Vec<&str> = DESTINATION_KEYS
+        .iter()
+        .copied()
+        .filter(|k| req.get(*k).is_some_and(|v| !v.is_null()))
+        .collect();
+    if present.len() != 1 {
+        return Err(ApiError::invalid_argument(
+            "Exactly one destination configuration is supported for a Firehose",
+        ));
+    }
+    let (kind, d) = destination_config(req)
+        .ok_or_else(|| ApiError::invalid_argument("a destination configuration is required"))?;
+    if kind != "ExtendedS3DestinationConfiguration" && kind != "S3DestinationConfiguration" {
+        return Err(ApiError::invalid_argument(format!(
+            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration"
+        )));
+    }
+    match req.get("DeliveryStreamType").and_then(Value::as_str) {
+        None | Some("DirectPut") => {}
+        Some(t) => {
+            return Err(ApiError::invalid_argument(format!(
+                "DeliveryStreamType {t} is not supported by Hydrant; use DirectPut"
+            )));
+        }
+    }
+    let str_field = |k: &str| d.get(k).and_then(Value::as_str);
+    let bucket_arn = str_field("BucketARN").ok_or_else(|| {
+        ApiError::validation(&[format!(
+            "Value null at '{kind}.bucketARN' failed to satisfy constraint: Member must not be null"
+        )])
+    })?;
+    let bucket = bucket_arn
+        .strip_prefix("arn:aws:s3:::")
+        .filter(|b| config::valid_bucket_name(b))
+        .ok_or_else(|| ApiError::invalid_argument(format!("BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name")))?;
+    let prefix_src = str_field("Prefix").unwrap_or("");
+    let prefix = KeyTemplate::parse(prefix_src, PrefixKind::Prefix)
+        .map_err(|e| ApiError::invalid_argument(format!("Prefix: {e}")))?;
+    let error_output_prefix = match str_field("ErrorOutputPrefix") {
+        Some(s) => KeyTemplate::parse(s, PrefixKind::ErrorOutputPrefix)
+            .map_err(|e| ApiError::invalid_argument(format!("ErrorOutputPrefix: {e}")))?,
+        None if prefix_src.contains("!{") => {
+            return Err(ApiError::invalid_argument(
+                "ErrorOutputPrefix is required when Prefix uses expressions",
+            ));
+        }
+        None => keys::default_error_prefix(prefix_src),
+    };
+    let hints = d.get("BufferingHints");
+    let size_mb = hints
+        .and_then(|h| h.get("SizeInMBs"))
+        .and_then(Value::as_u64)
+        .unwrap_or(5);
+    let interval = hints
+        .and_then(|h| h.get("IntervalInSeconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(300);
+    let mut v = Vec::new();
+    if !(1..=128).contains(&size_mb) {
+        v.push(format!("Value '{size_mb}' at '{kind}.bufferingHints.sizeInMBs' failed to satisfy constraint: Member must have value between 1 and 128"));
+    }
+    if interval > 900 {
+        v.push(format!("Value '{interval}' at '{kind}.bufferingHints.intervalInSeconds' failed to satisfy constraint: Member must have value between 0 and 900"));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let compression = match str_field("CompressionFormat").unwrap_or("UNCOMPRESSED") {
+        "UNCOMPRESSED" => Compression::None,
+        "GZIP" => Compression::Gzip,
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "CompressionFormat {other} is not supported by Hydrant (UNCOMPRESSED, GZIP)"
+            )));
+        }
+    };
+    let append_delimiter = d
+        .get("ProcessingConfiguration")
+        .filter(|p| p.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
+        .and_then(|p| p.get("Processors"))
+        .and_then(Value::as_array)
+        .is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p.get("Type").and_then(Value::as_str) == Some("AppendDelimiterToRecord"))
+        });
+    Ok(StreamConfig {
+        name: name.to_string(),
+        shards: 4,
+        buffer_bytes: size_mb << 20,
+        buffer_interval: Duration::from_secs(interval),
+        encoding: Encoding::JsonLines {
+            delimiter: if append_delimiter {
+                b"\n".to_vec()
+            } else {
+                Vec::new()
+            },
+        },
+        compression,
+        retry_duration: Duration::from_secs(3600),
+        uploads_in_flight_max: 4,
+        destination: ObjectDestination {
+            kind: "s3",
+            store: cfg.object_store.clone(),
+            bucket: bucket.to_string(),
+            prefix,
+            error_output_prefix,
+        },
+    })
+}
+
+async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+    let req: Value = parse(body)?;
+    let mut v = Vec::new();
+    let name = check_name(req.get("DeliveryStreamName"), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    if state.registry.get(&name).is_some() {
+        return Err(ApiError::in_use(format!(
+            "Firehose {name} under accountId {ACCOUNT} already exists"
+        )));
+    }
+    let cfg = stream_config_from_request(&name, &req, &state.registry.config)?;
+    match state.registry.create(cfg, req).await {
+        Ok(_) => Ok(json!({ "DeliveryStreamARN": stream_arn(&name) })),
+        Err(RegistryError::Exists(_)) => Err(ApiError::in_use(format!(
+            "Firehose {name} under accountId {ACCOUNT} already exists"
+        ))),
+        Err(RegistryError::Limit(n)) => Err(ApiError::limit_exceeded(format!(
+            "You have already consumed your firehose quota of {n} hoses. Firehose names: …"
+        ))),
+        Err(e) => Err(ApiError::invalid_argument(e.to_string())),
+    }
+}
+
+async fn delete(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let entry = lookup(state, &name)?;
+    if entry.origin == Origin::Yaml {
+        return Err(ApiError::in_use(format!(
+            "Firehose {name} is defined in the configuration file and cannot be deleted through the API"
+        )));
+    }
+    match state.registry.delete(&name).await {
+        Ok(()) => Ok(json!({})),
+        Err(RegistryError::NotFound(_)) => Err(ApiError::not_found(format!(
+            "Firehose {name} under account {ACCOUNT} not found."
+        ))),
+        Err(e) => Err(ApiError::in_use(e.to_string())),
+    }
+}

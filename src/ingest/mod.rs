@@ -1,0 +1,241 @@
+//! Ingest: the HTTP front door. One listener serves the Firehose API
+//! (`POST /` with `X-Amz-Target`), NDJSON (`POST /v1/streams/{name}/records`),
+//! and `/health`, `/ready`, `/metrics`.
+//!
+//! A put is answered only after the log made all of its records durable; a
+//! request that fails validation writes nothing. Ingest never talks to a
+//! destination.
+
+pub mod error;
+pub mod firehose;
+pub mod ndjson;
+pub mod sigv4;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::ops::metrics::Metrics;
+use crate::ops::registry::Registry;
+use error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    /// Requests being served at once; more wait for a permit.
+    pub in_flight: Arc<Semaphore>,
+    /// False once shutdown began: new puts are refused.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        let n = registry.config.limits.requests_in_flight_max;
+        AppState {
+            registry,
+            in_flight: Arc::new(Semaphore::new(n)),
+            accepting: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(aws_json))
+        .route("/v1/streams/{name}/records", post(ndjson_put))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Reads the body up to the configured limit.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let max = state.registry.config.limits.request_bytes_max;
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "InvalidArgumentException",
+            format!("request body exceeds the limit of {max} bytes (limits.request_bytes_max)"),
+        )
+    })
+}
+
+fn authenticate(
+    state: &AppState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let keys = &state.registry.config.access_keys;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sigv4::verify(
+        method,
+        uri.path(),
+        uri.query().unwrap_or(""),
+        headers,
+        body,
+        keys,
+        chrono::Utc::now(),
+    )
+}
+
+fn json_response(value: serde_json::Value) -> Response {
+    let mut resp = (StatusCode::OK, value.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
+        return ApiError::unavailable("shutting down").into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&state, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
+        return e.into_response();
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(op) = target.strip_prefix("Firehose_20150804.") else {
+        return ApiError::unknown_operation(if target.is_empty() {
+            "the X-Amz-Target header is missing".to_string()
+        } else {
+            format!("{target} is not an operation Hydrant implements")
+        })
+        .into_response();
+    };
+    if op.starts_with("Put") && !state.accepting.load(Ordering::Acquire) {
+        return ApiError::unavailable(
+            "Hydrant is shutting down; retry against another instance or after restart",
+        )
+        .into_response();
+    }
+    let result = firehose::dispatch(&state, op, &body).await;
+    if op.starts_with("Put") {
+        state
+            .registry
+            .metrics
+            .put_latency_seconds
+            .get_or_create(&Metrics::operation(op))
+            .observe(started.elapsed().as_secs_f64());
+    }
+    match result {
+        Ok(v) => json_response(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ndjson_put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
+        return ndjson::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&state, body).await {
+        Ok(b) => b,
+        Err(e) => return ndjson::error(e.status, &e.message, None),
+    };
+    if let Err(e) = authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
+        return ndjson::error(
+            StatusCode::FORBIDDEN,
+            &format!("{}: {}", e.kind, e.message),
+            None,
+        );
+    }
+    if !state.accepting.load(Ordering::Acquire) {
+        return ndjson::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    }
+    let resp = ndjson::put(&state, &name, body).await;
+    state
+        .registry
+        .metrics
+        .put_latency_seconds
+        .get_or_create(&Metrics::operation("NdjsonPut"))
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let accepting = state.accepting.load(Ordering::Acquire);
+    let status = if accepting {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({ "status": if accepting { "ok" } else { "shutting down" } })),
+    )
+        .into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    let q = state.registry.quota();
+    if q.used() >= q.limit() {
+        problems.push(format!(
+            "log disk quota reached ({} of {} bytes)",
+            q.used(),
+            q.limit()
+        ));
+    }
+    for e in state.registry.all() {
+        if let Some(err) = e.ctx.last_error() {
+            problems.push(format!("stream {}: {err}", e.config.name));
+        }
+    }
+    if !state.accepting.load(Ordering::Acquire) {
+        problems.push("shutting down".into());
+    }
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({ "ready": problems.is_empty(), "problems": problems })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut resp = state.registry.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}

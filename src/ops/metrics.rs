@@ -1,0 +1,193 @@
+//! Prometheus metrics, named after Firehose's CloudWatch metrics where one
+//! exists (`incoming_records`, `delivery_success`, `data_freshness_seconds`).
+//! Every series is labelled with its stream; shard-level gauges add the shard.
+//! Stages only increment counters here; rendering happens on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    pub stream: String,
+    pub shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub stream: String,
+    pub destination: String,
+}
+
+type LatencyFamily = Family<OperationLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// All metrics of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    pub incoming_records: Family<StreamLabel, Counter>,
+    pub incoming_bytes: Family<StreamLabel, Counter>,
+    pub incoming_put_requests: Family<StreamLabel, Counter>,
+    pub throttled_records: Family<StreamLabel, Counter>,
+    pub put_latency_seconds: LatencyFamily,
+    pub delivery_records: Family<DestinationLabel, Counter>,
+    pub delivery_bytes: Family<DestinationLabel, Counter>,
+    pub delivery_success: Family<DestinationLabel, Counter>,
+    pub delivery_failure: Family<DestinationLabel, Counter>,
+    pub delivery_retries: Family<DestinationLabel, Counter>,
+    pub error_output_records: Family<StreamLabel, Counter>,
+    pub data_freshness_seconds: Family<StreamLabel, Gauge>,
+    pub backlog_records: Family<ShardLabel, Gauge>,
+    pub log_bytes: Family<ShardLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hydrant");
+        let m = Metrics {
+            incoming_records: Family::default(),
+            incoming_bytes: Family::default(),
+            incoming_put_requests: Family::default(),
+            throttled_records: Family::default(),
+            put_latency_seconds: Family::new_with_constructor(latency_histogram),
+            delivery_records: Family::default(),
+            delivery_bytes: Family::default(),
+            delivery_success: Family::default(),
+            delivery_failure: Family::default(),
+            delivery_retries: Family::default(),
+            error_output_records: Family::default(),
+            data_freshness_seconds: Family::default(),
+            backlog_records: Family::default(),
+            log_bytes: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "incoming_records",
+            "Records accepted (durable) by ingest",
+            m.incoming_records.clone(),
+        );
+        registry.register(
+            "incoming_bytes",
+            "Bytes of record data accepted by ingest",
+            m.incoming_bytes.clone(),
+        );
+        registry.register(
+            "incoming_put_requests",
+            "Put requests that wrote records",
+            m.incoming_put_requests.clone(),
+        );
+        registry.register(
+            "throttled_records",
+            "Records refused because the log was full or unavailable",
+            m.throttled_records.clone(),
+        );
+        registry.register(
+            "put_latency_seconds",
+            "Time from request to acknowledgement, by operation",
+            m.put_latency_seconds.clone(),
+        );
+        registry.register(
+            "delivery_records",
+            "Records confirmed by the destination",
+            m.delivery_records.clone(),
+        );
+        registry.register(
+            "delivery_bytes",
+            "Object bytes confirmed by the destination",
+            m.delivery_bytes.clone(),
+        );
+        registry.register(
+            "delivery_success",
+            "Batches confirmed by the destination",
+            m.delivery_success.clone(),
+        );
+        registry.register(
+            "delivery_failure",
+            "Batches that exhausted their retry window",
+            m.delivery_failure.clone(),
+        );
+        registry.register(
+            "delivery_retries",
+            "Failed delivery attempts that were retried",
+            m.delivery_retries.clone(),
+        );
+        registry.register(
+            "error_output_records",
+            "Records written to the error output",
+            m.error_output_records.clone(),
+        );
+        registry.register(
+            "data_freshness_seconds",
+            "Age of the oldest record in the last delivered batch",
+            m.data_freshness_seconds.clone(),
+        );
+        registry.register(
+            "backlog_records",
+            "Durable records not yet delivered, per shard",
+            m.backlog_records.clone(),
+        );
+        registry.register(
+            "log_bytes",
+            "Bytes of log segments on disk, per shard",
+            m.log_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn stream(name: &str) -> StreamLabel {
+        StreamLabel {
+            stream: name.to_string(),
+        }
+    }
+
+    pub fn shard(name: &str, shard: u32) -> ShardLabel {
+        ShardLabel {
+            stream: name.to_string(),
+            shard: shard.to_string(),
+        }
+    }
+
+    pub fn destination(name: &str, destination: &str) -> DestinationLabel {
+        DestinationLabel {
+            stream: name.to_string(),
+            destination: destination.to_string(),
+        }
+    }
+
+    pub fn operation(op: &str) -> OperationLabel {
+        OperationLabel {
+            operation: op.to_string(),
+        }
+    }
+}

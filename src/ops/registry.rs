@@ -1,0 +1,336 @@
+//! The streams the daemon runs: those from YAML and those created through
+//! `CreateDeliveryStream` (persisted as JSON beside the log so they survive a
+//! restart). Starting a stream opens its log and starts its delivery;
+//! stopping drains it. YAML wins on a name clash, and a YAML stream cannot be
+//! deleted through the API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::config::{Config, StreamConfig};
+use crate::delivery::{Delivery, StreamContext};
+use crate::log::{DiskQuota, StreamLog};
+use crate::ops::metrics::Metrics;
+use crate::sink::Sink;
+use crate::sink::object::ObjectSink;
+
+/// Where a stream's definition came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Yaml,
+    Api,
+}
+
+/// A running stream.
+pub struct StreamEntry {
+    pub config: Arc<StreamConfig>,
+    pub origin: Origin,
+    /// Epoch milliseconds when the stream was created (API) or first started.
+    pub created_ms: i64,
+    /// The `CreateDeliveryStream` request, for API streams.
+    pub api_request: Option<serde_json::Value>,
+    pub log: Arc<StreamLog>,
+    pub ctx: Arc<StreamContext>,
+    delivery: tokio::sync::Mutex<Option<Delivery>>,
+    next_shard: AtomicU32,
+}
+
+impl StreamEntry {
+    /// The shard the next put request goes to (round robin).
+    pub fn pick_shard(&self) -> u32 {
+        self.next_shard.fetch_add(1, Ordering::Relaxed) % self.config.shards.max(1)
+    }
+
+    /// Drains and stops delivery (idempotent).
+    pub async fn stop(&self, deadline: Duration) -> bool {
+        let d = self.delivery.lock().await.take();
+        match d {
+            Some(d) => d.shutdown(deadline).await,
+            None => true,
+        }
+    }
+}
+
+/// Why a stream could not be started, created or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("stream {0} already exists")]
+    Exists(String),
+    #[error("stream {0} not found")]
+    NotFound(String),
+    #[error("stream {0} is defined in the config file and cannot be deleted through the API")]
+    DefinedInConfig(String),
+    #[error("the limit of {0} streams created through the API is reached")]
+    Limit(usize),
+    #[error("stream {stream}: {message}")]
+    Start { stream: String, message: String },
+}
+
+pub struct Registry {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    quota: Arc<DiskQuota>,
+    streams: RwLock<BTreeMap<String, Arc<StreamEntry>>>,
+    /// Serializes create and delete.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Registry> {
+        let quota = DiskQuota::new(config.disk_quota_bytes);
+        Arc::new(Registry {
+            config,
+            metrics,
+            quota,
+            streams: RwLock::new(BTreeMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn quota(&self) -> &DiskQuota {
+        &self.quota
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<StreamEntry>>> {
+        self.streams.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<StreamEntry>>> {
+        self.streams.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<StreamEntry>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every stream, sorted by name.
+    pub fn all(&self) -> Vec<Arc<StreamEntry>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn stream_dir(&self, name: &str) -> PathBuf {
+        self.config.data_dir.join("streams").join(name)
+    }
+
+    fn api_dir(&self) -> PathBuf {
+        self.config.data_dir.join("api-streams")
+    }
+
+    fn api_spec_path(&self, name: &str) -> PathBuf {
+        self.api_dir().join(format!("{name}.json"))
+    }
+
+    /// Opens the log and starts the delivery of one stream.
+    fn start(
+        &self,
+        config: StreamConfig,
+        origin: Origin,
+        created_ms: i64,
+        api_request: Option<serde_json::Value>,
+    ) -> Result<Arc<StreamEntry>, RegistryError> {
+        let name = config.name.clone();
+        let fail = |message: String| RegistryError::Start {
+            stream: name.clone(),
+            message,
+        };
+        let log = StreamLog::open(
+            &self.stream_dir(&name),
+            config.shards,
+            &self.config.log,
+            self.quota.clone(),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let dest = &config.destination;
+        let sink =
+            Arc::new(ObjectSink::new(&dest.store, &dest.bucket).map_err(|e| fail(e.message))?);
+        let config = Arc::new(config);
+        let ctx = Arc::new(StreamContext::new(
+            config.clone(),
+            Arc::new(log),
+            sink.clone() as Arc<dyn Sink>,
+            sink,
+            self.metrics.clone(),
+        ));
+        let delivery = Delivery::start(ctx.clone());
+        tracing::info!(stream = name, shards = config.shards, destination = %ctx.sink.describe(), origin = ?origin, "stream started");
+        Ok(Arc::new(StreamEntry {
+            config,
+            origin,
+            created_ms,
+            api_request,
+            log: ctx.log.clone(),
+            ctx,
+            delivery: tokio::sync::Mutex::new(Some(delivery)),
+            next_shard: AtomicU32::new(0),
+        }))
+    }
+
+    /// Starts every YAML stream, then every persisted API stream whose name
+    /// YAML does not use. `from_request` rebuilds an API stream's config.
+    pub fn start_all(
+        &self,
+        from_request: impl Fn(&str, &serde_json::Value, &Config) -> Result<StreamConfig, String>,
+    ) -> Result<(), RegistryError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        for cfg in self.config.streams.values() {
+            let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;
+            self.write().insert(cfg.name.clone(), e);
+        }
+        for (name, created_ms, request) in read_api_specs(&self.api_dir()) {
+            if self.config.streams.contains_key(&name) {
+                tracing::warn!(
+                    stream = name,
+                    "a stream created through the API has the name of a YAML stream; the YAML stream wins"
+                );
+                continue;
+            }
+            match from_request(&name, &request, &self.config) {
+                Ok(cfg) => {
+                    let e = self.start(cfg, Origin::Api, created_ms, Some(request))?;
+                    self.write().insert(name, e);
+                }
+                Err(msg) => tracing::error!(
+                    stream = name,
+                    error = msg,
+                    "cannot restore a stream created through the API"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates, persists and starts a stream defined through the API.
+    pub async fn create(
+        &self,
+        config: StreamConfig,
+        request: serde_json::Value,
+    ) -> Result<Arc<StreamEntry>, RegistryError> {
+        let _g = self.admin.lock().await;
+        let name = config.name.clone();
+        if self.get(&name).is_some() {
+            return Err(RegistryError::Exists(name));
+        }
+        let api_count = self
+            .all()
+            .iter()
+            .filter(|e| e.origin == Origin::Api)
+            .count();
+        if api_count >= self.config.limits.api_streams_max {
+            return Err(RegistryError::Limit(self.config.limits.api_streams_max));
+        }
+        let created_ms = chrono::Utc::now().timestamp_millis();
+        let fail = |e: std::io::Error| RegistryError::Start {
+            stream: name.clone(),
+            message: e.to_string(),
+        };
+        // A log left by an earlier stream of this name is not this stream's data.
+        let dir = self.stream_dir(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(fail)?;
+        }
+        let spec = serde_json::json!({ "created_ms": created_ms, "request": request });
+        write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(fail)?;
+        match self.start(config, Origin::Api, created_ms, Some(request)) {
+            Ok(e) => {
+                self.write().insert(name, e.clone());
+                Ok(e)
+            }
+            Err(err) => {
+                let _ = std::fs::remove_file(self.api_spec_path(&name));
+                Err(err)
+            }
+        }
+    }
+
+    /// Deletes an API stream: it stops taking records at once, delivers what
+    /// it holds (up to the shutdown deadline), then its files are removed.
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
+        let entry = self
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        if entry.origin == Origin::Yaml {
+            return Err(RegistryError::DefinedInConfig(name.to_string()));
+        }
+        self.write().remove(name);
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _g = this.admin.lock().await;
+            let drained = entry.stop(this.config.shutdown_timeout).await;
+            if !drained {
+                tracing::warn!(stream = name, "deleted before all records were delivered");
+            }
+            let _ = std::fs::remove_file(this.api_spec_path(&name));
+            drop(entry);
+            if let Err(e) = std::fs::remove_dir_all(this.stream_dir(&name)) {
+                tracing::warn!(stream = name, error = %e, "cannot remove the log of a deleted stream");
+            }
+            tracing::info!(stream = name, "stream deleted");
+        });
+        Ok(())
+    }
+
+    /// Drains every stream: flush open batches, deliver, checkpoint.
+    pub async fn shutdown(&self, deadline: Duration) -> bool {
+        let entries = self.all();
+        let mut all = true;
+        let stops = entries.iter().map(|e| e.stop(deadline));
+        for ok in futures::future::join_all(stops).await {
+            all &= ok;
+        }
+        all
+    }
+}
+
+fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in rd.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(v) => {
+                let created = v.get("created_ms").and_then(|c| c.as_i64()).unwrap_or(0);
+                let request = v.get("request").cloned().unwrap_or_default();
+                out.push((name.to_string(), created, request));
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = e, "cannot read a persisted stream definition")
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Replaces a file atomically: temp file, fsync, rename, fsync directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("path has no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    crate::log::segment::sync_dir(dir)
+}
