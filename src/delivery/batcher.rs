@@ -22,15 +22,19 @@ pub struct OpenBatch {
 #[derive(Debug)]
 pub struct Batcher {
     bytes_max: u64,
+    /// Bytes the encoding adds per record (a delimiter), counted so that the
+    /// uncompressed object, not just the record data, stays within the hint.
+    per_record_bytes: u64,
     interval: Duration,
     open: OpenBatch,
     ready: VecDeque<Vec<Frame>>,
 }
 
 impl Batcher {
-    pub fn new(bytes_max: u64, interval: Duration) -> Self {
+    pub fn new(bytes_max: u64, per_record_bytes: u64, interval: Duration) -> Self {
         Batcher {
             bytes_max,
+            per_record_bytes,
             interval,
             open: OpenBatch::default(),
             ready: VecDeque::new(),
@@ -40,7 +44,7 @@ impl Batcher {
     /// Adds a record, closing the open batch first if the record would make it
     /// pass the size hint. A record larger than the hint forms a batch alone.
     pub fn push(&mut self, frame: Frame, now: Instant) {
-        let len = frame.data.len() as u64;
+        let len = frame.data.len() as u64 + self.per_record_bytes;
         if !self.open.records.is_empty() && self.open.bytes + len > self.bytes_max {
             self.close();
         }
@@ -113,7 +117,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closes_by_size_without_passing_the_hint() {
-        let mut b = Batcher::new(100, Duration::from_secs(300));
+        let mut b = Batcher::new(100, 0, Duration::from_secs(300));
         let now = Instant::now();
         for i in 0..5 {
             b.push(frame(i, 30), now);
@@ -125,8 +129,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn delimiters_count_toward_the_hint() {
+        let mut b = Batcher::new(100, 1, Duration::from_secs(300));
+        b.push(frame(0, 50), Instant::now());
+        b.push(frame(1, 49), Instant::now());
+        // 50+1 + 49+1 = 101 > 100: the two must not share a batch.
+        assert_eq!(b.pop_ready().map(|v| v.len()), Some(1));
+        assert_eq!(b.lowest_offset(), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn exact_fill_closes_immediately() {
-        let mut b = Batcher::new(100, Duration::from_secs(300));
+        let mut b = Batcher::new(100, 0, Duration::from_secs(300));
         b.push(frame(0, 50), Instant::now());
         b.push(frame(1, 50), Instant::now());
         assert_eq!(b.pop_ready().map(|v| v.len()), Some(2));
@@ -135,7 +149,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn oversized_record_is_a_batch_of_its_own() {
-        let mut b = Batcher::new(100, Duration::from_secs(300));
+        let mut b = Batcher::new(100, 0, Duration::from_secs(300));
         b.push(frame(0, 10), Instant::now());
         b.push(frame(1, 500), Instant::now());
         assert_eq!(b.pop_ready().map(|v| v.len()), Some(1));
@@ -144,7 +158,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closes_by_time_measured_from_the_first_record() {
-        let mut b = Batcher::new(1 << 20, Duration::from_secs(60));
+        let mut b = Batcher::new(1 << 20, 0, Duration::from_secs(60));
         let t0 = Instant::now();
         assert_eq!(b.deadline(), None);
         b.push(frame(0, 10), t0);
@@ -161,7 +175,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_interval_closes_on_the_next_tick() {
-        let mut b = Batcher::new(1 << 20, Duration::ZERO);
+        let mut b = Batcher::new(1 << 20, 0, Duration::ZERO);
         b.push(frame(0, 10), Instant::now());
         b.tick(Instant::now());
         assert!(b.has_ready());

@@ -63,7 +63,14 @@ pub(crate) async fn run(
     let mut read_pos = start;
     let mut committed = start;
     let mut durable = log.subscribe();
-    let mut batcher = Batcher::new(ctx.config.buffer_bytes, ctx.config.buffer_interval);
+    let per_record = match &ctx.config.encoding {
+        crate::config::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
+    };
+    let mut batcher = Batcher::new(
+        ctx.config.buffer_bytes,
+        per_record,
+        ctx.config.buffer_interval,
+    );
     let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
     let mut inflight_firsts: BTreeSet<u64> = BTreeSet::new();
     let uploads_max = ctx.config.uploads_in_flight_max;

@@ -47,7 +47,6 @@ impl ObjectSink {
                     .with_bucket_name(bucket)
                     .with_region(&s3.region)
                     .with_virtual_hosted_style_request(!s3.path_style)
-                    .with_allow_http(s3.allow_http)
                     // Hydrant retries around the sink with its own bounded
                     // policy; the client only retries quick transient faults.
                     .with_retry(RetryConfig {
@@ -59,7 +58,9 @@ impl ObjectSink {
                         ClientOptions::new()
                             .with_timeout(Duration::from_secs(120))
                             .with_connect_timeout(Duration::from_secs(5)),
-                    );
+                    )
+                    // After the client options, which would otherwise reset it.
+                    .with_allow_http(s3.allow_http);
                 if let Some(ep) = &s3.endpoint {
                     b = b.with_endpoint(ep);
                 }

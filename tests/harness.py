@@ -1,0 +1,280 @@
+"""Helpers that start the real services the tests use: Garage (an S3-compatible
+store) and the real `hydrant` binary, each on free loopback ports in a temp
+directory, and stop them afterwards."""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - keep polling until the deadline
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def find_garage() -> str:
+    path = shutil.which("garage") or str(Path.home() / ".cargo/bin/garage")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("garage is not installed; run scripts/test.sh, which installs it")
+    return path
+
+
+class Garage:
+    """A single-node Garage cluster on loopback with one access key."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.s3_port = free_port()
+        self.rpc_port = free_port()
+        self.admin_port = free_port()
+        self.bin = find_garage()
+        self.config = self.dir / "garage.toml"
+        self.config.write_text(
+            f"""
+metadata_dir = "{self.dir}/meta"
+data_dir = "{self.dir}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{self.rpc_port}"
+rpc_public_addr = "127.0.0.1:{self.rpc_port}"
+rpc_secret = "{secrets.token_hex(32)}"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{self.s3_port}"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:{self.admin_port}"
+admin_token = "{secrets.token_hex(16)}"
+"""
+        )
+        self.config.chmod(0o600)
+        self.proc = None
+        self.key_id = None
+        self.secret = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def cli(self, *args) -> str:
+        out = subprocess.run(
+            [self.bin, "-c", str(self.config), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"garage {' '.join(args)} failed: {out.stderr}{out.stdout}")
+        return out.stdout
+
+    def start(self, first_time=True):
+        self.log = open(self.dir / "garage.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.bin, "-c", str(self.config), "server"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": "garage=warn"},
+        )
+        wait_until(lambda: self._port_open(self.s3_port), what="garage s3 port")
+        if first_time:
+            node = wait_until(self._node_id, what="garage node id")
+            self.cli("layout", "assign", "-z", "dc1", "-c", "1G", node)
+            self.cli("layout", "apply", "--version", "1")
+            out = self.cli("key", "create", "hydrant-test")
+            self.key_id = re.search(r"Key ID:\s*(\S+)", out).group(1)
+            self.secret = re.search(r"Secret key:\s*(\S+)", out).group(1)
+        return self
+
+    def _node_id(self):
+        out = self.cli("node", "id", "-q")
+        return out.strip().split("@")[0]
+
+    @staticmethod
+    def _port_open(port):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def create_bucket(self, name):
+        self.cli("bucket", "create", name)
+        self.cli("bucket", "allow", "--read", "--write", "--owner", name, "--key", self.key_id)
+
+    def s3(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="garage",
+            aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
+            config=BotoConfig(s3={"addressing_style": "path"}),
+        )
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def hydrant_bin() -> str:
+    return os.environ.get("HYDRANT_BIN", str(ROOT / "target/debug/hydrant"))
+
+
+class Hydrant:
+    """The real hydrant binary with a generated config."""
+
+    def __init__(self, workdir: Path, config_body: str, env=None, port=None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.data_dir = self.dir / "data"
+        self.config = self.dir / "hydrant.yaml"
+        self.config.write_text(
+            f"listen: 127.0.0.1:{self.port}\ndata_dir: {self.data_dir}\n" + config_body
+        )
+        self.env = {**os.environ, "HYDRANT_LOG": "info,hydrant=debug", **(env or {})}
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait=True):
+        self.starts += 1
+        self.log = open(self.dir / f"hydrant-{self.starts}.log", "wb")
+        self.proc = subprocess.Popen(
+            [hydrant_bin(), "run", "-c", str(self.config)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        if wait:
+            wait_until(self.healthy, timeout=30, what="hydrant /health")
+        return self
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"hydrant exited with {self.proc.returncode}: {self.logs()[-2000:]}")
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("hydrant-*.log")))
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self, timeout=60) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else 0
+
+    def firehose(self, **kw):
+        return boto3.client(
+            "firehose", endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=kw.get("key", "test"), aws_secret_access_key=kw.get("secret", "test"),
+            config=BotoConfig(retries={"max_attempts": 1}),
+        )
+
+    def metric(self, name, **labels) -> float:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(f"hydrant_{name}"):
+                continue
+            m = re.match(r"^(\w+)(\{[^}]*\})?\s+(\S+)", line)
+            if not m or m.group(1) not in (f"hydrant_{name}", f"hydrant_{name}_total"):
+                continue
+            lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            if all(lab.get(k) == v for k, v in labels.items()):
+                total += float(m.group(3))
+        return total
+
+    def post(self, path, body: bytes, headers=None):
+        req = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
+
+def read_objects(store, bucket_or_dir, prefix=""):
+    """Every object under a destination as {key: bytes}; `store` is a boto3 S3
+    client or None for a file destination directory."""
+    out = {}
+    if store is None:
+        base = Path(bucket_or_dir)
+        if base.exists():
+            for p in base.rglob("*"):
+                if p.is_file() and not p.name.startswith("."):
+                    key = str(p.relative_to(base))
+                    if key.startswith(prefix):
+                        out[key] = p.read_bytes()
+        return out
+    paginator = store.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket_or_dir, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            out[obj["Key"]] = store.get_object(Bucket=bucket_or_dir, Key=obj["Key"])["Body"].read()
+    return out
+
+
+def records_in(objects: dict) -> list:
+    """Decompresses (by extension) and splits objects into JSON lines."""
+    import gzip
+
+    lines = []
+    for key, body in sorted(objects.items()):
+        if key.endswith(".gz"):
+            body = gzip.decompress(body)
+        lines.extend(line for line in body.decode().splitlines() if line)
+    return lines
+
+
+def dump(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def wait_for_lines(read, n, timeout=60):
+    """Waits until `read()` (-> {key: bytes}) holds at least n records, and
+    returns them."""
+
+    def enough():
+        lines = records_in(read())
+        return lines if len(lines) >= n else None
+
+    return wait_until(enough, timeout=timeout, what=f"{n} delivered records")
