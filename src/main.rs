@@ -33,6 +33,9 @@ enum Command {
         /// The YAML config file.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Listen on this address instead of the config's `listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check a config file and print every error with its YAML path.
     Validate {
@@ -70,14 +73,19 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { config } => {
+        Command::Run { config, listen } => {
             init_tracing(&cli.log_format);
             let loaded = match &config {
                 Some(path) => Config::load(path),
                 None => Config::embedded_default(),
             };
             let config = match loaded {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    if let Some(addr) = listen {
+                        c.listen = addr;
+                    }
+                    c
+                }
                 Err(errors) => {
                     for e in &errors.0 {
                         eprintln!("config error: {e}");

@@ -122,3 +122,41 @@ def test_ndjson_endpoint(hydrant_factory, tmp_path):
     lines = records_in(read_objects(None, out))
     assert sorted(lines) == ['{"a":1}', '{"a":2}', '{"a":3}'], "nothing from the rejected request may be written"
     assert h.metric("incoming_records", stream="app") == 3
+
+
+def test_embedded_default_needs_no_config(tmp_path):
+    """`hydrant run` with no config: log in ./hydrant-data, stream `default`
+    delivering JSON lines to ./hydrant-data/out."""
+    import os
+    import signal
+
+    from harness import free_port, hydrant_bin
+    import boto3
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([hydrant_bin(), "run", "--listen", f"127.0.0.1:{port}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy():
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                return r.status == 200
+
+        from harness import wait_until
+        wait_until(healthy, timeout=30, what="embedded default /health")
+        fh = boto3.client("firehose", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        fh.put_record_batch(DeliveryStreamName="default", Records=[{"Data": b'{"hello":"world"}'}, {"Data": b'{"n":2}\n'}])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = tmp_path / "hydrant-data" / "out"
+    lines = records_in(read_objects(None, out))
+    assert sorted(lines) == ['{"hello":"world"}', '{"n":2}']
+    keys = list(read_objects(None, out))
+    assert re.match(r"^\d{4}/\d{2}/\d{2}/\d{2}/default-\d+-\d{20}-\d{20}$", keys[0]), keys
+    assert (tmp_path / "hydrant-data" / "streams" / "default").is_dir()
+    assert not os.path.exists(tmp_path / "hydrant-data" / "out" / ".tmp")

@@ -1,0 +1,328 @@
+//! `hydrant-bench`: measures the daemon against the ceiling of the machine.
+//!
+//! * `disk`: the ceiling — appends frames in the log's own format to a file
+//!   and calls `fdatasync` after each group, as the log writer does.
+//! * `ingest`: starts the real `hydrant` binary with a generated config (file
+//!   destination, gzip), drives `PutRecordBatch` from several concurrent
+//!   clients, waits until everything is delivered, and reports records/s,
+//!   MB/s, acknowledgement latency and the daemon's peak RSS.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use hydrant::log::frame;
+
+#[derive(Parser)]
+#[command(about = "Hydrant benchmarks: ingest throughput and latency vs. the disk ceiling")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Raw append + fdatasync with the log's frame format.
+    Disk {
+        #[arg(long, default_value = "/tmp/hydrant-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 500)]
+        records_per_sync: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+    },
+    /// The real daemon under PutRecordBatch load.
+    Ingest {
+        #[arg(long, default_value = "target/release/hydrant")]
+        hydrant: PathBuf,
+        #[arg(long, default_value = "/tmp/hydrant-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 500)]
+        records_per_batch: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        /// The stream's buffering size hint (Firehose SizeInMBs).
+        #[arg(long, default_value_t = 5)]
+        size_mb: u64,
+    },
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn json_record(i: usize, bytes: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"ts":"2026-11-24T12:00:00.000Z","level":"info","service":"checkout","request_id":"{i:016x}","msg":""#
+    );
+    let mut s = head.into_bytes();
+    while s.len() + 3 < bytes {
+        s.push(b'a' + (s.len() % 26) as u8);
+    }
+    s.extend_from_slice(b"\"}\n");
+    s
+}
+
+fn disk(dir: PathBuf, record_bytes: usize, per_sync: usize, secs: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("ceiling.seg");
+    let mut f = std::fs::File::create(&path)?;
+    let data = json_record(0, record_bytes);
+    let mut buf = Vec::new();
+    let mut offset = 0u64;
+    let mut syncs = Vec::new();
+    let start = Instant::now();
+    let mut written = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        buf.clear();
+        for _ in 0..per_sync {
+            frame::encode(&mut buf, offset, 0, b"", &data)?;
+            offset += 1;
+        }
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        syncs.push(t.elapsed());
+        written += buf.len() as u64;
+        if written > 4 << 30 {
+            break;
+        }
+    }
+    let el = start.elapsed().as_secs_f64();
+    syncs.sort();
+    println!(
+        "| disk ceiling (append + fdatasync, {per_sync} x {record_bytes} B per sync) | {:.0} records/s | {:.1} MB/s | write+sync p50 {:.2} ms, p99 {:.2} ms |",
+        offset as f64 / el,
+        written as f64 / el / 1e6,
+        percentile(&syncs, 0.5).as_secs_f64() * 1e3,
+        percentile(&syncs, 0.99).as_secs_f64() * 1e3
+    );
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn count_lines(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += count_lines(&p);
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            let text = if p.extension().is_some_and(|x| x == "gz") {
+                let mut out = Vec::new();
+                let _ = std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&bytes[..]),
+                    &mut out,
+                );
+                out
+            } else {
+                bytes
+            };
+            n += text.iter().filter(|b| **b == b'\n').count() as u64;
+        }
+    }
+    n
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ingest(
+    hydrant: PathBuf,
+    dir: PathBuf,
+    clients: usize,
+    record_bytes: usize,
+    per_batch: usize,
+    secs: u64,
+    compression: String,
+    shards: u32,
+    size_mb: u64,
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let out = dir.join("out");
+    let cfg = dir.join("bench.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\nstreams:\n  bench:\n    shards: {shards}\n    buffering: {{ size_mb: {size_mb}, interval_secs: 5 }}\n    compression: {compression}\n    destination: {{ type: file, path: {} }}\n",
+            dir.join("data").display(),
+            out.display()
+        ),
+    )?;
+    let mut child = Command::new(&hydrant)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("HYDRANT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it with cargo build --release)",
+                hydrant.display()
+            )
+        })?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let ready = Instant::now();
+    while !http
+        .get(format!("{url}health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if ready.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            bail!("the daemon did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<serde_json::Value> = (0..per_batch)
+        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, record_bytes)) }))
+        .collect();
+    let body = bytes::Bytes::from(serde_json::to_vec(
+        &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
+    )?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for _ in 0..clients {
+        let (http, url, body, stop) = (http.clone(), url.clone(), body.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failed = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
+                    .header("Content-Type", "application/x-amz-json-1.1")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                        if v["FailedPutCount"].as_u64() == Some(0) {
+                            lat.push(t.elapsed());
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        lat.extend(l);
+        failed += f;
+    }
+    let el = start.elapsed().as_secs_f64();
+    lat.sort();
+    let sent_records = lat.len() as u64 * per_batch as u64;
+    let sent_bytes = sent_records * record_bytes as u64;
+    // Drain: SIGTERM flushes every open batch; then count what arrived.
+    let drain_start = Instant::now();
+    let rss = peak_rss_kib(child.id());
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait()?;
+    let drain = drain_start.elapsed();
+    let rss_after = rss.unwrap_or(0);
+    let delivered = count_lines(&out);
+    println!(
+        "| ingest: {clients} clients, PutRecordBatch {per_batch} x {record_bytes} B, {compression}, {shards} shards, {size_mb} MiB buffers | {:.0} records/s | {:.1} MB/s | ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | peak RSS {:.0} MiB | failed calls {failed} | delivered {delivered}/{sent_records} (drain {:.1} s) |",
+        sent_records as f64 / el,
+        sent_bytes as f64 / el / 1e6,
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        rss_after as f64 / 1024.0,
+        drain.as_secs_f64()
+    );
+    if delivered < sent_records {
+        bail!("only {delivered} of {sent_records} acknowledged records were delivered");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Disk {
+            dir,
+            record_bytes,
+            records_per_sync,
+            duration_secs,
+        } => disk(dir, record_bytes, records_per_sync, duration_secs),
+        Cmd::Ingest {
+            hydrant,
+            dir,
+            clients,
+            record_bytes,
+            records_per_batch,
+            duration_secs,
+            compression,
+            shards,
+            size_mb,
+        } => tokio::runtime::Runtime::new()?.block_on(ingest(
+            hydrant,
+            dir,
+            clients,
+            record_bytes,
+            records_per_batch,
+            duration_secs,
+            compression,
+            shards,
+            size_mb,
+        )),
+    }
+}
