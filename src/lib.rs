@@ -8,6 +8,7 @@
 pub mod config;
 pub mod delivery;
 pub mod encode;
+pub mod fuzzing;
 pub mod ingest;
 pub mod log;
 pub mod ops;

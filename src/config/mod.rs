@@ -98,6 +98,17 @@ pub struct StreamConfig {
     pub retry_duration: Duration,
     pub uploads_in_flight_max: usize,
     pub destination: ObjectDestination,
+    /// Where records that cannot be delivered go, when not under the
+    /// destination's own `error_output_prefix`. Its `error_output_prefix` is
+    /// the prefix used.
+    pub error_output: Option<ObjectDestination>,
+}
+
+impl StreamConfig {
+    /// The destination that receives the error output, and its prefix.
+    pub fn error_target(&self) -> &ObjectDestination {
+        self.error_output.as_ref().unwrap_or(&self.destination)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -603,6 +614,16 @@ fn stream_config(
         ));
         return None;
     };
+    let error_output = match s.error_output {
+        None => None,
+        Some(e) => Some(error_output(
+            errors,
+            &format!("{path}.error_output"),
+            e,
+            default_store,
+            data_dir,
+        )?),
+    };
     let destination = destination(
         errors,
         &format!("{path}.destination"),
@@ -620,7 +641,39 @@ fn stream_config(
         retry_duration: Duration::from_secs(retry),
         uploads_in_flight_max: uploads,
         destination,
+        error_output,
     })
+}
+
+/// A separate place for the error output: a destination whose `prefix` is an
+/// error prefix (it may use `!{firehose:error-output-type}`).
+fn error_output(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    mut d: RawDestination,
+    default_store: &StoreConfig,
+    data_dir: &Path,
+) -> Option<ObjectDestination> {
+    if d.error_output_prefix.is_some() {
+        errors.push(err(
+            format!("{path}.error_output_prefix"),
+            "does not apply here: the error output's own `prefix` is its error prefix",
+        ));
+    }
+    let prefix_src = d
+        .prefix
+        .take()
+        .unwrap_or_else(|| "!{firehose:error-output-type}/".into());
+    let prefix = match KeyTemplate::parse(&prefix_src, PrefixKind::ErrorOutputPrefix) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(err(format!("{path}.prefix"), e));
+            None
+        }
+    };
+    let mut out = destination(errors, path, d, default_store, data_dir)?;
+    out.error_output_prefix = prefix?;
+    Some(out)
 }
 
 fn destination(

@@ -79,6 +79,7 @@ pub struct RawStream {
     pub retry_duration_secs: Option<u64>,
     pub uploads_in_flight_max: Option<usize>,
     pub destination: Option<RawDestination>,
+    pub error_output: Option<RawDestination>,
 }
 
 #[derive(Debug, Default, Deserialize)]

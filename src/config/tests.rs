@@ -208,3 +208,22 @@ fn stream_names_follow_firehose_rules() {
     assert!(!valid_bucket_name("My_Bucket"));
     assert!(!valid_bucket_name("ab"));
 }
+
+#[test]
+fn error_output_can_go_elsewhere() {
+    let c = parse("streams:\n  a:\n    destination: { type: s3, bucket: data, endpoint: 'http://127.0.0.1:1' }\n    error_output: { type: file, path: /tmp/errors, prefix: 'e/!{firehose:error-output-type}/' }\n").unwrap();
+    let s = &c.streams["a"];
+    let t = s.error_target();
+    assert_eq!(t.kind, "file");
+    assert_eq!(
+        t.error_output_prefix.source(),
+        "e/!{firehose:error-output-type}/"
+    );
+    let e = errors(
+        "streams:\n  a:\n    destination: { type: file, path: /x }\n    error_output: { type: file, path: /y, error_output_prefix: z/ }\n",
+    );
+    assert!(
+        e[0].starts_with("streams.a.error_output.error_output_prefix"),
+        "{e:?}"
+    );
+}

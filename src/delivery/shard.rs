@@ -442,7 +442,7 @@ async fn write_error_output(
     let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
     let key = format!(
         "{}{}",
-        cfg.destination
+        cfg.error_target()
             .error_output_prefix
             .render(at, Some(output_type)),
         object_name(&cfg.name, shard, first.offset, last.offset, "")

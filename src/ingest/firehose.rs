@@ -36,8 +36,8 @@ pub fn stream_arn(name: &str) -> String {
 /// Dispatches one operation.
 pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Value, ApiError> {
     match op {
-        "PutRecord" => put_record(state, parse(body)?).await,
-        "PutRecordBatch" => put_record_batch(state, parse(body)?).await,
+        "PutRecord" => put_record(state, parse_put_record(body)?).await,
+        "PutRecordBatch" => put_record_batch(state, parse_put_record_batch(body)?).await,
         "ListDeliveryStreams" => list(state, parse(body)?),
         "DescribeDeliveryStream" => describe(state, parse(body)?),
         "CreateDeliveryStream" => create(state, body).await,
@@ -198,9 +198,26 @@ async fn append(
     }
 }
 
-async fn put_record(state: &AppState, req: PutRecordIn) -> Result<Value, ApiError> {
+/// A validated `PutRecord` request.
+#[derive(Debug)]
+pub struct PutRecordRequest {
+    pub stream: String,
+    pub data: Bytes,
+}
+
+/// A validated `PutRecordBatch` request.
+#[derive(Debug)]
+pub struct PutRecordBatchRequest {
+    pub stream: String,
+    pub records: Vec<Bytes>,
+}
+
+/// Parses and validates a `PutRecord` body: JSON, base64, Firehose's limits.
+/// Pure, so it can be fuzzed.
+pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
+    let req: PutRecordIn = parse(body)?;
     let mut v = Vec::new();
-    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let stream = check_name(req.delivery_stream_name.as_ref(), &mut v);
     let data = match &req.record {
         None => {
             v.push(
@@ -211,16 +228,22 @@ async fn put_record(state: &AppState, req: PutRecordIn) -> Result<Value, ApiErro
         }
         Some(r) => decode_data(r.data.as_ref(), "record.data", &mut v)?,
     };
-    if !v.is_empty() {
-        return Err(ApiError::validation(&v));
+    match data {
+        Some(data) if v.is_empty() => Ok(PutRecordRequest { stream, data }),
+        _ => Err(ApiError::validation(&v)),
     }
-    let entry = lookup(state, &name)?;
-    let data = data.ok_or_else(|| ApiError::invalid_argument("record data is missing"))?;
-    let (shard, range) = append(state, &entry, vec![data]).await?;
+}
+
+async fn put_record(state: &AppState, req: PutRecordRequest) -> Result<Value, ApiError> {
+    let entry = lookup(state, &req.stream)?;
+    let (shard, range) = append(state, &entry, vec![req.data]).await?;
     Ok(json!({ "RecordId": record_id(&entry, shard, range.start), "Encrypted": false }))
 }
 
-async fn put_record_batch(state: &AppState, req: PutRecordBatchIn) -> Result<Value, ApiError> {
+/// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
+/// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
+pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
+    let req: PutRecordBatchIn = parse(body)?;
     let mut v = Vec::new();
     let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
     let mut data = Vec::new();
@@ -248,6 +271,14 @@ async fn put_record_batch(state: &AppState, req: PutRecordBatchIn) -> Result<Val
             "Records size exceeds 4 MB limit",
         ));
     }
+    Ok(PutRecordBatchRequest {
+        stream: name,
+        records: data,
+    })
+}
+
+async fn put_record_batch(state: &AppState, req: PutRecordBatchRequest) -> Result<Value, ApiError> {
+    let (name, data) = (req.stream, req.records);
     let entry = lookup(state, &name)?;
     let n = data.len();
     match append(state, &entry, data).await {
@@ -503,6 +534,7 @@ pub fn stream_config_from_request(
         compression,
         retry_duration: Duration::from_secs(3600),
         uploads_in_flight_max: 4,
+        error_output: None,
         destination: ObjectDestination {
             kind: "s3",
             store: cfg.object_store.clone(),

@@ -146,12 +146,16 @@ impl Registry {
         let dest = &config.destination;
         let sink =
             Arc::new(ObjectSink::new(&dest.store, &dest.bucket).map_err(|e| fail(e.message))?);
+        let errors = match &config.error_output {
+            Some(e) => Arc::new(ObjectSink::new(&e.store, &e.bucket).map_err(|e| fail(e.message))?),
+            None => sink.clone(),
+        };
         let config = Arc::new(config);
         let ctx = Arc::new(StreamContext::new(
             config.clone(),
             Arc::new(log),
-            sink.clone() as Arc<dyn Sink>,
-            sink,
+            sink as Arc<dyn Sink>,
+            errors,
             self.metrics.clone(),
         ));
         let delivery = Delivery::start(ctx.clone());

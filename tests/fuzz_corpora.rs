@@ -1,0 +1,31 @@
+//! Replays every input in the fuzz corpora (`fuzz/corpus/<target>/`) through
+//! the same invariant checks the fuzz targets run, on stable Rust.
+
+use std::path::Path;
+
+fn replay(target: &str, check: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let result = std::panic::catch_unwind(|| check(&data));
+        assert!(result.is_ok(), "{} broke an invariant", path.display());
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn frame_reader_corpus() {
+    let n = replay("frame_reader", hydrant::fuzzing::frame_reader);
+    assert!(n >= 5, "only {n} inputs in the frame_reader corpus");
+}
+
+#[test]
+fn firehose_request_corpus() {
+    let n = replay("firehose_request", hydrant::fuzzing::firehose_request);
+    assert!(n >= 5, "only {n} inputs in the firehose_request corpus");
+}
