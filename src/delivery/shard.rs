@@ -94,7 +94,6 @@ pub(crate) async fn run(
         if finished {
             commit(
                 &ctx,
-                log,
                 shard,
                 &ckpt_path,
                 &batcher,
@@ -168,7 +167,7 @@ pub(crate) async fn run(
             _ = stop.cancelled() => break,
             Some(res) = inflight.join_next(), if !inflight.is_empty() => {
                 if complete(&stream, shard, res, &mut inflight_firsts) {
-                    commit(&ctx, log, shard, &ckpt_path, &batcher, &inflight_firsts, read_pos, &mut committed).await;
+                    commit(&ctx, shard, &ckpt_path, &batcher, &inflight_firsts, read_pos, &mut committed).await;
                 }
             }
             _ = drain.cancelled(), if !draining => draining = true,
@@ -250,7 +249,6 @@ fn complete(
 #[allow(clippy::too_many_arguments)]
 async fn commit(
     ctx: &StreamContext,
-    log: &crate::log::ShardLog,
     shard: u32,
     path: &std::path::Path,
     batcher: &Batcher,
@@ -270,22 +268,34 @@ async fn commit(
     if safe <= *committed {
         return;
     }
+    // Delete first: everything below `safe` is confirmed, so the segments can
+    // go before the checkpoint says so (on restart delivery starts at the
+    // later of checkpoint and oldest segment). On a full disk this frees the
+    // space the checkpoint's temp file needs; the other order could never
+    // free anything. Retention is 0 for a delivery stream.
     let p = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || checkpoint::write(&p, safe)).await {
-        Ok(Ok(())) => *committed = safe,
-        Ok(Err(e)) => {
-            tracing::error!(stream = ctx.config.name, shard, error = %e, "cannot write checkpoint");
-            ctx.set_error(format!("shard {shard}: cannot write checkpoint: {e}"));
-            return;
+    let stream_log = ctx.log.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let deleted = stream_log.shard(shard).map(|l| l.delete_before(safe));
+        (deleted, checkpoint::write(&p, safe))
+    })
+    .await;
+    match done {
+        Ok((deleted, written)) => {
+            if let Some(Err(e)) = deleted {
+                tracing::warn!(stream = ctx.config.name, shard, error = %e, "cannot delete delivered segments");
+            }
+            match written {
+                Ok(()) => *committed = safe,
+                Err(e) => {
+                    tracing::error!(stream = ctx.config.name, shard, error = %e, "cannot write checkpoint");
+                    ctx.set_error(format!("shard {shard}: cannot write checkpoint: {e}"));
+                }
+            }
         }
         Err(e) => {
-            tracing::error!(stream = ctx.config.name, shard, error = %e, "checkpoint task failed");
-            return;
+            tracing::error!(stream = ctx.config.name, shard, error = %e, "checkpoint task failed")
         }
-    }
-    // Retention 0 for a delivery stream: a segment goes once delivered.
-    if let Err(e) = log.delete_before(safe) {
-        tracing::warn!(stream = ctx.config.name, shard, error = %e, "cannot delete delivered segments");
     }
 }
 
