@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -224,6 +225,13 @@ class Hydrant:
                 total += float(m.group(3))
         return total
 
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
     def post(self, path, body: bytes, headers=None):
         req = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers or {})
         try:
@@ -278,3 +286,146 @@ def wait_for_lines(read, n, timeout=60):
         return lines if len(lines) >= n else None
 
     return wait_until(enough, timeout=timeout, what=f"{n} delivered records")
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of a service, to take it down or slow
+    it without touching the service: `down` closes every new connection at
+    once (and cuts the open ones); `bytes_per_sec` throttles both ways."""
+
+    def __init__(self, target_port: int):
+        import threading
+
+        self.target_port = target_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.down = False
+        self.bytes_per_sec = None
+        self.conns = []
+        self.closed = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        import threading
+
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                chunk = src.recv(65536)
+                if not chunk or self.down:
+                    break
+                if self.bytes_per_sec:
+                    time.sleep(len(chunk) / self.bytes_per_sec)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def set_down(self, down: bool):
+        self.down = down
+        if down:
+            with self.lock:
+                for c in self.conns:
+                    try:
+                        c.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                self.conns = []
+
+    def close(self):
+        self.closed = True
+        self.set_down(True)
+        self.sock.close()
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def log_disk_bytes(data_dir) -> int:
+    return sum(p.stat().st_size for p in Path(data_dir).rglob("*.seg"))
+
+
+class Producers:
+    """Threads that put batches of uniquely numbered JSON records until
+    stopped, remembering which ids were acknowledged."""
+
+    def __init__(self, make_client, stream="app", threads=3, batch=100, pad=200):
+        import threading
+
+        self.make_client = make_client
+        self.stream = stream
+        self.batch = batch
+        self.pad = pad
+        self.acked = set()
+        self.failed_calls = 0
+        self.failed_records = 0
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, worker):
+        fh = self.make_client()
+        n = 0
+        while not self.stop_event.is_set():
+            ids = [f"{worker}-{n + i}" for i in range(self.batch)]
+            n += self.batch
+            try:
+                r = fh.put_record_batch(
+                    DeliveryStreamName=self.stream,
+                    Records=[{"Data": json.dumps({"id": x, "pad": "p" * self.pad}).encode()} for x in ids],
+                )
+            except Exception:  # noqa: BLE001 - the daemon may be down on purpose
+                self.failed_calls += 1
+                time.sleep(0.05)
+                continue
+            for x, resp in zip(ids, r["RequestResponses"]):
+                if "RecordId" in resp:
+                    self.acked.add(x)
+                else:
+                    self.failed_records += 1
+            if r["FailedPutCount"]:
+                time.sleep(0.05)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(30)
