@@ -88,6 +88,7 @@ def test_dead_destination_then_back(hydrant_factory, own_garage):
     assert accepted_while_down > 500, f"only {accepted_while_down} records accepted while the store was down"
     assert p.failed_records == 0 and p.failed_calls == 0, "ingest must not refuse records while the log has room"
     assert h.metric("delivery_retries", stream="app") > 0
+    assert h.metric("delivery_last_error_timestamp_seconds", stream="app") > time.time() - 60
     status, body, _ = h.get("/ready")
     assert status == 503 and b"app" in body, body
     g.start(first_time=False)

@@ -39,6 +39,16 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
     },
+    /// Fills the log with undelivered records (the destination is down),
+    /// SIGKILLs the daemon and times its restart until `/health` answers.
+    Recovery {
+        #[arg(long, default_value = "target/release/hydrant")]
+        hydrant: PathBuf,
+        #[arg(long, default_value = "/tmp/hydrant-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        log_mib: u64,
+    },
     /// The real daemon under PutRecordBatch load.
     Ingest {
         #[arg(long, default_value = "target/release/hydrant")]
@@ -294,6 +304,121 @@ async fn ingest(
     Ok(())
 }
 
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+async fn wait_healthy(
+    http: &reqwest::Client,
+    url: &str,
+    child: &mut std::process::Child,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    while !http
+        .get(format!("{url}health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if let Some(status) = child.try_wait()? {
+            bail!("the daemon exited with {status}");
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            bail!("the daemon did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(t.elapsed())
+}
+
+async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let data = dir.join("data");
+    let cfg = dir.join("bench.yaml");
+    // The destination is a closed port: nothing is delivered, the log only grows.
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\nlog: {{ disk_quota_bytes: {} }}\nstreams:\n  bench:\n    shards: 4\n    destination: {{ type: s3, bucket: nowhere, endpoint: 'http://127.0.0.1:9' }}\n",
+            data.display(),
+            (log_mib + 512) << 20
+        ),
+    )?;
+    let spawn = || {
+        Command::new(&hydrant)
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .env("HYDRANT_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    let mut child = spawn().with_context(|| format!("cannot start {}", hydrant.display()))?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &url, &mut child).await?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<serde_json::Value> = (0..500)
+        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, 1024)) }))
+        .collect();
+    let body = bytes::Bytes::from(serde_json::to_vec(
+        &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
+    )?);
+    let target = log_mib << 20;
+    let fill = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, url, body, data) = (http.clone(), url.clone(), body.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            while dir_bytes(&data) < target {
+                for _ in 0..20 {
+                    let _ = http
+                        .post(&url)
+                        .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
+                        .header("Content-Type", "application/x-amz-json-1.1")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let filled = dir_bytes(&data);
+    child.kill()?;
+    child.wait()?;
+    let mut child = spawn()?;
+    let took = wait_healthy(&http, &url, &mut child).await?;
+    println!(
+        "| recovery after SIGKILL with {:.0} MiB of undelivered log (filled in {:.1} s) | healthy and accepting after {:.0} ms |",
+        filled as f64 / 1048576.0,
+        fill.elapsed().as_secs_f64(),
+        took.as_secs_f64() * 1e3
+    );
+    child.kill()?;
+    child.wait()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -303,6 +428,11 @@ fn main() -> anyhow::Result<()> {
             records_per_sync,
             duration_secs,
         } => disk(dir, record_bytes, records_per_sync, duration_secs),
+        Cmd::Recovery {
+            hydrant,
+            dir,
+            log_mib,
+        } => tokio::runtime::Runtime::new()?.block_on(recovery(hydrant, dir, log_mib)),
         Cmd::Ingest {
             hydrant,
             dir,

@@ -366,6 +366,10 @@ async fn upload(
         |attempt, e| {
             tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
             ctx.metrics.delivery_retries.get_or_create(&label).inc();
+            ctx.metrics
+                .delivery_last_error_timestamp_seconds
+                .get_or_create(&label)
+                .set(Utc::now().timestamp());
             ctx.set_error(e.message.clone());
         },
         || ctx.sink.deliver(&batch),

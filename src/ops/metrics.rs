@@ -52,6 +52,7 @@ pub struct Metrics {
     pub delivery_success: Family<DestinationLabel, Counter>,
     pub delivery_failure: Family<DestinationLabel, Counter>,
     pub delivery_retries: Family<DestinationLabel, Counter>,
+    pub delivery_last_error_timestamp_seconds: Family<DestinationLabel, Gauge>,
     pub error_output_records: Family<StreamLabel, Counter>,
     pub data_freshness_seconds: Family<StreamLabel, Gauge>,
     pub backlog_records: Family<ShardLabel, Gauge>,
@@ -78,6 +79,7 @@ impl Metrics {
             delivery_success: Family::default(),
             delivery_failure: Family::default(),
             delivery_retries: Family::default(),
+            delivery_last_error_timestamp_seconds: Family::default(),
             error_output_records: Family::default(),
             data_freshness_seconds: Family::default(),
             backlog_records: Family::default(),
@@ -133,6 +135,11 @@ impl Metrics {
             "delivery_retries",
             "Failed delivery attempts that were retried",
             m.delivery_retries.clone(),
+        );
+        registry.register(
+            "delivery_last_error_timestamp_seconds",
+            "When the destination last failed (Unix seconds; the message is on /ready and in the log)",
+            m.delivery_last_error_timestamp_seconds.clone(),
         );
         registry.register(
             "error_output_records",
