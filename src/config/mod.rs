@@ -97,18 +97,88 @@ pub struct StreamConfig {
     pub compression: Compression,
     pub retry_duration: Duration,
     pub uploads_in_flight_max: usize,
-    pub destination: ObjectDestination,
-    /// Where records that cannot be delivered go, when not under the
-    /// destination's own `error_output_prefix`. Its `error_output_prefix` is
-    /// the prefix used.
-    pub error_output: Option<ObjectDestination>,
+    pub destination: Destination,
+    /// Where records that cannot be delivered go; its `error_output_prefix`
+    /// is the prefix used. For an object destination without a separate
+    /// `error_output`, the destination itself.
+    pub error_output: ObjectDestination,
+    /// A copy of the source records, for http and postgres destinations.
+    pub backup: Option<Backup>,
 }
 
-impl StreamConfig {
-    /// The destination that receives the error output, and its prefix.
-    pub fn error_target(&self) -> &ObjectDestination {
-        self.error_output.as_ref().unwrap_or(&self.destination)
+/// Where a stream delivers.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    Object(ObjectDestination),
+    Http(HttpDestination),
+    Postgres(PostgresDestination),
+}
+
+impl Destination {
+    /// The configured `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Destination::Object(o) => o.kind,
+            Destination::Http(_) => "http",
+            Destination::Postgres(_) => "postgres",
+        }
     }
+}
+
+/// Firehose's HTTP endpoint delivery.
+#[derive(Clone, Debug)]
+pub struct HttpDestination {
+    pub url: String,
+    pub access_key: Option<String>,
+    pub common_attributes: BTreeMap<String, String>,
+    pub gzip: bool,
+    pub timeout: Duration,
+    pub records_per_request_max: usize,
+}
+
+/// The PostgreSQL loader.
+#[derive(Clone, Debug)]
+pub struct PostgresDestination {
+    pub connection: String,
+    pub table: String,
+    pub mapping: ColumnMapping,
+    pub pool_max: usize,
+    pub tls: PostgresTls,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnMapping {
+    /// Each column from a JSON field (a path of keys).
+    Columns(Vec<ColumnMap>),
+    /// The whole record into one jsonb column.
+    Jsonb(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnMap {
+    pub column: String,
+    pub field: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostgresTls {
+    Disable,
+    Require { ca_file: Option<PathBuf> },
+}
+
+/// Firehose's S3 backup of source records.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    pub mode: BackupMode,
+    pub target: ObjectDestination,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupMode {
+    /// Every source record (Firehose's AllData).
+    All,
+    /// Only records that failed delivery (Firehose's FailedDataOnly).
+    FailedOnly,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -614,23 +684,75 @@ fn stream_config(
         ));
         return None;
     };
-    let error_output = match s.error_output {
-        None => None,
-        Some(e) => Some(error_output(
+    let dpath = format!("{path}.destination");
+    let destination = match d.kind.as_str() {
+        "http" => {
+            if size_mb > 64 {
+                errors.push(err(
+                    format!("{path}.buffering.size_mb"),
+                    format!("{size_mb} is out of range for an http destination (1 to 64)"),
+                ));
+            }
+            Destination::Http(http_destination(errors, &dpath, &d)?)
+        }
+        "postgres" => Destination::Postgres(postgres_destination(errors, &dpath, &d)?),
+        _ => Destination::Object(destination(
+            errors,
+            &dpath,
+            d.clone(),
+            default_store,
+            data_dir,
+        )?),
+    };
+    let error_output = match (s.error_output, &destination) {
+        (Some(e), _) => error_output(
             errors,
             &format!("{path}.error_output"),
             e,
             default_store,
             data_dir,
-        )?),
+        )?,
+        (None, Destination::Object(o)) => o.clone(),
+        // Nothing is dropped even when no error output is configured: it goes
+        // to a local directory under data_dir.
+        (None, _) => ObjectDestination {
+            kind: "file",
+            store: StoreConfig::File {
+                root: data_dir.join("errors").join(name),
+            },
+            bucket: String::new(),
+            prefix: keys::default_error_prefix(""),
+            error_output_prefix: keys::default_error_prefix(""),
+        },
     };
-    let destination = destination(
-        errors,
-        &format!("{path}.destination"),
-        d,
-        default_store,
-        data_dir,
-    )?;
+    let backup = match s.backup {
+        None => None,
+        Some(b) => {
+            let bpath = format!("{path}.backup");
+            let mode = match b.mode.as_str() {
+                "all" => BackupMode::All,
+                "failed_only" => BackupMode::FailedOnly,
+                other => {
+                    errors.push(err(
+                        format!("{bpath}.mode"),
+                        format!("`{other}` is not a backup mode (all, failed_only)"),
+                    ));
+                    BackupMode::All
+                }
+            };
+            if matches!(destination, Destination::Object(_)) {
+                errors.push(err(&bpath, "applies only to http and postgres destinations (an s3 or file destination already holds the records)"));
+            }
+            let target = destination_for_objects(
+                errors,
+                &format!("{bpath}.destination"),
+                b.destination,
+                default_store,
+                data_dir,
+            )?;
+            Some(Backup { mode, target })
+        }
+    };
     Some(StreamConfig {
         name: name.to_string(),
         shards,
@@ -642,6 +764,244 @@ fn stream_config(
         uploads_in_flight_max: uploads,
         destination,
         error_output,
+        backup,
+    })
+}
+
+/// An object destination where only s3 and file make sense (error output, backup).
+fn destination_for_objects(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    d: RawDestination,
+    default_store: &StoreConfig,
+    data_dir: &Path,
+) -> Option<ObjectDestination> {
+    if d.kind != "s3" && d.kind != "file" {
+        errors.push(err(
+            format!("{path}.type"),
+            format!("`{}` cannot hold objects here (s3, file)", d.kind),
+        ));
+        return None;
+    }
+    destination(errors, path, d, default_store, data_dir)
+}
+
+fn reject_fields(errors: &mut Vec<ConfigError>, path: &str, kind: &str, fields: &[(&str, bool)]) {
+    for (field, set) in fields {
+        if *set {
+            errors.push(err(
+                format!("{path}.{field}"),
+                format!("does not apply to `type: {kind}`"),
+            ));
+        }
+    }
+}
+
+fn http_destination(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    d: &RawDestination,
+) -> Option<HttpDestination> {
+    reject_fields(
+        errors,
+        path,
+        "http",
+        &[
+            ("bucket", d.bucket.is_some()),
+            ("path", d.path.is_some()),
+            ("prefix", d.prefix.is_some()),
+            ("error_output_prefix", d.error_output_prefix.is_some()),
+            ("connection", d.connection.is_some()),
+            ("table", d.table.is_some()),
+            ("columns", d.columns.is_some()),
+            ("jsonb_column", d.jsonb_column.is_some()),
+        ],
+    );
+    let Some(url) = d.url.clone() else {
+        errors.push(err(
+            format!("{path}.url"),
+            "missing: an http destination needs a url",
+        ));
+        return None;
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        errors.push(err(
+            format!("{path}.url"),
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    let gzip = match d.content_encoding.as_deref().unwrap_or("none") {
+        "none" => false,
+        "gzip" => true,
+        other => {
+            errors.push(err(
+                format!("{path}.content_encoding"),
+                format!("`{other}` is not an encoding (none, gzip)"),
+            ));
+            false
+        }
+    };
+    let attrs = d.common_attributes.clone().unwrap_or_default();
+    if attrs.len() > 50 {
+        errors.push(err(
+            format!("{path}.common_attributes"),
+            "at most 50 attributes",
+        ));
+    }
+    if let Some(k) = &d.access_key
+        && k.len() > 4096
+    {
+        errors.push(err(format!("{path}.access_key"), "at most 4096 bytes"));
+    }
+    Some(HttpDestination {
+        url,
+        access_key: d.access_key.clone(),
+        common_attributes: attrs,
+        gzip,
+        timeout: Duration::from_secs(range_check(
+            errors,
+            &format!("{path}.timeout_secs"),
+            d.timeout_secs.unwrap_or(180),
+            1,
+            900,
+        )),
+        records_per_request_max: range_check(
+            errors,
+            &format!("{path}.records_per_request_max"),
+            d.records_per_request_max.unwrap_or(10_000),
+            1,
+            10_000,
+        ),
+    })
+}
+
+fn valid_sql_identifier(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let first = parts.next().is_some_and(ok);
+    let rest: Vec<&str> = parts.collect();
+    first && rest.len() <= 1 && rest.iter().all(|p| ok(p))
+}
+
+fn postgres_destination(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    d: &RawDestination,
+) -> Option<PostgresDestination> {
+    reject_fields(
+        errors,
+        path,
+        "postgres",
+        &[
+            ("bucket", d.bucket.is_some()),
+            ("path", d.path.is_some()),
+            ("prefix", d.prefix.is_some()),
+            ("error_output_prefix", d.error_output_prefix.is_some()),
+            ("url", d.url.is_some()),
+            ("access_key", d.access_key.is_some()),
+            ("common_attributes", d.common_attributes.is_some()),
+        ],
+    );
+    let (Some(connection), Some(table)) = (d.connection.clone(), d.table.clone()) else {
+        if d.connection.is_none() {
+            errors.push(err(
+                format!("{path}.connection"),
+                "missing: a postgres destination needs a connection string",
+            ));
+        }
+        if d.table.is_none() {
+            errors.push(err(
+                format!("{path}.table"),
+                "missing: a postgres destination needs a table",
+            ));
+        }
+        return None;
+    };
+    if let Err(e) = connection.parse::<tokio_postgres::Config>() {
+        errors.push(err(
+            format!("{path}.connection"),
+            format!("not a valid connection string: {e}"),
+        ));
+    }
+    if !valid_sql_identifier(&table) {
+        errors.push(err(
+            format!("{path}.table"),
+            format!("`{table}` is not a plain table name ([schema.]name of letters, digits, _)"),
+        ));
+    }
+    let mapping = match (&d.columns, &d.jsonb_column) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(err(path, "give exactly one of `columns` (JSON fields to columns) or `jsonb_column` (the whole record)"));
+            return None;
+        }
+        (None, Some(c)) => {
+            if !valid_sql_identifier(c) || c.contains('.') {
+                errors.push(err(
+                    format!("{path}.jsonb_column"),
+                    format!("`{c}` is not a plain column name"),
+                ));
+            }
+            ColumnMapping::Jsonb(c.clone())
+        }
+        (Some(cols), None) => {
+            if cols.is_empty() {
+                errors.push(err(
+                    format!("{path}.columns"),
+                    "must list at least one column",
+                ));
+            }
+            let mut out = Vec::new();
+            for (i, c) in cols.iter().enumerate() {
+                if !valid_sql_identifier(&c.column) || c.column.contains('.') {
+                    errors.push(err(
+                        format!("{path}.columns[{i}].column"),
+                        format!("`{}` is not a plain column name", c.column),
+                    ));
+                }
+                let field = c.field.clone().unwrap_or_else(|| c.column.clone());
+                out.push(ColumnMap {
+                    column: c.column.clone(),
+                    field: field.split('.').map(String::from).collect(),
+                });
+            }
+            ColumnMapping::Columns(out)
+        }
+    };
+    let tls = match &d.tls {
+        None => PostgresTls::Disable,
+        Some(t) => match t.mode.as_str() {
+            "disable" => PostgresTls::Disable,
+            "require" => PostgresTls::Require {
+                ca_file: t.ca_file.as_ref().map(PathBuf::from),
+            },
+            other => {
+                errors.push(err(
+                    format!("{path}.tls.mode"),
+                    format!("`{other}` is not a TLS mode (disable, require)"),
+                ));
+                PostgresTls::Disable
+            }
+        },
+    };
+    Some(PostgresDestination {
+        connection,
+        table,
+        mapping,
+        pool_max: range_check(
+            errors,
+            &format!("{path}.pool_max"),
+            d.pool_max.unwrap_or(4),
+            1,
+            64,
+        ),
+        tls,
     })
 }
 

@@ -69,6 +69,33 @@ pub struct RawStore {
     pub allow_http: Option<bool>,
 }
 
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    pub column: String,
+    /// The JSON field; defaults to the column's name. Dots reach into objects.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// disable | require
+    pub mode: String,
+    /// PEM file of the CA that signed the server's certificate (default: the
+    /// system's roots).
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// all | failed_only (Firehose's AllData / FailedDataOnly).
+    pub mode: String,
+    /// Where the copy goes: an s3 or file destination.
+    pub destination: RawDestination,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStream {
@@ -80,6 +107,7 @@ pub struct RawStream {
     pub uploads_in_flight_max: Option<usize>,
     pub destination: Option<RawDestination>,
     pub error_output: Option<RawDestination>,
+    pub backup: Option<RawBackup>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,7 +124,7 @@ pub struct RawEncoding {
     pub delimiter: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
     #[serde(rename = "type")]
@@ -114,4 +142,28 @@ pub struct RawDestination {
     pub session_token: Option<String>,
     pub path_style: Option<bool>,
     pub allow_http: Option<bool>,
+    /// http: the endpoint URL.
+    pub url: Option<String>,
+    /// http: sent as X-Amz-Firehose-Access-Key.
+    pub access_key: Option<String>,
+    /// http: sent as X-Amz-Firehose-Common-Attributes.
+    pub common_attributes: Option<BTreeMap<String, String>>,
+    /// http: none | gzip.
+    pub content_encoding: Option<String>,
+    /// http: how long to wait for an answer.
+    pub timeout_secs: Option<u64>,
+    /// http: records per request (Firehose sends at most 10,000).
+    pub records_per_request_max: Option<usize>,
+    /// postgres: a libpq-style connection string or URL.
+    pub connection: Option<String>,
+    /// postgres: the table records are loaded into.
+    pub table: Option<String>,
+    /// postgres: column <- JSON field mapping.
+    pub columns: Option<Vec<RawColumn>>,
+    /// postgres: load each whole record into this jsonb column instead.
+    pub jsonb_column: Option<String>,
+    /// postgres: connections in the pool.
+    pub pool_max: Option<usize>,
+    /// postgres: TLS to the server.
+    pub tls: Option<RawTls>,
 }

@@ -39,8 +39,11 @@ fn good_config_gets_defaults_and_inherits_the_store() {
     assert_eq!(s.shards, 2);
     assert_eq!(s.buffer_bytes, 1 << 20);
     assert_eq!(s.compression, Compression::Gzip);
-    assert_eq!(s.destination.bucket, "logs");
-    match &s.destination.store {
+    let Destination::Object(d) = &s.destination else {
+        panic!("{:?}", s.destination)
+    };
+    assert_eq!(d.bucket, "logs");
+    match &d.store {
         StoreConfig::S3(s3) => {
             assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
             assert!(s3.path_style && s3.allow_http);
@@ -194,7 +197,7 @@ fn embedded_default_is_valid() {
     let c = Config::embedded_default().unwrap();
     let s = &c.streams["default"];
     assert_eq!(s.compression, Compression::None);
-    assert_eq!(s.destination.kind, "file");
+    assert_eq!(s.destination.kind(), "file");
     assert!(c.access_keys.is_empty());
 }
 
@@ -213,7 +216,7 @@ fn stream_names_follow_firehose_rules() {
 fn error_output_can_go_elsewhere() {
     let c = parse("streams:\n  a:\n    destination: { type: s3, bucket: data, endpoint: 'http://127.0.0.1:1' }\n    error_output: { type: file, path: /tmp/errors, prefix: 'e/!{firehose:error-output-type}/' }\n").unwrap();
     let s = &c.streams["a"];
-    let t = s.error_target();
+    let t = &s.error_output;
     assert_eq!(t.kind, "file");
     assert_eq!(
         t.error_output_prefix.source(),
@@ -224,6 +227,88 @@ fn error_output_can_go_elsewhere() {
     );
     assert!(
         e[0].starts_with("streams.a.error_output.error_output_prefix"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn http_and_postgres_destinations() {
+    let c = parse(
+        "streams:\n  h:\n    buffering: { size_mb: 4, interval_secs: 1 }\n    destination: { type: http, url: 'https://example.com/in', access_key: k, content_encoding: gzip, common_attributes: { env: prod } }\n    backup: { mode: failed_only, destination: { type: file, path: /tmp/b } }\n  p:\n    destination:\n      type: postgres\n      connection: host=127.0.0.1 user=postgres dbname=x\n      table: public.events\n      columns: [ { column: id }, { column: city, field: addr.city } ]\n",
+    )
+    .unwrap();
+    let Destination::Http(h) = &c.streams["h"].destination else {
+        panic!()
+    };
+    assert!(h.gzip);
+    assert_eq!(h.common_attributes["env"], "prod");
+    assert_eq!(
+        c.streams["h"].backup.as_ref().map(|b| b.mode),
+        Some(BackupMode::FailedOnly)
+    );
+    assert_eq!(
+        c.streams["h"].error_output.kind, "file",
+        "http errors default to a local directory"
+    );
+    let Destination::Postgres(p) = &c.streams["p"].destination else {
+        panic!()
+    };
+    assert_eq!(
+        p.mapping,
+        ColumnMapping::Columns(vec![
+            ColumnMap {
+                column: "id".into(),
+                field: vec!["id".into()]
+            },
+            ColumnMap {
+                column: "city".into(),
+                field: vec!["addr".into(), "city".into()]
+            },
+        ])
+    );
+}
+
+#[test]
+fn bad_http_and_postgres_destinations_name_their_paths() {
+    let e = errors(
+        "streams:\n  h:\n    buffering: { size_mb: 100 }\n    destination: { type: http, bucket: b }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.h.destination.url: missing")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.h.destination.bucket: does not apply")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.h.buffering.size_mb: 100 is out of range for an http")),
+        "{e:?}"
+    );
+    let e = errors(
+        "streams:\n  p:\n    destination: { type: postgres, connection: 'host=x', table: 'drop table;' , jsonb_column: j}\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.p.destination.table")),
+        "{e:?}"
+    );
+    let e = errors(
+        "streams:\n  p:\n    destination: { type: postgres, connection: 'host=x', table: t }\n",
+    );
+    assert!(
+        e.iter().any(|m| m.contains("exactly one of `columns`")),
+        "{e:?}"
+    );
+    let e = errors(
+        "streams:\n  p:\n    destination: { type: file, path: /x }\n    backup: { mode: all, destination: { type: file, path: /y } }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("streams.p.backup: applies only")),
         "{e:?}"
     );
 }

@@ -33,6 +33,8 @@ pub struct StreamContext {
     pub sink: Arc<dyn Sink>,
     /// Where records that cannot be delivered go.
     pub errors: Arc<ObjectSink>,
+    /// Where the copy of source records goes, if the stream keeps one.
+    pub backup: Option<Arc<ObjectSink>>,
     pub metrics: Arc<Metrics>,
     last_error: Mutex<Option<String>>,
     last_delivery_ms: AtomicI64,
@@ -44,6 +46,7 @@ impl StreamContext {
         log: Arc<StreamLog>,
         sink: Arc<dyn Sink>,
         errors: Arc<ObjectSink>,
+        backup: Option<Arc<ObjectSink>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         StreamContext {
@@ -51,10 +54,15 @@ impl StreamContext {
             log,
             sink,
             errors,
+            backup,
             metrics,
             last_error: Mutex::new(None),
             last_delivery_ms: AtomicI64::new(0),
         }
+    }
+
+    pub(crate) fn backup_mode(&self) -> Option<crate::config::BackupMode> {
+        self.config.backup.as_ref().map(|b| b.mode)
     }
 
     pub(crate) fn set_error(&self, e: String) {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::Batcher;
 use super::keys::object_name;
 use super::{CONSUMER, StreamContext};
+use crate::config::{BackupMode, Destination};
 use crate::encode;
 use crate::log::frame::Frame;
 use crate::log::{LogError, ShardReader, checkpoint};
@@ -299,8 +300,9 @@ async fn commit(
     }
 }
 
-/// Encodes and delivers one batch; returns its first offset and whether it
-/// is finished with (delivered, or written to the error output).
+/// Encodes (for object destinations) and delivers one batch; returns its
+/// first offset and whether it is finished with: delivered, or what the
+/// destination refused written to the error output (and backup).
 async fn upload(
     ctx: Arc<StreamContext>,
     shard: u32,
@@ -315,40 +317,48 @@ async fn upload(
         return (0, true);
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
-    let (encoding, compression) = (cfg.encoding.clone(), cfg.compression);
-    let encoded = tokio::task::spawn_blocking(move || {
-        let body = encode::encode_batch(&records, &encoding, compression);
-        (records, body)
-    })
-    .await;
-    let (records, body) = match encoded {
-        Ok((records, Ok(body))) => (records, body),
-        Ok((records, Err(e))) => {
-            let reason = format!("encoding failed: {e}");
-            let ok = write_error_output(
-                &ctx,
-                shard,
-                &records,
-                "format-conversion-failed",
-                &reason,
-                1,
-                &stop,
-            )
-            .await;
-            return (first, ok);
-        }
-        Err(e) => {
-            tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
-            return (first, false);
-        }
-    };
     let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
-    let ext = encode::extension(&cfg.encoding, cfg.compression);
-    let key = format!(
-        "{}{}",
-        cfg.destination.prefix.render(at, None),
-        object_name(&cfg.name, shard, first, last, ext)
-    );
+    let (records, body, key) = match &cfg.destination {
+        Destination::Object(o) => {
+            let (encoding, compression) = (cfg.encoding.clone(), cfg.compression);
+            let encoded = tokio::task::spawn_blocking(move || {
+                let body = encode::encode_batch(&records, &encoding, compression);
+                (records, body)
+            })
+            .await;
+            let (records, body) = match encoded {
+                Ok((records, Ok(body))) => (records, body),
+                Ok((records, Err(e))) => {
+                    let reason = format!("encoding failed: {e}");
+                    let failed: Vec<(&Frame, String)> =
+                        records.iter().map(|r| (r, reason.clone())).collect();
+                    let ok = write_error_output(
+                        &ctx,
+                        shard,
+                        &failed,
+                        "format-conversion-failed",
+                        1,
+                        &stop,
+                    )
+                    .await;
+                    return (first, ok);
+                }
+                Err(e) => {
+                    tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
+                    return (first, false);
+                }
+            };
+            let ext = encode::extension(&cfg.encoding, cfg.compression);
+            let key = format!(
+                "{}{}",
+                o.prefix.render(at, None),
+                object_name(&cfg.name, shard, first, last, ext)
+            );
+            (records, body, key)
+        }
+        // HTTP and PostgreSQL take the records themselves.
+        _ => (records, bytes::Bytes::new(), String::new()),
+    };
     let batch = Batch {
         stream: &cfg.name,
         shard,
@@ -358,7 +368,8 @@ async fn upload(
         body: &body,
         records: &records,
     };
-    let label = Metrics::destination(&cfg.name, cfg.destination.kind);
+    let kind = cfg.destination.kind();
+    let label = Metrics::destination(&cfg.name, kind);
     let policy = RetryPolicy::new(cfg.retry_duration);
     let outcome = retry(
         &policy,
@@ -375,70 +386,88 @@ async fn upload(
         || ctx.sink.deliver(&batch),
     )
     .await;
+    let failed_type = format!("{kind}-failed");
     match outcome {
-        Outcome::Delivered { .. } => {
+        Outcome::Delivered { attempts, value } => {
             let m = &ctx.metrics;
+            let accepted = records.len() - value.rejected.len();
             m.delivery_success.get_or_create(&label).inc();
             m.delivery_records
                 .get_or_create(&label)
-                .inc_by(records.len() as u64);
-            m.delivery_bytes
-                .get_or_create(&label)
-                .inc_by(body.len() as u64);
+                .inc_by(accepted as u64);
+            let bytes = if body.is_empty() {
+                records.iter().map(|r| r.data.len()).sum()
+            } else {
+                body.len()
+            };
+            m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
             let age = (Utc::now().timestamp_millis() - oldest_ms).max(0) / 1000;
             m.data_freshness_seconds
                 .get_or_create(&Metrics::stream(&cfg.name))
                 .set(age);
             ctx.delivered();
-            tracing::debug!(
-                stream = cfg.name,
-                shard,
-                first,
-                last,
-                key,
-                bytes = body.len(),
-                "delivered"
-            );
-            (first, true)
+            tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
+            let rejected: Vec<(&Frame, String)> = value
+                .rejected
+                .iter()
+                .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+                .collect();
+            let mut ok = true;
+            if !rejected.is_empty() {
+                tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
+                ok &=
+                    write_error_output(&ctx, shard, &rejected, &failed_type, attempts, &stop).await;
+            }
+            ok &= match ctx.backup_mode() {
+                Some(BackupMode::All) => {
+                    write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await
+                }
+                Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
+                    write_backup(
+                        &ctx,
+                        shard,
+                        &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+                        &stop,
+                    )
+                    .await
+                }
+                _ => true,
+            };
+            (first, ok)
         }
         Outcome::GaveUp { attempts, error } => {
             ctx.metrics.delivery_failure.get_or_create(&label).inc();
             tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
-            let kind = format!("{}-failed", cfg.destination.kind);
-            let ok = write_error_output(
-                &ctx,
-                shard,
-                &records,
-                &kind,
-                &error.message,
-                attempts,
-                &stop,
-            )
-            .await;
+            let failed: Vec<(&Frame, String)> =
+                records.iter().map(|r| (r, error.message.clone())).collect();
+            let mut ok =
+                write_error_output(&ctx, shard, &failed, &failed_type, attempts, &stop).await;
+            if ctx.backup_mode().is_some() {
+                ok &= write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+            }
             (first, ok)
         }
         Outcome::Cancelled => (first, false),
     }
 }
 
-/// Writes one JSON line per record to the error output, retrying until it is
-/// stored or a hard stop comes: the error output is never dropped.
+/// Writes one JSON line per record to the error output, with its reason,
+/// retrying until it is stored or a hard stop comes: never dropped.
 async fn write_error_output(
     ctx: &StreamContext,
     shard: u32,
-    records: &[Frame],
+    records: &[(&Frame, String)],
     output_type: &str,
-    reason: &str,
     attempts: u32,
     stop: &CancellationToken,
 ) -> bool {
     let cfg = &ctx.config;
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+    let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
         return true;
     };
     let now_ms = Utc::now().timestamp_millis();
     let mut body = Vec::new();
-    for r in records {
+    for (r, reason) in records {
         let line = serde_json::json!({
             "attemptsMade": attempts,
             "arrivalTimestamp": r.arrival_ms,
@@ -456,26 +485,72 @@ async fn write_error_output(
     let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
     let key = format!(
         "{}{}",
-        cfg.error_target()
+        cfg.error_output
             .error_output_prefix
             .render(at, Some(output_type)),
         object_name(&cfg.name, shard, first.offset, last.offset, "")
     );
-    let body = bytes::Bytes::from(body);
-    let outcome = retry_forever(
+    let stored = put_until_stored(
+        &ctx.errors,
+        &key,
+        bytes::Bytes::from(body),
         stop,
-        |attempt, e| tracing::error!(stream = cfg.name, shard, key, attempt, error = %e, "cannot write the error output; retrying"),
-        || ctx.errors.put(&key, body.clone()),
+        &cfg.name,
+        shard,
     )
     .await;
-    match outcome {
-        Outcome::Delivered { .. } => {
-            ctx.metrics
-                .error_output_records
-                .get_or_create(&Metrics::stream(&cfg.name))
-                .inc_by(records.len() as u64);
-            true
-        }
-        _ => false,
+    if stored {
+        ctx.metrics
+            .error_output_records
+            .get_or_create(&Metrics::stream(&cfg.name))
+            .inc_by(records.len() as u64);
     }
+    stored
+}
+
+/// Writes the source records, as JSON lines, to the backup store.
+async fn write_backup(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[&Frame],
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some(backup), Some(sink)) = (&cfg.backup, &ctx.backup) else {
+        return true;
+    };
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return true;
+    };
+    let mut body = Vec::new();
+    for r in records {
+        body.extend_from_slice(&r.data);
+        if !r.data.ends_with(b"\n") {
+            body.push(b'\n');
+        }
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        backup.target.prefix.render(at, None),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    put_until_stored(sink, &key, bytes::Bytes::from(body), stop, &cfg.name, shard).await
+}
+
+async fn put_until_stored(
+    sink: &crate::sink::object::ObjectSink,
+    key: &str,
+    body: bytes::Bytes,
+    stop: &CancellationToken,
+    stream: &str,
+    shard: u32,
+) -> bool {
+    let outcome = retry_forever(
+        stop,
+        |attempt, e| tracing::error!(stream, shard, key, attempt, error = %e, "cannot write to the error output or backup; retrying"),
+        || sink.put(key, body.clone()),
+    )
+    .await;
+    matches!(outcome, Outcome::Delivered { .. })
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::config::{
-    self, Compression, Config, Encoding, ObjectDestination, StoreConfig, StreamConfig,
+    self, Compression, Config, Destination, Encoding, ObjectDestination, StoreConfig, StreamConfig,
 };
 use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
 use crate::log::AppendRecord;
@@ -367,7 +367,42 @@ fn compression_name(c: Compression) -> &'static str {
 
 fn description(entry: &StreamEntry) -> Value {
     let c = &entry.config;
-    let d = &c.destination;
+    let created = entry.created_ms as f64 / 1000.0;
+    let destination = match &c.destination {
+        Destination::Object(d) => object_description(entry, d),
+        Destination::Http(h) => json!({
+            "HttpEndpointDestinationDescription": {
+                "EndpointConfiguration": { "Url": h.url },
+                "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
+                "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
+                "RequestConfiguration": { "ContentEncoding": if h.gzip { "GZIP" } else { "NONE" } },
+            }
+        }),
+        // Firehose has no PostgreSQL destination; say what it is.
+        Destination::Postgres(p) => {
+            json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
+        }
+    };
+    let mut dest = json!({ "DestinationId": "destinationId-000000000001" });
+    if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
+        o.extend(extra.clone());
+    }
+    json!({
+        "DeliveryStreamName": c.name,
+        "DeliveryStreamARN": stream_arn(&c.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut",
+        "VersionId": "1",
+        "CreateTimestamp": created,
+        "LastUpdateTimestamp": created,
+        "Source": {},
+        "Destinations": [dest],
+        "HasMoreDestinations": false,
+    })
+}
+
+fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
+    let c = &entry.config;
     let bucket_arn = match &d.store {
         StoreConfig::S3(_) => format!("arn:aws:s3:::{}", d.bucket),
         StoreConfig::File { root } => format!("file://{}", root.join(&d.bucket).display()),
@@ -389,23 +424,7 @@ fn description(entry: &StreamEntry) -> Value {
         "CompressionFormat": compression_name(c.compression),
         "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
     });
-    let created = entry.created_ms as f64 / 1000.0;
-    json!({
-        "DeliveryStreamName": c.name,
-        "DeliveryStreamARN": stream_arn(&c.name),
-        "DeliveryStreamStatus": "ACTIVE",
-        "DeliveryStreamType": "DirectPut",
-        "VersionId": "1",
-        "CreateTimestamp": created,
-        "LastUpdateTimestamp": created,
-        "Source": {},
-        "Destinations": [{
-            "DestinationId": "destinationId-000000000001",
-            "ExtendedS3DestinationDescription": s3.clone(),
-            "S3DestinationDescription": s3,
-        }],
-        "HasMoreDestinations": false,
-    })
+    json!({ "ExtendedS3DestinationDescription": s3.clone(), "S3DestinationDescription": s3 })
 }
 
 const DESTINATION_KEYS: &[&str] = &[
@@ -519,6 +538,13 @@ pub fn stream_config_from_request(
             ps.iter()
                 .any(|p| p.get("Type").and_then(Value::as_str) == Some("AppendDelimiterToRecord"))
         });
+    let destination = ObjectDestination {
+        kind: "s3",
+        store: cfg.object_store.clone(),
+        bucket: bucket.to_string(),
+        prefix,
+        error_output_prefix,
+    };
     Ok(StreamConfig {
         name: name.to_string(),
         shards: 4,
@@ -534,14 +560,9 @@ pub fn stream_config_from_request(
         compression,
         retry_duration: Duration::from_secs(3600),
         uploads_in_flight_max: 4,
-        error_output: None,
-        destination: ObjectDestination {
-            kind: "s3",
-            store: cfg.object_store.clone(),
-            bucket: bucket.to_string(),
-            prefix,
-            error_output_prefix,
-        },
+        error_output: destination.clone(),
+        destination: Destination::Object(destination),
+        backup: None,
     })
 }
 

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, StreamConfig};
+use crate::config::{Config, Destination, ObjectDestination, StreamConfig};
 use crate::delivery::{Delivery, StreamContext};
 use crate::log::{DiskQuota, StreamLog};
 use crate::ops::metrics::Metrics;
 use crate::sink::Sink;
+use crate::sink::http::HttpSink;
 use crate::sink::object::ObjectSink;
+use crate::sink::postgres::PostgresSink;
 
 /// Where a stream's definition came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,19 +145,26 @@ impl Registry {
             self.quota.clone(),
         )
         .map_err(|e| fail(e.to_string()))?;
-        let dest = &config.destination;
-        let sink =
-            Arc::new(ObjectSink::new(&dest.store, &dest.bucket).map_err(|e| fail(e.message))?);
-        let errors = match &config.error_output {
-            Some(e) => Arc::new(ObjectSink::new(&e.store, &e.bucket).map_err(|e| fail(e.message))?),
-            None => sink.clone(),
+        let object = |d: &ObjectDestination| ObjectSink::new(&d.store, &d.bucket).map(Arc::new);
+        let errors = object(&config.error_output).map_err(|e| fail(e.message))?;
+        let sink: Arc<dyn Sink> = match &config.destination {
+            Destination::Object(d) => object(d).map_err(|e| fail(e.message))?,
+            Destination::Http(h) => Arc::new(HttpSink::new(h).map_err(|e| fail(e.message))?),
+            Destination::Postgres(p) => {
+                Arc::new(PostgresSink::new(p).map_err(|e| fail(e.message))?)
+            }
+        };
+        let backup = match &config.backup {
+            Some(b) => Some(object(&b.target).map_err(|e| fail(e.message))?),
+            None => None,
         };
         let config = Arc::new(config);
         let ctx = Arc::new(StreamContext::new(
             config.clone(),
             Arc::new(log),
-            sink as Arc<dyn Sink>,
+            sink,
             errors,
+            backup,
             self.metrics.clone(),
         ));
         let delivery = Delivery::start(ctx.clone());

@@ -5,7 +5,9 @@
 //! A sink reports success only once the destination confirmed the batch is
 //! stored: the delivery stage moves the checkpoint on that answer alone.
 
+pub mod http;
 pub mod object;
+pub mod postgres;
 pub mod retry;
 
 use async_trait::async_trait;
@@ -39,10 +41,20 @@ pub struct SinkError {
     pub retryable: bool,
 }
 
+/// What the destination confirmed.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Records the destination refused for good while taking the rest (a
+    /// row violating a constraint): (index into `Batch::records`, reason).
+    /// They go to the error output; retrying cannot help them.
+    pub rejected: Vec<(usize, String)>,
+}
+
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Delivers `batch`; Ok only once the destination has confirmed it.
-    async fn deliver(&self, batch: &Batch<'_>) -> Result<(), SinkError>;
+    /// Delivers `batch`; Ok only once the destination has confirmed every
+    /// record it did not reject.
+    async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError>;
 
     /// What this sink writes to, for logs and errors (`s3://bucket`).
     fn describe(&self) -> String;

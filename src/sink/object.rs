@@ -11,7 +11,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
-use super::{Batch, Sink, SinkError};
+use super::{Batch, Delivered, Sink, SinkError};
 use crate::config::StoreConfig;
 
 /// A bucket on an object store.
@@ -106,8 +106,9 @@ fn classify(describe: &str, key: &str, e: object_store::Error) -> SinkError {
 
 #[async_trait]
 impl Sink for ObjectSink {
-    async fn deliver(&self, batch: &Batch<'_>) -> Result<(), SinkError> {
-        self.put(batch.key, batch.body.clone()).await
+    async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
+        self.put(batch.key, batch.body.clone()).await?;
+        Ok(Delivered::default())
     }
 
     fn describe(&self) -> String {

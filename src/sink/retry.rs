@@ -47,9 +47,10 @@ impl RetryPolicy {
 
 /// How a retried operation ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Outcome<T = ()> {
     Delivered {
         attempts: u32,
+        value: T,
     },
     /// The retry window closed; the last error says why.
     GaveUp {
@@ -61,15 +62,15 @@ pub enum Outcome {
 }
 
 /// Runs `op` until it succeeds, the window of `policy` closes, or `stop` fires.
-pub async fn retry<F, Fut>(
+pub async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
     stop: &CancellationToken,
     mut on_error: impl FnMut(u32, &SinkError),
     mut op: F,
-) -> Outcome
+) -> Outcome<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), SinkError>>,
+    Fut: Future<Output = Result<T, SinkError>>,
 {
     let started = Instant::now();
     let mut attempts = 0u32;
@@ -80,7 +81,7 @@ where
             _ = stop.cancelled() => return Outcome::Cancelled,
         };
         let error = match result {
-            Ok(()) => return Outcome::Delivered { attempts },
+            Ok(value) => return Outcome::Delivered { attempts, value },
             Err(e) => e,
         };
         on_error(attempts, &error);
@@ -97,14 +98,14 @@ where
 
 /// Runs `op` until it succeeds or `stop` fires: for writes that must never be
 /// dropped, such as the error output.
-pub async fn retry_forever<F, Fut>(
+pub async fn retry_forever<T, F, Fut>(
     stop: &CancellationToken,
     on_error: impl FnMut(u32, &SinkError),
     op: F,
-) -> Outcome
+) -> Outcome<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), SinkError>>,
+    Fut: Future<Output = Result<T, SinkError>>,
 {
     let policy = RetryPolicy {
         duration: Duration::MAX,

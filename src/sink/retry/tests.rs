@@ -26,7 +26,10 @@ async fn succeeds_after_transient_failures() {
         },
     )
     .await;
-    assert!(matches!(out, Outcome::Delivered { attempts: 4 }), "{out:?}");
+    assert!(
+        matches!(out, Outcome::Delivered { attempts: 4, .. }),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -36,7 +39,7 @@ async fn gives_up_when_the_window_closes() {
         &RetryPolicy::new(Duration::from_secs(10)),
         &CancellationToken::new(),
         |_, _| {},
-        || async { Err(fail()) },
+        || async { Err::<(), _>(fail()) },
     )
     .await;
     match out {
@@ -58,7 +61,7 @@ async fn zero_window_means_one_attempt() {
         |_, _| {},
         || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(fail())
+            Err::<(), _>(fail())
         },
     )
     .await;
@@ -74,7 +77,7 @@ async fn stop_cancels_a_retry_loop() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         s2.cancel();
     });
-    let out = retry_forever(&stop, |_, _| {}, || async { Err(fail()) }).await;
+    let out: Outcome = retry_forever(&stop, |_, _| {}, || async { Err(fail()) }).await;
     assert!(matches!(out, Outcome::Cancelled));
 }
 

@@ -1,0 +1,184 @@
+//! Firehose's HTTP endpoint delivery: a JSON body of base64 records with
+//! `requestId` and `timestamp`, the `X-Amz-Firehose-*` headers, optional gzip,
+//! and a response that must be 200 with JSON echoing the `requestId`.
+//! Anything else is an error for the retry loop; this sink never retries.
+//!
+//! The request id is derived from (stream, shard, offsets), so it stays the
+//! same across retries and restarts and receivers can use it to deduplicate.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::{Batch, Delivered, Sink, SinkError};
+use crate::config::HttpDestination;
+use crate::ingest::firehose::stream_arn;
+
+/// Largest response body read (Firehose's limit).
+const RESPONSE_BYTES_MAX: usize = 1 << 20;
+
+pub struct HttpSink {
+    client: reqwest::Client,
+    cfg: HttpDestination,
+    common_attributes: Option<String>,
+}
+
+impl HttpSink {
+    pub fn new(cfg: &HttpDestination) -> Result<HttpSink, SinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SinkError {
+                message: format!("cannot build the http client: {e}"),
+                retryable: false,
+            })?;
+        let common_attributes = (!cfg.common_attributes.is_empty())
+            .then(|| serde_json::json!({ "commonAttributes": cfg.common_attributes }).to_string());
+        Ok(HttpSink {
+            client,
+            cfg: cfg.clone(),
+            common_attributes,
+        })
+    }
+}
+
+/// A GUID derived from the batch's place in the log.
+pub fn request_id(stream: &str, shard: u32, first: u64, last: u64) -> String {
+    let h = Sha256::digest(format!("{stream}/{shard}/{first}/{last}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+fn fail(message: String) -> SinkError {
+    SinkError {
+        message,
+        retryable: true,
+    }
+}
+
+impl HttpSink {
+    async fn send(
+        &self,
+        batch: &Batch<'_>,
+        first: u64,
+        last: u64,
+        records: &[crate::log::frame::Frame],
+    ) -> Result<(), SinkError> {
+        let id = request_id(batch.stream, batch.shard, first, last);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = serde_json::json!({
+            "requestId": id,
+            "timestamp": chrono::Utc::now().timestamp_millis(),
+            "records": records.iter().map(|r| serde_json::json!({ "data": b64.encode(&r.data) })).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
+        let mut req = self
+            .client
+            .post(&self.cfg.url)
+            .header("Content-Type", "application/json")
+            .header("X-Amz-Firehose-Protocol-Version", "1.0")
+            .header("X-Amz-Firehose-Request-Id", &id)
+            .header("X-Amz-Firehose-Source-Arn", stream_arn(batch.stream));
+        if let Some(k) = &self.cfg.access_key {
+            req = req.header("X-Amz-Firehose-Access-Key", k);
+        }
+        if let Some(a) = &self.common_attributes {
+            req = req.header("X-Amz-Firehose-Common-Attributes", a);
+        }
+        let body = if self.cfg.gzip {
+            req = req.header("Content-Encoding", "gzip");
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            gz.write_all(&body)
+                .and_then(|()| gz.finish())
+                .map_err(|e| fail(format!("gzip failed: {e}")))?
+        } else {
+            body
+        };
+        let resp = req.body(body).send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "HttpEndpoint.RequestTimeout"
+            } else {
+                "HttpEndpoint.ConnectionFailed"
+            };
+            fail(format!("{what}: POST {} failed: {e}", self.cfg.url))
+        })?;
+        let status = resp.status();
+        let is_json = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let mut text = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            fail(format!(
+                "HttpEndpoint.ConnectionReset: reading the response failed: {e}"
+            ))
+        })? {
+            if text.len() + chunk.len() > RESPONSE_BYTES_MAX {
+                return Err(fail(
+                    "HttpEndpoint.ResponseTooLarge: the response exceeds 1 MiB".into(),
+                ));
+            }
+            text.extend_from_slice(&chunk);
+        }
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&text).ok();
+        if status.as_u16() != 200 {
+            let msg = parsed
+                .as_ref()
+                .and_then(|v| v.get("errorMessage"))
+                .and_then(|m| m.as_str())
+                .map(String::from)
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&text[..text.len().min(512)]).into_owned()
+                });
+            return Err(SinkError {
+                message: format!(
+                    "HttpEndpoint.DestinationException: the endpoint answered {status}: {msg}"
+                ),
+                // 413 means the request can never be accepted as it is.
+                retryable: status.as_u16() != 413,
+            });
+        }
+        let echoed = parsed
+            .as_ref()
+            .and_then(|v| v.get("requestId"))
+            .and_then(|v| v.as_str());
+        if !is_json || echoed != Some(id.as_str()) {
+            return Err(fail(format!(
+                "HttpEndpoint.InvalidResponseFromDestination: expected a JSON response with requestId {id}, got {}",
+                String::from_utf8_lossy(&text[..text.len().min(512)])
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
+        // Firehose sends at most 10,000 records per request; larger batches
+        // go as several requests, each with its own (stable) request id.
+        for chunk in batch
+            .records
+            .chunks(self.cfg.records_per_request_max.max(1))
+        {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            self.send(batch, first.offset, last.offset, chunk).await?;
+        }
+        Ok(Delivered::default())
+    }
+
+    fn describe(&self) -> String {
+        self.cfg.url.clone()
+    }
+}
