@@ -429,3 +429,188 @@ class Producers:
         self.stop_event.set()
         for t in self.threads:
             t.join(30)
+
+
+def pg_bin(name: str) -> str:
+    import glob
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if not path:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed; run scripts/test.sh, which installs it")
+    return path
+
+
+class Postgres:
+    """A throwaway PostgreSQL server on loopback (Debian's binaries). As root
+    the server runs as the `postgres` user, as PostgreSQL requires."""
+
+    def __init__(self):
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="hydrant-pg-"))
+        self.data = self.dir / "data"
+        self.sock = self.dir / "sock"
+        self.sock.mkdir()
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            subprocess.run(["chown", "-R", "postgres:postgres", str(self.dir)], check=True)
+
+    def _run(self, args, **kw):
+        if self.as_root:
+            args = ["runuser", "-u", "postgres", "--", *args]
+        return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=hydrant"
+
+    def start(self, first_time=True):
+        if first_time:
+            r = self._run([pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+            if r.returncode != 0:
+                raise RuntimeError(f"initdb failed: {r.stderr}")
+        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+        r = self._run([pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "pg.log"), "-w", "start"])
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {r.stderr}{r.stdout}")
+        if first_time:
+            self.psql("CREATE DATABASE hydrant", db="postgres")
+        return self
+
+    def stop(self, mode="fast"):
+        self._run([pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def psql(self, sql: str, db="hydrant") -> str:
+        r = subprocess.run(
+            [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+            capture_output=True, text=True, timeout=120,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr}")
+        return r.stdout.strip()
+
+    def cleanup(self):
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Receiver:
+    """A Firehose HTTP endpoint receiver, outside the daemon: it checks every
+    header and the body against Firehose's spec and answers as the spec
+    requires, or misbehaves on purpose (`mode`)."""
+
+    def __init__(self, access_key="secret-key", attributes=None, gzip_expected=False):
+        import gzip as gz
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.records = []
+        self.violations = []
+        self.request_ids = []
+        self.all_ids = []
+        self.mode = "ok"
+        self.requests = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                receiver.requests += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                mode = receiver.mode
+                if mode == "close":
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if mode == "hang":
+                    time.sleep(5)
+                    return
+                rid = self.headers.get("X-Amz-Firehose-Request-Id", "")
+                check = receiver._check(self.headers, body, gz)
+                if check is not None:
+                    receiver.all_ids.append((check[1], check[0][0]))
+                if mode in ("500", "400"):
+                    self._answer(int(mode), {"requestId": rid, "timestamp": int(time.time() * 1000), "errorMessage": f"refusing on purpose ({mode})"})
+                    return
+                if check is None:
+                    self._answer(400, {"requestId": rid, "errorMessage": "bad request"})
+                    return
+                records, rid = check
+                receiver.request_ids.append(rid)
+                receiver.records.extend(records)
+                echoed = "wrong-" + rid if mode == "wrong_id" else rid
+                self._answer(200, {"requestId": echoed, "timestamp": int(time.time() * 1000)})
+
+            def _answer(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.access_key = access_key
+        self.attributes = attributes or {}
+        self.gzip_expected = gzip_expected
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/firehose"
+
+    def _check(self, h, body, gz):
+        def bad(msg):
+            self.violations.append(msg)
+            return None
+
+        if h.get("X-Amz-Firehose-Protocol-Version") != "1.0":
+            return bad("protocol version header")
+        rid = h.get("X-Amz-Firehose-Request-Id", "")
+        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", rid):
+            return bad(f"request id {rid!r} is not a GUID")
+        if not h.get("X-Amz-Firehose-Source-Arn", "").startswith("arn:aws:firehose:"):
+            return bad("source arn header")
+        if self.access_key is not None and h.get("X-Amz-Firehose-Access-Key") != self.access_key:
+            return bad("access key header")
+        if self.attributes:
+            try:
+                attrs = json.loads(h.get("X-Amz-Firehose-Common-Attributes", ""))
+            except ValueError:
+                return bad("common attributes header is not JSON")
+            if attrs != {"commonAttributes": self.attributes}:
+                return bad(f"common attributes {attrs}")
+        if not h.get("Content-Type", "").startswith("application/json"):
+            return bad("content type")
+        if self.gzip_expected:
+            if h.get("Content-Encoding") != "gzip":
+                return bad("content encoding")
+            body = gz.decompress(body)
+        elif h.get("Content-Encoding"):
+            return bad("unexpected content encoding")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return bad("body is not JSON")
+        if doc.get("requestId") != rid:
+            return bad("body requestId differs from the header")
+        if not isinstance(doc.get("timestamp"), int) or abs(doc["timestamp"] - time.time() * 1000) > 60_000:
+            return bad(f"timestamp {doc.get('timestamp')!r} is not epoch ms")
+        recs = doc.get("records")
+        if not isinstance(recs, list) or not 1 <= len(recs) <= 10_000:
+            return bad("records must be a list of 1..10000")
+        import base64
+
+        return [base64.b64decode(r["data"]) for r in recs], rid
+
+    def close(self):
+        self.server.shutdown()

@@ -361,6 +361,7 @@ async fn upload(
     };
     let batch = Batch {
         stream: &cfg.name,
+        log_id: ctx.log.id(),
         shard,
         first_offset: first,
         last_offset: last,
@@ -386,7 +387,11 @@ async fn upload(
         || ctx.sink.deliver(&batch),
     )
     .await;
-    let failed_type = format!("{kind}-failed");
+    // Firehose's name where it has one.
+    let failed_type = match kind {
+        "http" => "http-endpoint-failed".to_string(),
+        k => format!("{k}-failed"),
+    };
     match outcome {
         Outcome::Delivered { attempts, value } => {
             let m = &ctx.metrics;

@@ -338,7 +338,34 @@ impl ShardLog {
 /// All shards of one stream's log.
 pub struct StreamLog {
     dir: PathBuf,
+    id: String,
     shards: Vec<ShardLog>,
+}
+
+/// Reads the log's identity, creating it with a new random id the first time.
+/// Destinations key what they loaded by it, so a log that is deleted and
+/// created again under the same name (its offsets start at 0 again) is never
+/// mistaken for the old one.
+fn log_id(dir: &Path) -> Result<String, LogError> {
+    let path = dir.join("log-id");
+    match fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(0, &path)(e)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = dir.join("log-id.tmp");
+    let write = || -> io::Result<()> {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        segment::sync_dir(dir)
+    };
+    write().map_err(io_err(0, &path))?;
+    Ok(id)
 }
 
 impl StreamLog {
@@ -349,6 +376,8 @@ impl StreamLog {
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
     ) -> Result<StreamLog, LogError> {
+        fs::create_dir_all(dir).map_err(io_err(0, dir))?;
+        let id = log_id(dir)?;
         let mut v = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
             v.push(ShardLog::open(
@@ -360,12 +389,18 @@ impl StreamLog {
         }
         Ok(StreamLog {
             dir: dir.to_path_buf(),
+            id,
             shards: v,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The log's identity (random, fixed for the life of its directory).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn shards(&self) -> &[ShardLog] {

@@ -46,8 +46,8 @@ impl HttpSink {
 }
 
 /// A GUID derived from the batch's place in the log.
-pub fn request_id(stream: &str, shard: u32, first: u64, last: u64) -> String {
-    let h = Sha256::digest(format!("{stream}/{shard}/{first}/{last}").as_bytes());
+pub fn request_id(log_id: &str, stream: &str, shard: u32, first: u64, last: u64) -> String {
+    let h = Sha256::digest(format!("{log_id}/{stream}/{shard}/{first}/{last}").as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
     b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout
@@ -70,7 +70,7 @@ impl HttpSink {
         last: u64,
         records: &[crate::log::frame::Frame],
     ) -> Result<(), SinkError> {
-        let id = request_id(batch.stream, batch.shard, first, last);
+        let id = request_id(batch.log_id, batch.stream, batch.shard, first, last);
         let b64 = base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({
             "requestId": id,

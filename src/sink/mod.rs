@@ -18,6 +18,9 @@ use crate::log::frame::Frame;
 /// One batch on its way to a destination.
 pub struct Batch<'a> {
     pub stream: &'a str,
+    /// The identity of the stream's log: with (shard, offsets) it names the
+    /// batch uniquely, even across a stream deleted and created again.
+    pub log_id: &'a str,
     pub shard: u32,
     /// Offsets of the first and last record in the batch.
     pub first_offset: u64,

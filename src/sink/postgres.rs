@@ -1,7 +1,8 @@
 //! The PostgreSQL loader: `COPY` into a table, exactly once.
 //!
 //! Each delivery is one transaction that loads the batch's records and
-//! records their offsets in `hydrant_loads` (stream, shard, first, last). A
+//! records their offsets in `hydrant_loads` (log id, target table, shard,
+//! first, last). A
 //! retried or replayed batch first reads which of its offsets are already
 //! loaded and skips them, so a record is in the table once even when a crash
 //! re-cuts batches differently. If the bulk `COPY` fails on data (a value of
@@ -233,10 +234,11 @@ impl PostgresSink {
                 client
                     .batch_execute(&format!(
                         "CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
-                            stream text NOT NULL, shard integer NOT NULL,
+                            log_id text NOT NULL, target text NOT NULL, stream text NOT NULL,
+                            shard integer NOT NULL,
                             first_offset bigint NOT NULL, last_offset bigint NOT NULL,
                             loaded_at timestamptz NOT NULL DEFAULT now(),
-                            PRIMARY KEY (stream, shard, first_offset))"
+                            PRIMARY KEY (log_id, target, shard, first_offset))"
                     ))
                     .await
                     .map_err(|e| {
@@ -264,8 +266,8 @@ impl Sink for PostgresSink {
         let shard = batch.shard as i32;
         let loaded = tx
             .query(
-                &format!("SELECT first_offset, last_offset FROM {LOADS_TABLE} WHERE stream = $1 AND shard = $2 AND last_offset >= $3 AND first_offset <= $4"),
-                &[&batch.stream, &shard, &(batch.first_offset as i64), &(batch.last_offset as i64)],
+                &format!("SELECT first_offset, last_offset FROM {LOADS_TABLE} WHERE log_id = $1 AND target = $2 AND shard = $3 AND last_offset >= $4 AND first_offset <= $5"),
+                &[&batch.log_id, &self.cfg.table, &shard, &(batch.first_offset as i64), &(batch.last_offset as i64)],
             )
             .await
             .map_err(|e| transient(db_message(&e)))?;
@@ -364,8 +366,8 @@ impl Sink for PostgresSink {
         }
         for (first, last) in runs(&loaded_offsets) {
             tx.execute(
-                &format!("INSERT INTO {LOADS_TABLE} (stream, shard, first_offset, last_offset) VALUES ($1, $2, $3, $4)"),
-                &[&batch.stream, &shard, &(first as i64), &(last as i64)],
+                &format!("INSERT INTO {LOADS_TABLE} (log_id, target, stream, shard, first_offset, last_offset) VALUES ($1, $2, $3, $4, $5, $6)"),
+                &[&batch.log_id, &self.cfg.table, &batch.stream, &shard, &(first as i64), &(last as i64)],
             )
             .await
             .map_err(|e| transient(db_message(&e)))?;
