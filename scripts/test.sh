@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh machine: installs what the tests need
-# (Garage, the pinned Python packages), checks formatting and lints, runs the
+# (Garage, PostgreSQL, the pinned Python packages), checks formatting and lints, runs the
 # Rust unit and integration tests, then the pytest suite against the real
 # binary, real Garage and real AWS clients. Everything it installs is cached
 # in the usual per-user places (~/.cargo/bin, ~/.cache/hydrant-test).
@@ -14,6 +14,13 @@ GARAGE_VERSION=2.5.0
 if ! command -v garage >/dev/null 2>&1 || ! garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
   step "installing Garage $GARAGE_VERSION (cargo install, once per machine; several minutes)"
   cargo install garage --locked --version "$GARAGE_VERSION"
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  step "installing PostgreSQL and openssl (Debian packages)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql openssl >/dev/null
 fi
 
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/hydrant-test/venv"

@@ -468,12 +468,35 @@ class Postgres:
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=hydrant"
 
+    def make_tls(self) -> Path:
+        """Makes a CA and a server certificate for 127.0.0.1 and turns TLS on
+        (before start). Returns the CA file a client must trust."""
+        d = self.dir
+        ext = d / "san.cnf"
+        ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        cmds = [
+            ["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=hydrant-test-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+             "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt")],
+            ["openssl", "req", "-new", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(d / "server.key"), "-out", str(d / "server.csr")],
+            ["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+             "-CAcreateserial", "-days", "2", "-out", str(d / "server.crt"), "-extfile", str(ext)],
+        ]
+        for c in cmds:
+            subprocess.run(c, check=True, capture_output=True, timeout=60)
+        if self.as_root:
+            subprocess.run(["chown", "postgres:postgres", str(d / "server.key"), str(d / "server.crt")], check=True)
+        (d / "server.key").chmod(0o600)
+        self.tls_opts = f" -c ssl=on -c ssl_cert_file={d / 'server.crt'} -c ssl_key_file={d / 'server.key'}"
+        return d / "ca.crt"
+
     def start(self, first_time=True):
         if first_time:
             r = self._run([pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
             if r.returncode != 0:
                 raise RuntimeError(f"initdb failed: {r.stderr}")
         opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+        opts += getattr(self, "tls_opts", "")
         r = self._run([pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "pg.log"), "-w", "start"])
         if r.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {r.stderr}{r.stdout}")
@@ -487,7 +510,7 @@ class Postgres:
     def psql(self, sql: str, db="hydrant") -> str:
         r = subprocess.run(
             [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PGSSLMODE": "disable"},
         )
         if r.returncode != 0:
             raise RuntimeError(f"psql failed: {r.stderr}")

@@ -326,3 +326,28 @@ def test_conformance(hydrant_factory, target):
         assert h2.metric("error_output_records", stream="app") == 0
         status, body, _ = h2.get("/ready")
         assert status == 503 and b"app" in body
+
+
+def test_postgres_over_tls(hydrant_factory, tmp_path):
+    pg = Postgres()
+    ca = pg.make_tls()
+    pg.start()
+    try:
+        t = make_table(pg)
+        tls = f"      tls: {{ mode: require, ca_file: {ca} }}\n"
+        h = hydrant_factory(pg_yaml(pg, t, COLUMNS + tls)).start()
+        put(h, [json.dumps({"id": f"t{i}", "n": i, "addr": {"city": "Bergen"}}).encode() for i in range(100)])
+        wait_until(lambda: int(pg.psql(f"SELECT count(*) FROM {t}")) >= 100, timeout=30, what="100 rows over TLS")
+        # psql itself connects without TLS here, so TLS sessions are Hydrant's.
+        assert int(pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl")) >= 1
+        # A CA that did not sign the server's certificate is refused: nothing loads.
+        other = Postgres()
+        wrong_ca = other.make_tls()
+        t2 = make_table(pg)
+        h2 = hydrant_factory(pg_yaml(pg, t2, COLUMNS + f"      tls: {{ mode: require, ca_file: {wrong_ca} }}\n")).start()
+        put(h2, [b'{"id":"x","n":1}'])
+        wait_until(lambda: h2.metric("delivery_retries", stream="app") >= 1, timeout=30, what="a refused TLS handshake")
+        assert pg.psql(f"SELECT count(*) FROM {t2}") == "0"
+        other.cleanup()
+    finally:
+        pg.cleanup()
