@@ -131,6 +131,36 @@ fn disk(dir: PathBuf, record_bytes: usize, per_sync: usize, secs: u64) -> anyhow
     Ok(())
 }
 
+/// A fresh bench directory and a config there listening on a free port:
+/// returns (port, config path). `body` follows `listen` and `data_dir`.
+fn bench_config(dir: &std::path::Path, body: &str) -> anyhow::Result<(u16, PathBuf)> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let cfg = dir.join("bench.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{body}",
+            dir.join("data").display()
+        ),
+    )?;
+    Ok((port, cfg))
+}
+
+/// A PutRecordBatch body of `n` JSON records of about `bytes` each.
+fn batch_body(n: usize, bytes: usize) -> anyhow::Result<bytes::Bytes> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, bytes)) }))
+        .collect();
+    Ok(bytes::Bytes::from(serde_json::to_vec(
+        &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
+    )?))
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -179,18 +209,11 @@ async fn ingest(
     shards: u32,
     size_mb: u64,
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let out = dir.join("out");
-    let cfg = dir.join("bench.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {}\nstreams:\n  bench:\n    shards: {shards}\n    buffering: {{ size_mb: {size_mb}, interval_secs: 5 }}\n    compression: {compression}\n    destination: {{ type: file, path: {} }}\n",
-            dir.join("data").display(),
+    let (port, cfg) = bench_config(
+        &dir,
+        &format!(
+            "streams:\n  bench:\n    shards: {shards}\n    buffering: {{ size_mb: {size_mb}, interval_secs: 5 }}\n    compression: {compression}\n    destination: {{ type: file, path: {} }}\n",
             out.display()
         ),
     )?;
@@ -211,26 +234,11 @@ async fn ingest(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
-    let ready = Instant::now();
-    while !http
-        .get(format!("{url}health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        if ready.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            bail!("the daemon did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(e) = wait_healthy(&http, &url, &mut child).await {
+        let _ = child.kill();
+        return Err(e);
     }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<serde_json::Value> = (0..per_batch)
-        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, record_bytes)) }))
-        .collect();
-    let body = bytes::Bytes::from(serde_json::to_vec(
-        &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
-    )?);
+    let body = batch_body(per_batch, record_bytes)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let start = Instant::now();
@@ -344,19 +352,12 @@ async fn wait_healthy(
 }
 
 async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let data = dir.join("data");
-    let cfg = dir.join("bench.yaml");
     // The destination is a closed port: nothing is delivered, the log only grows.
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {}\nlog: {{ disk_quota_bytes: {} }}\nstreams:\n  bench:\n    shards: 4\n    destination: {{ type: s3, bucket: nowhere, endpoint: 'http://127.0.0.1:9' }}\n",
-            data.display(),
+    let (port, cfg) = bench_config(
+        &dir,
+        &format!(
+            "log: {{ disk_quota_bytes: {} }}\nstreams:\n  bench:\n    shards: 4\n    destination: {{ type: s3, bucket: nowhere, endpoint: 'http://127.0.0.1:9' }}\n",
             (log_mib + 512) << 20
         ),
     )?;
@@ -373,13 +374,7 @@ async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Resul
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::new();
     wait_healthy(&http, &url, &mut child).await?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<serde_json::Value> = (0..500)
-        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, 1024)) }))
-        .collect();
-    let body = bytes::Bytes::from(serde_json::to_vec(
-        &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
-    )?);
+    let body = batch_body(500, 1024)?;
     let target = log_mib << 20;
     let fill = Instant::now();
     let mut tasks = Vec::new();
