@@ -37,6 +37,24 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Decrypt an object Hydrant encrypted (docs/encryption.md). The output is
+    /// the object as it was before encryption (e.g. still gzip-compressed).
+    Decrypt {
+        /// The encrypted object.
+        input: PathBuf,
+        /// Where to write the plaintext (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// A key as ID=FILE (32 raw bytes, 64 hex characters or base64); repeatable.
+        #[arg(long = "key-file", value_name = "ID=FILE")]
+        key_files: Vec<String>,
+        /// A key as ID=ENV_VAR (64 hex characters or base64); repeatable.
+        #[arg(long = "key-env", value_name = "ID=VAR")]
+        key_envs: Vec<String>,
+        /// Take the keys of every stream in this config file.
+        #[arg(short, long, env = "HYDRANT_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Check a config file and print every error with its YAML path.
     Validate {
         /// The YAML config file.
@@ -57,9 +75,72 @@ fn init_tracing(format: &str) {
     }
 }
 
+fn decrypt_cmd(
+    input: PathBuf,
+    output: Option<PathBuf>,
+    key_files: Vec<String>,
+    key_envs: Vec<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use hydrant::encode::encrypt::{self, SecretKey};
+    let mut keys: Vec<(String, SecretKey)> = Vec::new();
+    for (spec, from_file) in key_files
+        .iter()
+        .map(|s| (s, true))
+        .chain(key_envs.iter().map(|s| (s, false)))
+    {
+        let (id, src) = spec
+            .split_once('=')
+            .with_context(|| format!("`{spec}` is not ID=SOURCE"))?;
+        let material = if from_file {
+            std::fs::read(src).with_context(|| format!("cannot read key file {src}"))?
+        } else {
+            std::env::var(src)
+                .with_context(|| format!("environment variable {src} is not set"))?
+                .into_bytes()
+        };
+        let key = SecretKey::parse(&material).map_err(|e| anyhow::anyhow!("key {id}: {e}"))?;
+        keys.push((id.to_string(), key));
+    }
+    if let Some(path) = config {
+        let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for s in cfg.streams.values() {
+            if let Some(enc) = &s.encryption {
+                keys.extend(enc.keys.iter().cloned());
+            }
+        }
+    }
+    let data = std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?;
+    let plain = encrypt::decrypt(&data, |id| {
+        keys.iter().find(|(k, _)| k == id).map(|(_, v)| v.clone())
+    })
+    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    match output {
+        Some(p) => {
+            std::fs::write(&p, plain).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &plain)?,
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Decrypt {
+            input,
+            output,
+            key_files,
+            key_envs,
+            config,
+        } => match decrypt_cmd(input, output, key_files, key_envs, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hydrant decrypt: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate { file } => match Config::load(&file) {
             Ok(c) => {
                 println!("{}: ok ({} streams)", file.display(), c.streams.len());

@@ -207,7 +207,7 @@ class Hydrant:
         return boto3.client(
             "firehose", endpoint_url=self.url, region_name="us-east-1",
             aws_access_key_id=kw.get("key", "test"), aws_secret_access_key=kw.get("secret", "test"),
-            config=BotoConfig(retries={"max_attempts": 1}),
+            config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}),
         )
 
     def metric(self, name, **labels) -> float:

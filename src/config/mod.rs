@@ -95,6 +95,10 @@ pub struct StreamConfig {
     pub buffer_interval: Duration,
     pub encoding: Encoding,
     pub compression: Compression,
+    /// gzip 0-9 (default 6), zstd 1-22 (default 3); snappy has no levels.
+    pub compression_level: Option<i32>,
+    /// AES-256-GCM for object destinations.
+    pub encryption: Option<Encryption>,
     pub retry_duration: Duration,
     pub uploads_in_flight_max: usize,
     pub destination: Destination,
@@ -104,6 +108,27 @@ pub struct StreamConfig {
     pub error_output: ObjectDestination,
     /// A copy of the source records, for http and postgres destinations.
     pub backup: Option<Backup>,
+}
+
+/// Client-side encryption of a stream's objects.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    /// (key id, key); the first encrypts, every one decrypts.
+    pub keys: Vec<(String, crate::encode::encrypt::SecretKey)>,
+    pub chunk_bytes: u32,
+}
+
+impl Encryption {
+    /// The key new objects are encrypted with.
+    pub fn current(&self) -> (&str, &crate::encode::encrypt::SecretKey) {
+        // Validation guarantees at least one key.
+        let (id, key) = &self.keys[0];
+        (id, key)
+    }
+
+    pub fn key(&self, id: &str) -> Option<&crate::encode::encrypt::SecretKey> {
+        self.keys.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+    }
 }
 
 /// Where a stream delivers.
@@ -192,6 +217,9 @@ pub enum Encoding {
 pub enum Compression {
     None,
     Gzip,
+    Zstd,
+    /// The Snappy framing format (what Python's `snappy.stream_decompress` reads).
+    Snappy,
 }
 
 impl Compression {
@@ -200,6 +228,8 @@ impl Compression {
         match self {
             Compression::None => "",
             Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+            Compression::Snappy => ".snappy",
         }
     }
 }
@@ -655,14 +685,43 @@ fn stream_config(
     let compression = match s.compression.as_deref().unwrap_or("none") {
         "none" => Compression::None,
         "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        "snappy" => Compression::Snappy,
         other => {
             errors.push(err(
                 format!("{path}.compression"),
-                format!("`{other}` is not a compression (none, gzip)"),
+                format!("`{other}` is not a compression (none, gzip, zstd, snappy)"),
             ));
             Compression::None
         }
     };
+    let compression_level = match (s.compression_level, compression) {
+        (None, _) => None,
+        (Some(l), Compression::Gzip) => Some(range_check(
+            errors,
+            &format!("{path}.compression_level"),
+            l,
+            0,
+            9,
+        )),
+        (Some(l), Compression::Zstd) => Some(range_check(
+            errors,
+            &format!("{path}.compression_level"),
+            l,
+            1,
+            22,
+        )),
+        (Some(_), _) => {
+            errors.push(err(
+                format!("{path}.compression_level"),
+                "applies only to gzip and zstd",
+            ));
+            None
+        }
+    };
+    let encryption = s
+        .encryption
+        .and_then(|e| encryption(errors, &format!("{path}.encryption"), e));
     let retry = range_check(
         errors,
         &format!("{path}.retry_duration_secs"),
@@ -704,6 +763,12 @@ fn stream_config(
             data_dir,
         )?),
     };
+    if encryption.is_some() && !matches!(destination, Destination::Object(_)) {
+        errors.push(err(
+            format!("{path}.encryption"),
+            "applies only to s3 and file destinations",
+        ));
+    }
     let error_output = match (s.error_output, &destination) {
         (Some(e), _) => error_output(
             errors,
@@ -760,12 +825,76 @@ fn stream_config(
         buffer_interval: Duration::from_secs(interval),
         encoding,
         compression,
+        compression_level,
+        encryption,
         retry_duration: Duration::from_secs(retry),
         uploads_in_flight_max: uploads,
         destination,
         error_output,
         backup,
     })
+}
+
+fn encryption(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    e: raw::RawEncryption,
+) -> Option<Encryption> {
+    use crate::encode::encrypt::{
+        CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, DEFAULT_CHUNK_BYTES, SecretKey,
+    };
+    let chunk_bytes = range_check(
+        errors,
+        &format!("{path}.chunk_bytes"),
+        e.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES),
+        CHUNK_BYTES_MIN,
+        CHUNK_BYTES_MAX,
+    );
+    if e.keys.is_empty() {
+        errors.push(err(
+            format!("{path}.keys"),
+            "must list at least one key (the first encrypts)",
+        ));
+        return None;
+    }
+    let mut keys = Vec::new();
+    for (i, k) in e.keys.into_iter().enumerate() {
+        let kpath = format!("{path}.keys[{i}]");
+        if k.id.is_empty() || k.id.len() > 255 || !k.id.chars().all(|c| c.is_ascii_graphic()) {
+            errors.push(err(
+                format!("{kpath}.id"),
+                "must be 1 to 255 printable ASCII characters",
+            ));
+        }
+        if keys.iter().any(|(id, _): &(String, SecretKey)| *id == k.id) {
+            errors.push(err(
+                format!("{kpath}.id"),
+                format!("`{}` is listed twice", k.id),
+            ));
+        }
+        let material = match (&k.file, &k.env) {
+            (Some(f), None) => std::fs::read(f)
+                .map_err(|e| (format!("{kpath}.file"), format!("cannot read {f}: {e}"))),
+            (None, Some(v)) => std::env::var(v).map(String::into_bytes).map_err(|_| {
+                (
+                    format!("{kpath}.env"),
+                    format!("environment variable {v} is not set"),
+                )
+            }),
+            _ => Err((
+                kpath.clone(),
+                "give exactly one of `file` or `env`".to_string(),
+            )),
+        };
+        let field = if k.file.is_some() { "file" } else { "env" };
+        match material
+            .and_then(|m| SecretKey::parse(&m).map_err(|e| (format!("{kpath}.{field}"), e)))
+        {
+            Ok(key) => keys.push((k.id, key)),
+            Err((p, m)) => errors.push(err(p, m)),
+        }
+    }
+    (!keys.is_empty()).then_some(Encryption { keys, chunk_bytes })
 }
 
 /// An object destination where only s3 and file make sense (error output, backup).

@@ -103,6 +103,8 @@ pub struct RawStream {
     pub buffering: Option<RawBuffering>,
     pub encoding: Option<RawEncoding>,
     pub compression: Option<String>,
+    pub compression_level: Option<i32>,
+    pub encryption: Option<RawEncryption>,
     pub retry_duration_secs: Option<u64>,
     pub uploads_in_flight_max: Option<usize>,
     pub destination: Option<RawDestination>,
@@ -166,4 +168,22 @@ pub struct RawDestination {
     pub pool_max: Option<usize>,
     /// postgres: TLS to the server.
     pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    /// The first key encrypts new objects; every key listed can decrypt.
+    pub keys: Vec<RawKey>,
+    pub chunk_bytes: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    /// A file holding 32 raw bytes, 64 hex characters or base64.
+    pub file: Option<String>,
+    /// An environment variable holding 64 hex characters or base64.
+    pub env: Option<String>,
 }

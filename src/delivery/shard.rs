@@ -320,9 +320,10 @@ async fn upload(
     let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
     let (records, body, key) = match &cfg.destination {
         Destination::Object(o) => {
-            let (encoding, compression) = (cfg.encoding.clone(), cfg.compression);
+            let opts = encode::EncodeOptions::of(cfg);
+            let ext = opts.extension();
             let encoded = tokio::task::spawn_blocking(move || {
-                let body = encode::encode_batch(&records, &encoding, compression);
+                let body = encode::encode_batch(&records, &opts);
                 (records, body)
             })
             .await;
@@ -348,11 +349,10 @@ async fn upload(
                     return (first, false);
                 }
             };
-            let ext = encode::extension(&cfg.encoding, cfg.compression);
             let key = format!(
                 "{}{}",
                 o.prefix.render(at, None),
-                object_name(&cfg.name, shard, first, last, ext)
+                object_name(&cfg.name, shard, first, last, &ext)
             );
             (records, body, key)
         }

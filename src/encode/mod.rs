@@ -1,39 +1,98 @@
-//! Encoding and compression of a batch into the bytes of one object.
+//! Encoding, compression and encryption of a batch into one object's bytes.
 //!
-//! Records are written straight into the compressor, so a batch is held once
-//! as records and once as compressed output, never as an uncompressed copy.
-//! This is CPU work: callers run it on a blocking thread, never on the async
-//! runtime. It knows nothing about where the bytes go.
+//! Records are written straight through the compressor into the encryptor,
+//! so a batch is held once as records and once as finished output, never as
+//! an intermediate uncompressed or unencrypted copy. This is CPU work:
+//! callers run it on a blocking thread, never on the async runtime. It knows
+//! nothing about where the bytes go.
+
+pub mod encrypt;
 
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 
-use crate::config::{Compression, Encoding};
+use crate::config::{Compression, Encoding, Encryption, StreamConfig};
 use crate::log::frame::Frame;
+use encrypt::EncryptingWriter;
 
-/// Writes `records` with `encoding`, compressed with `compression`.
-pub fn encode_batch(
-    records: &[Frame],
-    encoding: &Encoding,
-    compression: Compression,
-) -> io::Result<Bytes> {
+/// How a stream turns records into an object.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    pub encoding: Encoding,
+    pub compression: Compression,
+    pub level: Option<i32>,
+    pub encryption: Option<Encryption>,
+}
+
+impl EncodeOptions {
+    pub fn of(cfg: &StreamConfig) -> Self {
+        EncodeOptions {
+            encoding: cfg.encoding.clone(),
+            compression: cfg.compression,
+            level: cfg.compression_level,
+            encryption: cfg.encryption.clone(),
+        }
+    }
+
+    /// The object's file extension: Firehose's for the compression, then
+    /// `.enc` when encrypted.
+    pub fn extension(&self) -> String {
+        let mut ext = self.compression.extension().to_string();
+        if self.encryption.is_some() {
+            ext.push_str(".enc");
+        }
+        ext
+    }
+}
+
+/// Writes `records` as one object.
+pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Bytes> {
     let raw_len: usize = records.iter().map(|r| r.data.len() + 1).sum();
-    match compression {
+    // Compressed log lines are usually 5-10x smaller; start there and grow.
+    let cap = if opts.compression == Compression::None {
+        raw_len
+    } else {
+        raw_len / 4 + 64
+    };
+    let out = match &opts.encryption {
+        None => compress_into(records, Vec::with_capacity(cap), opts)?,
+        Some(enc) => {
+            let (id, key) = enc.current();
+            let w = EncryptingWriter::new(
+                Vec::with_capacity(cap + cap / 1000 + 64),
+                id,
+                key,
+                enc.chunk_bytes,
+            )?;
+            compress_into(records, w, opts)?.finish()?
+        }
+    };
+    Ok(Bytes::from(out))
+}
+
+fn compress_into<W: Write>(records: &[Frame], out: W, opts: &EncodeOptions) -> io::Result<W> {
+    match opts.compression {
         Compression::None => {
-            let mut out = Vec::with_capacity(raw_len);
-            write_records(&mut out, records, encoding)?;
-            Ok(Bytes::from(out))
+            let mut w = out;
+            write_records(&mut w, records, &opts.encoding)?;
+            Ok(w)
         }
         Compression::Gzip => {
-            // Log lines usually compress 5-10x; start small and let it grow.
-            let mut gz = GzEncoder::new(
-                Vec::with_capacity(raw_len / 4 + 64),
-                flate2::Compression::new(6),
-            );
-            write_records(&mut gz, records, encoding)?;
-            Ok(Bytes::from(gz.finish()?))
+            let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
+            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+            write_records(&mut gz, records, &opts.encoding)?;
+            gz.finish()
+        }
+        Compression::Zstd => {
+            let mut z = zstd::stream::write::Encoder::new(out, opts.level.unwrap_or(3))?;
+            write_records(&mut z, records, &opts.encoding)?;
+            z.finish()
+        }
+        Compression::Snappy => {
+            let mut s = snap::write::FrameEncoder::new(out);
+            write_records(&mut s, records, &opts.encoding)?;
+            s.into_inner().map_err(|e| io::Error::other(e.to_string()))
         }
     }
 }
@@ -50,11 +109,6 @@ fn write_records(out: &mut impl Write, records: &[Frame], encoding: &Encoding) -
         }
     }
     Ok(())
-}
-
-/// The object file extension for this encoding and compression.
-pub fn extension(_encoding: &Encoding, compression: Compression) -> &'static str {
-    compression.extension()
 }
 
 #[cfg(test)]

@@ -15,18 +15,28 @@ fn frames(data: &[&str]) -> Vec<Frame> {
         .collect()
 }
 
-fn lines() -> Encoding {
-    Encoding::JsonLines {
-        delimiter: b"\n".to_vec(),
+fn opts(compression: Compression) -> EncodeOptions {
+    EncodeOptions {
+        encoding: Encoding::JsonLines {
+            delimiter: b"\n".to_vec(),
+        },
+        compression,
+        level: None,
+        encryption: None,
     }
+}
+
+fn many() -> (Vec<Frame>, String) {
+    let recs: Vec<String> = (0..1000).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
+    (frames(&refs), recs.join("\n") + "\n")
 }
 
 #[test]
 fn json_lines_adds_a_newline_only_where_missing() {
     let out = encode_batch(
         &frames(&["{\"a\":1}", "{\"b\":2}\n"]),
-        &lines(),
-        Compression::None,
+        &opts(Compression::None),
     )
     .unwrap();
     assert_eq!(&out[..], b"{\"a\":1}\n{\"b\":2}\n");
@@ -34,23 +44,70 @@ fn json_lines_adds_a_newline_only_where_missing() {
 
 #[test]
 fn empty_delimiter_is_raw_concatenation() {
-    let enc = Encoding::JsonLines {
+    let mut o = opts(Compression::None);
+    o.encoding = Encoding::JsonLines {
         delimiter: Vec::new(),
     };
-    let out = encode_batch(&frames(&["ab", "cd"]), &enc, Compression::None).unwrap();
-    assert_eq!(&out[..], b"abcd");
+    assert_eq!(
+        &encode_batch(&frames(&["ab", "cd"]), &o).unwrap()[..],
+        b"abcd"
+    );
 }
 
 #[test]
-fn gzip_round_trips() {
-    let recs: Vec<String> = (0..1000).map(|i| format!("{{\"n\":{i}}}")).collect();
-    let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
-    let out = encode_batch(&frames(&refs), &lines(), Compression::Gzip).unwrap();
+fn every_compression_round_trips() {
+    let (recs, expected) = many();
+    let gz = encode_batch(&recs, &opts(Compression::Gzip)).unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&out[..])
+    flate2::read::GzDecoder::new(&gz[..])
         .read_to_string(&mut text)
         .unwrap();
-    assert_eq!(text.lines().count(), 1000);
-    assert_eq!(text.lines().nth(999), Some("{\"n\":999}"));
-    assert_eq!(extension(&lines(), Compression::Gzip), ".gz");
+    assert_eq!(text, expected);
+    let zs = encode_batch(&recs, &opts(Compression::Zstd)).unwrap();
+    assert_eq!(zstd::decode_all(&zs[..]).unwrap(), expected.as_bytes());
+    let sn = encode_batch(&recs, &opts(Compression::Snappy)).unwrap();
+    let mut out = Vec::new();
+    snap::read::FrameDecoder::new(&sn[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, expected.as_bytes());
+    assert_eq!(opts(Compression::Zstd).extension(), ".zst");
+    assert_eq!(opts(Compression::Snappy).extension(), ".snappy");
+}
+
+#[test]
+fn levels_change_the_output() {
+    let (recs, _) = many();
+    let mut fast = opts(Compression::Zstd);
+    fast.level = Some(1);
+    let mut best = opts(Compression::Zstd);
+    best.level = Some(19);
+    assert!(encode_batch(&recs, &best).unwrap().len() <= encode_batch(&recs, &fast).unwrap().len());
+}
+
+#[test]
+fn encrypted_gzip_decrypts_then_decompresses() {
+    let (recs, expected) = many();
+    let mut o = opts(Compression::Gzip);
+    o.encryption = Some(Encryption {
+        keys: vec![
+            ("new".into(), encrypt::SecretKey([1; 32])),
+            ("old".into(), encrypt::SecretKey([2; 32])),
+        ],
+        chunk_bytes: 1024,
+    });
+    assert_eq!(o.extension(), ".gz.enc");
+    let sealed = encode_batch(&recs, &o).unwrap();
+    assert_eq!(
+        encrypt::key_id(&sealed).unwrap(),
+        "new",
+        "the first key encrypts"
+    );
+    let enc = o.encryption.as_ref().unwrap();
+    let plain = encrypt::decrypt(&sealed, |id| enc.key(id).cloned()).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&plain[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, expected);
 }

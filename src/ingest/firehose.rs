@@ -362,6 +362,8 @@ fn compression_name(c: Compression) -> &'static str {
     match c {
         Compression::None => "UNCOMPRESSED",
         Compression::Gzip => "GZIP",
+        Compression::Zstd => "ZSTD",
+        Compression::Snappy => "Snappy",
     }
 }
 
@@ -523,9 +525,10 @@ pub fn stream_config_from_request(
     let compression = match str_field("CompressionFormat").unwrap_or("UNCOMPRESSED") {
         "UNCOMPRESSED" => Compression::None,
         "GZIP" => Compression::Gzip,
+        "Snappy" => Compression::Snappy,
         other => {
             return Err(ApiError::invalid_argument(format!(
-                "CompressionFormat {other} is not supported by Hydrant (UNCOMPRESSED, GZIP)"
+                "CompressionFormat {other} is not supported by Hydrant (UNCOMPRESSED, GZIP, Snappy)"
             )));
         }
     };
@@ -558,6 +561,8 @@ pub fn stream_config_from_request(
             },
         },
         compression,
+        compression_level: None,
+        encryption: None,
         retry_duration: Duration::from_secs(3600),
         uploads_in_flight_max: 4,
         error_output: destination.clone(),

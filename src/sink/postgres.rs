@@ -1,6 +1,7 @@
 //! The PostgreSQL loader: `COPY` into a table, exactly once.
 //!
-//! Each delivery is one transaction that loads the batch's records and
+//! Each delivery is one transaction that takes an advisory lock on (log,
+//! table, shard), loads the batch's records and
 //! records their offsets in `hydrant_loads` (log id, target table, shard,
 //! first, last). A
 //! retried or replayed batch first reads which of its offsets are already
@@ -264,6 +265,19 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| transient(db_message(&e)))?;
         let shard = batch.shard as i32;
+        // One load at a time per (log, table, shard): a transaction of a
+        // killed process may still be committing on the server when its
+        // successor starts, and under READ COMMITTED the successor must not
+        // read the ledger until that transaction has ended.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), $2)",
+            &[
+                &format!("hydrant/{}/{}", batch.log_id, self.cfg.table),
+                &shard,
+            ],
+        )
+        .await
+        .map_err(|e| transient(db_message(&e)))?;
         let loaded = tx
             .query(
                 &format!("SELECT first_offset, last_offset FROM {LOADS_TABLE} WHERE log_id = $1 AND target = $2 AND shard = $3 AND last_offset >= $4 AND first_offset <= $5"),
