@@ -206,11 +206,13 @@ pub enum BackupMode {
     FailedOnly,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Encoding {
     /// Records one after another, each followed by `delimiter` unless it
     /// already ends with it. An empty delimiter is Firehose's raw concatenation.
     JsonLines { delimiter: Vec<u8> },
+    /// JSON records converted to Parquet with a declared schema.
+    Parquet(crate::encode::parquet::ParquetOptions),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -669,13 +671,88 @@ fn stream_config(
     );
     let enc = s.encoding.unwrap_or_default();
     let encoding = match enc.format.as_deref().unwrap_or("json_lines") {
-        "json_lines" => Encoding::JsonLines {
-            delimiter: enc.delimiter.unwrap_or_else(|| "\n".into()).into_bytes(),
-        },
+        "json_lines" => {
+            for (f, set) in [
+                ("schema", enc.schema.is_some()),
+                ("row_group_rows", enc.row_group_rows.is_some()),
+                ("compression", enc.compression.is_some()),
+                ("dictionary", enc.dictionary.is_some()),
+            ] {
+                if set {
+                    errors.push(err(
+                        format!("{path}.encoding.{f}"),
+                        "applies only to `format: parquet`",
+                    ));
+                }
+            }
+            Encoding::JsonLines {
+                delimiter: enc.delimiter.unwrap_or_else(|| "\n".into()).into_bytes(),
+            }
+        }
+        "parquet" => {
+            use crate::encode::parquet;
+            if enc.delimiter.is_some() {
+                errors.push(err(
+                    format!("{path}.encoding.delimiter"),
+                    "applies only to `format: json_lines`",
+                ));
+            }
+            let mut cols = Vec::new();
+            match enc.schema {
+                None => errors.push(err(
+                    format!("{path}.encoding.schema"),
+                    "missing: parquet needs the columns' names and types",
+                )),
+                Some(list) if list.is_empty() => errors.push(err(
+                    format!("{path}.encoding.schema"),
+                    "must list at least one column",
+                )),
+                Some(list) => {
+                    for (i, c) in list.into_iter().enumerate() {
+                        if cols
+                            .iter()
+                            .any(|(n, _, _): &(String, _, bool)| *n == c.name)
+                        {
+                            errors.push(err(
+                                format!("{path}.encoding.schema[{i}].name"),
+                                format!("`{}` is listed twice", c.name),
+                            ));
+                        }
+                        match parquet::parse_type(&c.kind) {
+                            Ok(t) => cols.push((c.name, t, c.nullable.unwrap_or(true))),
+                            Err(e) => {
+                                errors.push(err(format!("{path}.encoding.schema[{i}].type"), e))
+                            }
+                        }
+                    }
+                }
+            }
+            let compression = enc.compression.unwrap_or_else(|| "snappy".into());
+            if !["none", "snappy", "gzip", "zstd"].contains(&compression.as_str()) {
+                errors.push(err(
+                    format!("{path}.encoding.compression"),
+                    format!(
+                        "`{compression}` is not a Parquet compression (none, snappy, gzip, zstd)"
+                    ),
+                ));
+            }
+            Encoding::Parquet(parquet::ParquetOptions {
+                schema: parquet::schema(&cols),
+                row_group_rows: range_check(
+                    errors,
+                    &format!("{path}.encoding.row_group_rows"),
+                    enc.row_group_rows.unwrap_or(1_000_000),
+                    1,
+                    100_000_000,
+                ),
+                compression,
+                dictionary: enc.dictionary.unwrap_or(true),
+            })
+        }
         other => {
             errors.push(err(
                 format!("{path}.encoding.format"),
-                format!("`{other}` is not a format (json_lines)"),
+                format!("`{other}` is not a format (json_lines, parquet)"),
             ));
             Encoding::JsonLines {
                 delimiter: b"\n".to_vec(),
@@ -763,6 +840,12 @@ fn stream_config(
             data_dir,
         )?),
     };
+    if matches!(encoding, Encoding::Parquet(_)) && !matches!(destination, Destination::Object(_)) {
+        errors.push(err(
+            format!("{path}.encoding.format"),
+            "parquet applies only to s3 and file destinations",
+        ));
+    }
     if encryption.is_some() && !matches!(destination, Destination::Object(_)) {
         errors.push(err(
             format!("{path}.encryption"),

@@ -123,7 +123,25 @@ pub struct RawBuffering {
 #[serde(deny_unknown_fields)]
 pub struct RawEncoding {
     pub format: Option<String>,
+    /// json_lines: appended to records that do not end with it.
     pub delimiter: Option<String>,
+    /// parquet: the columns.
+    pub schema: Option<Vec<RawColumnType>>,
+    /// parquet: rows per row group.
+    pub row_group_rows: Option<usize>,
+    /// parquet: column compression (none, snappy, gzip, zstd).
+    pub compression: Option<String>,
+    /// parquet: dictionary encoding (default true).
+    pub dictionary: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumnType {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub nullable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -66,6 +66,7 @@ pub(crate) async fn run(
     let mut durable = log.subscribe();
     let per_record = match &ctx.config.encoding {
         crate::config::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
+        crate::config::Encoding::Parquet(_) => 0,
     };
     let mut batcher = Batcher::new(
         ctx.config.buffer_bytes,
@@ -318,6 +319,7 @@ async fn upload(
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
     let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
+    let mut format_refused = 0usize;
     let (records, body, key) = match &cfg.destination {
         Destination::Object(o) => {
             let opts = encode::EncodeOptions::of(cfg);
@@ -328,7 +330,34 @@ async fn upload(
             })
             .await;
             let (records, body) = match encoded {
-                Ok((records, Ok(body))) => (records, body),
+                Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
+                    // Records the format refused (not fitting the Parquet
+                    // schema) go to the error output; the rest are written.
+                    let refused: Vec<(&Frame, String)> = encoded
+                        .rejected
+                        .iter()
+                        .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+                        .collect();
+                    tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
+                    if !write_error_output(
+                        &ctx,
+                        shard,
+                        &refused,
+                        "format-conversion-failed",
+                        1,
+                        &stop,
+                    )
+                    .await
+                    {
+                        return (first, false);
+                    }
+                    if refused.len() == records.len() {
+                        return (first, true);
+                    }
+                    format_refused = refused.len();
+                    (records, encoded.body)
+                }
+                Ok((records, Ok(encoded))) => (records, encoded.body),
                 Ok((records, Err(e))) => {
                     let reason = format!("encoding failed: {e}");
                     let failed: Vec<(&Frame, String)> =
@@ -395,7 +424,7 @@ async fn upload(
     match outcome {
         Outcome::Delivered { attempts, value } => {
             let m = &ctx.metrics;
-            let accepted = records.len() - value.rejected.len();
+            let accepted = records.len() - value.rejected.len() - format_refused;
             m.delivery_success.get_or_create(&label).inc();
             m.delivery_records
                 .get_or_create(&label)

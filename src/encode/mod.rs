@@ -7,6 +7,7 @@
 //! nothing about where the bytes go.
 
 pub mod encrypt;
+pub mod parquet;
 
 use std::io::{self, Write};
 
@@ -38,7 +39,10 @@ impl EncodeOptions {
     /// The object's file extension: Firehose's for the compression, then
     /// `.enc` when encrypted.
     pub fn extension(&self) -> String {
-        let mut ext = self.compression.extension().to_string();
+        let mut ext = match self.encoding {
+            Encoding::Parquet(_) => ".parquet".to_string(),
+            Encoding::JsonLines { .. } => self.compression.extension().to_string(),
+        };
         if self.encryption.is_some() {
             ext.push_str(".enc");
         }
@@ -46,8 +50,35 @@ impl EncodeOptions {
     }
 }
 
+/// One encoded object, and the records that could not be part of it.
+#[derive(Debug)]
+pub struct Encoded {
+    pub body: Bytes,
+    /// (index into the batch, reason): records the format refused (a JSON
+    /// record that does not fit the Parquet schema).
+    pub rejected: Vec<(usize, String)>,
+}
+
 /// Writes `records` as one object.
-pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Bytes> {
+pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Encoded> {
+    if let Encoding::Parquet(p) = &opts.encoding {
+        let (body, rejected) = match &opts.encryption {
+            None => parquet::write(records, p, Vec::new())?,
+            Some(enc) => {
+                let (id, key) = enc.current();
+                let (w, rejected) = parquet::write(
+                    records,
+                    p,
+                    EncryptingWriter::new(Vec::new(), id, key, enc.chunk_bytes)?,
+                )?;
+                (w.finish()?, rejected)
+            }
+        };
+        return Ok(Encoded {
+            body: Bytes::from(body),
+            rejected,
+        });
+    }
     let raw_len: usize = records.iter().map(|r| r.data.len() + 1).sum();
     // Compressed log lines are usually 5-10x smaller; start there and grow.
     let cap = if opts.compression == Compression::None {
@@ -68,7 +99,10 @@ pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Bytes
             compress_into(records, w, opts)?.finish()?
         }
     };
-    Ok(Bytes::from(out))
+    Ok(Encoded {
+        body: Bytes::from(out),
+        rejected: Vec::new(),
+    })
 }
 
 fn compress_into<W: Write>(records: &[Frame], out: W, opts: &EncodeOptions) -> io::Result<W> {
@@ -99,6 +133,8 @@ fn compress_into<W: Write>(records: &[Frame], out: W, opts: &EncodeOptions) -> i
 
 fn write_records(out: &mut impl Write, records: &[Frame], encoding: &Encoding) -> io::Result<()> {
     match encoding {
+        // Parquet never reaches here: encode_batch writes it whole.
+        Encoding::Parquet(_) => return Err(io::Error::other("parquet is not a line format")),
         Encoding::JsonLines { delimiter } => {
             for r in records {
                 out.write_all(&r.data)?;

@@ -38,7 +38,8 @@ fn json_lines_adds_a_newline_only_where_missing() {
         &frames(&["{\"a\":1}", "{\"b\":2}\n"]),
         &opts(Compression::None),
     )
-    .unwrap();
+    .unwrap()
+    .body;
     assert_eq!(&out[..], b"{\"a\":1}\n{\"b\":2}\n");
 }
 
@@ -49,7 +50,7 @@ fn empty_delimiter_is_raw_concatenation() {
         delimiter: Vec::new(),
     };
     assert_eq!(
-        &encode_batch(&frames(&["ab", "cd"]), &o).unwrap()[..],
+        &encode_batch(&frames(&["ab", "cd"]), &o).unwrap().body[..],
         b"abcd"
     );
 }
@@ -57,15 +58,17 @@ fn empty_delimiter_is_raw_concatenation() {
 #[test]
 fn every_compression_round_trips() {
     let (recs, expected) = many();
-    let gz = encode_batch(&recs, &opts(Compression::Gzip)).unwrap();
+    let gz = encode_batch(&recs, &opts(Compression::Gzip)).unwrap().body;
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_string(&mut text)
         .unwrap();
     assert_eq!(text, expected);
-    let zs = encode_batch(&recs, &opts(Compression::Zstd)).unwrap();
+    let zs = encode_batch(&recs, &opts(Compression::Zstd)).unwrap().body;
     assert_eq!(zstd::decode_all(&zs[..]).unwrap(), expected.as_bytes());
-    let sn = encode_batch(&recs, &opts(Compression::Snappy)).unwrap();
+    let sn = encode_batch(&recs, &opts(Compression::Snappy))
+        .unwrap()
+        .body;
     let mut out = Vec::new();
     snap::read::FrameDecoder::new(&sn[..])
         .read_to_end(&mut out)
@@ -82,7 +85,10 @@ fn levels_change_the_output() {
     fast.level = Some(1);
     let mut best = opts(Compression::Zstd);
     best.level = Some(19);
-    assert!(encode_batch(&recs, &best).unwrap().len() <= encode_batch(&recs, &fast).unwrap().len());
+    assert!(
+        encode_batch(&recs, &best).unwrap().body.len()
+            <= encode_batch(&recs, &fast).unwrap().body.len()
+    );
 }
 
 #[test]
@@ -97,7 +103,7 @@ fn encrypted_gzip_decrypts_then_decompresses() {
         chunk_bytes: 1024,
     });
     assert_eq!(o.extension(), ".gz.enc");
-    let sealed = encode_batch(&recs, &o).unwrap();
+    let sealed = encode_batch(&recs, &o).unwrap().body;
     assert_eq!(
         encrypt::key_id(&sealed).unwrap(),
         "new",

@@ -1,0 +1,216 @@
+//! Parquet encoding: JSON records decoded into Arrow through `arrow-json`
+//! with the stream's declared schema, written by `parquet`'s `ArrowWriter`.
+//!
+//! A batch is decoded whole; only if that fails is it decoded record by
+//! record to find the ones that do not fit the schema, which are returned as
+//! rejected (with the reason) while the rest are written.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::log::frame::Frame;
+
+/// A stream's Parquet settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParquetOptions {
+    pub schema: SchemaRef,
+    pub row_group_rows: usize,
+    /// none | snappy | gzip | zstd
+    pub compression: String,
+    pub dictionary: bool,
+}
+
+/// Parses a type such as `int64`, `timestamp[ms, UTC]`, `decimal(10, 2)`,
+/// `list<string>`, `struct<a: int32, b: string>` or `map<string, int64>`.
+pub fn parse_type(s: &str) -> Result<DataType, String> {
+    let s = s.trim();
+    let inner = |prefix: &str, open: char, close: char| -> Option<&str> {
+        s.strip_prefix(prefix)?
+            .trim_start()
+            .strip_prefix(open)?
+            .strip_suffix(close)
+    };
+    if let Some(args) = inner("list", '<', '>') {
+        return Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            parse_type(args)?,
+            true,
+        ))));
+    }
+    if let Some(args) = inner("struct", '<', '>') {
+        let mut fields = Vec::new();
+        for part in split_top(args) {
+            let (name, ty) = part
+                .split_once(':')
+                .ok_or_else(|| format!("struct field `{part}` needs `name: type`"))?;
+            fields.push(Field::new(name.trim(), parse_type(ty)?, true));
+        }
+        return Ok(DataType::Struct(Fields::from(fields)));
+    }
+    if let Some(args) = inner("map", '<', '>') {
+        let parts = split_top(args);
+        let [k, v] = parts.as_slice() else {
+            return Err(format!("`{s}`: a map is map<key, value>"));
+        };
+        let entries = Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", parse_type(k)?, false),
+                Field::new("values", parse_type(v)?, true),
+            ])),
+            false,
+        );
+        return Ok(DataType::Map(Arc::new(entries), false));
+    }
+    if let Some(args) = inner("decimal", '(', ')') {
+        let parts = split_top(args);
+        let [p, sc] = parts.as_slice() else {
+            return Err(format!("`{s}`: a decimal is decimal(precision, scale)"));
+        };
+        let p: u8 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: bad precision"))?;
+        let sc: i8 = sc.trim().parse().map_err(|_| format!("`{s}`: bad scale"))?;
+        if !(1..=38).contains(&p) || sc < 0 || sc as u8 > p {
+            return Err(format!("`{s}`: precision 1-38 and 0 <= scale <= precision"));
+        }
+        return Ok(DataType::Decimal128(p, sc));
+    }
+    if let Some(args) = inner("timestamp", '[', ']') {
+        let parts = split_top(args);
+        let unit = match parts.first().map(|u| u.trim()) {
+            Some("s") => TimeUnit::Second,
+            Some("ms") => TimeUnit::Millisecond,
+            Some("us") => TimeUnit::Microsecond,
+            Some("ns") => TimeUnit::Nanosecond,
+            _ => return Err(format!("`{s}`: the unit is s, ms, us or ns")),
+        };
+        let tz = parts.get(1).map(|z| Arc::from(z.trim()));
+        return Ok(DataType::Timestamp(unit, tz));
+    }
+    Ok(match s {
+        "bool" | "boolean" => DataType::Boolean,
+        "int8" => DataType::Int8,
+        "int16" => DataType::Int16,
+        "int32" | "int" => DataType::Int32,
+        "int64" | "long" => DataType::Int64,
+        "uint8" => DataType::UInt8,
+        "uint16" => DataType::UInt16,
+        "uint32" => DataType::UInt32,
+        "uint64" => DataType::UInt64,
+        "float32" | "float" => DataType::Float32,
+        "float64" | "double" => DataType::Float64,
+        "string" | "utf8" => DataType::Utf8,
+        "binary" => DataType::Binary,
+        "date" | "date32" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from("UTC"))),
+        other => {
+            return Err(format!(
+                "`{other}` is not a type (bool, int8-64, uint8-64, float32/64, string, binary, date32, timestamp[unit, zone], decimal(p, s), list<T>, struct<name: T, ...>, map<K, V>)"
+            ));
+        }
+    })
+}
+
+/// Splits on commas that are not inside <>, () or [].
+fn split_top(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !s[start..].trim().is_empty() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+/// Builds the Arrow schema from (name, type, nullable) columns.
+pub fn schema(columns: &[(String, DataType, bool)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, t, null)| Field::new(n, t.clone(), *null))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn decode(schema: &SchemaRef, records: &[&Frame]) -> Result<Option<RecordBatch>, String> {
+    let mut d = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(records.len().max(1))
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    for r in records {
+        let mut buf: &[u8] = &r.data;
+        while !buf.is_empty() {
+            let n = d.decode(buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("record could not be decoded".into());
+            }
+            buf = &buf[n..];
+        }
+        d.decode(b"\n").map_err(|e| e.to_string())?;
+    }
+    d.flush().map_err(|e| e.to_string())
+}
+
+/// Writes the records that fit the schema as one Parquet file into `out`;
+/// returns the writer and the rejected records (index, reason).
+pub fn write<W: Write + Send>(
+    records: &[Frame],
+    opts: &ParquetOptions,
+    out: W,
+) -> std::io::Result<(W, Vec<(usize, String)>)> {
+    let all: Vec<&Frame> = records.iter().collect();
+    let mut rejected = Vec::new();
+    let batch = match decode(&opts.schema, &all) {
+        Ok(b) => b,
+        Err(_) => {
+            // Find the records that do not fit, one by one.
+            let mut good = Vec::new();
+            for (i, r) in records.iter().enumerate() {
+                match decode(&opts.schema, &[r]) {
+                    Ok(_) => good.push(r),
+                    Err(e) => rejected.push((i, format!("record does not fit the schema: {e}"))),
+                }
+            }
+            decode(&opts.schema, &good).map_err(std::io::Error::other)?
+        }
+    };
+    let compression = match opts.compression.as_str() {
+        "none" => PqCompression::UNCOMPRESSED,
+        "gzip" => PqCompression::GZIP(GzipLevel::default()),
+        "zstd" => PqCompression::ZSTD(ZstdLevel::default()),
+        _ => PqCompression::SNAPPY,
+    };
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_dictionary_enabled(opts.dictionary)
+        .set_max_row_group_row_count(Some(opts.row_group_rows))
+        .build();
+    let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
+        .map_err(std::io::Error::other)?;
+    if let Some(b) = batch {
+        w.write(&b).map_err(std::io::Error::other)?;
+    }
+    let out = w.into_inner().map_err(std::io::Error::other)?;
+    Ok((out, rejected))
+}
+
+#[cfg(test)]
+mod tests;

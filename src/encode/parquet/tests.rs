@@ -1,0 +1,79 @@
+//! Unit tests of the parent module.
+
+use super::*;
+use bytes::Bytes;
+
+#[test]
+fn parses_every_kind_of_type() {
+    assert_eq!(parse_type("int64").unwrap(), DataType::Int64);
+    assert_eq!(
+        parse_type("timestamp[us, Europe/Oslo]").unwrap(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("Europe/Oslo")))
+    );
+    assert_eq!(
+        parse_type("decimal(10, 2)").unwrap(),
+        DataType::Decimal128(10, 2)
+    );
+    assert!(matches!(
+        parse_type("list<string>").unwrap(),
+        DataType::List(_)
+    ));
+    let DataType::Struct(f) = parse_type("struct<a: int32, b: list<map<string, int64>>>").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(f.len(), 2);
+    assert!(matches!(f[1].data_type(), DataType::List(_)));
+    assert!(matches!(
+        parse_type("map<string, double>").unwrap(),
+        DataType::Map(_, false)
+    ));
+    assert!(parse_type("varchar").unwrap_err().contains("not a type"));
+    assert!(parse_type("decimal(50, 2)").is_err());
+    assert!(parse_type("timestamp[hours]").is_err());
+}
+
+fn frames(lines: &[&str]) -> Vec<Frame> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Frame {
+            offset: i as u64,
+            arrival_ms: 0,
+            key: Bytes::new(),
+            data: Bytes::copy_from_slice(l.as_bytes()),
+        })
+        .collect()
+}
+
+#[test]
+fn writes_good_records_and_rejects_the_rest() {
+    let opts = ParquetOptions {
+        schema: schema(&[
+            ("id".into(), DataType::Int64, false),
+            ("name".into(), DataType::Utf8, true),
+        ]),
+        row_group_rows: 1000,
+        compression: "zstd".into(),
+        dictionary: true,
+    };
+    let recs = frames(&[
+        r#"{"id": 1, "name": "a"}"#,
+        r#"{"id": "x"}"#,
+        r#"{"id": 3}"#,
+        "not json",
+        r#"{"name": "no id"}"#,
+    ]);
+    let (bytes, rejected) = write(&recs, &opts, Vec::new()).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+    let idx: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, vec![1, 3, 4], "{rejected:?}");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 2);
+}
