@@ -2,6 +2,7 @@
 zstandard and snappy modules, and `cryptography`'s AESGCM following
 docs/encryption.md."""
 
+import base64
 import gzip
 import io
 import json
@@ -14,7 +15,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from conftest import s3_store_yaml
-from harness import hydrant_bin, read_objects, wait_until
+from harness import hydrant_bin, read_objects, records_in, wait_until
 
 DECOMPRESS = {
     ".gz": gzip.decompress,
@@ -87,7 +88,6 @@ def test_encrypted_objects_decrypt_with_cryptography_and_detect_tampering(hydran
         - {{ id: key-2026-11, file: {tmp_path / 'new.key'} }}
         - {{ id: key-2026-05, env: HYDRANT_TEST_OLD_KEY }}
 """
-    import base64
     h = hydrant_factory(s3_store_yaml(garage) + stream(bucket, "gzip", enc), env={"HYDRANT_TEST_OLD_KEY": base64.b64encode(old_key).decode()}).start()
     sent = put_records(h, 2000)
     s3 = garage.s3()
@@ -149,3 +149,114 @@ def test_encryption_config_errors_name_their_path(tmp_path):
     assert r.returncode == 1
     assert "streams.a.encryption.keys[0].env: environment variable HYDRANT_TEST_UNSET_VARIABLE is not set" in r.stderr, r.stderr
     assert "streams.a.encryption.keys[1].file: cannot read /nonexistent/key" in r.stderr, r.stderr
+
+
+PARQUET = """streams:
+  lake:
+    shards: 2
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    encoding:
+      format: parquet
+      compression: zstd
+      row_group_rows: 500
+      schema:
+        - {{ name: id, type: int64, nullable: false }}
+        - {{ name: price, type: "decimal(10, 2)" }}
+        - {{ name: ratio, type: float64 }}
+        - {{ name: ok, type: bool }}
+        - {{ name: name, type: string }}
+        - {{ name: at, type: "timestamp[ms, UTC]" }}
+        - {{ name: day, type: date32 }}
+        - {{ name: tags, type: "list<string>" }}
+        - {{ name: user, type: "struct<uid: int32, email: string>" }}
+        - {{ name: attrs, type: "map<string, int64>" }}
+    destination: {{ type: {dest} }}
+{extra}"""
+
+
+def parquet_record(i):
+    return {
+        "id": i, "price": f"{i % 1000}.{i % 100:02d}", "ratio": i / 7, "ok": i % 2 == 0, "name": f"n{i}",
+        "at": f"2026-11-24T12:{i % 60:02d}:00.000Z", "day": "2026-11-24", "tags": [f"t{i % 3}", "x"],
+        "user": {"uid": i % 1000, "email": f"u{i}@example.com"}, "attrs": {"a": i, "b": -i},
+    }
+
+
+def test_parquet_read_back_by_pyarrow_and_duckdb_with_bad_records_in_error_output(hydrant_factory, garage, bucket, tmp_path):
+    import datetime
+    import decimal
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dest = f"s3, bucket: {bucket}, prefix: 'events/'"
+    h = hydrant_factory(s3_store_yaml(garage) + PARQUET.format(dest=dest, extra=""), env={}).start()
+    good = [parquet_record(i) for i in range(2000)]
+    bad = [b'{"id": "not a number"}', b'{"name": "no id"}', b"not json at all", b'{"id": 5, "day": "yesterday"}']
+    fh = h.firehose()
+    records = [json.dumps(r).encode() for r in good[:1000]] + bad + [json.dumps(r).encode() for r in good[1000:]]
+    for i in range(0, len(records), 500):
+        fh.put_record_batch(DeliveryStreamName="lake", Records=[{"Data": d} for d in records[i:i + 500]])
+    s3 = garage.s3()
+
+    def tables():
+        objs = {k: v for k, v in read_objects(s3, bucket, "events/").items() if "format-conversion-failed" not in k}
+        tabs = [pq.read_table(pa.BufferReader(b)) for b in objs.values()]
+        return (objs, tabs) if sum(t.num_rows for t in tabs) >= 2000 else None
+
+    objs, tabs = wait_until(tables, timeout=60, what="2000 Parquet rows")
+    assert all(k.endswith(".parquet") for k in objs)
+    table = pa.concat_tables(tabs).sort_by("id")
+    assert table.num_rows == 2000
+    schema = table.schema
+    assert schema.field("id").type == pa.int64() and not schema.field("id").nullable
+    assert schema.field("price").type == pa.decimal128(10, 2)
+    assert schema.field("at").type == pa.timestamp("ms", tz="UTC")
+    assert schema.field("day").type == pa.date32()
+    assert pa.types.is_map(schema.field("attrs").type)
+    rows = table.to_pylist()
+    r = rows[1234]
+    assert r["id"] == 1234 and r["price"] == decimal.Decimal("234.34") and r["ok"] is True and r["name"] == "n1234"
+    assert r["ratio"] == 1234 / 7
+    assert r["at"] == datetime.datetime(2026, 11, 24, 12, 34, tzinfo=datetime.timezone.utc)
+    assert r["day"] == datetime.date(2026, 11, 24)
+    assert r["tags"] == ["t1", "x"] and r["user"] == {"uid": 234, "email": "u1234@example.com"}
+    assert dict(r["attrs"]) == {"a": 1234, "b": -1234}
+    assert [x["id"] for x in rows] == list(range(2000))
+
+    # DuckDB reads the same files.
+    files = tmp_path / "pq"
+    files.mkdir()
+    for n, (k, b) in enumerate(objs.items()):
+        (files / f"{n}.parquet").write_bytes(b)
+    con = duckdb.connect()
+    assert con.execute(f"SELECT count(*), sum(id), min(day), max(price) FROM '{files}/*.parquet'").fetchone() == (
+        2000, sum(range(2000)), datetime.date(2026, 11, 24), decimal.Decimal("999.99"))
+    assert con.execute(f"SELECT user.email FROM '{files}/*.parquet' WHERE id = 7").fetchone() == ("u7@example.com",)
+
+    # The records that do not fit the schema are in the error output, with the reason.
+    errs = wait_until(lambda: (lambda x: x if len(x) >= 4 else None)(records_in({k: v for k, v in read_objects(s3, bucket).items() if "format-conversion-failed" in k})),
+                      timeout=30, what="4 format-conversion-failed records")
+    rows = [json.loads(x) for x in errs]
+    assert sorted(base64.b64decode(x["rawData"]) for x in rows) == sorted(bad)
+    assert all(x["errorCode"] == "format-conversion-failed" and "schema" in x["errorMessage"] for x in rows)
+
+
+def test_parquet_config_errors_name_their_path(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("""streams:
+  a:
+    compression: gzip
+    encoding:
+      format: parquet
+      schema:
+        - { name: id, type: varchar }
+        - { name: t, type: "timestamp[hours]" }
+    destination: { type: file, path: /tmp/x }
+""")
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "streams.a.encoding.schema[0].type: `varchar` is not a type" in r.stderr, r.stderr
+    assert "streams.a.encoding.schema[1].type" in r.stderr
+    assert "streams.a.compression: must be none with parquet" in r.stderr

@@ -183,20 +183,20 @@ def test_full_disk(hydrant_factory, garage, bucket, tmp_path, limit):
 
 
 def test_slow_destination_keeps_memory_bounded(hydrant_factory, garage, bucket):
-    """A store throttled to 1 MB/s under sustained load: the log absorbs the
+    """A store throttled to 0.5 MB/s under sustained load: the log absorbs the
     backlog up to its quota, producers then see ServiceUnavailable, and the
     daemon's memory stays bounded."""
     proxy = Proxy(garage.s3_port)
-    proxy.bytes_per_sec = 1_000_000
+    proxy.bytes_per_sec = 500_000
     try:
-        h = hydrant_factory(s3_stream(proxy.endpoint, garage, bucket, extra="log: { segment_bytes: 1048576, disk_quota_bytes: 67108864 }\n", size_mb=5, interval=1))
+        h = hydrant_factory(s3_stream(proxy.endpoint, garage, bucket, extra="log: { segment_bytes: 1048576, disk_quota_bytes: 33554432 }\n", size_mb=5, interval=1))
         h.start()
         p = Producers(h.firehose, threads=3, batch=200, pad=1000).start()
-        wait_until(lambda: p.failed_records > 0, timeout=90, what="backpressure (refused records) from the slow store")
+        wait_until(lambda: p.failed_records > 0, timeout=180, what="backpressure (refused records) from the slow store")
         time.sleep(3)
         rss = peak_rss_mib(h.proc.pid)
-        print(f"\npeak RSS under a 1 MB/s store: {rss:.0f} MiB; log on disk {log_disk_bytes(h.data_dir) / 2**20:.0f} MiB")
-        assert log_disk_bytes(h.data_dir) <= 64 * 2**20 + 4 * 2**20
+        print(f"\npeak RSS under a 0.5 MB/s store: {rss:.0f} MiB; log on disk {log_disk_bytes(h.data_dir) / 2**20:.0f} MiB")
+        assert log_disk_bytes(h.data_dir) <= 32 * 2**20 + 4 * 2**20
         assert rss < 512, f"peak RSS {rss:.0f} MiB"
         proxy.bytes_per_sec = None
         p.stop()

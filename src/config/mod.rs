@@ -799,6 +799,12 @@ fn stream_config(
     let encryption = s
         .encryption
         .and_then(|e| encryption(errors, &format!("{path}.encryption"), e));
+    if matches!(encoding, Encoding::Parquet(_)) && compression != Compression::None {
+        errors.push(err(
+            format!("{path}.compression"),
+            "must be none with parquet, which compresses inside the file (set encoding.compression)",
+        ));
+    }
     let retry = range_check(
         errors,
         &format!("{path}.retry_duration_secs"),
