@@ -155,10 +155,11 @@ def test_postgres_exactly_once_across_sigkill_and_server_restart(hydrant_factory
     assert total == distinct, f"{int(total) - int(distinct)} duplicate rows"
 
 
-def test_postgres_bad_rows_go_to_error_output_and_the_rest_loads(hydrant_factory, postgres, tmp_path):
+@pytest.mark.parametrize("backup_mode", ["all", "failed_only"])
+def test_postgres_bad_rows_go_to_error_output_and_the_rest_loads(hydrant_factory, postgres, tmp_path, backup_mode):
     t = make_table(postgres, not_null_city=True)
     backup = tmp_path / "backup"
-    h = hydrant_factory(pg_yaml(postgres, t, COLUMNS, extra=f"    backup: {{ mode: all, destination: {{ type: file, path: {backup}, prefix: src/ }} }}\n")).start()
+    h = hydrant_factory(pg_yaml(postgres, t, COLUMNS, extra=f"    backup: {{ mode: {backup_mode}, destination: {{ type: file, path: {backup}, prefix: src/ }} }}\n")).start()
     good = [json.dumps({"id": f"g{i}", "n": i, "addr": {"city": "Oslo"}}).encode() for i in range(100)]
     no_city = json.dumps({"id": "bad-null", "n": 1}).encode()
     wrong_type = json.dumps({"id": "bad-type", "n": "twelve", "addr": {"city": "Rome"}}).encode()
@@ -173,7 +174,14 @@ def test_postgres_bad_rows_go_to_error_output_and_the_rest_loads(hydrant_factory
     assert "not JSON" in rows[not_json]["errorMessage"]
     assert all(r["errorCode"] == "postgres-failed" for r in rows.values())
     assert postgres.psql(f"SELECT count(*), count(DISTINCT id) FROM {t}") == "100|100"
-    wait_until(lambda: len(records_in(read_objects(None, backup))) >= 103, timeout=30, what="backup of all 103 records")
+    if backup_mode == "all":
+        got = wait_until(lambda: (lambda x: x if len(x) >= 103 else None)(records_in(read_objects(None, backup))), timeout=30, what="backup of all 103 records")
+        assert sorted(got) == sorted(x.decode() for x in good + [no_city, wrong_type, not_json])
+    else:
+        got = wait_until(lambda: (lambda x: x if len(x) >= 3 else None)(records_in(read_objects(None, backup))), timeout=30, what="backup of the 3 failed records")
+        time.sleep(1.5)
+        got = records_in(read_objects(None, backup))
+        assert sorted(got) == sorted(x.decode() for x in [no_city, wrong_type, not_json]), "failed_only must not back up delivered records"
     assert all(k.startswith("src/") for k in read_objects(None, backup))
 
 
