@@ -39,6 +39,14 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
     },
+    /// Ceilings of the encoding stages alone, on the same data: JSON lines
+    /// with each compression, Parquet, and AES-256-GCM.
+    Stages {
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+    },
     /// Fills the log with undelivered records (the destination is down),
     /// SIGKILLs the daemon and times its restart until `/health` answers.
     Recovery {
@@ -81,14 +89,72 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A log line of about `bytes` bytes that compresses like real application
+/// logs (varied words, ids and numbers), not like a repeated pattern.
 fn json_record(i: usize, bytes: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "user",
+        "order",
+        "payment",
+        "failed",
+        "accepted",
+        "retry",
+        "cache",
+        "miss",
+        "hit",
+        "upstream",
+        "timeout",
+        "request",
+        "session",
+        "token",
+        "refresh",
+        "checkout",
+        "cart",
+        "item",
+        "added",
+        "removed",
+        "inventory",
+        "warehouse",
+        "shipment",
+        "label",
+        "printed",
+        "queue",
+        "latency",
+        "slow",
+        "db",
+        "query",
+    ];
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let levels = ["info", "warn", "error", "debug"];
     let head = format!(
-        r#"{{"ts":"2026-11-24T12:00:00.000Z","level":"info","service":"checkout","request_id":"{i:016x}","msg":""#
+        r#"{{"ts":"2026-11-24T12:{:02}:{:02}.{:03}Z","level":"{}","service":"checkout","request_id":"{:016x}","latency_ms":{},"msg":""#,
+        next() % 60,
+        next() % 60,
+        next() % 1000,
+        levels[(next() % 4) as usize],
+        next(),
+        next() % 5000
     );
     let mut s = head.into_bytes();
     while s.len() + 3 < bytes {
-        s.push(b'a' + (s.len() % 26) as u8);
+        let w = WORDS[(next() % WORDS.len() as u64) as usize];
+        s.extend_from_slice(w.as_bytes());
+        s.push(b' ');
+        if next() % 5 == 0 {
+            s.extend_from_slice(format!("{} ", next() % 100_000).as_bytes());
+        }
     }
+    s.truncate(
+        bytes
+            .saturating_sub(3)
+            .max(s.len().min(bytes.saturating_sub(3))),
+    );
     s.extend_from_slice(b"\"}\n");
     s
 }
@@ -181,16 +247,28 @@ fn count_lines(dir: &std::path::Path) -> u64 {
         if p.is_dir() {
             n += count_lines(&p);
         } else if let Ok(bytes) = std::fs::read(&p) {
-            let text = if p.extension().is_some_and(|x| x == "gz") {
-                let mut out = Vec::new();
-                let _ = std::io::Read::read_to_end(
+            let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+            let mut text = Vec::new();
+            let decoded = match ext {
+                "gz" => std::io::Read::read_to_end(
                     &mut flate2::read::GzDecoder::new(&bytes[..]),
-                    &mut out,
-                );
-                out
-            } else {
-                bytes
+                    &mut text,
+                )
+                .map(|_| ()),
+                "zst" => zstd::stream::copy_decode(&bytes[..], &mut text),
+                "snappy" => std::io::Read::read_to_end(
+                    &mut snap::read::FrameDecoder::new(&bytes[..]),
+                    &mut text,
+                )
+                .map(|_| ()),
+                _ => {
+                    text = bytes;
+                    Ok(())
+                }
             };
+            if decoded.is_err() {
+                continue;
+            }
             n += text.iter().filter(|b| **b == b'\n').count() as u64;
         }
     }
@@ -414,6 +492,116 @@ async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Resul
     Ok(())
 }
 
+fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
+    use hydrant::config::{Compression, Encoding, Encryption};
+    use hydrant::encode::{EncodeOptions, encode_batch, encrypt::SecretKey, parquet};
+    let frames: Vec<frame::Frame> = (0..n)
+        .map(|i| frame::Frame {
+            offset: i as u64,
+            arrival_ms: 0,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::from(json_record(i, record_bytes)),
+        })
+        .collect();
+    let raw: usize = frames.iter().map(|f| f.data.len()).sum();
+    let lines = Encoding::JsonLines {
+        delimiter: b"\n".to_vec(),
+    };
+    let key = Some(Encryption {
+        keys: vec![("bench".into(), SecretKey([9; 32]))],
+        chunk_bytes: 64 << 10,
+    });
+    let pq = Encoding::Parquet(parquet::ParquetOptions {
+        schema: parquet::schema(&[
+            ("ts".into(), arrow_schema::DataType::Utf8, true),
+            ("level".into(), arrow_schema::DataType::Utf8, true),
+            ("service".into(), arrow_schema::DataType::Utf8, true),
+            ("request_id".into(), arrow_schema::DataType::Utf8, true),
+            ("msg".into(), arrow_schema::DataType::Utf8, true),
+        ]),
+        row_group_rows: 1_000_000,
+        compression: "zstd".into(),
+        dictionary: true,
+    });
+    let cases: Vec<(&str, Encoding, Compression, Option<Encryption>)> = vec![
+        ("JSON lines, none", lines.clone(), Compression::None, None),
+        (
+            "JSON lines, gzip (level 6)",
+            lines.clone(),
+            Compression::Gzip,
+            None,
+        ),
+        (
+            "JSON lines, zstd (level 3)",
+            lines.clone(),
+            Compression::Zstd,
+            None,
+        ),
+        (
+            "JSON lines, snappy",
+            lines.clone(),
+            Compression::Snappy,
+            None,
+        ),
+        (
+            "JSON lines, none + AES-256-GCM",
+            lines.clone(),
+            Compression::None,
+            key.clone(),
+        ),
+        (
+            "JSON lines, gzip + AES-256-GCM",
+            lines.clone(),
+            Compression::Gzip,
+            key.clone(),
+        ),
+        (
+            "JSON lines, zstd + AES-256-GCM",
+            lines,
+            Compression::Zstd,
+            key.clone(),
+        ),
+        (
+            "Parquet (5 string columns), zstd",
+            pq.clone(),
+            Compression::None,
+            None,
+        ),
+        (
+            "Parquet (5 string columns), zstd + AES-256-GCM",
+            pq,
+            Compression::None,
+            key,
+        ),
+    ];
+    println!(
+        "| stage alone, one core, {n} records of {record_bytes} B ({:.0} MB) | MB/s of input | records/s | output/input |",
+        raw as f64 / 1e6
+    );
+    println!("|---|---|---|---|");
+    for (name, encoding, compression, encryption) in cases {
+        let opts = EncodeOptions {
+            encoding,
+            compression,
+            level: None,
+            encryption,
+        };
+        let t = Instant::now();
+        let out = encode_batch(&frames, &opts)?;
+        let el = t.elapsed().as_secs_f64();
+        if !out.rejected.is_empty() {
+            bail!("{name}: {} records rejected", out.rejected.len());
+        }
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.3} |",
+            raw as f64 / el / 1e6,
+            n as f64 / el,
+            out.body.len() as f64 / raw as f64
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -423,6 +611,10 @@ fn main() -> anyhow::Result<()> {
             records_per_sync,
             duration_secs,
         } => disk(dir, record_bytes, records_per_sync, duration_secs),
+        Cmd::Stages {
+            records,
+            record_bytes,
+        } => stages(records, record_bytes),
         Cmd::Recovery {
             hydrant,
             dir,
