@@ -260,3 +260,155 @@ def test_parquet_config_errors_name_their_path(tmp_path):
     assert "streams.a.encoding.schema[0].type: `varchar` is not a type" in r.stderr, r.stderr
     assert "streams.a.encoding.schema[1].type" in r.stderr
     assert "streams.a.compression: must be none with parquet" in r.stderr
+
+
+PARTITIONED = """streams:
+  lake:
+    shards: 2
+    buffering: {{ size_mb: 8, interval_secs: 2 }}
+    encoding:
+      format: parquet
+      compression: zstd
+      schema:
+        - {{ name: id, type: int64, nullable: false }}
+        - {{ name: customer_id, type: string }}
+        - {{ name: event, type: "struct<kind: string, ms: int64>" }}
+        - {{ name: ts, type: string }}
+    dynamic_partitioning:
+      keys:
+        customer: .customer_id
+        kind: .event.kind | ascii_downcase
+      timestamp: {{ query: .ts, format: rfc3339 }}
+    destination:
+      type: s3
+      bucket: {bucket}
+      prefix: "events/customer=!{{partitionKeyFromQuery:customer}}/kind=!{{partitionKeyFromQuery:kind}}/!{{timestamp:'year='yyyy'/month='MM'/day='dd}}/"
+      error_output_prefix: "errors/!{{firehose:error-output-type}}/"
+"""
+
+
+def test_partitioned_by_two_jq_keys_and_record_time_as_hive_paths_read_by_duckdb(hydrant_factory, garage, bucket, tmp_path):
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    h = hydrant_factory(s3_store_yaml(garage) + PARTITIONED.format(bucket=bucket)).start()
+    customers, kinds = ["acme", "globex", "initech"], ["Click", "VIEW"]
+    days = ["2026-11-23T23:59:59.900Z", "2026-11-24T00:00:00+00:00", "2026-12-01T09:30:00+05:30"]
+    good = [{"id": i, "customer_id": customers[i % 3], "event": {"kind": kinds[i % 2], "ms": i},
+             "ts": days[(i // 6) % 3]} for i in range(3000)]
+    bad = [b"not json", b'{"id": 1, "event": {"kind": "click"}, "ts": "2026-11-24T00:00:00Z"}',
+           b'{"id": 2, "customer_id": "acme", "event": {"kind": "click"}, "ts": "last tuesday"}',
+           b'{"id": 3, "customer_id": "a/b", "event": {"kind": "click"}, "ts": "2026-11-24T00:00:00Z"}']
+    records = [json.dumps(r).encode() for r in good[:1500]] + bad + [json.dumps(r).encode() for r in good[1500:]]
+    fh = h.firehose()
+    for i in range(0, len(records), 500):
+        assert fh.put_record_batch(DeliveryStreamName="lake", Records=[{"Data": d} for d in records[i:i + 500]])["FailedPutCount"] == 0
+    s3 = garage.s3()
+
+    def objects():
+        objs = read_objects(s3, bucket, "events/")
+        rows = sum(pq.read_metadata(pa.BufferReader(b)).num_rows for b in objs.values())
+        return objs if rows >= 3000 else None
+
+    objs = wait_until(objects, timeout=60, what="3000 partitioned rows")
+    # Every row sits under the prefix its own values and time call for.
+    expected_day = {days[0]: "year=2026/month=11/day=23", days[1]: "year=2026/month=11/day=24",
+                    days[2]: "year=2026/month=12/day=01"}
+    seen = []
+    for key, body in objs.items():
+        assert key.endswith(".parquet"), key
+        for row in pq.read_table(pa.BufferReader(body)).to_pylist():
+            want = f"events/customer={row['customer_id']}/kind={row['event']['kind'].lower()}/{expected_day[row['ts']]}/"
+            assert key.startswith(want), (key, row)
+            seen.append(row["id"])
+    assert sorted(seen) == list(range(3000))
+    assert len({k.rsplit("/", 1)[0] for k in objs}) == 3 * 2 * 3
+
+    # DuckDB reads the layout as Hive partitions.
+    for k, b in objs.items():
+        p = tmp_path / "lake" / k
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b)
+    con = duckdb.connect()
+    got = con.execute(f"""SELECT customer, kind, year, month, day, count(*) FROM
+        read_parquet('{tmp_path}/lake/events/**/*.parquet', hive_partitioning = true)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    want = {}
+    for r in good:
+        y, m, d = [x.split("=")[1] for x in expected_day[r["ts"]].split("/")]
+        k = (r["customer_id"], r["event"]["kind"].lower(), int(y), int(m), int(d))
+        want[k] = want.get(k, 0) + 1
+    assert [(c, k, int(y), int(m), int(d), n) for c, k, y, m, d, n in got] == sorted((*k, n) for k, n in want.items())
+    assert con.execute(f"""SELECT count(*) FROM read_parquet('{tmp_path}/lake/events/**/*.parquet', hive_partitioning = true)
+        WHERE customer = 'acme' AND kind = 'click'""").fetchone() == (sum(1 for r in good if r["customer_id"] == "acme" and r["event"]["kind"] == "Click"),)
+
+    # Records that cannot be partitioned are in the error output with the reason; the rest flowed.
+    errs = wait_until(lambda: (lambda x: x if len(x) >= 4 else None)(records_in(read_objects(s3, bucket, "errors/"))),
+                      timeout=30, what="4 partitioning-failed records")
+    rows = {base64.b64decode(x["rawData"]): x for x in map(json.loads, errs)}
+    assert sorted(rows) == sorted(bad)
+    assert all(x["errorCode"] == "partitioning-failed" for x in rows.values())
+    assert "not JSON" in rows[bad[0]]["errorMessage"]
+    assert "partition key `customer` (`.customer_id`) yields null" in rows[bad[1]]["errorMessage"]
+    assert "record time (`.ts`)" in rows[bad[2]]["errorMessage"] and "rfc3339" in rows[bad[2]]["errorMessage"]
+    assert "cannot be part of an object key" in rows[bad[3]]["errorMessage"]
+    assert all(k.startswith("errors/partitioning-failed/") for k in read_objects(s3, bucket, "errors/"))
+
+
+def test_600_partitions_with_a_limit_of_500_deliver_every_record(hydrant_factory, tmp_path):
+    out = tmp_path / "out"
+    h = hydrant_factory(f"""streams:
+  lake:
+    shards: 1
+    buffering: {{ size_mb: 64, interval_secs: 3 }}
+    dynamic_partitioning:
+      keys: {{ k: .k }}
+      open_partitions_max: 500
+    destination:
+      type: file
+      path: {out}
+      prefix: "k=!{{partitionKeyFromQuery:k}}/"
+      error_output_prefix: "errors/!{{firehose:error-output-type}}/"
+""").start()
+    sent = [json.dumps({"k": f"key{i % 600}", "n": i}) for i in range(3000)]
+    fh = h.firehose()
+    for i in range(0, len(sent), 500):
+        assert fh.put_record_batch(DeliveryStreamName="lake", Records=[{"Data": s.encode()} for s in sent[i:i + 500]])["FailedPutCount"] == 0
+
+    def delivered():
+        objs = read_objects(None, out)
+        lines = [(k, x) for k, b in objs.items() for x in b.decode().splitlines()]
+        return (objs, lines) if len(lines) >= 3000 else None
+
+    objs, lines = wait_until(delivered, timeout=60, what="3000 records in 600 partitions")
+    assert sorted(x for _, x in lines) == sorted(sent)
+    for key, line in lines:
+        assert key.startswith(f"k={json.loads(line)['k']}/"), (key, line)
+    assert len({k.split("/")[0] for k in objs}) == 600
+    # Round-robin over 600 keys with room for 500: the oldest kept being flushed.
+    assert h.metric("partition_evictions", stream="lake") > 0
+    assert len(objs) > 600
+
+
+def test_partitioning_config_errors_name_their_path(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("""streams:
+  a:
+    dynamic_partitioning:
+      keys: { customer: ".customer |", day: .day }
+      timestamp: { query: .ts, format: "%Y-%Q" }
+    destination:
+      type: file
+      path: /tmp/x
+      prefix: "c=!{partitionKeyFromQuery:customer}/!{partitionKeyFromQuery:dya}/!{timestamp:yyyy/MM/dd/HH/mm/ss/SSS}"
+      error_output_prefix: "e/!{firehose:error-output-type}/"
+""")
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "streams.a.destination.prefix: " in r.stderr, r.stderr
+    f.write_text(f.read_text().replace("dya", "day").replace("/SSS", ""))
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "streams.a.dynamic_partitioning.keys.customer: `.customer |` is not a valid jq expression" in r.stderr, r.stderr
+    assert "streams.a.dynamic_partitioning.timestamp.format: `%Y-%Q` is not a valid strftime pattern" in r.stderr, r.stderr

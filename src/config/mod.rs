@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
+use crate::delivery::keys::{self, KeyContext, KeyTemplate, PrefixKind};
+use crate::delivery::partition::{Partitioner, Query, RecordTime, TimeFormat};
 use crate::log::LogOptions;
 use raw::{RawConfig, RawDestination, RawStore, RawStream};
 
@@ -108,6 +109,8 @@ pub struct StreamConfig {
     pub error_output: ObjectDestination,
     /// A copy of the source records, for http and postgres destinations.
     pub backup: Option<Backup>,
+    /// Prefixes from record content, for object destinations.
+    pub partitioning: Option<std::sync::Arc<Partitioner>>,
 }
 
 /// Client-side encryption of a stream's objects.
@@ -310,9 +313,14 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let mut message = inner.to_string();
-            // serde_norway appends " at line L column C"; keep it, it helps.
-            if message.starts_with(&format!("{path}: ")) {
-                message = message[path.len() + 2..].to_string();
+            // serde_norway starts with its own path (the enclosing map's for
+            // an unknown key) and appends " at line L column C"; the path is
+            // already given, the position helps.
+            if let Some((head, rest)) = message.split_once(": ")
+                && !head.contains(' ')
+                && path.starts_with(head)
+            {
+                message = rest.to_string();
             }
             ConfigErrors(vec![err(
                 if path == "." { String::new() } else { path },
@@ -827,6 +835,10 @@ fn stream_config(
         return None;
     };
     let dpath = format!("{path}.destination");
+    let partition_keys: Option<Vec<String>> = s
+        .dynamic_partitioning
+        .as_ref()
+        .map(|p| p.keys.keys().cloned().collect());
     let destination = match d.kind.as_str() {
         "http" => {
             if size_mb > 64 {
@@ -843,7 +855,9 @@ fn stream_config(
             &dpath,
             d.clone(),
             default_store,
-            data_dir,
+            KeyContext {
+                query_keys: partition_keys.as_deref(),
+            },
         )?),
     };
     if matches!(encoding, Encoding::Parquet(_)) && !matches!(destination, Destination::Object(_)) {
@@ -878,6 +892,25 @@ fn stream_config(
             prefix: keys::default_error_prefix(""),
             error_output_prefix: keys::default_error_prefix(""),
         },
+    };
+    let partitioning = match (s.dynamic_partitioning, &destination) {
+        (None, _) => None,
+        (Some(_), Destination::Http(_) | Destination::Postgres(_)) => {
+            errors.push(err(
+                format!("{path}.dynamic_partitioning"),
+                "applies only to s3 and file destinations",
+            ));
+            None
+        }
+        (Some(p), Destination::Object(o)) => partitioning(
+            errors,
+            &format!("{path}.dynamic_partitioning"),
+            &format!("{dpath}.prefix"),
+            p,
+            o,
+            size_mb,
+        )
+        .map(std::sync::Arc::new),
     };
     let backup = match s.backup {
         None => None,
@@ -921,6 +954,105 @@ fn stream_config(
         destination,
         error_output,
         backup,
+        partitioning,
+    })
+}
+
+/// Validates and compiles `dynamic_partitioning` for an object destination
+/// whose prefix has been parsed with the key names.
+fn partitioning(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    prefix_path: &str,
+    p: raw::RawPartitioning,
+    dest: &ObjectDestination,
+    size_mb: u64,
+) -> Option<Partitioner> {
+    let before = errors.len();
+    let mut keys = Vec::new();
+    for (name, src) in &p.keys {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.push(err(
+                format!("{path}.keys.{name}"),
+                "a key name is letters, digits, `_` and `-`",
+            ));
+            continue;
+        }
+        match Query::compile(src) {
+            Ok(q) => keys.push((name.clone(), q)),
+            Err(e) => errors.push(err(format!("{path}.keys.{name}"), format!("`{src}` {e}"))),
+        }
+    }
+    let time = match p.timestamp {
+        None => None,
+        Some(t) => {
+            let query = Query::compile(&t.query)
+                .map_err(|e| {
+                    errors.push(err(
+                        format!("{path}.timestamp.query"),
+                        format!("`{}` {e}", t.query),
+                    ))
+                })
+                .ok();
+            let format = TimeFormat::parse(t.format.as_deref().unwrap_or("rfc3339"))
+                .map_err(|e| errors.push(err(format!("{path}.timestamp.format"), e)))
+                .ok();
+            match (query, format) {
+                (Some(query), Some(format)) => Some(RecordTime { query, format }),
+                _ => None,
+            }
+        }
+    };
+    if p.keys.is_empty() && time.is_none() && errors.len() == before {
+        errors.push(err(
+            path,
+            "needs `keys` (jq expressions) or `timestamp`: there is nothing to partition by",
+        ));
+    }
+    if time.is_some() && !dest.prefix.has_timestamp() {
+        errors.push(err(
+            format!("{path}.timestamp"),
+            format!("is not used: {prefix_path} has no `!{{timestamp:…}}` expression"),
+        ));
+    }
+    let used: std::collections::BTreeSet<usize> = dest.prefix.query_keys_used().collect();
+    for (i, name) in p.keys.keys().enumerate() {
+        if !used.contains(&i) {
+            errors.push(err(
+                format!("{path}.keys.{name}"),
+                format!("is not used in {prefix_path} (add `!{{partitionKeyFromQuery:{name}}}`)"),
+            ));
+        }
+    }
+    let open_partitions_max = range_check(
+        errors,
+        &format!("{path}.open_partitions_max"),
+        p.open_partitions_max.unwrap_or(500),
+        1,
+        100_000,
+    );
+    // Default: four full batches' worth per shard, at most 256 MiB.
+    let open_mb = range_check(
+        errors,
+        &format!("{path}.open_buffer_mb_max"),
+        p.open_buffer_mb_max
+            .unwrap_or_else(|| (4 * size_mb).min(256)),
+        1,
+        4096,
+    );
+    if errors.len() > before {
+        return None;
+    }
+    Some(Partitioner {
+        keys,
+        time,
+        template: dest.prefix.clone(),
+        open_partitions_max,
+        open_bytes_max: open_mb << 20,
     })
 }
 
@@ -1001,7 +1133,8 @@ fn destination_for_objects(
         ));
         return None;
     }
-    destination(errors, path, d, default_store, data_dir)
+    let _ = data_dir;
+    destination(errors, path, d, default_store, KeyContext::default())
 }
 
 fn reject_fields(errors: &mut Vec<ConfigError>, path: &str, kind: &str, fields: &[(&str, bool)]) {
@@ -1249,7 +1382,8 @@ fn error_output(
             None
         }
     };
-    let mut out = destination(errors, path, d, default_store, data_dir)?;
+    let _ = data_dir;
+    let mut out = destination(errors, path, d, default_store, KeyContext::default())?;
     out.error_output_prefix = prefix?;
     Some(out)
 }
@@ -1259,10 +1393,10 @@ fn destination(
     path: &str,
     d: RawDestination,
     default_store: &StoreConfig,
-    _data_dir: &Path,
+    key_ctx: KeyContext<'_>,
 ) -> Option<ObjectDestination> {
     let prefix_src = d.prefix.clone().unwrap_or_default();
-    let prefix = match KeyTemplate::parse(&prefix_src, PrefixKind::Prefix) {
+    let prefix = match KeyTemplate::parse_with(&prefix_src, PrefixKind::Prefix, key_ctx) {
         Ok(t) => Some(t),
         Err(e) => {
             errors.push(err(format!("{path}.prefix"), e));

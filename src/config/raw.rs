@@ -110,6 +110,28 @@ pub struct RawStream {
     pub destination: Option<RawDestination>,
     pub error_output: Option<RawDestination>,
     pub backup: Option<RawBackup>,
+    pub dynamic_partitioning: Option<RawPartitioning>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartitioning {
+    /// name -> jq expression, used as `!{partitionKeyFromQuery:name}`.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+    /// The record's own time for `!{timestamp:...}` (default: its arrival).
+    pub timestamp: Option<RawRecordTime>,
+    pub open_partitions_max: Option<usize>,
+    pub open_buffer_mb_max: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecordTime {
+    /// A jq expression yielding the time.
+    pub query: String,
+    /// rfc3339 (default) | epoch_seconds | epoch_millis | a strftime pattern.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -312,3 +312,121 @@ fn bad_http_and_postgres_destinations_name_their_paths() {
         "{e:?}"
     );
 }
+
+const PARTITIONED: &str = r#"
+streams:
+  events:
+    dynamic_partitioning:
+      keys:
+        customer: .customer_id
+        kind: .event.kind
+      timestamp: { query: .ts, format: epoch_millis }
+      open_partitions_max: 600
+    destination:
+      type: file
+      path: /tmp/out
+      prefix: "c=!{partitionKeyFromQuery:customer}/k=!{partitionKeyFromQuery:kind}/!{timestamp:yyyy}/"
+      error_output_prefix: "errors/!{firehose:error-output-type}/"
+"#;
+
+#[test]
+fn dynamic_partitioning_compiles_with_defaults() {
+    let c = parse(PARTITIONED).unwrap();
+    let p = c.streams["events"].partitioning.as_ref().unwrap();
+    let names: Vec<&str> = p.keys.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["customer", "kind"]);
+    assert_eq!(p.open_partitions_max, 600);
+    // Four 5 MiB batches by default.
+    assert_eq!(p.open_bytes_max, 20 << 20);
+    assert!(p.time.is_some());
+}
+
+#[test]
+fn invalid_jq_names_the_key_path() {
+    let yaml = PARTITIONED.replace(".event.kind", ".event.kind |");
+    let e = errors(&yaml);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("streams.events.dynamic_partitioning.keys.kind: `.event.kind |` is not a valid jq expression"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn partitioning_errors_name_their_paths() {
+    let cases = [
+        (
+            PARTITIONED.replace("format: epoch_millis", "format: \"%Y-%Q\""),
+            "streams.events.dynamic_partitioning.timestamp.format: `%Y-%Q` is not a valid strftime pattern",
+        ),
+        (
+            PARTITIONED.replace("format: epoch_millis", "format: iso"),
+            "streams.events.dynamic_partitioning.timestamp.format: `iso` is not a time format",
+        ),
+        (
+            PARTITIONED.replace("query: .ts", "query: \".ts |\""),
+            "streams.events.dynamic_partitioning.timestamp.query: `.ts |` is not a valid jq expression",
+        ),
+        (
+            PARTITIONED.replace("k=!{partitionKeyFromQuery:kind}/", ""),
+            "streams.events.dynamic_partitioning.keys.kind: is not used in streams.events.destination.prefix",
+        ),
+        (
+            PARTITIONED.replace("partitionKeyFromQuery:kind", "partitionKeyFromQuery:knd"),
+            "streams.events.destination.prefix: `knd` in `!{partitionKeyFromQuery:knd}` is not one of dynamic_partitioning.keys (customer, kind)",
+        ),
+        (
+            PARTITIONED.replace("open_partitions_max: 600", "open_partitions_max: 0"),
+            "streams.events.dynamic_partitioning.open_partitions_max: 0 is out of range",
+        ),
+        (
+            PARTITIONED.replace(
+                "      error_output_prefix: \"errors/!{firehose:error-output-type}/\"\n",
+                "",
+            ),
+            "streams.events.destination.error_output_prefix: is required when prefix uses expressions",
+        ),
+        (
+            PARTITIONED.replace("keys:", "kyes:"),
+            "streams.events.dynamic_partitioning.kyes: unknown field `kyes`, expected one of `keys`",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = errors(&yaml);
+        assert!(
+            e.iter().any(|m| m.starts_with(want)),
+            "want {want}\n got {e:?}"
+        );
+    }
+}
+
+#[test]
+fn partition_keys_need_partitioning() {
+    let yaml = r#"
+streams:
+  s:
+    destination:
+      type: file
+      path: /tmp/out
+      prefix: "!{partitionKeyFromQuery:a}/"
+      error_output_prefix: "e/!{firehose:error-output-type}/"
+"#;
+    let e = errors(yaml);
+    assert!(
+        e[0].starts_with("streams.s.destination.prefix: `!{partitionKeyFromQuery:a}` needs dynamic_partitioning.keys"),
+        "{e:?}"
+    );
+    let yaml = r#"
+streams:
+  s:
+    dynamic_partitioning: { keys: { a: .a } }
+    destination: { type: http, url: "http://127.0.0.1:1/" }
+"#;
+    let e = errors(yaml);
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "streams.s.dynamic_partitioning: applies only to s3 and file destinations"
+        )),
+        "{e:?}"
+    );
+}

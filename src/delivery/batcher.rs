@@ -1,24 +1,76 @@
 //! Buffering of one shard's records into batches by size or time, Firehose's
-//! buffering hints. Pure logic on tokio's clock, so it is tested with paused
-//! time; it does no I/O and never decides when the checkpoint moves.
+//! buffering hints, one open batch per partition. Pure logic on tokio's
+//! clock, so it is tested with paused time; it does no I/O and never decides
+//! when the checkpoint moves.
+//!
+//! Without dynamic partitioning there is a single partition (`None`). With
+//! it, each rendered prefix has its own open batch; two bounds keep memory
+//! in check, and reaching either closes the oldest open partition (the one
+//! whose first record came first): the number of open partitions and the
+//! bytes they hold together.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::log::frame::Frame;
 
-/// Records waiting to form one object.
-#[derive(Debug, Default)]
-pub struct OpenBatch {
-    pub records: Vec<Frame>,
-    pub bytes: u64,
-    /// When the first record was added.
-    pub started: Option<Instant>,
+/// A partition: the prefix its records go under, or `None` for a stream
+/// without dynamic partitioning.
+pub type PartitionKey = Option<Arc<str>>;
+
+/// What a closed batch is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Deliver under the partition's prefix (or the stream's, for `None`).
+    Deliver(PartitionKey),
+    /// Records that could not be partitioned, each with its reason, bound
+    /// for the error output.
+    Failed(Vec<String>),
 }
 
-/// One shard's batcher: an open batch and the closed ones waiting for upload.
+/// A closed batch, waiting for upload.
+#[derive(Debug)]
+pub struct Ready {
+    pub records: Vec<Frame>,
+    pub route: Route,
+}
+
+impl Ready {
+    pub fn first_offset(&self) -> Option<u64> {
+        self.records.first().map(|f| f.offset)
+    }
+}
+
+/// Records waiting to form one object.
+#[derive(Debug)]
+struct OpenBatch {
+    records: Vec<Frame>,
+    bytes: u64,
+    /// When the first record was added.
+    started: Instant,
+    /// Opening order, the key of `Batcher::order`.
+    seq: u64,
+}
+
+/// Bounds on a shard's open partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionLimits {
+    pub open_max: usize,
+    pub open_bytes_max: u64,
+}
+
+impl PartitionLimits {
+    /// A single partition: only the size hint bounds it.
+    pub const SINGLE: PartitionLimits = PartitionLimits {
+        open_max: 1,
+        open_bytes_max: u64::MAX,
+    };
+}
+
+/// One shard's batcher: the open batches and the closed ones waiting for upload.
 #[derive(Debug)]
 pub struct Batcher {
     bytes_max: u64,
@@ -26,60 +78,166 @@ pub struct Batcher {
     /// uncompressed object, not just the record data, stays within the hint.
     per_record_bytes: u64,
     interval: Duration,
-    open: OpenBatch,
-    ready: VecDeque<Vec<Frame>>,
+    limits: PartitionLimits,
+    open: HashMap<PartitionKey, OpenBatch>,
+    /// Open partitions by opening order; the first is the oldest.
+    order: BTreeMap<u64, PartitionKey>,
+    next_seq: u64,
+    open_bytes: u64,
+    ready: VecDeque<Ready>,
+    /// Partitions closed early because a bound was reached.
+    evictions: u64,
 }
 
 impl Batcher {
     pub fn new(bytes_max: u64, per_record_bytes: u64, interval: Duration) -> Self {
+        Self::with_limits(
+            bytes_max,
+            per_record_bytes,
+            interval,
+            PartitionLimits::SINGLE,
+        )
+    }
+
+    pub fn with_limits(
+        bytes_max: u64,
+        per_record_bytes: u64,
+        interval: Duration,
+        limits: PartitionLimits,
+    ) -> Self {
         Batcher {
             bytes_max,
             per_record_bytes,
             interval,
-            open: OpenBatch::default(),
+            limits: PartitionLimits {
+                open_max: limits.open_max.max(1),
+                open_bytes_max: limits.open_bytes_max.max(1),
+            },
+            open: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            open_bytes: 0,
             ready: VecDeque::new(),
+            evictions: 0,
         }
     }
 
-    /// Adds a record, closing the open batch first if the record would make it
-    /// pass the size hint. A record larger than the hint forms a batch alone.
+    /// Adds a record to the stream's only partition.
     pub fn push(&mut self, frame: Frame, now: Instant) {
+        self.push_to(None, frame, now);
+    }
+
+    /// Adds a record to its partition, closing that partition's batch first
+    /// if the record would make it pass the size hint. A record larger than
+    /// the hint forms a batch alone.
+    pub fn push_to(&mut self, key: PartitionKey, frame: Frame, now: Instant) {
         let len = frame.data.len() as u64 + self.per_record_bytes;
-        if !self.open.records.is_empty() && self.open.bytes + len > self.bytes_max {
-            self.close();
+        if let Some(b) = self.open.get(&key)
+            && b.bytes + len > self.bytes_max
+        {
+            self.close_one(&key);
         }
-        if self.open.records.is_empty() {
-            self.open.started = Some(now);
+        if !self.open.contains_key(&key) {
+            while self.open.len() >= self.limits.open_max {
+                if !self.close_oldest() {
+                    break;
+                }
+                self.evictions += 1;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.order.insert(seq, key.clone());
+            self.open.insert(
+                key.clone(),
+                OpenBatch {
+                    records: Vec::new(),
+                    bytes: 0,
+                    started: now,
+                    seq,
+                },
+            );
         }
-        self.open.bytes += len;
-        self.open.records.push(frame);
-        if self.open.bytes >= self.bytes_max {
-            self.close();
+        let full = match self.open.get_mut(&key) {
+            Some(b) => {
+                b.bytes += len;
+                b.records.push(frame);
+                b.bytes >= self.bytes_max
+            }
+            None => false,
+        };
+        self.open_bytes += len;
+        if full {
+            self.close_one(&key);
+        }
+        while self.open_bytes > self.limits.open_bytes_max {
+            if !self.close_oldest() {
+                break;
+            }
+            self.evictions += 1;
         }
     }
 
-    /// When the open batch must be closed by time, if it holds anything.
+    /// Queues records that go to the error output, already closed.
+    pub fn push_failed(&mut self, failed: Vec<(Frame, String)>) {
+        if failed.is_empty() {
+            return;
+        }
+        let (records, reasons) = failed.into_iter().unzip();
+        self.ready.push_back(Ready {
+            records,
+            route: Route::Failed(reasons),
+        });
+    }
+
+    /// When the oldest open batch must be closed by time, if any is open.
     pub fn deadline(&self) -> Option<Instant> {
-        self.open.started.map(|s| s + self.interval)
+        let (_, key) = self.order.first_key_value()?;
+        self.open.get(key).map(|b| b.started + self.interval)
     }
 
-    /// Closes the open batch if its interval has passed.
+    /// Closes every open batch whose interval has passed.
     pub fn tick(&mut self, now: Instant) {
-        if self.deadline().is_some_and(|d| d <= now) {
-            self.close();
+        while self.deadline().is_some_and(|d| d <= now) {
+            if !self.close_oldest() {
+                break;
+            }
         }
     }
 
-    /// Closes the open batch now, whatever its size (shutdown, drain).
+    /// Closes every open batch now, whatever its size (shutdown, drain).
     pub fn close(&mut self) {
-        let open = std::mem::take(&mut self.open);
-        if !open.records.is_empty() {
-            self.ready.push_back(open.records);
+        while self.close_oldest() {}
+    }
+
+    fn close_oldest(&mut self) -> bool {
+        let Some((_, key)) = self.order.pop_first() else {
+            return false;
+        };
+        if let Some(b) = self.open.remove(&key) {
+            self.finish(key, b);
+        }
+        true
+    }
+
+    fn close_one(&mut self, key: &PartitionKey) {
+        if let Some(b) = self.open.remove(key) {
+            self.order.remove(&b.seq);
+            self.finish(key.clone(), b);
+        }
+    }
+
+    fn finish(&mut self, key: PartitionKey, b: OpenBatch) {
+        self.open_bytes = self.open_bytes.saturating_sub(b.bytes);
+        if !b.records.is_empty() {
+            self.ready.push_back(Ready {
+                records: b.records,
+                route: Route::Deliver(key),
+            });
         }
     }
 
     /// The next closed batch, oldest first.
-    pub fn pop_ready(&mut self) -> Option<Vec<Frame>> {
+    pub fn pop_ready(&mut self) -> Option<Ready> {
         self.ready.pop_front()
     }
 
@@ -88,16 +246,29 @@ impl Batcher {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.open.records.is_empty()
+        self.ready.is_empty() && self.open.is_empty()
     }
 
-    /// The lowest offset held (open or closed), which the checkpoint must not pass.
+    /// Partitions open now.
+    pub fn open_partitions(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Partitions closed before their time or size because a bound was
+    /// reached, since the start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// The lowest offset held (open or closed), which the checkpoint must not
+    /// pass. Partitions interleave, so every batch's first record counts.
     pub fn lowest_offset(&self) -> Option<u64> {
-        self.ready
-            .front()
-            .and_then(|b| b.first())
-            .or_else(|| self.open.records.first())
-            .map(|f| f.offset)
+        let ready = self.ready.iter().filter_map(Ready::first_offset);
+        let open = self
+            .open
+            .values()
+            .filter_map(|b| b.records.first().map(|f| f.offset));
+        ready.chain(open).min()
     }
 }
 

@@ -18,6 +18,28 @@ enum Part {
     Timestamp(String),
     RandomString,
     ErrorOutputType,
+    /// `!{partitionKeyFromQuery:name}`: the value of the key at this index
+    /// of the stream's `dynamic_partitioning.keys`.
+    QueryKey(usize),
+}
+
+/// What a template may refer to besides time and Firehose's own values.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyContext<'a> {
+    /// The names of `dynamic_partitioning.keys`, if the stream partitions.
+    pub query_keys: Option<&'a [String]>,
+}
+
+/// Stands in for `!{firehose:random-string}` in a partition's prefix until
+/// its object is named (key values and literals hold no control characters).
+const RANDOM_PLACEHOLDER: char = '\u{1}';
+
+/// Rendered `!{timestamp:…}` parts for the last second seen: rendering a
+/// chrono format per record would cost more than the partitioning itself.
+#[derive(Debug, Default)]
+pub struct TimestampCache {
+    second: Option<i64>,
+    rendered: Vec<String>,
 }
 
 /// Where a template is used; some expressions are allowed only in one.
@@ -40,8 +62,20 @@ pub const PREFIX_CHARS_MAX: usize = 1024;
 impl KeyTemplate {
     /// Parses a template, naming the first problem in its message.
     pub fn parse(source: &str, kind: PrefixKind) -> Result<KeyTemplate, String> {
+        Self::parse_with(source, kind, KeyContext::default())
+    }
+
+    /// Parses a template that may use the stream's partition keys.
+    pub fn parse_with(
+        source: &str,
+        kind: PrefixKind,
+        ctx: KeyContext<'_>,
+    ) -> Result<KeyTemplate, String> {
         if source.chars().count() > PREFIX_CHARS_MAX {
             return Err(format!("must be at most {PREFIX_CHARS_MAX} characters"));
+        }
+        if source.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
         }
         let mut parts = Vec::new();
         let mut rest = source;
@@ -64,14 +98,30 @@ impl KeyTemplate {
                     }
                     Part::ErrorOutputType
                 }
-                (
-                    "partitionKeyFromQuery"
-                    | "partitionKeyFromLambda"
-                    | "partitionKeyFromTransform",
-                    _,
-                ) => {
+                ("partitionKeyFromQuery", name) => {
+                    if kind == PrefixKind::ErrorOutputPrefix {
+                        return Err(format!(
+                            "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
+                        ));
+                    }
+                    let Some(keys) = ctx.query_keys else {
+                        return Err(format!(
+                            "`!{{{expr}}}` needs dynamic_partitioning.keys, which this stream does not configure"
+                        ));
+                    };
+                    match keys.iter().position(|k| k == name) {
+                        Some(i) => Part::QueryKey(i),
+                        None => {
+                            return Err(format!(
+                                "`{name}` in `!{{{expr}}}` is not one of dynamic_partitioning.keys ({})",
+                                keys.join(", ")
+                            ));
+                        }
+                    }
+                }
+                ("partitionKeyFromLambda" | "partitionKeyFromTransform", _) => {
                     return Err(format!(
-                        "`!{{{expr}}}` needs dynamic partitioning, which this stream does not configure"
+                        "`!{{{expr}}}` needs a transform that sets partition keys, which this stream does not configure"
                     ));
                 }
                 _ => return Err(format!("unknown expression `!{{{expr}}}`")),
@@ -89,7 +139,9 @@ impl KeyTemplate {
         {
             return Err("an error_output_prefix with expressions must contain `!{firehose:error-output-type}`".into());
         }
-        if !parts.iter().any(|p| matches!(p, Part::Timestamp(_))) {
+        // Firehose's default time layout, unless the stream partitions: a
+        // partitioned prefix is the layout the user wrote, exactly.
+        if ctx.query_keys.is_none() && !parts.iter().any(|p| matches!(p, Part::Timestamp(_))) {
             parts.push(Part::Timestamp("%Y/%m/%d/%H/".into()));
         }
         Ok(KeyTemplate {
@@ -114,10 +166,76 @@ impl KeyTemplate {
                 Part::ErrorOutputType => {
                     out.push_str(error_output_type.unwrap_or("processing-failed"))
                 }
+                // Validation allows these only with partitioning, which
+                // renders through `render_partition`.
+                Part::QueryKey(_) => {}
             }
         }
         out
     }
+
+    /// Which partition a record belongs to: the template rendered with the
+    /// record's key values and time, random strings left as placeholders so
+    /// that records of one partition share it.
+    pub fn render_partition(
+        &self,
+        at: DateTime<Utc>,
+        values: &[String],
+        cache: &mut TimestampCache,
+    ) -> String {
+        let second = at.timestamp();
+        if cache.second != Some(second) {
+            cache.rendered.clear();
+            for p in &self.parts {
+                if let Part::Timestamp(f) = p {
+                    cache.rendered.push(at.format(f).to_string());
+                }
+            }
+            cache.second = Some(second);
+        }
+        let mut out = String::new();
+        let mut times = cache.rendered.iter();
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Timestamp(_) => out.push_str(times.next().map_or("", |s| s.as_str())),
+                Part::RandomString => out.push(RANDOM_PLACEHOLDER),
+                Part::ErrorOutputType => out.push_str("processing-failed"),
+                Part::QueryKey(i) => out.push_str(values.get(*i).map_or("", |s| s.as_str())),
+            }
+        }
+        out
+    }
+
+    /// Whether the template has a `!{timestamp:…}` expression.
+    pub fn has_timestamp(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
+    }
+
+    /// The key indexes this template uses.
+    pub fn query_keys_used(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::QueryKey(i) => Some(*i),
+            _ => None,
+        })
+    }
+}
+
+/// A partition's prefix as it goes into an object key: each random-string
+/// placeholder becomes a fresh random string.
+pub fn finish_partition(prefix: &str) -> String {
+    if !prefix.contains(RANDOM_PLACEHOLDER) {
+        return prefix.to_string();
+    }
+    let mut out = String::with_capacity(prefix.len() + 16);
+    for c in prefix.chars() {
+        if c == RANDOM_PLACEHOLDER {
+            out.push_str(&random_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The default error output prefix for a destination prefix without

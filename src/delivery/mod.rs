@@ -8,6 +8,7 @@
 
 pub mod batcher;
 pub mod keys;
+pub mod partition;
 mod shard;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -17,8 +17,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::Batcher;
-use super::keys::object_name;
+use super::batcher::{Batcher, PartitionLimits, Ready, Route};
+use super::keys::{finish_partition, object_name};
+use super::partition::RouteScratch;
 use super::{CONSUMER, StreamContext};
 use crate::config::{BackupMode, Destination};
 use crate::encode;
@@ -68,10 +69,18 @@ pub(crate) async fn run(
         crate::config::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
         crate::config::Encoding::Parquet(_) => 0,
     };
-    let mut batcher = Batcher::new(
+    let partitioner = ctx.config.partitioning.clone();
+    let limits = partitioner
+        .as_ref()
+        .map_or(PartitionLimits::SINGLE, |p| PartitionLimits {
+            open_max: p.open_partitions_max,
+            open_bytes_max: p.open_bytes_max,
+        });
+    let mut batcher = Batcher::with_limits(
         ctx.config.buffer_bytes,
         per_record,
         ctx.config.buffer_interval,
+        limits,
     );
     let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
     let mut inflight_firsts: BTreeSet<u64> = BTreeSet::new();
@@ -81,12 +90,12 @@ pub(crate) async fn run(
 
     loop {
         while inflight.len() < uploads_max {
-            let Some(records) = batcher.pop_ready() else {
+            let Some(ready) = batcher.pop_ready() else {
                 break;
             };
-            if let Some(first) = records.first() {
-                inflight_firsts.insert(first.offset);
-                inflight.spawn(upload(ctx.clone(), shard, records, stop.clone()));
+            if let Some(first) = ready.first_offset() {
+                inflight_firsts.insert(first);
+                inflight.spawn(upload(ctx.clone(), shard, ready, stop.clone()));
             }
         }
         let mut finished = false;
@@ -123,8 +132,20 @@ pub(crate) async fn run(
 
         if read_pos < end && !batcher.has_ready() && inflight.len() < uploads_max {
             let Some(mut rd) = reader.take() else { break };
+            let part = partitioner.clone();
             let res = tokio::task::spawn_blocking(move || {
-                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX);
+                // Partitioning is CPU work on every record: done here, off
+                // the runtime, beside the read.
+                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
+                    let mut scratch = RouteScratch::default();
+                    frames
+                        .into_iter()
+                        .map(|f| {
+                            let route = part.as_ref().map(|p| p.route(&f, &mut scratch));
+                            (f, route)
+                        })
+                        .collect::<Vec<_>>()
+                });
                 (rd, r)
             })
             .await;
@@ -140,9 +161,25 @@ pub(crate) async fn run(
             match result {
                 Ok(frames) => {
                     let now = Instant::now();
-                    for f in frames {
+                    let mut failed = Vec::new();
+                    for (f, route) in frames {
                         read_pos = f.offset + 1;
-                        batcher.push(f, now);
+                        match route {
+                            None => batcher.push(f, now),
+                            Some(Ok(prefix)) => batcher.push_to(Some(prefix.into()), f, now),
+                            Some(Err(reason)) => failed.push((f, reason)),
+                        }
+                    }
+                    batcher.push_failed(failed);
+                    if partitioner.is_some() {
+                        ctx.metrics
+                            .open_partitions
+                            .get_or_create(&shard_label)
+                            .set(batcher.open_partitions() as i64);
+                        ctx.metrics
+                            .partition_evictions
+                            .get_or_create(&shard_label)
+                            .set(batcher.evictions() as i64);
                     }
                 }
                 Err(e) => {
@@ -307,15 +344,26 @@ async fn commit(
 async fn upload(
     ctx: Arc<StreamContext>,
     shard: u32,
-    records: Vec<Frame>,
+    ready: Ready,
     stop: CancellationToken,
 ) -> (u64, bool) {
     let cfg = &ctx.config;
+    let Ready { records, route } = ready;
     let (Some(first), Some(last)) = (
         records.first().map(|f| f.offset),
         records.last().map(|f| f.offset),
     ) else {
         return (0, true);
+    };
+    let partition = match route {
+        Route::Deliver(p) => p,
+        Route::Failed(reasons) => {
+            tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), reason = %reasons.first().map_or("", |r| r.as_str()), "records cannot be partitioned; sending them to the error output");
+            let failed: Vec<(&Frame, String)> = records.iter().zip(reasons).collect();
+            let ok =
+                write_error_output(&ctx, shard, &failed, "partitioning-failed", 1, &stop).await;
+            return (first, ok);
+        }
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
     let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
@@ -378,9 +426,12 @@ async fn upload(
                     return (first, false);
                 }
             };
+            let prefix = match &partition {
+                Some(p) => finish_partition(p),
+                None => o.prefix.render(at, None),
+            };
             let key = format!(
-                "{}{}",
-                o.prefix.render(at, None),
+                "{prefix}{}",
                 object_name(&cfg.name, shard, first, last, &ext)
             );
             (records, body, key)

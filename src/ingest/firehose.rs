@@ -568,6 +568,7 @@ pub fn stream_config_from_request(
         error_output: destination.clone(),
         destination: Destination::Object(destination),
         backup: None,
+        partitioning: None,
     })
 }
 

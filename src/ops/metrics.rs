@@ -57,6 +57,8 @@ pub struct Metrics {
     pub data_freshness_seconds: Family<StreamLabel, Gauge>,
     pub backlog_records: Family<ShardLabel, Gauge>,
     pub log_bytes: Family<ShardLabel, Gauge>,
+    pub open_partitions: Family<ShardLabel, Gauge>,
+    pub partition_evictions: Family<ShardLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,8 @@ impl Metrics {
             data_freshness_seconds: Family::default(),
             backlog_records: Family::default(),
             log_bytes: Family::default(),
+            open_partitions: Family::default(),
+            partition_evictions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -160,6 +164,16 @@ impl Metrics {
             "log_bytes",
             "Bytes of log segments on disk, per shard",
             m.log_bytes.clone(),
+        );
+        registry.register(
+            "open_partitions",
+            "Dynamic partitions with an open batch, per shard",
+            m.open_partitions.clone(),
+        );
+        registry.register(
+            "partition_evictions",
+            "Partitions flushed early because open_partitions_max or open_buffer_mb_max was reached, per shard since start",
+            m.partition_evictions.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -20,7 +20,7 @@ async fn closes_by_size_without_passing_the_hint() {
         b.push(frame(i, 30), now);
     }
     let first = b.pop_ready().unwrap();
-    assert_eq!(first.len(), 3); // 90 bytes; a 4th would make 120
+    assert_eq!(first.records.len(), 3); // 90 bytes; a 4th would make 120
     assert!(b.pop_ready().is_none());
     assert_eq!(b.lowest_offset(), Some(3));
 }
@@ -31,7 +31,7 @@ async fn delimiters_count_toward_the_hint() {
     b.push(frame(0, 50), Instant::now());
     b.push(frame(1, 49), Instant::now());
     // 50+1 + 49+1 = 101 > 100: the two must not share a batch.
-    assert_eq!(b.pop_ready().map(|v| v.len()), Some(1));
+    assert_eq!(b.pop_ready().map(|v| v.records.len()), Some(1));
     assert_eq!(b.lowest_offset(), Some(1));
 }
 
@@ -40,7 +40,7 @@ async fn exact_fill_closes_immediately() {
     let mut b = Batcher::new(100, 0, Duration::from_secs(300));
     b.push(frame(0, 50), Instant::now());
     b.push(frame(1, 50), Instant::now());
-    assert_eq!(b.pop_ready().map(|v| v.len()), Some(2));
+    assert_eq!(b.pop_ready().map(|v| v.records.len()), Some(2));
     assert!(b.is_empty());
 }
 
@@ -49,8 +49,8 @@ async fn oversized_record_is_a_batch_of_its_own() {
     let mut b = Batcher::new(100, 0, Duration::from_secs(300));
     b.push(frame(0, 10), Instant::now());
     b.push(frame(1, 500), Instant::now());
-    assert_eq!(b.pop_ready().map(|v| v.len()), Some(1));
-    assert_eq!(b.pop_ready().map(|v| v[0].offset), Some(1));
+    assert_eq!(b.pop_ready().map(|v| v.records.len()), Some(1));
+    assert_eq!(b.pop_ready().map(|v| v.records[0].offset), Some(1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,7 +66,7 @@ async fn closes_by_time_measured_from_the_first_record() {
     assert!(!b.has_ready());
     tokio::time::advance(Duration::from_secs(30)).await;
     b.tick(Instant::now());
-    assert_eq!(b.pop_ready().map(|v| v.len()), Some(2));
+    assert_eq!(b.pop_ready().map(|v| v.records.len()), Some(2));
     assert_eq!(b.deadline(), None);
 }
 
@@ -76,4 +76,100 @@ async fn zero_interval_closes_on_the_next_tick() {
     b.push(frame(0, 10), Instant::now());
     b.tick(Instant::now());
     assert!(b.has_ready());
+}
+
+fn key(s: &str) -> PartitionKey {
+    Some(Arc::from(s))
+}
+
+fn limits(open_max: usize, open_bytes_max: u64) -> PartitionLimits {
+    PartitionLimits {
+        open_max,
+        open_bytes_max,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_partition_batches_on_its_own() {
+    let mut b = Batcher::with_limits(100, 0, Duration::from_secs(300), limits(10, 1 << 20));
+    let now = Instant::now();
+    b.push_to(key("a"), frame(0, 60), now);
+    b.push_to(key("b"), frame(1, 60), now);
+    // a's second record would pass the hint: a closes, b stays open.
+    b.push_to(key("a"), frame(2, 60), now);
+    let r = b.pop_ready().unwrap();
+    assert_eq!(r.route, Route::Deliver(key("a")));
+    assert_eq!(r.records.iter().map(|f| f.offset).collect::<Vec<_>>(), [0]);
+    assert_eq!(b.open_partitions(), 2);
+    // b holds offset 1, the lowest still pending.
+    assert_eq!(b.lowest_offset(), Some(1));
+    b.close();
+    let mut closed: Vec<_> = std::iter::from_fn(|| b.pop_ready()).collect();
+    closed.sort_by_key(|r| r.first_offset());
+    assert_eq!(closed.len(), 2);
+    assert_eq!(closed[0].route, Route::Deliver(key("b")));
+    assert_eq!(closed[1].records[0].offset, 2);
+    assert!(b.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn opening_past_the_limit_flushes_the_oldest_partition() {
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(300), limits(500, 1 << 30));
+    let now = Instant::now();
+    for i in 0..600u64 {
+        b.push_to(key(&format!("k{i}")), frame(i, 10), now);
+        assert!(b.open_partitions() <= 500);
+    }
+    assert_eq!(b.open_partitions(), 500);
+    assert_eq!(b.evictions(), 100);
+    // The first hundred, in opening order.
+    for i in 0..100u64 {
+        let r = b.pop_ready().unwrap();
+        assert_eq!(r.route, Route::Deliver(key(&format!("k{i}"))));
+    }
+    assert!(!b.has_ready());
+    assert_eq!(b.lowest_offset(), Some(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_bytes_bound_flushes_oldest_partitions() {
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(300), limits(500, 250));
+    let now = Instant::now();
+    b.push_to(key("a"), frame(0, 100), now);
+    b.push_to(key("b"), frame(1, 100), now);
+    assert!(!b.has_ready());
+    b.push_to(key("c"), frame(2, 100), now);
+    let r = b.pop_ready().unwrap();
+    assert_eq!(r.route, Route::Deliver(key("a")));
+    assert!(!b.has_ready());
+    assert_eq!(b.open_partitions(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_partition_closes_by_its_own_time() {
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(60), limits(10, 1 << 20));
+    let t0 = Instant::now();
+    b.push_to(key("a"), frame(0, 10), t0);
+    tokio::time::advance(Duration::from_secs(40)).await;
+    b.push_to(key("b"), frame(1, 10), Instant::now());
+    assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(60)));
+    tokio::time::advance(Duration::from_secs(20)).await;
+    b.tick(Instant::now());
+    assert_eq!(
+        b.pop_ready().map(|r| r.route),
+        Some(Route::Deliver(key("a")))
+    );
+    assert!(!b.has_ready());
+    assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_records_hold_back_the_checkpoint_until_taken() {
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(60), limits(10, 1 << 20));
+    b.push_to(key("a"), frame(5, 10), Instant::now());
+    b.push_failed(vec![(frame(3, 10), "not JSON".into())]);
+    assert_eq!(b.lowest_offset(), Some(3));
+    let r = b.pop_ready().unwrap();
+    assert_eq!(r.route, Route::Failed(vec!["not JSON".into()]));
+    assert_eq!(b.lowest_offset(), Some(5));
 }

@@ -1,0 +1,344 @@
+//! Dynamic partitioning: which prefix a record goes under, from its content.
+//!
+//! Partition keys come from jq expressions run on the record (Firehose's
+//! `partitionKeyFromQuery`), evaluated by jaq, a jq implementation. The
+//! record's time for `!{timestamp:…}` is its arrival, or, when configured, a
+//! field of the record. A record that is not JSON, or whose expression fails,
+//! yields no value or yields something that cannot be part of a key, gets a
+//! reason instead of a prefix; delivery sends it to the error output.
+//!
+//! Everything here is pure CPU work on one record at a time; it runs on
+//! blocking threads beside the log reads, never on the async runtime.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::Val;
+
+use super::keys::{KeyTemplate, TimestampCache};
+use crate::log::frame::Frame;
+
+/// A compiled jq filter. Values (`Val`) are not `Send`, but the compiled
+/// program is: it is shared by every shard and run on any thread.
+type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
+
+/// Longest partition key value, in bytes.
+pub const KEY_VALUE_BYTES_MAX: usize = 512;
+
+/// One jq expression, compiled.
+pub struct Query {
+    source: String,
+    filter: JqFilter,
+}
+
+impl std::fmt::Debug for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Query").field(&self.source).finish()
+    }
+}
+
+impl Query {
+    /// Parses and compiles a jq expression; the error says what is wrong
+    /// and where.
+    pub fn compile(source: &str) -> Result<Query, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let arena = Arena::default();
+        let loader = Loader::new(defs);
+        let modules = loader
+            .load(
+                &arena,
+                File {
+                    code: source,
+                    path: (),
+                },
+            )
+            .map_err(|errs| describe_load_errors(source, &errs))?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let names: Vec<String> = errs
+                    .iter()
+                    .flat_map(|(_, es)| es.iter())
+                    .map(|(name, undef)| format!("{} `{name}`", undef.as_str()))
+                    .collect();
+                format!(
+                    "is not a valid jq expression: undefined {}",
+                    names.join(", ")
+                )
+            })?;
+        Ok(Query {
+            source: source.to_string(),
+            filter,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the expression on a record; exactly one output is expected.
+    fn eval_one(&self, input: &Val) -> Result<Val, String> {
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        let mut out = self.filter.id.run((ctx, input.clone()));
+        let first = match out.next() {
+            None => return Err("yields no value".into()),
+            Some(Ok(v)) => v,
+            Some(Err(exn)) => {
+                return Err(match exn.get_err() {
+                    Ok(e) => format!("fails: {e}"),
+                    Err(_) => "stops with `halt`, which is not allowed here".into(),
+                });
+            }
+        };
+        if out.next().is_some() {
+            return Err("yields more than one value".into());
+        }
+        Ok(first)
+    }
+}
+
+fn describe_load_errors(source: &str, errs: &jaq_core::load::Errors<&str, ()>) -> String {
+    use jaq_core::load::Error;
+    let mut parts = Vec::new();
+    for (_, e) in errs {
+        match e {
+            Error::Io(v) => parts.extend(v.iter().map(|(p, m)| format!("cannot load `{p}`: {m}"))),
+            Error::Lex(v) => parts.extend(v.iter().map(|(expect, at)| {
+                format!("expected {} at {}", expect.as_str(), position(source, at))
+            })),
+            Error::Parse(v) => parts.extend(v.iter().map(|(expect, at)| {
+                format!("expected {} at {}", expect.as_str(), position(source, at))
+            })),
+        }
+    }
+    format!("is not a valid jq expression: {}", parts.join("; "))
+}
+
+/// Where a slice of the source begins, for error messages: `column N` or
+/// `the end`.
+fn position(source: &str, at: &str) -> String {
+    let start = at.as_ptr() as usize;
+    let base = source.as_ptr() as usize;
+    match start.checked_sub(base) {
+        Some(off) if off < source.len() => format!("column {}", off + 1),
+        _ => "the end".into(),
+    }
+}
+
+/// How the record's time field is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// `2026-11-24T10:00:00Z`, `2026-11-24T10:00:00.123+01:00`.
+    Rfc3339,
+    /// A number (or numeric string) of seconds since the epoch; fractions allowed.
+    EpochSeconds,
+    /// A number (or numeric string) of milliseconds since the epoch.
+    EpochMillis,
+    /// A chrono/strftime pattern such as `%d/%b/%Y:%H:%M:%S %z`; without a
+    /// zone the time is UTC.
+    Pattern(String),
+}
+
+impl TimeFormat {
+    /// Reads a configured format, checking a pattern's syntax.
+    pub fn parse(s: &str) -> Result<TimeFormat, String> {
+        match s {
+            "rfc3339" => Ok(TimeFormat::Rfc3339),
+            "epoch_seconds" => Ok(TimeFormat::EpochSeconds),
+            "epoch_millis" => Ok(TimeFormat::EpochMillis),
+            p if p.contains('%') => {
+                use chrono::format::{Item, StrftimeItems};
+                if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
+                    return Err(format!("`{p}` is not a valid strftime pattern"));
+                }
+                Ok(TimeFormat::Pattern(p.to_string()))
+            }
+            other => Err(format!(
+                "`{other}` is not a time format (rfc3339, epoch_seconds, epoch_millis, or a strftime pattern with %)"
+            )),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            TimeFormat::Rfc3339 => "rfc3339",
+            TimeFormat::EpochSeconds => "epoch_seconds",
+            TimeFormat::EpochMillis => "epoch_millis",
+            TimeFormat::Pattern(p) => p,
+        }
+    }
+
+    fn read(&self, v: &Val) -> Result<DateTime<Utc>, String> {
+        let text = val_text(v);
+        let bad = |why: &str| format!("`{}` is not a {} time{why}", display(v), self.name());
+        match self {
+            TimeFormat::Rfc3339 => {
+                let s = text.ok_or_else(|| bad(": a string is expected"))?;
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| bad(&format!(" ({e})")))
+            }
+            TimeFormat::EpochSeconds | TimeFormat::EpochMillis => {
+                let n = match v {
+                    Val::Num(_) => jaq_std::ValT::as_f64(v),
+                    _ => text.and_then(|s| s.trim().parse::<f64>().ok()),
+                }
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| bad(": a number is expected"))?;
+                let ms = if *self == TimeFormat::EpochSeconds {
+                    n * 1000.0
+                } else {
+                    n
+                };
+                // Outside chrono's range (about ±262,000 years) is refused.
+                if ms.abs() > 8.0e15 {
+                    return Err(bad(": out of range"));
+                }
+                DateTime::<Utc>::from_timestamp_millis(ms.floor() as i64)
+                    .ok_or_else(|| bad(": out of range"))
+            }
+            TimeFormat::Pattern(p) => {
+                let s = text.ok_or_else(|| bad(": a string is expected"))?;
+                if let Ok(t) = DateTime::parse_from_str(&s, p) {
+                    return Ok(t.with_timezone(&Utc));
+                }
+                if let Ok(t) = NaiveDateTime::parse_from_str(&s, p) {
+                    return Ok(t.and_utc());
+                }
+                NaiveDate::parse_from_str(&s, p)
+                    .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                    .map_err(|e| bad(&format!(" ({e})")))
+            }
+        }
+    }
+}
+
+/// The record's own time, for `!{timestamp:…}`.
+#[derive(Debug)]
+pub struct RecordTime {
+    pub query: Query,
+    pub format: TimeFormat,
+}
+
+/// A stream's dynamic partitioning, compiled.
+#[derive(Debug)]
+pub struct Partitioner {
+    /// (name, expression), in the order `partitionKeyFromQuery` indexes them.
+    pub keys: Vec<(String, Query)>,
+    pub time: Option<RecordTime>,
+    /// The destination prefix the keys are rendered into.
+    pub template: KeyTemplate,
+    /// Open partitions per shard; opening one more flushes the oldest.
+    pub open_partitions_max: usize,
+    /// Bytes held by one shard's open partitions together; past it, the
+    /// oldest partitions are flushed.
+    pub open_bytes_max: u64,
+}
+
+/// Per-thread scratch for [`Partitioner::route`].
+#[derive(Default)]
+pub struct RouteScratch {
+    times: TimestampCache,
+    values: Vec<String>,
+}
+
+impl Partitioner {
+    /// The prefix this record goes under, or why it cannot be partitioned.
+    /// The prefix may hold random-string placeholders that
+    /// [`KeyTemplate::finish_partition`] fills in when the object is named.
+    pub fn route(&self, frame: &Frame, scratch: &mut RouteScratch) -> Result<String, String> {
+        scratch.values.clear();
+        let needs_json = !self.keys.is_empty() || self.time.is_some();
+        let at = if needs_json {
+            let record = jaq_json::read::parse_single(&frame.data).map_err(|e| {
+                format!("record is not JSON ({e}); dynamic partitioning reads JSON records")
+            })?;
+            for (name, q) in &self.keys {
+                let v = q
+                    .eval_one(&record)
+                    .map_err(|e| format!("partition key `{name}` (`{}`) {e}", q.source()))?;
+                let s = key_value(&v)
+                    .map_err(|e| format!("partition key `{name}` (`{}`) {e}", q.source()))?;
+                scratch.values.push(s);
+            }
+            match &self.time {
+                Some(t) => {
+                    let v = t
+                        .query
+                        .eval_one(&record)
+                        .map_err(|e| format!("record time (`{}`) {e}", t.query.source()))?;
+                    t.format
+                        .read(&v)
+                        .map_err(|e| format!("record time (`{}`): {e}", t.query.source()))?
+                }
+                None => arrival(frame),
+            }
+        } else {
+            arrival(frame)
+        };
+        Ok(self
+            .template
+            .render_partition(at, &scratch.values, &mut scratch.times))
+    }
+}
+
+fn arrival(frame: &Frame) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(frame.arrival_ms).unwrap_or_else(Utc::now)
+}
+
+/// The text of a string value.
+fn val_text(v: &Val) -> Option<String> {
+    match v {
+        Val::TStr(b) | Val::BStr(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+fn display(v: &Val) -> String {
+    let s = val_text(v).unwrap_or_else(|| v.to_string());
+    if s.chars().count() > 64 {
+        let cut: String = s.chars().take(64).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+/// A key value as it goes into an object key: strings as they are, numbers
+/// and booleans as JSON writes them. Refused: null, arrays, objects, empty
+/// strings, `.`/`..`, and anything with `/`, `\` or control characters, which
+/// would add or escape path levels.
+fn key_value(v: &Val) -> Result<String, String> {
+    let s = match v {
+        Val::TStr(_) | Val::BStr(_) => val_text(v).unwrap_or_default(),
+        Val::Num(_) | Val::Bool(_) => v.to_string(),
+        Val::Null => return Err("yields null".into()),
+        Val::Arr(_) => return Err("yields an array, not a string, number or boolean".into()),
+        Val::Obj(_) => return Err("yields an object, not a string, number or boolean".into()),
+    };
+    if s.is_empty() {
+        return Err("yields an empty string".into());
+    }
+    if s.len() > KEY_VALUE_BYTES_MAX {
+        return Err(format!(
+            "yields {} bytes; a key value is at most {KEY_VALUE_BYTES_MAX}",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+        return Err(format!(
+            "yields `{}`, which cannot be part of an object key (no /, \\, control characters, . or ..)",
+            display(v)
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests;

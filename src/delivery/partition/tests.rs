@@ -1,0 +1,252 @@
+//! Unit tests of the parent module.
+
+use super::*;
+use crate::delivery::keys::{KeyContext, PrefixKind, finish_partition};
+use bytes::Bytes;
+
+fn frame(data: &str) -> Frame {
+    Frame {
+        offset: 0,
+        // 2026-11-24T10:20:30Z
+        arrival_ms: 1_795_515_630_000,
+        key: Bytes::new(),
+        data: Bytes::from(data.to_string()),
+    }
+}
+
+fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) -> Partitioner {
+    let names: Vec<String> = keys.iter().map(|(n, _)| n.to_string()).collect();
+    let template = KeyTemplate::parse_with(
+        prefix,
+        PrefixKind::Prefix,
+        KeyContext {
+            query_keys: Some(&names),
+        },
+    )
+    .unwrap();
+    Partitioner {
+        keys: keys
+            .iter()
+            .map(|(n, q)| (n.to_string(), Query::compile(q).unwrap()))
+            .collect(),
+        time: time.map(|(q, f)| RecordTime {
+            query: Query::compile(q).unwrap(),
+            format: TimeFormat::parse(f).unwrap(),
+        }),
+        template,
+        open_partitions_max: 500,
+        open_bytes_max: 1 << 20,
+    }
+}
+
+fn route(p: &Partitioner, data: &str) -> Result<String, String> {
+    p.route(&frame(data), &mut RouteScratch::default())
+}
+
+#[test]
+fn two_keys_and_the_record_time_make_the_prefix() {
+    let p = partitioner(
+        "logs/customer=!{partitionKeyFromQuery:customer}/level=!{partitionKeyFromQuery:level}/!{timestamp:'year='yyyy'/month='MM'/day='dd}/",
+        &[
+            ("customer", ".customer.id"),
+            ("level", ".level | ascii_downcase"),
+        ],
+        Some((".ts", "rfc3339")),
+    );
+    let got = route(
+        &p,
+        r#"{"customer":{"id":"acme"},"level":"WARN","ts":"2025-03-04T23:59:59+02:00"}"#,
+    );
+    assert_eq!(
+        got.as_deref(),
+        Ok("logs/customer=acme/level=warn/year=2025/month=03/day=04/")
+    );
+}
+
+#[test]
+fn without_a_record_time_the_arrival_decides() {
+    let p = partitioner(
+        "k=!{partitionKeyFromQuery:k}/!{timestamp:yyyy-MM-dd HH}/",
+        &[("k", ".k")],
+        None,
+    );
+    assert_eq!(
+        route(&p, r#"{"k":42}"#).as_deref(),
+        Ok("k=42/2026-11-24 10/")
+    );
+    assert_eq!(
+        route(&p, r#"{"k":true}"#).as_deref(),
+        Ok("k=true/2026-11-24 10/")
+    );
+}
+
+#[test]
+fn jq_functions_work_in_keys() {
+    let p = partitioner(
+        "!{partitionKeyFromQuery:day}/",
+        &[("day", r#".ts | fromdateiso8601 | strftime("%Y%m%d")"#)],
+        None,
+    );
+    assert_eq!(
+        route(&p, r#"{"ts":"2026-01-02T03:04:05Z"}"#).as_deref(),
+        Ok("20260102/")
+    );
+}
+
+#[test]
+fn records_that_cannot_be_partitioned_get_a_reason() {
+    let p = partitioner("!{partitionKeyFromQuery:k}/", &[("k", ".k")], None);
+    let cases = [
+        ("not json at all", "not JSON"),
+        (r#"{"other":1}"#, "yields null"),
+        (r#"{"k":""}"#, "empty string"),
+        (r#"{"k":"a/b"}"#, "cannot be part of an object key"),
+        (r#"{"k":".."}"#, "cannot be part of an object key"),
+        (r#"{"k":"x\ny"}"#, "cannot be part of an object key"),
+        (r#"{"k":[1]}"#, "yields an array"),
+        (r#"{"k":{"a":1}}"#, "yields an object"),
+    ];
+    for (data, want) in cases {
+        let e = route(&p, data).expect_err(data);
+        assert!(e.contains(want), "{data}: {e}");
+        if want != "not JSON" {
+            assert!(e.contains("partition key `k` (`.k`)"), "{e}");
+        }
+    }
+    let long = format!(r#"{{"k":"{}"}}"#, "x".repeat(KEY_VALUE_BYTES_MAX + 1));
+    assert!(route(&p, &long).unwrap_err().contains("at most 512"));
+}
+
+#[test]
+fn an_expression_must_yield_exactly_one_value() {
+    let p = partitioner("!{partitionKeyFromQuery:k}/", &[("k", ".k[]")], None);
+    assert!(
+        route(&p, r#"{"k":[]}"#)
+            .unwrap_err()
+            .contains("yields no value")
+    );
+    assert!(
+        route(&p, r#"{"k":["a","b"]}"#)
+            .unwrap_err()
+            .contains("more than one value")
+    );
+    let p = partitioner(
+        "!{partitionKeyFromQuery:k}/",
+        &[("k", r#"error("nope")"#)],
+        None,
+    );
+    assert!(route(&p, "{}").unwrap_err().contains("nope"));
+    // `halt` must not end the process.
+    let p = partitioner("!{partitionKeyFromQuery:k}/", &[("k", "halt")], None);
+    assert!(route(&p, "{}").unwrap_err().contains("halt"));
+}
+
+#[test]
+fn invalid_expressions_are_refused_when_compiled() {
+    for (src, want) in [
+        (".a |", "expected"),
+        ("{a: }", "expected"),
+        ("nosuchfunction(1)", "undefined"),
+        ("$undefined_var", "undefined"),
+    ] {
+        let e = Query::compile(src).expect_err(src);
+        assert!(
+            e.contains("not a valid jq expression") && e.contains(want),
+            "{src}: {e}"
+        );
+    }
+}
+
+#[test]
+fn record_times_in_every_format() {
+    let cases = [
+        ("rfc3339", r#""2026-02-03T04:05:06.789Z""#, "2026-02-03 04"),
+        ("epoch_seconds", "1770091506", "2026-02-03 04"),
+        ("epoch_seconds", r#""1770091506.5""#, "2026-02-03 04"),
+        ("epoch_millis", "1770091506789", "2026-02-03 04"),
+        (
+            "%d/%b/%Y:%H:%M:%S %z",
+            r#""03/Feb/2026:05:05:06 +0100""#,
+            "2026-02-03 04",
+        ),
+        (
+            "%Y-%m-%d %H:%M:%S",
+            r#""2026-02-03 04:05:06""#,
+            "2026-02-03 04",
+        ),
+        ("%Y-%m-%d", r#""2026-02-03""#, "2026-02-03 00"),
+    ];
+    for (format, value, want) in cases {
+        let p = partitioner("!{timestamp:yyyy-MM-dd HH}/", &[], Some((".t", format)));
+        let got = route(&p, &format!(r#"{{"t":{value}}}"#));
+        assert_eq!(got, Ok(format!("{want}/")), "{format} {value}");
+    }
+}
+
+#[test]
+fn bad_record_times_get_a_reason() {
+    let p = partitioner("!{timestamp:yyyy}/", &[], Some((".t", "rfc3339")));
+    for (data, want) in [
+        (r#"{"t":"yesterday"}"#, "is not a rfc3339 time"),
+        (r#"{"t":12}"#, "a string is expected"),
+        (r#"{}"#, "is not a rfc3339 time"),
+    ] {
+        let e = route(&p, data).expect_err(data);
+        assert!(
+            e.contains("record time (`.t`)") && e.contains(want),
+            "{data}: {e}"
+        );
+    }
+    let p = partitioner("!{timestamp:yyyy}/", &[], Some((".t", "epoch_millis")));
+    assert!(
+        route(&p, r#"{"t":1e300}"#)
+            .unwrap_err()
+            .contains("out of range")
+    );
+    assert!(
+        route(&p, r#"{"t":"soon"}"#)
+            .unwrap_err()
+            .contains("a number is expected")
+    );
+}
+
+#[test]
+fn time_formats_are_checked_in_config() {
+    assert!(TimeFormat::parse("rfc3339").is_ok());
+    assert!(TimeFormat::parse("%Y-%m-%d").is_ok());
+    assert!(
+        TimeFormat::parse("iso")
+            .unwrap_err()
+            .contains("not a time format")
+    );
+    assert!(
+        TimeFormat::parse("%Y-%Q")
+            .unwrap_err()
+            .contains("not a valid strftime")
+    );
+}
+
+#[test]
+fn random_strings_are_drawn_per_object_not_per_record() {
+    let p = partitioner(
+        "!{partitionKeyFromQuery:k}/!{firehose:random-string}/",
+        &[("k", ".k")],
+        None,
+    );
+    let a = route(&p, r#"{"k":"x"}"#).unwrap();
+    let b = route(&p, r#"{"k":"x"}"#).unwrap();
+    assert_eq!(a, b, "records of one partition share a prefix");
+    let one = finish_partition(&a);
+    let two = finish_partition(&a);
+    assert!(
+        one.starts_with("x/") && one.len() == "x/".len() + 11 + 1,
+        "{one}"
+    );
+    assert_ne!(one, two);
+}
+
+#[test]
+fn compiled_queries_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Partitioner>();
+}
