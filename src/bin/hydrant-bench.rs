@@ -57,6 +57,31 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         log_mib: u64,
     },
+    /// The real daemon delivering to the data lake: JSON lines or Parquet,
+    /// optionally partitioned by two jq keys and encrypted. Ingests
+    /// `records` distinct records as fast as it can, then times until the
+    /// last one is delivered (the `delivery_records` metric).
+    Lake {
+        #[arg(long, default_value = "target/release/hydrant")]
+        hydrant: PathBuf,
+        #[arg(long, default_value = "/tmp/hydrant-bench")]
+        dir: PathBuf,
+        /// json-gzip | json-zstd | parquet-zstd
+        #[arg(long, default_value = "json-zstd")]
+        format: String,
+        /// Partition by `.service` and `.level` (32 partitions per shard).
+        #[arg(long)]
+        partitioned: bool,
+        /// AES-256-GCM.
+        #[arg(long)]
+        encrypt: bool,
+        #[arg(long, default_value_t = 400_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+    },
     /// The real daemon under PutRecordBatch load.
     Ingest {
         #[arg(long, default_value = "target/release/hydrant")]
@@ -132,12 +157,23 @@ fn json_record(i: usize, bytes: usize) -> Vec<u8> {
         x
     };
     let levels = ["info", "warn", "error", "debug"];
+    let services = [
+        "checkout",
+        "cart",
+        "auth",
+        "search",
+        "payments",
+        "inventory",
+        "shipping",
+        "profile",
+    ];
     let head = format!(
-        r#"{{"ts":"2026-11-24T12:{:02}:{:02}.{:03}Z","level":"{}","service":"checkout","request_id":"{:016x}","latency_ms":{},"msg":""#,
+        r#"{{"ts":"2026-11-24T12:{:02}:{:02}.{:03}Z","level":"{}","service":"{}","request_id":"{:016x}","latency_ms":{},"msg":""#,
         next() % 60,
         next() % 60,
         next() % 1000,
         levels[(next() % 4) as usize],
+        services[(next() % 8) as usize],
         next(),
         next() % 5000
     );
@@ -602,6 +638,184 @@ fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn lake(
+    hydrant: PathBuf,
+    dir: PathBuf,
+    format: String,
+    partitioned: bool,
+    encrypt: bool,
+    records: usize,
+    record_bytes: usize,
+    shards: u32,
+) -> anyhow::Result<()> {
+    let encoding = match format.as_str() {
+        "json-gzip" => "    compression: gzip\n".to_string(),
+        "json-zstd" => "    compression: zstd\n".to_string(),
+        "parquet-zstd" => {
+            "    encoding:\n      format: parquet\n      compression: zstd\n      schema:\n"
+                .to_string()
+                + &["ts", "level", "service", "request_id", "msg"]
+                    .map(|c| format!("        - {{ name: {c}, type: string }}\n"))
+                    .concat()
+                + "        - { name: latency_ms, type: int64 }\n"
+        }
+        other => bail!("--format {other}: json-gzip, json-zstd or parquet-zstd"),
+    };
+    let key_file = dir.join("lake.key");
+    let mut extra = String::new();
+    if encrypt {
+        extra += &format!(
+            "    encryption:\n      keys: [{{ id: bench, file: {} }}]\n",
+            key_file.display()
+        );
+    }
+    let mut prefix = "lake/".to_string();
+    if partitioned {
+        extra += "    dynamic_partitioning:\n      keys: { service: .service, level: .level }\n";
+        prefix = "lake/service=!{partitionKeyFromQuery:service}/level=!{partitionKeyFromQuery:level}/!{timestamp:yyyy/MM/dd}/".into();
+    }
+    let out = dir.join("out");
+    let (port, cfg) = bench_config(
+        &dir,
+        &format!(
+            "streams:\n  bench:\n    shards: {shards}\n    buffering: {{ size_mb: 8, interval_secs: 1 }}\n{encoding}{extra}    destination: {{ type: file, path: {}, prefix: \"{prefix}\", error_output_prefix: \"errors/!{{firehose:error-output-type}}/\" }}\n",
+            out.display()
+        ),
+    )?;
+    std::fs::write(&key_file, [7u8; 32])?;
+    let mut child = Command::new(&hydrant)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("HYDRANT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", hydrant.display()))?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    if let Err(e) = wait_healthy(&http, &url, &mut child).await {
+        let _ = child.kill();
+        return Err(e);
+    }
+    // Distinct records throughout, so compressors see realistic data.
+    let per_batch = 500;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut raw_bytes = 0u64;
+    let mut bodies = Vec::new();
+    for start in (0..records).step_by(per_batch) {
+        let recs: Vec<serde_json::Value> = (start..(start + per_batch).min(records))
+            .map(|i| {
+                let r = json_record(i, record_bytes);
+                raw_bytes += r.len() as u64;
+                serde_json::json!({ "Data": b64.encode(r) })
+            })
+            .collect();
+        bodies.push(bytes::Bytes::from(serde_json::to_vec(
+            &serde_json::json!({ "DeliveryStreamName": "bench", "Records": recs }),
+        )?));
+    }
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, url, bodies, next) = (http.clone(), url.clone(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                loop {
+                    let r = http
+                        .post(&url)
+                        .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
+                        .header("Content-Type", "application/x-amz-json-1.1")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let ok = match r {
+                        Ok(resp) if resp.status().is_success() => resp
+                            .json::<serde_json::Value>()
+                            .await
+                            .is_ok_and(|v| v["FailedPutCount"].as_u64() == Some(0)),
+                        _ => false,
+                    };
+                    if ok {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let ingested = start.elapsed();
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (delivered, errors) = loop {
+        let text = http
+            .get(format!("{url}metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let d = metric(&text, "hydrant_delivery_records_total");
+        let e = metric(&text, "hydrant_error_output_records_total");
+        if d + e >= records as f64 {
+            break (d, e);
+        }
+        if start.elapsed() > Duration::from_secs(1800) {
+            bail!("only {d} of {records} delivered after 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let el = start.elapsed().as_secs_f64();
+    let rss = peak_rss_kib(child.id()).unwrap_or(0);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait()?;
+    let objects = count_files(&out.join("lake"));
+    let written = dir_bytes(&out.join("lake"));
+    println!(
+        "| {format}{}{} | {records} x {record_bytes} B, {shards} shards | {:.0} records/s | {:.1} MB/s | ingest done at {:.1} s, all delivered at {:.1} s | {objects} objects, output/input {:.3} | peak RSS {:.0} MiB | delivered {}, error output {} |",
+        if partitioned {
+            ", partitioned by 2 keys"
+        } else {
+            ""
+        },
+        if encrypt { ", AES-256-GCM" } else { "" },
+        records as f64 / el,
+        raw_bytes as f64 / el / 1e6,
+        ingested.as_secs_f64(),
+        el,
+        written as f64 / raw_bytes as f64,
+        rss as f64 / 1024.0,
+        delivered as u64,
+        errors as u64,
+    );
+    Ok(())
+}
+
+fn count_files(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -620,6 +834,25 @@ fn main() -> anyhow::Result<()> {
             dir,
             log_mib,
         } => tokio::runtime::Runtime::new()?.block_on(recovery(hydrant, dir, log_mib)),
+        Cmd::Lake {
+            hydrant,
+            dir,
+            format,
+            partitioned,
+            encrypt,
+            records,
+            record_bytes,
+            shards,
+        } => tokio::runtime::Runtime::new()?.block_on(lake(
+            hydrant,
+            dir,
+            format,
+            partitioned,
+            encrypt,
+            records,
+            record_bytes,
+            shards,
+        )),
         Cmd::Ingest {
             hydrant,
             dir,
