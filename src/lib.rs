@@ -13,3 +13,4 @@ pub mod ingest;
 pub mod log;
 pub mod ops;
 pub mod sink;
+pub mod transform;

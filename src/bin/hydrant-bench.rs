@@ -648,7 +648,7 @@ fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut prefixes = std::collections::HashSet::new();
     for f in &frames {
-        match part.route(f, &mut scratch) {
+        match part.route(f, &[], &mut scratch) {
             Ok(p) => {
                 prefixes.insert(p);
             }

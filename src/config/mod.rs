@@ -111,6 +111,8 @@ pub struct StreamConfig {
     pub backup: Option<Backup>,
     /// Prefixes from record content, for object destinations.
     pub partitioning: Option<std::sync::Arc<Partitioner>>,
+    /// The user's WebAssembly transform.
+    pub transform: Option<crate::transform::TransformConfig>,
 }
 
 /// Client-side encryption of a stream's objects.
@@ -839,6 +841,9 @@ fn stream_config(
         .dynamic_partitioning
         .as_ref()
         .map(|p| p.keys.keys().cloned().collect());
+    let transform = s
+        .transform
+        .and_then(|t| transform(errors, &format!("{path}.transform"), t, shards));
     let destination = match d.kind.as_str() {
         "http" => {
             if size_mb > 64 {
@@ -857,6 +862,7 @@ fn stream_config(
             default_store,
             KeyContext {
                 query_keys: partition_keys.as_deref(),
+                transform: transform.is_some(),
             },
         )?),
     };
@@ -894,6 +900,16 @@ fn stream_config(
         },
     };
     let partitioning = match (s.dynamic_partitioning, &destination) {
+        // Keys from the transform alone: partitioning with the defaults.
+        (None, Destination::Object(o)) if o.prefix.uses_transform_keys() => {
+            Some(std::sync::Arc::new(Partitioner {
+                keys: Vec::new(),
+                time: None,
+                template: o.prefix.clone(),
+                open_partitions_max: DEFAULT_OPEN_PARTITIONS,
+                open_bytes_max: default_open_mb(size_mb) << 20,
+            }))
+        }
         (None, _) => None,
         (Some(_), Destination::Http(_) | Destination::Postgres(_)) => {
             errors.push(err(
@@ -955,6 +971,97 @@ fn stream_config(
         error_output,
         backup,
         partitioning,
+        transform,
+    })
+}
+
+/// Firehose's default bound on open partitions.
+const DEFAULT_OPEN_PARTITIONS: usize = 500;
+
+/// Default bytes of a shard's open partitions: four full batches, at most 256 MiB.
+fn default_open_mb(size_mb: u64) -> u64 {
+    (4 * size_mb).min(256)
+}
+
+fn transform(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    t: raw::RawTransform,
+    shards: u32,
+) -> Option<crate::transform::TransformConfig> {
+    let before = errors.len();
+    let wasm = PathBuf::from(&t.wasm);
+    match std::fs::metadata(&wasm) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => errors.push(err(
+            format!("{path}.wasm"),
+            format!("{} is not a file", t.wasm),
+        )),
+        Err(e) => errors.push(err(
+            format!("{path}.wasm"),
+            format!("cannot read {}: {e}", t.wasm),
+        )),
+    }
+    let config = match t.config {
+        None => String::new(),
+        Some(serde_norway::Value::String(s)) => s,
+        Some(v) => match serde_json::to_string(&v) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(err(
+                    format!("{path}.config"),
+                    format!("cannot be given as JSON: {e}"),
+                ));
+                String::new()
+            }
+        },
+    };
+    let batch_records_max = range_check(
+        errors,
+        &format!("{path}.batch_records_max"),
+        t.batch_records_max.unwrap_or(10_000),
+        1,
+        100_000,
+    );
+    let batch_mb = range_check(
+        errors,
+        &format!("{path}.batch_mb_max"),
+        t.batch_mb_max.unwrap_or(4),
+        1,
+        64,
+    );
+    let timeout_ms = range_check(
+        errors,
+        &format!("{path}.timeout_ms"),
+        t.timeout_ms.unwrap_or(10_000),
+        10,
+        300_000,
+    );
+    let memory_mb = range_check(
+        errors,
+        &format!("{path}.memory_mb_max"),
+        t.memory_mb_max.unwrap_or(256),
+        16,
+        4096,
+    );
+    let instances_max = range_check(
+        errors,
+        &format!("{path}.instances_max"),
+        t.instances_max.unwrap_or(shards as usize),
+        1,
+        256,
+    );
+    if errors.len() > before {
+        return None;
+    }
+    Some(crate::transform::TransformConfig {
+        wasm,
+        config,
+        batch_records_max,
+        batch_bytes_max: (batch_mb << 20) as usize,
+        timeout: Duration::from_millis(timeout_ms),
+        memory_bytes_max: (memory_mb << 20) as usize,
+        instances_max,
     })
 }
 
@@ -1007,7 +1114,11 @@ fn partitioning(
             }
         }
     };
-    if p.keys.is_empty() && time.is_none() && errors.len() == before {
+    if p.keys.is_empty()
+        && time.is_none()
+        && !dest.prefix.uses_transform_keys()
+        && errors.len() == before
+    {
         errors.push(err(
             path,
             "needs `keys` (jq expressions) or `timestamp`: there is nothing to partition by",
@@ -1031,7 +1142,7 @@ fn partitioning(
     let open_partitions_max = range_check(
         errors,
         &format!("{path}.open_partitions_max"),
-        p.open_partitions_max.unwrap_or(500),
+        p.open_partitions_max.unwrap_or(DEFAULT_OPEN_PARTITIONS),
         1,
         100_000,
     );

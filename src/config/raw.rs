@@ -111,6 +111,21 @@ pub struct RawStream {
     pub error_output: Option<RawDestination>,
     pub backup: Option<RawBackup>,
     pub dynamic_partitioning: Option<RawPartitioning>,
+    pub transform: Option<RawTransform>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    /// The WebAssembly component (`hydrant:transform` world).
+    pub wasm: String,
+    /// Given to the component's `init`: a string as is, anything else as JSON.
+    pub config: Option<serde_norway::Value>,
+    pub batch_records_max: Option<usize>,
+    pub batch_mb_max: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub memory_mb_max: Option<u64>,
+    pub instances_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,9 +26,12 @@ pub type PartitionKey = Option<Arc<str>>;
 pub enum Route {
     /// Deliver under the partition's prefix (or the stream's, for `None`).
     Deliver(PartitionKey),
-    /// Records that could not be partitioned, each with its reason, bound
-    /// for the error output.
-    Failed(Vec<String>),
+    /// Records bound for the error output as `error_type` (they could not
+    /// be transformed or partitioned), each with its reason.
+    Failed {
+        error_type: &'static str,
+        reasons: Vec<String>,
+    },
 }
 
 /// A closed batch, waiting for upload.
@@ -178,14 +181,17 @@ impl Batcher {
     }
 
     /// Queues records that go to the error output, already closed.
-    pub fn push_failed(&mut self, failed: Vec<(Frame, String)>) {
+    pub fn push_failed(&mut self, error_type: &'static str, failed: Vec<(Frame, String)>) {
         if failed.is_empty() {
             return;
         }
         let (records, reasons) = failed.into_iter().unzip();
         self.ready.push_back(Ready {
             records,
-            route: Route::Failed(reasons),
+            route: Route::Failed {
+                error_type,
+                reasons,
+            },
         });
     }
 

@@ -21,6 +21,9 @@ enum Part {
     /// `!{partitionKeyFromQuery:name}`: the value of the key at this index
     /// of the stream's `dynamic_partitioning.keys`.
     QueryKey(usize),
+    /// `!{partitionKeyFromLambda:name}`: the transform's key at this index
+    /// of `KeyTemplate::transform_keys`.
+    TransformKey(usize),
 }
 
 /// What a template may refer to besides time and Firehose's own values.
@@ -28,6 +31,8 @@ enum Part {
 pub struct KeyContext<'a> {
     /// The names of `dynamic_partitioning.keys`, if the stream partitions.
     pub query_keys: Option<&'a [String]>,
+    /// Whether the stream has a transform, which may set partition keys.
+    pub transform: bool,
 }
 
 /// Stands in for `!{firehose:random-string}` in a partition's prefix until
@@ -54,6 +59,8 @@ pub enum PrefixKind {
 pub struct KeyTemplate {
     parts: Vec<Part>,
     source: String,
+    /// The transform's partition keys the template uses, in first-use order.
+    transform_keys: Vec<String>,
 }
 
 /// Longest prefix accepted as configured (Firehose's limit).
@@ -78,6 +85,7 @@ impl KeyTemplate {
             return Err("must not contain control characters".into());
         }
         let mut parts = Vec::new();
+        let mut transform_keys: Vec<String> = Vec::new();
         let mut rest = source;
         while let Some(start) = rest.find("!{") {
             if start > 0 {
@@ -119,10 +127,28 @@ impl KeyTemplate {
                         }
                     }
                 }
-                ("partitionKeyFromLambda" | "partitionKeyFromTransform", _) => {
-                    return Err(format!(
-                        "`!{{{expr}}}` needs a transform that sets partition keys, which this stream does not configure"
-                    ));
+                ("partitionKeyFromLambda" | "partitionKeyFromTransform", name) => {
+                    if kind == PrefixKind::ErrorOutputPrefix {
+                        return Err(format!(
+                            "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
+                        ));
+                    }
+                    if !ctx.transform {
+                        return Err(format!(
+                            "`!{{{expr}}}` needs a transform that sets partition keys, which this stream does not configure"
+                        ));
+                    }
+                    if name.is_empty() {
+                        return Err(format!("`!{{{expr}}}` needs a key name"));
+                    }
+                    let i = match transform_keys.iter().position(|k| k == name) {
+                        Some(i) => i,
+                        None => {
+                            transform_keys.push(name.to_string());
+                            transform_keys.len() - 1
+                        }
+                    };
+                    Part::TransformKey(i)
                 }
                 _ => return Err(format!("unknown expression `!{{{expr}}}`")),
             };
@@ -141,12 +167,16 @@ impl KeyTemplate {
         }
         // Firehose's default time layout, unless the stream partitions: a
         // partitioned prefix is the layout the user wrote, exactly.
-        if ctx.query_keys.is_none() && !parts.iter().any(|p| matches!(p, Part::Timestamp(_))) {
+        if ctx.query_keys.is_none()
+            && transform_keys.is_empty()
+            && !parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
+        {
             parts.push(Part::Timestamp("%Y/%m/%d/%H/".into()));
         }
         Ok(KeyTemplate {
             parts,
             source: source.to_string(),
+            transform_keys,
         })
     }
 
@@ -168,7 +198,7 @@ impl KeyTemplate {
                 }
                 // Validation allows these only with partitioning, which
                 // renders through `render_partition`.
-                Part::QueryKey(_) => {}
+                Part::QueryKey(_) | Part::TransformKey(_) => {}
             }
         }
         out
@@ -181,6 +211,7 @@ impl KeyTemplate {
         &self,
         at: DateTime<Utc>,
         values: &[String],
+        transform_values: &[String],
         cache: &mut TimestampCache,
     ) -> String {
         let second = at.timestamp();
@@ -202,9 +233,21 @@ impl KeyTemplate {
                 Part::RandomString => out.push(RANDOM_PLACEHOLDER),
                 Part::ErrorOutputType => out.push_str("processing-failed"),
                 Part::QueryKey(i) => out.push_str(values.get(*i).map_or("", |s| s.as_str())),
+                Part::TransformKey(i) => {
+                    out.push_str(transform_values.get(*i).map_or("", |s| s.as_str()))
+                }
             }
         }
         out
+    }
+
+    /// The transform's partition keys the template uses, in first-use order.
+    pub fn transform_keys(&self) -> &[String] {
+        &self.transform_keys
+    }
+
+    pub fn uses_transform_keys(&self) -> bool {
+        !self.transform_keys.is_empty()
     }
 
     /// Whether the template has a `!{timestamp:…}` expression.
@@ -246,6 +289,7 @@ pub fn default_error_prefix(prefix: &str) -> KeyTemplate {
     KeyTemplate::parse(&src, PrefixKind::ErrorOutputPrefix).unwrap_or(KeyTemplate {
         parts: vec![Part::Literal(src.clone())],
         source: src,
+        transform_keys: Vec::new(),
     })
 }
 

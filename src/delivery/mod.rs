@@ -36,6 +36,8 @@ pub struct StreamContext {
     pub errors: Arc<ObjectSink>,
     /// Where the copy of source records goes, if the stream keeps one.
     pub backup: Option<Arc<ObjectSink>>,
+    /// The stream's loaded WebAssembly transform.
+    pub transform: Option<Arc<crate::transform::Transform>>,
     pub metrics: Arc<Metrics>,
     last_error: Mutex<Option<String>>,
     last_delivery_ms: AtomicI64,
@@ -48,6 +50,7 @@ impl StreamContext {
         sink: Arc<dyn Sink>,
         errors: Arc<ObjectSink>,
         backup: Option<Arc<ObjectSink>>,
+        transform: Option<Arc<crate::transform::Transform>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         StreamContext {
@@ -56,6 +59,7 @@ impl StreamContext {
             sink,
             errors,
             backup,
+            transform,
             metrics,
             last_error: Mutex::new(None),
             last_delivery_ms: AtomicI64::new(0),

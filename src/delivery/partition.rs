@@ -246,14 +246,29 @@ pub struct Partitioner {
 pub struct RouteScratch {
     times: TimestampCache,
     values: Vec<String>,
+    transform_values: Vec<String>,
 }
 
 impl Partitioner {
     /// The prefix this record goes under, or why it cannot be partitioned.
     /// The prefix may hold random-string placeholders that
     /// [`KeyTemplate::finish_partition`] fills in when the object is named.
-    pub fn route(&self, frame: &Frame, scratch: &mut RouteScratch) -> Result<String, String> {
+    pub fn route(
+        &self,
+        frame: &Frame,
+        transform_keys: &[(String, String)],
+        scratch: &mut RouteScratch,
+    ) -> Result<String, String> {
         scratch.values.clear();
+        scratch.transform_values.clear();
+        for name in self.template.transform_keys() {
+            let Some((_, v)) = transform_keys.iter().find(|(k, _)| k == name) else {
+                return Err(format!("the transform set no partition key `{name}`"));
+            };
+            check_key_value(v)
+                .map_err(|e| format!("the transform's partition key `{name}` {e}"))?;
+            scratch.transform_values.push(v.clone());
+        }
         let needs_json = !self.keys.is_empty() || self.time.is_some();
         let at = if needs_json {
             let record = jaq_json::read::parse_single(&frame.data).map_err(|e| {
@@ -282,9 +297,12 @@ impl Partitioner {
         } else {
             arrival(frame)
         };
-        Ok(self
-            .template
-            .render_partition(at, &scratch.values, &mut scratch.times))
+        Ok(self.template.render_partition(
+            at,
+            &scratch.values,
+            &scratch.transform_values,
+            &mut scratch.times,
+        ))
     }
 }
 
@@ -322,6 +340,12 @@ fn key_value(v: &Val) -> Result<String, String> {
         Val::Arr(_) => return Err("yields an array, not a string, number or boolean".into()),
         Val::Obj(_) => return Err("yields an object, not a string, number or boolean".into()),
     };
+    check_key_value(&s)?;
+    Ok(s)
+}
+
+/// The rules every key value follows, whatever set it.
+fn check_key_value(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("yields an empty string".into());
     }
@@ -332,12 +356,12 @@ fn key_value(v: &Val) -> Result<String, String> {
         ));
     }
     if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+        let shown: String = s.chars().take(64).collect();
         return Err(format!(
-            "yields `{}`, which cannot be part of an object key (no /, \\, control characters, . or ..)",
-            display(v)
+            "yields `{shown}`, which cannot be part of an object key (no /, \\, control characters, . or ..)"
         ));
     }
-    Ok(s)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -133,19 +133,13 @@ pub(crate) async fn run(
         if read_pos < end && !batcher.has_ready() && inflight.len() < uploads_max {
             let Some(mut rd) = reader.take() else { break };
             let part = partitioner.clone();
+            let transform = ctx.transform.clone();
             let res = tokio::task::spawn_blocking(move || {
-                // Partitioning is CPU work on every record: done here, off
-                // the runtime, beside the read.
-                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
-                    let mut scratch = RouteScratch::default();
-                    frames
-                        .into_iter()
-                        .map(|f| {
-                            let route = part.as_ref().map(|p| p.route(&f, &mut scratch));
-                            (f, route)
-                        })
-                        .collect::<Vec<_>>()
-                });
+                // Transforming and partitioning are CPU work on every record:
+                // done here, off the runtime, beside the read.
+                let r = rd
+                    .read(READ_RECORDS_MAX, READ_BYTES_MAX)
+                    .map(|frames| prepare(frames, transform.as_deref(), part.as_deref()));
                 (rd, r)
             })
             .await;
@@ -159,18 +153,36 @@ pub(crate) async fn run(
             };
             reader = Some(rd);
             match result {
-                Ok(frames) => {
+                Ok(prepared) => {
                     let now = Instant::now();
-                    let mut failed = Vec::new();
-                    for (f, route) in frames {
+                    let (mut unpartitioned, mut untransformed) = (Vec::new(), Vec::new());
+                    let (mut ok, mut dropped) = (0u64, 0u64);
+                    for (f, step) in prepared {
                         read_pos = f.offset + 1;
-                        match route {
-                            None => batcher.push(f, now),
-                            Some(Ok(prefix)) => batcher.push_to(Some(prefix.into()), f, now),
-                            Some(Err(reason)) => failed.push((f, reason)),
+                        match step {
+                            Step::Deliver(None) => {
+                                ok += 1;
+                                batcher.push(f, now)
+                            }
+                            Step::Deliver(Some(prefix)) => {
+                                ok += 1;
+                                batcher.push_to(Some(prefix.into()), f, now)
+                            }
+                            Step::PartitionFailed(why) => unpartitioned.push((f, why)),
+                            Step::TransformFailed(why) => untransformed.push((f, why)),
+                            Step::Dropped => dropped += 1,
                         }
                     }
-                    batcher.push_failed(failed);
+                    if ctx.transform.is_some() {
+                        let m = &ctx.metrics.transform_records;
+                        m.get_or_create(&Metrics::outcome(&stream, "ok")).inc_by(ok);
+                        m.get_or_create(&Metrics::outcome(&stream, "dropped"))
+                            .inc_by(dropped);
+                        m.get_or_create(&Metrics::outcome(&stream, "failed"))
+                            .inc_by(untransformed.len() as u64);
+                    }
+                    batcher.push_failed("processing-failed", untransformed);
+                    batcher.push_failed("partitioning-failed", unpartitioned);
                     if partitioner.is_some() {
                         ctx.metrics
                             .open_partitions
@@ -220,6 +232,54 @@ pub(crate) async fn run(
         }
     }
     tracing::debug!(stream, shard, committed, "shard delivery stopped");
+}
+
+/// What happens next to a record read from the log.
+enum Step {
+    /// Batch it, under this partition's prefix (None: the stream's).
+    Deliver(Option<String>),
+    /// The transform dropped it.
+    Dropped,
+    /// The transform failed it (the frame is the original record).
+    TransformFailed(String),
+    /// It cannot be partitioned (the frame is the transformed record).
+    PartitionFailed(String),
+}
+
+/// Runs the transform and the partitioner over records just read. Blocking.
+fn prepare(
+    frames: Vec<Frame>,
+    transform: Option<&crate::transform::Transform>,
+    part: Option<&super::partition::Partitioner>,
+) -> Vec<(Frame, Step)> {
+    use crate::transform::Outcome;
+    let mut scratch = RouteScratch::default();
+    let route = |f: Frame, keys: &[(String, String)], scratch: &mut RouteScratch| match part {
+        None => (f, Step::Deliver(None)),
+        Some(p) => match p.route(&f, keys, scratch) {
+            Ok(prefix) => (f, Step::Deliver(Some(prefix))),
+            Err(why) => (f, Step::PartitionFailed(why)),
+        },
+    };
+    let Some(t) = transform else {
+        return frames
+            .into_iter()
+            .map(|f| route(f, &[], &mut scratch))
+            .collect();
+    };
+    let outcomes = t.run(&frames);
+    frames
+        .into_iter()
+        .zip(outcomes)
+        .map(|(f, o)| match o {
+            Outcome::Ok { data, keys } => {
+                let out = Frame { data, ..f };
+                route(out, &keys, &mut scratch)
+            }
+            Outcome::Dropped => (f, Step::Dropped),
+            Outcome::Failed(why) => (f, Step::TransformFailed(why)),
+        })
+        .collect()
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -357,11 +417,13 @@ async fn upload(
     };
     let partition = match route {
         Route::Deliver(p) => p,
-        Route::Failed(reasons) => {
-            tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), reason = %reasons.first().map_or("", |r| r.as_str()), "records cannot be partitioned; sending them to the error output");
+        Route::Failed {
+            error_type,
+            reasons,
+        } => {
+            tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
             let failed: Vec<(&Frame, String)> = records.iter().zip(reasons).collect();
-            let ok =
-                write_error_output(&ctx, shard, &failed, "partitioning-failed", 1, &stop).await;
+            let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
             return (first, ok);
         }
     };

@@ -569,6 +569,7 @@ pub fn stream_config_from_request(
         destination: Destination::Object(destination),
         backup: None,
         partitioning: None,
+        transform: None,
     })
 }
 

@@ -33,6 +33,12 @@ pub struct DestinationLabel {
     pub destination: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub stream: String,
+    pub outcome: String,
+}
+
 type LatencyFamily = Family<OperationLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -59,6 +65,7 @@ pub struct Metrics {
     pub log_bytes: Family<ShardLabel, Gauge>,
     pub open_partitions: Family<ShardLabel, Gauge>,
     pub partition_evictions: Family<ShardLabel, Gauge>,
+    pub transform_records: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -88,6 +95,7 @@ impl Metrics {
             log_bytes: Family::default(),
             open_partitions: Family::default(),
             partition_evictions: Family::default(),
+            transform_records: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -175,6 +183,11 @@ impl Metrics {
             "Partitions flushed early because open_partitions_max or open_buffer_mb_max was reached, per shard since start",
             m.partition_evictions.clone(),
         );
+        registry.register(
+            "transform_records",
+            "Records through the WebAssembly transform, by outcome (ok, dropped, failed)",
+            m.transform_records.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -189,6 +202,13 @@ impl Metrics {
     pub fn stream(name: &str) -> StreamLabel {
         StreamLabel {
             stream: name.to_string(),
+        }
+    }
+
+    pub fn outcome(name: &str, outcome: &str) -> OutcomeLabel {
+        OutcomeLabel {
+            stream: name.to_string(),
+            outcome: outcome.to_string(),
         }
     }
 

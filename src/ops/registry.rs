@@ -158,6 +158,18 @@ impl Registry {
             Some(b) => Some(object(&b.target).map_err(|e| fail(e.message))?),
             None => None,
         };
+        // Compiling a component can take seconds (Python, JavaScript); the
+        // compiled form is cached under data_dir for the next start.
+        let transform = match &config.transform {
+            Some(t) => {
+                let cache = self.config.data_dir.join("cache").join("transforms");
+                let loaded = crate::transform::Transform::load(t.clone(), Some(&cache))
+                    .map_err(|e| fail(e.to_string()))?;
+                tracing::info!(stream = name, wasm = %t.wasm.display(), "transform loaded");
+                Some(Arc::new(loaded))
+            }
+            None => None,
+        };
         let config = Arc::new(config);
         let ctx = Arc::new(StreamContext::new(
             config.clone(),
@@ -165,6 +177,7 @@ impl Registry {
             sink,
             errors,
             backup,
+            transform,
             self.metrics.clone(),
         ));
         let delivery = Delivery::start(ctx.clone());

@@ -167,9 +167,18 @@ async fn every_partition_closes_by_its_own_time() {
 async fn failed_records_hold_back_the_checkpoint_until_taken() {
     let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(60), limits(10, 1 << 20));
     b.push_to(key("a"), frame(5, 10), Instant::now());
-    b.push_failed(vec![(frame(3, 10), "not JSON".into())]);
+    b.push_failed(
+        "partitioning-failed",
+        vec![(frame(3, 10), "not JSON".into())],
+    );
     assert_eq!(b.lowest_offset(), Some(3));
     let r = b.pop_ready().unwrap();
-    assert_eq!(r.route, Route::Failed(vec!["not JSON".into()]));
+    assert_eq!(
+        r.route,
+        Route::Failed {
+            error_type: "partitioning-failed",
+            reasons: vec!["not JSON".into()]
+        }
+    );
     assert_eq!(b.lowest_offset(), Some(5));
 }

@@ -21,6 +21,7 @@ fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) 
         PrefixKind::Prefix,
         KeyContext {
             query_keys: Some(&names),
+            transform: true,
         },
     )
     .unwrap();
@@ -40,7 +41,7 @@ fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) 
 }
 
 fn route(p: &Partitioner, data: &str) -> Result<String, String> {
-    p.route(&frame(data), &mut RouteScratch::default())
+    p.route(&frame(data), &[], &mut RouteScratch::default())
 }
 
 #[test]
@@ -249,4 +250,28 @@ fn random_strings_are_drawn_per_object_not_per_record() {
 fn compiled_queries_can_be_shared_across_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Partitioner>();
+}
+
+#[test]
+fn the_transforms_keys_fill_their_expressions() {
+    let p = partitioner(
+        "svc=!{partitionKeyFromLambda:service}/k=!{partitionKeyFromQuery:k}/!{partitionKeyFromTransform:service}/",
+        &[("k", ".k")],
+        None,
+    );
+    let keys = vec![("service".to_string(), "auth".to_string())];
+    let got = p.route(&frame(r#"{"k":1}"#), &keys, &mut RouteScratch::default());
+    assert_eq!(got.as_deref(), Ok("svc=auth/k=1/auth/"));
+    let e = p
+        .route(&frame(r#"{"k":1}"#), &[], &mut RouteScratch::default())
+        .unwrap_err();
+    assert!(
+        e.contains("the transform set no partition key `service`"),
+        "{e}"
+    );
+    let bad = vec![("service".to_string(), "a/b".to_string())];
+    let e = p
+        .route(&frame(r#"{"k":1}"#), &bad, &mut RouteScratch::default())
+        .unwrap_err();
+    assert!(e.contains("cannot be part of an object key"), "{e}");
 }
