@@ -55,11 +55,135 @@ enum Command {
         #[arg(short, long, env = "HYDRANT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Work with WebAssembly transforms.
+    Transform {
+        #[command(subcommand)]
+        command: TransformCommand,
+    },
     /// Check a config file and print every error with its YAML path.
     Validate {
         /// The YAML config file.
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum TransformCommand {
+    /// Run a transform component on local records (one per line of an NDJSON
+    /// file, or of standard input with `-`) and print each outcome as a JSON
+    /// line: `ok` with the new data and partition keys, `dropped`, or
+    /// `failed` with the reason.
+    Test {
+        /// The component (.wasm).
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The records, one per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// The string given to the component's init (a stream's
+        /// `transform.config`; a YAML map is given as JSON).
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Limit of one call, as in the stream's `transform.timeout_ms`.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// Memory cap, as in `transform.memory_mb_max`.
+        #[arg(long, default_value_t = 256)]
+        memory_mb_max: u64,
+    },
+}
+
+fn transform_test(
+    wasm: PathBuf,
+    input: PathBuf,
+    config: String,
+    timeout_ms: u64,
+    memory_mb_max: u64,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use hydrant::log::frame::Frame;
+    use hydrant::transform::{Outcome, Transform, TransformConfig};
+    let text = if input.as_os_str() == "-" {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let frames: Vec<Frame> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| Frame {
+            offset: i as u64,
+            arrival_ms: now,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::copy_from_slice(l),
+        })
+        .collect();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("hydrant").join("transforms"));
+    let t = Transform::load(
+        TransformConfig {
+            wasm,
+            config,
+            batch_records_max: 10_000,
+            batch_bytes_max: 4 << 20,
+            timeout: std::time::Duration::from_millis(timeout_ms),
+            memory_bytes_max: (memory_mb_max << 20) as usize,
+            instances_max: 1,
+        },
+        cache.as_deref(),
+    )?;
+    let started = std::time::Instant::now();
+    let outcomes = t.run(&frames);
+    let took = started.elapsed();
+    let mut counts = [0usize; 3];
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, o) in outcomes.iter().enumerate() {
+        let line = match o {
+            Outcome::Ok { data, keys } => {
+                counts[0] += 1;
+                let keys: serde_json::Map<String, serde_json::Value> = keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let mut j = serde_json::json!({ "record": i + 1, "outcome": "ok", "partition_keys": keys });
+                match std::str::from_utf8(data) {
+                    Ok(s) => j["data"] = s.into(),
+                    Err(_) => {
+                        use base64::Engine;
+                        j["data_base64"] =
+                            base64::engine::general_purpose::STANDARD.encode(data).into()
+                    }
+                }
+                j
+            }
+            Outcome::Dropped => {
+                counts[1] += 1;
+                serde_json::json!({ "record": i + 1, "outcome": "dropped" })
+            }
+            Outcome::Failed(why) => {
+                counts[2] += 1;
+                serde_json::json!({ "record": i + 1, "outcome": "failed", "reason": why })
+            }
+        };
+        std::io::Write::write_all(&mut out, line.to_string().as_bytes())?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    std::io::Write::flush(&mut out)?;
+    eprintln!(
+        "{} records: {} ok, {} dropped, {} failed ({:.1} ms)",
+        frames.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        took.as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 fn init_tracing(format: &str) {
@@ -138,6 +262,22 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hydrant decrypt: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Transform {
+            command:
+                TransformCommand::Test {
+                    wasm,
+                    input,
+                    config,
+                    timeout_ms,
+                    memory_mb_max,
+                },
+        } => match transform_test(wasm, input, config, timeout_ms, memory_mb_max) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hydrant transform test: {e:#}");
                 ExitCode::from(1)
             }
         },
