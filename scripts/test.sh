@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh machine: installs what the tests need
-# (Garage, PostgreSQL, the pinned Python packages), checks formatting and lints, runs the
+# (Garage, PostgreSQL, the pinned Python packages, the WebAssembly toolchains
+# of the transform examples), checks formatting and lints, runs the
 # Rust unit and integration tests, then the pytest suite against the real
 # binary, real Garage and real AWS clients. Everything it installs is cached
 # in the usual per-user places (~/.cargo/bin, ~/.cache/hydrant-test).
@@ -10,17 +11,35 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 export PATH="$HOME/.cargo/bin:$PATH"
 GARAGE_VERSION=2.5.0
+WASM_TOOLS_VERSION=1.263.0
+WIT_BINDGEN_VERSION=0.63.0
 
 if ! command -v garage >/dev/null 2>&1 || ! garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
   step "installing Garage $GARAGE_VERSION (cargo install, once per machine; several minutes)"
   cargo install garage --locked --version "$GARAGE_VERSION"
 fi
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
-  step "installing PostgreSQL and openssl (Debian packages)"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
+   || ! command -v clang >/dev/null 2>&1 || ! command -v wasm-ld >/dev/null 2>&1 \
+   || [ ! -d /usr/include/wasm32-wasi ] || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+  step "installing PostgreSQL, openssl and clang/lld/wasi-libc for the C transform (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql openssl \
+    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  step "adding the wasm32-wasip2 Rust target (Rust transforms)"
+  rustup target add wasm32-wasip2
+fi
+if ! wasm-tools --version 2>/dev/null | grep -q "$WASM_TOOLS_VERSION"; then
+  step "installing wasm-tools $WASM_TOOLS_VERSION (C transforms; once per machine, about 3 minutes)"
+  cargo install wasm-tools --locked --version "$WASM_TOOLS_VERSION"
+fi
+if ! wit-bindgen --version 2>/dev/null | grep -q "$WIT_BINDGEN_VERSION"; then
+  step "installing wit-bindgen-cli $WIT_BINDGEN_VERSION (C transforms; once per machine, about 3 minutes)"
+  cargo install wit-bindgen-cli --locked --version "$WIT_BINDGEN_VERSION"
 fi
 
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/hydrant-test/venv"
