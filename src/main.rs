@@ -151,13 +151,15 @@ fn transform_test(
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                     .collect();
-                let mut j = serde_json::json!({ "record": i + 1, "outcome": "ok", "partition_keys": keys });
+                let mut j =
+                    serde_json::json!({ "record": i + 1, "outcome": "ok", "partition_keys": keys });
                 match std::str::from_utf8(data) {
                     Ok(s) => j["data"] = s.into(),
                     Err(_) => {
                         use base64::Engine;
-                        j["data_base64"] =
-                            base64::engine::general_purpose::STANDARD.encode(data).into()
+                        j["data_base64"] = base64::engine::general_purpose::STANDARD
+                            .encode(data)
+                            .into()
                     }
                 }
                 j
