@@ -122,10 +122,7 @@ fn transform_test(
             data: bytes::Bytes::copy_from_slice(l),
         })
         .collect();
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|c| c.join("hydrant").join("transforms"));
+    let cache = user_cache_dir();
     let t = Transform::load(
         TransformConfig {
             wasm,
@@ -186,6 +183,15 @@ fn transform_test(
         took.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// Where the CLI caches compiled transforms: `$XDG_CACHE_HOME/hydrant/transforms`
+/// or `~/.cache/hydrant/transforms`.
+fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("hydrant").join("transforms"))
 }
 
 fn init_tracing(format: &str) {
@@ -285,6 +291,24 @@ fn main() -> ExitCode {
         },
         Command::Validate { file } => match Config::load(&file) {
             Ok(c) => {
+                // A transform is checked whole: it compiles, implements the
+                // world, starts and accepts its config.
+                let mut failed = 0;
+                for s in c.streams.values() {
+                    if let Some(t) = &s.transform
+                        && let Err(e) = hydrant::transform::Transform::load(
+                            t.clone(),
+                            user_cache_dir().as_deref(),
+                        )
+                    {
+                        eprintln!("{}: streams.{}.transform.wasm: {e}", file.display(), s.name);
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    eprintln!("{}: {failed} error(s)", file.display());
+                    return ExitCode::from(1);
+                }
                 println!("{}: ok ({} streams)", file.display(), c.streams.len());
                 ExitCode::SUCCESS
             }

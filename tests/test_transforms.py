@@ -175,3 +175,91 @@ def test_transform_test_command_prints_each_outcome(tmp_path):
     assert lines[0]["partition_keys"] == {"service": "auth"}
     assert "not an object" in lines[2]["reason"]
     assert "3 records: 1 ok, 1 dropped, 1 failed" in r.stderr
+
+
+def guest(name, artifact) -> Path:
+    """Builds a test component from tests/guests/<name> with cargo."""
+    r = subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip2",
+                        "--manifest-path", str(ROOT / "tests" / "guests" / name / "Cargo.toml"),
+                        "--target-dir", str(ROOT / "target" / "guests")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return ROOT / "target" / "guests" / "wasm32-wasip2" / "release" / f"{artifact}.wasm"
+
+
+def test_misbehaving_transforms_are_stopped_and_the_daemon_keeps_delivering(hydrant_factory, tmp_path):
+    wasm = guest("misbehave", "misbehave")
+    out = tmp_path / "out"
+
+    def stream(name, init):
+        return f"""  {name}:
+    shards: 1
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    transform: {{ wasm: {wasm}, config: "{init}", timeout_ms: 500, memory_mb_max: 32 }}
+    destination:
+      type: file
+      path: {out}/{name}
+      prefix: "k=!{{partitionKeyFromLambda:k}}/"
+      error_output_prefix: "errors/!{{firehose:error-output-type}}/"
+"""
+    h = hydrant_factory("streams:\n" + stream("logs", "") + stream("short", "short")).start()
+    fh = h.firehose()
+
+    def put(stream_name, records):
+        assert fh.put_record_batch(DeliveryStreamName=stream_name,
+                                   Records=[{"Data": r.encode()} for r in records])["FailedPutCount"] == 0
+
+    def delivered(name):
+        objs = read_objects(None, out / name)
+        return sorted(x for k, b in objs.items() if not k.startswith("errors/") for x in b.decode().splitlines())
+
+    def errors(name):
+        objs = read_objects(None, out / name)
+        return [json.loads(x) for x in records_in({k: v for k, v in objs.items() if k.startswith("errors/")})]
+
+    def error_for(name, raw):
+        rows = [e for e in errors(name) if base64.b64decode(e["rawData"]) == raw.encode()]
+        return rows[0] if rows else None
+
+    # A record that makes the transform loop forever: stopped by the deadline.
+    put("logs", ["loop"])
+    e = wait_until(lambda: error_for("logs", "loop"), timeout=30, what="the looping record in the error output")
+    assert e["errorCode"] == "processing-failed" and "within 500 ms" in e["errorMessage"], e
+    # One that allocates without end: stopped by the memory cap.
+    put("logs", ["oom"])
+    e = wait_until(lambda: error_for("logs", "oom"), timeout=30, what="the allocating record in the error output")
+    assert "more than 32 MiB" in e["errorMessage"], e
+    # A trap amid good records fails only itself.
+    put("logs", [f"r{i}" for i in range(50)] + ["trap"] + [f"s{i}" for i in range(50)])
+    e = wait_until(lambda: error_for("logs", "trap"), timeout=30, what="the trapping record in the error output")
+    assert "trapped" in e["errorMessage"], e
+    want = sorted([f"R{i}" for i in range(50)] + [f"S{i}" for i in range(50)])
+    assert wait_until(lambda: delivered("logs") == want, timeout=30, what="the 100 good records")
+    for i in (0, 49):
+        assert any((out / "logs").glob(f"k=r{i}/*")), "partitioned by the transform's key"
+    # A transform that returns one outcome too few fails its whole batch,
+    # while the other stream keeps delivering.
+    put("short", ["a", "b", "c"])
+    rows = wait_until(lambda: (lambda x: x if len(x) >= 3 else None)(errors("short")), timeout=30, what="the short batch")
+    assert all("returned 2 outcomes for 3 records" in r["errorMessage"] for r in rows), rows
+    assert delivered("short") == []
+    put("logs", ["after"])
+    assert wait_until(lambda: "AFTER" in delivered("logs"), timeout=30, what="delivery after all that")
+    assert h.metric("transform_records", stream="logs", outcome="failed") == 3
+
+
+def test_a_component_of_another_world_is_refused_by_validate(tmp_path):
+    wasm = guest("wrongworld", "wrongworld")
+    f = tmp_path / "c.yaml"
+    f.write_text(f"""streams:
+  logs:
+    transform: {{ wasm: {wasm} }}
+    destination: {{ type: file, path: {tmp_path / 'out'} }}
+""")
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout
+    assert "streams.logs.transform.wasm: " in r.stderr, r.stderr
+    assert "does not implement the world hydrant:transform/transformer@0.1.0" in r.stderr, r.stderr
+    f.write_text(f.read_text().replace(str(wasm), str(example("rust"))))
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr

@@ -228,3 +228,23 @@ fn instances_are_shared_by_threads_within_the_bound() {
         assert!(h.join().unwrap());
     }
 }
+
+#[test]
+fn a_component_of_another_world_is_refused_with_the_world_named() {
+    let e = Transform::load(config(guests::wrong_world(), ""), None).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("does not implement the world hydrant:transform/transformer@0.1.0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    // The smallest valid core module: magic and version.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let e = Transform::load(config(core, ""), None).unwrap_err();
+    assert!(e.to_string().contains("not a WebAssembly component"), "{e}");
+}

@@ -75,12 +75,31 @@ enum Cmd {
         /// AES-256-GCM.
         #[arg(long)]
         encrypt: bool,
+        /// A transform component to run on every record (its config:
+        /// `{"env":"bench","drop_levels":[]}`).
+        #[arg(long)]
+        transform: Option<PathBuf>,
         #[arg(long, default_value_t = 400_000)]
         records: usize,
         #[arg(long, default_value_t = 1024)]
         record_bytes: usize,
         #[arg(long, default_value_t = 4)]
         shards: u32,
+    },
+    /// A transform component alone: records/s through it in calls of
+    /// `batch` records, and the cost of a call (one record per call).
+    Transform {
+        #[arg(long)]
+        wasm: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Given to the component's init.
+        #[arg(long, default_value = r#"{"env":"bench","drop_levels":[]}"#)]
+        config: String,
     },
     /// The real daemon under PutRecordBatch load.
     Ingest {
@@ -672,6 +691,7 @@ async fn lake(
     format: String,
     partitioned: bool,
     encrypt: bool,
+    transform: Option<PathBuf>,
     records: usize,
     record_bytes: usize,
     shards: u32,
@@ -695,6 +715,12 @@ async fn lake(
         extra += &format!(
             "    encryption:\n      keys: [{{ id: bench, file: {} }}]\n",
             key_file.display()
+        );
+    }
+    if let Some(t) = &transform {
+        extra += &format!(
+            "    transform: {{ wasm: {}, config: '{{\"env\":\"bench\",\"drop_levels\":[]}}' }}\n",
+            std::fs::canonicalize(t)?.display()
         );
     }
     let mut prefix = "lake/".to_string();
@@ -794,7 +820,15 @@ async fn lake(
             .await?;
         let d = metric(&text, "hydrant_delivery_records_total");
         let e = metric(&text, "hydrant_error_output_records_total");
-        if d + e >= records as f64 {
+        let dropped: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("hydrant_transform_records_total")
+                    && l.contains("outcome=\"dropped\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if d + e + dropped >= records as f64 {
             break (d, e);
         }
         if start.elapsed() > Duration::from_secs(1800) {
@@ -812,13 +846,17 @@ async fn lake(
     let objects = count_files(&out.join("lake"));
     let written = dir_bytes(&out.join("lake"));
     println!(
-        "| {format}{}{} | {records} x {record_bytes} B, {shards} shards | {:.0} records/s | {:.1} MB/s | ingest done at {:.1} s, all delivered at {:.1} s | {objects} objects, output/input {:.3} | peak RSS {:.0} MiB | delivered {}, error output {} |",
+        "| {format}{}{}{} | {records} x {record_bytes} B, {shards} shards | {:.0} records/s | {:.1} MB/s | ingest done at {:.1} s, all delivered at {:.1} s | {objects} objects, output/input {:.3} | peak RSS {:.0} MiB | delivered {}, error output {} |",
         if partitioned {
             ", partitioned by 2 keys"
         } else {
             ""
         },
         if encrypt { ", AES-256-GCM" } else { "" },
+        match &transform {
+            Some(t) => format!(", transform {}", t.display()),
+            None => String::new(),
+        },
         records as f64 / el,
         raw_bytes as f64 / el / 1e6,
         ingested.as_secs_f64(),
@@ -827,6 +865,68 @@ async fn lake(
         rss as f64 / 1024.0,
         delivered as u64,
         errors as u64,
+    );
+    Ok(())
+}
+
+fn transform_bench(
+    wasm: PathBuf,
+    n: usize,
+    record_bytes: usize,
+    batch: usize,
+    config: String,
+) -> anyhow::Result<()> {
+    use hydrant::transform::{Outcome, Transform, TransformConfig};
+    let frames: Vec<frame::Frame> = (0..n)
+        .map(|i| frame::Frame {
+            offset: i as u64,
+            arrival_ms: 0,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::from(json_record(i, record_bytes)),
+        })
+        .collect();
+    let raw: usize = frames.iter().map(|f| f.data.len()).sum();
+    let t0 = Instant::now();
+    let t = Transform::load(
+        TransformConfig {
+            wasm: wasm.clone(),
+            config,
+            batch_records_max: batch,
+            batch_bytes_max: 64 << 20,
+            timeout: Duration::from_secs(300),
+            memory_bytes_max: 2 << 30,
+            instances_max: 1,
+        },
+        None,
+    )?;
+    let load = t0.elapsed();
+    // Warm up, then measure.
+    let _ = t.run(&frames[..frames.len().min(batch)]);
+    let t1 = Instant::now();
+    let out = t.run(&frames);
+    let el = t1.elapsed().as_secs_f64();
+    let failed = out
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .count();
+    if failed > 0 {
+        bail!("{failed} of {n} records failed");
+    }
+    let dropped = out.iter().filter(|o| matches!(o, Outcome::Dropped)).count();
+    let calls = 2_000;
+    let one = &frames[..1];
+    let t2 = Instant::now();
+    for _ in 0..calls {
+        let _ = t.run(one);
+    }
+    let per_call = t2.elapsed().as_secs_f64() / calls as f64;
+    println!(
+        "| {} | {n} x {record_bytes} B in calls of {batch} ({dropped} dropped) | {:.0} records/s | {:.1} MB/s | {:.1} µs per 1-record call | compile+load {:.2} s |",
+        wasm.display(),
+        n as f64 / el,
+        raw as f64 / el / 1e6,
+        per_call * 1e6,
+        load.as_secs_f64()
     );
     Ok(())
 }
@@ -861,12 +961,20 @@ fn main() -> anyhow::Result<()> {
             dir,
             log_mib,
         } => tokio::runtime::Runtime::new()?.block_on(recovery(hydrant, dir, log_mib)),
+        Cmd::Transform {
+            wasm,
+            records,
+            record_bytes,
+            batch,
+            config,
+        } => transform_bench(wasm, records, record_bytes, batch, config),
         Cmd::Lake {
             hydrant,
             dir,
             format,
             partitioned,
             encrypt,
+            transform,
             records,
             record_bytes,
             shards,
@@ -876,6 +984,7 @@ fn main() -> anyhow::Result<()> {
             format,
             partitioned,
             encrypt,
+            transform,
             records,
             record_bytes,
             shards,

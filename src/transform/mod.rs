@@ -34,6 +34,9 @@ mod bindings {
 
 pub use bindings::{Outcome as WitOutcome, Record as WitRecord, Transformed};
 
+/// The world a transform implements.
+pub const WORLD: &str = "hydrant:transform/transformer@0.1.0";
+
 /// How often the epoch advances; timeouts are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -152,11 +155,26 @@ impl Transform {
             path: cfg.wasm.clone(),
             source,
         })?;
-        let component = compile_cached(&engine, &bytes, cache_dir).map_err(invalid)?;
+        let invalid_as = |what: &str, e: wasmtime::Error| LoadError::Invalid {
+            path: cfg.wasm.clone(),
+            message: format!("{what}: {e:#}"),
+        };
+        let component = compile_cached(&engine, &bytes, cache_dir)
+            .map_err(|e| invalid_as("not a WebAssembly component", e))?;
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
-        let pre: InstancePre<State> = linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = bindings::TransformerPre::new(pre).map_err(invalid)?;
+        let pre: InstancePre<State> = linker.instantiate_pre(&component).map_err(|e| {
+            invalid_as(
+                "it imports what Hydrant does not provide (only WASI 0.2 without files or network)",
+                e,
+            )
+        })?;
+        let pre = bindings::TransformerPre::new(pre).map_err(|e| {
+            invalid_as(
+                &format!("it does not implement the world {WORLD} (transforms/wit/transform.wit)"),
+                e,
+            )
+        })?;
         spawn_epoch_ticker(&engine);
         let t = Transform {
             cfg,

@@ -35,3 +35,7 @@ pub fn example() -> PathBuf {
 pub fn misbehave() -> PathBuf {
     build("tests/guests/misbehave", "misbehave")
 }
+
+pub fn wrong_world() -> PathBuf {
+    build("tests/guests/wrongworld", "wrongworld")
+}
