@@ -198,7 +198,14 @@ impl Transform {
     }
 
     fn instantiate(&self) -> Result<Instance, LoadError> {
-        let wasi = WasiCtx::builder().inherit_stderr().build();
+        // No preopened directories, no sockets, no name lookups (the
+        // defaults already refuse every address; this says so).
+        let wasi = WasiCtx::builder()
+            .inherit_stderr()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.cfg.memory_bytes_max)
             .trap_on_grow_failure(true)
