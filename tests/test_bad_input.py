@@ -124,7 +124,7 @@ def test_signatures_are_verified(hydrant_factory, tmp_path):
 @pytest.mark.parametrize(
     "yaml, path",
     [
-        ("streams:\n  a:\n    bufferin: { size_mb: 5 }\n    destination: { type: file, path: /x }\n", "streams.a: unknown field `bufferin`"),
+        ("streams:\n  a:\n    bufferin: { size_mb: 5 }\n    destination: { type: file, path: /x }\n", "streams.a.bufferin: unknown field `bufferin`"),
         ("streams:\n  a:\n    buffering: { size_mb: 500 }\n    destination: { type: file, path: /x }\n", "streams.a.buffering.size_mb: 500 is out of range"),
         ("streams:\n  a:\n    destination: { type: s3, prefix: logs/ }\n", "streams.a.destination.bucket: missing"),
     ],
