@@ -30,8 +30,8 @@ enum Command {
     /// Run the daemon (with no config: log in ./hydrant-data, stream `default`
     /// delivering JSON lines to ./hydrant-data/out).
     Run {
-        /// The YAML config file.
-        #[arg(short, long)]
+        /// The YAML config file (re-read on SIGHUP).
+        #[arg(short, long, env = "HYDRANT_CONFIG")]
         config: Option<PathBuf>,
         /// Listen on this address instead of the config's `listen`.
         #[arg(long)]
@@ -54,6 +54,24 @@ enum Command {
         /// Take the keys of every stream in this config file.
         #[arg(short, long, env = "HYDRANT_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Ask the running daemon to reload its config file (it must be the file
+    /// it was started with): the file is validated here first, then the
+    /// daemon gets SIGHUP and logs what it applied.
+    Reload {
+        /// The YAML config file.
+        #[arg(short, long, env = "HYDRANT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the running daemon's streams: ingest rate, backlog, freshness,
+    /// last delivery, last error.
+    Status {
+        /// The daemon's config file (to find its address).
+        #[arg(short, long, env = "HYDRANT_CONFIG")]
+        config: Option<PathBuf>,
+        /// The daemon's address instead (default http://127.0.0.1:4573).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Work with WebAssembly transforms.
     Transform {
@@ -185,6 +203,105 @@ fn transform_test(
     Ok(())
 }
 
+fn reload_cmd(path: PathBuf) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cfg = Config::load(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid; the daemon keeps its config:\n{e}",
+            path.display()
+        )
+    })?;
+    let lock = cfg.data_dir.join("LOCK");
+    let pid = std::fs::read_to_string(&lock)
+        .with_context(|| format!("no daemon found: cannot read {}", lock.display()))?;
+    let pid = pid.trim();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("no daemon found: {} holds no pid", lock.display());
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", pid])
+        .status()
+        .context("cannot run kill")?;
+    if !status.success() {
+        anyhow::bail!("no daemon with pid {pid} (from {})", lock.display());
+    }
+    println!(
+        "sent SIGHUP to hydrant (pid {pid}); it logs the streams it added, removed and changed"
+    );
+    Ok(())
+}
+
+fn status_cmd(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
+    let base = match (url, config) {
+        (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, Some(p)) => {
+            let c = Config::load(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            format!("http://{}", c.listen)
+        }
+        (None, None) => "http://127.0.0.1:4573".to_string(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (a, b) = rt
+        .block_on(async {
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let get = || async {
+                anyhow::Ok(
+                    http.get(format!("{base}/v1/status"))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json::<serde_json::Value>()
+                        .await?,
+                )
+            };
+            // Two samples a second apart give the ingest rate.
+            let a = get().await?;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let b = get().await?;
+            anyhow::Ok((a, b))
+        })
+        .map_err(|e| anyhow::anyhow!("cannot reach the daemon at {base}: {e:#}"))?;
+    let empty = Vec::new();
+    let before = a["streams"].as_array().unwrap_or(&empty);
+    let now = chrono::Utc::now().timestamp_millis();
+    println!(
+        "{:<24} {:>6} {:>12} {:>10} {:>10} {:>14}  {:<28} LAST ERROR",
+        "STREAM", "SHARDS", "RECORDS/S", "BACKLOG", "FRESHNESS", "LAST DELIVERY", "DESTINATION"
+    );
+    for s in b["streams"].as_array().unwrap_or(&empty) {
+        let name = s["name"].as_str().unwrap_or("?");
+        let prev = before
+            .iter()
+            .find(|p| p["name"] == s["name"])
+            .and_then(|p| p["incoming_records"].as_u64())
+            .unwrap_or(0);
+        let rate = s["incoming_records"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(prev);
+        let last = match s["last_delivery_ms"].as_i64() {
+            Some(ms) => format!("{:.0} s ago", (now - ms).max(0) as f64 / 1000.0),
+            None => "never".into(),
+        };
+        println!(
+            "{:<24} {:>6} {:>12} {:>10} {:>9}s {:>14}  {:<28} {}",
+            name,
+            s["shards"].as_u64().unwrap_or(0),
+            rate,
+            s["backlog_records"].as_i64().unwrap_or(0),
+            s["data_freshness_seconds"].as_i64().unwrap_or(0),
+            last,
+            s["destination"].as_str().unwrap_or(""),
+            s["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
 /// Where the CLI caches compiled transforms: `$XDG_CACHE_HOME/hydrant/transforms`
 /// or `~/.cache/hydrant/transforms`.
 fn user_cache_dir() -> Option<PathBuf> {
@@ -273,6 +390,20 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Reload { config } => match reload_cmd(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hydrant reload: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Status { config, url } => match status_cmd(config, url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hydrant status: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Transform {
             command:
                 TransformCommand::Test {
@@ -322,6 +453,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config, listen } => {
             init_tracing(&cli.log_format);
+            let config_path = config.clone();
             let loaded = match &config {
                 Some(path) => Config::load(path),
                 None => Config::embedded_default(),
@@ -350,7 +482,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match runtime.block_on(hydrant::ops::daemon::run(config)) {
+            match runtime.block_on(hydrant::ops::daemon::run(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hydrant: {e:#}");

@@ -113,6 +113,10 @@ pub struct StreamConfig {
     pub partitioning: Option<std::sync::Arc<Partitioner>>,
     /// The user's WebAssembly transform.
     pub transform: Option<crate::transform::TransformConfig>,
+    /// Hash of everything that defines the stream (its YAML, the store it
+    /// resolved to, the transform's bytes, the encryption keys): a reload
+    /// restarts the stream only if this changed.
+    pub fingerprint: String,
 }
 
 /// Client-side encryption of a stream's objects.
@@ -330,7 +334,69 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             )])
         })?
     };
-    validate(raw)
+    let mut config = validate(raw)?;
+    let tree: serde_norway::Value = serde_norway::from_str(&text).unwrap_or_default();
+    for (name, stream) in config.streams.iter_mut() {
+        let yaml = tree
+            .get("streams")
+            .and_then(|s| s.get(name.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        stream.fingerprint = fingerprint(stream, &yaml);
+    }
+    Ok(config)
+}
+
+/// See [`StreamConfig::fingerprint`].
+fn fingerprint(stream: &StreamConfig, yaml: &serde_norway::Value) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(serde_json::to_string(yaml).unwrap_or_default());
+    h.update(format!("{:?}", stream.destination));
+    h.update(format!("{:?}", stream.error_output));
+    h.update(format!("{:?}", stream.backup));
+    if let Some(t) = &stream.transform {
+        h.update(std::fs::read(&t.wasm).unwrap_or_default());
+    }
+    if let Some(e) = &stream.encryption {
+        for (id, key) in &e.keys {
+            h.update(id);
+            h.update(key.0);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+impl Config {
+    /// The settings a reload cannot change (they need a restart), by name,
+    /// where `other` differs from `self`.
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.listen != other.listen {
+            out.push("listen");
+        }
+        if self.data_dir != other.data_dir {
+            out.push("data_dir");
+        }
+        if format!("{:?}", self.log) != format!("{:?}", other.log)
+            || self.disk_quota_bytes != other.disk_quota_bytes
+        {
+            out.push("log");
+        }
+        if format!("{:?}", self.limits) != format!("{:?}", other.limits) {
+            out.push("limits");
+        }
+        if self.access_keys != other.access_keys {
+            out.push("auth");
+        }
+        if format!("{:?}", self.object_store) != format!("{:?}", other.object_store) {
+            out.push("object_store");
+        }
+        if self.shutdown_timeout != other.shutdown_timeout {
+            out.push("shutdown_timeout_secs");
+        }
+        out
+    }
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` from `lookup`; `$$` is a literal `$`.
@@ -972,6 +1038,7 @@ fn stream_config(
         backup,
         partitioning,
         transform,
+        fingerprint: String::new(),
     })
 }
 

@@ -570,6 +570,7 @@ pub fn stream_config_from_request(
         backup: None,
         partitioning: None,
         transform: None,
+        fingerprint: String::new(),
     })
 }
 

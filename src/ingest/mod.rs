@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
         .with_state(state)
 }
 
@@ -229,6 +230,48 @@ async fn ready(State(state): State<AppState>) -> Response {
         axum::Json(json!({ "ready": problems.is_empty(), "problems": problems })),
     )
         .into_response()
+}
+
+/// Every stream's state, for `hydrant status` and people.
+async fn status(State(state): State<AppState>) -> Response {
+    use crate::ops::metrics::Metrics;
+    let m = &state.registry.metrics;
+    let streams: Vec<serde_json::Value> = state
+        .registry
+        .all()
+        .iter()
+        .map(|e| {
+            let name = &e.config.name;
+            let label = Metrics::stream(name);
+            let backlog: i64 = (0..e.config.shards)
+                .map(|s| {
+                    m.backlog_records
+                        .get_or_create(&Metrics::shard(name, s))
+                        .get()
+                })
+                .sum();
+            let last = e.ctx.last_delivery_ms();
+            json!({
+                "name": name,
+                "origin": format!("{:?}", e.origin).to_lowercase(),
+                "shards": e.config.shards,
+                "destination": e.ctx.sink.describe(),
+                "incoming_records": m.incoming_records.get_or_create(&label).get(),
+                "incoming_bytes": m.incoming_bytes.get_or_create(&label).get(),
+                "backlog_records": backlog,
+                "data_freshness_seconds": m.data_freshness_seconds.get_or_create(&label).get(),
+                "error_output_records": m.error_output_records.get_or_create(&label).get(),
+                "last_delivery_ms": (last > 0).then_some(last),
+                "last_error": e.ctx.last_error(),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "accepting": state.accepting.load(Ordering::Acquire),
+        "streams": streams,
+    }))
+    .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

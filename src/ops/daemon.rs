@@ -1,8 +1,9 @@
-//! `hydrant run`: start every stream, serve HTTP, and shut down in order on
-//! SIGTERM or SIGINT — stop accepting, finish in-flight requests, flush and
-//! deliver open batches, write checkpoints, exit.
+//! `hydrant run`: start every stream, serve HTTP, reload the config on
+//! SIGHUP, and shut down in order on SIGTERM or SIGINT — stop accepting,
+//! finish in-flight requests, flush and deliver open batches, write
+//! checkpoints, exit.
 
-use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,11 +17,18 @@ use crate::ops::metrics::Metrics;
 use crate::ops::registry::Registry;
 
 /// Runs the daemon until a shutdown signal; Ok if it drained cleanly.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `config_path` is re-read on SIGHUP (None: the embedded default, nothing
+/// to reload).
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let lock_path = config.data_dir.join("LOCK");
-    let lock = File::create(&lock_path)
+    // Not truncated before it is locked: the pid in it is the running daemon's.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
         .with_context(|| format!("cannot create {}", lock_path.display()))?;
     lock.try_lock().map_err(|_| {
         anyhow::anyhow!(
@@ -29,6 +37,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             lock_path.display()
         )
     })?;
+    // The pid, for `hydrant reload`.
+    {
+        use std::io::Write;
+        let mut l = &lock;
+        lock.set_len(0)
+            .and_then(|()| l.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .and_then(|()| l.flush())
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    }
 
     let metrics = Arc::new(Metrics::new());
     let registry = Registry::new(config.clone(), metrics);
@@ -47,8 +64,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let accepting = state.accepting.clone();
     let app = ingest::router(state);
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let reloader = registry.clone();
     tokio::spawn(async move {
-        let name = wait_for_signal().await;
+        let name = wait_for_signal(reloader, config_path).await;
         let _ = signal_tx.send(name);
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -75,19 +93,67 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP
+/// meanwhile.
+async fn wait_for_signal(registry: Arc<Registry>, config_path: Option<PathBuf>) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers the daemon runs until killed.
         std::future::pending::<()>().await;
         return "none";
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hup.recv() => reload(&registry, config_path.as_deref()).await,
+        }
+    }
+}
+
+/// Re-reads the config file and applies its streams; a config with errors
+/// is refused whole and the running one stays.
+async fn reload(registry: &Registry, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP: running on the embedded default; there is no config file to reload"
+        );
+        return;
+    };
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let p = path.to_path_buf();
+    let loaded = match tokio::task::spawn_blocking(move || Config::load(&p)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "reload task failed; the running config stays");
+            return;
+        }
+    };
+    let new = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(config = %path.display(), error = %e, "reload refused: config error; the running config stays");
+            }
+            return;
+        }
+    };
+    match registry.reload(&new).await {
+        Ok(r) => {
+            for f in &r.failed {
+                tracing::error!(error = %f, "reload: a stream could not start");
+            }
+            tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged.len(), "config reloaded");
+        }
+        Err(reasons) => {
+            for r in reasons {
+                tracing::error!(reason = %r, "reload refused; the running config stays");
+            }
+        }
     }
 }
 

@@ -1,0 +1,133 @@
+"""Operating the daemon: reload on SIGHUP (`hydrant reload`), `hydrant status`,
+`/v1/status`."""
+
+import json
+import re
+import subprocess
+import threading
+import time
+
+import botocore.exceptions
+
+from harness import hydrant_bin, read_objects, wait_until
+
+
+def streams_yaml(out, names, prefix_a="v1/", extra_a="", shards_a=2):
+    parts = []
+    for n in names:
+        prefix = prefix_a if n == "a" else f"{n}/"
+        shards = shards_a if n == "a" else 1
+        extra = extra_a if n == "a" else ""
+        parts.append(f"""  {n}:
+    shards: {shards}
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+{extra}    destination: {{ type: file, path: {out}, prefix: "{prefix}" }}
+""")
+    return "streams:\n" + "".join(parts)
+
+
+def lines(out, prefix):
+    return [x for k, b in read_objects(None, out).items() if k.startswith(prefix) for x in b.decode().splitlines() if x]
+
+
+def reload(h):
+    return subprocess.run([hydrant_bin(), "reload", "-c", str(h.config)], capture_output=True, text=True, timeout=60)
+
+
+def write_config(h, body):
+    h.config.write_text(f"listen: 127.0.0.1:{h.port}\ndata_dir: {h.data_dir}\n" + body)
+
+
+def test_sighup_adds_changes_and_removes_streams_without_losing_a_record(hydrant_factory, tmp_path):
+    out = tmp_path / "out"
+    h = hydrant_factory(streams_yaml(out, ["a", "b"])).start()
+    fh = h.firehose()
+    acked, stop = [], threading.Event()
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            recs = [json.dumps({"n": i + j}) for j in range(50)]
+            try:
+                r = fh.put_record_batch(DeliveryStreamName="a", Records=[{"Data": x.encode()} for x in recs])
+                acked.extend(x for x, e in zip(recs, r["RequestResponses"]) if "RecordId" in e)
+            except botocore.exceptions.ClientError:
+                pass
+            i += 50
+            time.sleep(0.01)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        b_sent = [json.dumps({"b": i}) for i in range(200)]
+        assert fh.put_record_batch(DeliveryStreamName="b", Records=[{"Data": x.encode()} for x in b_sent])["FailedPutCount"] == 0
+
+        # An invalid config is refused by `hydrant reload` and by the daemon; nothing changes.
+        write_config(h, streams_yaml(out, ["a", "b"]).replace("buffering", "bufferin", 1))
+        r = reload(h)
+        assert r.returncode == 1 and "streams.a.bufferin: unknown field" in r.stderr, r.stderr
+        h.proc.send_signal(1)  # SIGHUP straight to the daemon
+        wait_until(lambda: "reload refused" in h.logs(), timeout=20, what="the daemon to refuse the config")
+        assert h.healthy()
+
+        # A shard count cannot change on a running log: refused whole.
+        write_config(h, streams_yaml(out, ["a", "c"], shards_a=3))
+        assert reload(h).returncode == 0
+        wait_until(lambda: "streams.a.shards: cannot change from 2 to 3" in h.logs(), timeout=20, what="shards refusal")
+        assert fh.describe_delivery_stream(DeliveryStreamName="b")["DeliveryStreamDescription"]["DeliveryStreamName"] == "b"
+
+        # Add c, remove b, change a (new prefix and compression).
+        write_config(h, streams_yaml(out, ["a", "c"], prefix_a="v2/", extra_a="    compression: gzip\n"))
+        r = reload(h)
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: "config reloaded" in h.logs(), timeout=30, what="the reload")
+        log = re.sub(r"\x1b\[[0-9;]*m", "", h.logs())
+        assert 'added=["c"]' in log and 'removed=["b"]' in log and 'changed=["a"]' in log, log[-3000:]
+
+        assert fh.put_record_batch(DeliveryStreamName="c", Records=[{"Data": b'{"c":1}'}])["FailedPutCount"] == 0
+        wait_until(lambda: lines(out, "c/") == ['{"c":1}'], timeout=30, what="the added stream delivering")
+        try:
+            fh.put_record(DeliveryStreamName="b", Record={"Data": b"x"})
+            raise AssertionError("the removed stream still accepts records")
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "ResourceNotFoundException"
+        # The removed stream's backlog was delivered before it stopped.
+        assert sorted(lines(out, "b/")) == sorted(b_sent)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join()
+
+    # Every record acknowledged by `a`, before, during and after the reloads, is delivered.
+    import gzip
+
+    def delivered_a():
+        got = []
+        for k, b in read_objects(None, out).items():
+            if k.startswith("v1/") or k.startswith("v2/"):
+                got.extend(x for x in (gzip.decompress(b) if k.endswith(".gz") else b).decode().splitlines() if x)
+        return got if set(got) >= set(acked) else None
+
+    got = wait_until(delivered_a, timeout=60, what=f"{len(acked)} acknowledged records of a")
+    assert set(got) >= set(acked) and len(acked) > 500
+    assert any(k.startswith("v2/") and k.endswith(".gz") for k in read_objects(None, out)), "the change applies"
+
+
+def test_status_shows_each_stream(hydrant_factory, tmp_path):
+    out = tmp_path / "out"
+    h = hydrant_factory(streams_yaml(out, ["a", "b"])).start()
+    fh = h.firehose()
+    assert fh.put_record_batch(DeliveryStreamName="a", Records=[{"Data": b"{}"}] * 10)["FailedPutCount"] == 0
+    wait_until(lambda: len(lines(out, "v1/")) == 10, timeout=30, what="delivery")
+    s = json.loads(h.get("/v1/status")[1])
+    a = next(x for x in s["streams"] if x["name"] == "a")
+    assert a["incoming_records"] == 10 and a["backlog_records"] == 0 and a["last_delivery_ms"] > 0
+    assert a["last_error"] is None and a["shards"] == 2
+    r = subprocess.run([hydrant_bin(), "status", "-c", str(h.config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == {"a", "b"}
+    assert rows["b"][-1] == "-" and "never" in " ".join(rows["b"])
+    h.terminate()
+    r = subprocess.run([hydrant_bin(), "status", "-c", str(h.config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "cannot reach the daemon" in r.stderr
