@@ -131,3 +131,35 @@ def test_status_shows_each_stream(hydrant_factory, tmp_path):
     h.terminate()
     r = subprocess.run([hydrant_bin(), "status", "-c", str(h.config)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "cannot reach the daemon" in r.stderr
+
+
+def test_metrics_add_up_to_what_was_sent_and_delivered(hydrant_factory, tmp_path):
+    out = tmp_path / "out"
+    h = hydrant_factory(streams_yaml(out, ["a", "b"])).start()
+    fh = h.firehose()
+    sent = {"a": 0, "b": 0}
+    sent_bytes = 0
+    seen = []
+    for i in range(40):
+        name = "a" if i % 3 else "b"
+        recs = [json.dumps({"i": i, "j": j, "pad": "x" * (j % 40)}).encode() for j in range(250)]
+        assert fh.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in recs])["FailedPutCount"] == 0
+        sent[name] += len(recs)
+        sent_bytes += sum(len(r) for r in recs)
+        # Scraped during the load: counters never go backwards.
+        seen.append(h.metric("incoming_records") + h.metric("delivery_records"))
+    assert seen == sorted(seen)
+    for name in ("a", "b"):
+        assert h.metric("incoming_records", stream=name) == sent[name]
+    assert h.metric("incoming_bytes") == sent_bytes
+    wait_until(lambda: all(h.metric("delivery_records", stream=n) == sent[n] for n in sent), timeout=60,
+               what="every record counted as delivered")
+    delivered = {n: len(lines(out, "v1/" if n == "a" else "b/")) for n in sent}
+    assert delivered == sent
+    wait_until(lambda: h.metric("backlog_records") == 0, timeout=30, what="backlog 0")
+    assert h.metric("error_output_records") == 0
+    assert h.metric("delivery_success", stream="a") >= 1
+    assert h.metric("put_latency_seconds_count") >= 40
+    assert h.metric("process_resident_memory_bytes") > 1e6
+    assert h.metric("process_open_fds") > 3 and h.metric("process_threads") >= 2
+    assert h.metric("process_start_time_seconds") > 1.7e9

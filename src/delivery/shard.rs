@@ -137,9 +137,11 @@ pub(crate) async fn run(
             let res = tokio::task::spawn_blocking(move || {
                 // Transforming and partitioning are CPU work on every record:
                 // done here, off the runtime, beside the read.
-                let r = rd
-                    .read(READ_RECORDS_MAX, READ_BYTES_MAX)
-                    .map(|frames| prepare(frames, transform.as_deref(), part.as_deref()));
+                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
+                    let started = std::time::Instant::now();
+                    let prepared = prepare(frames, transform.as_deref(), part.as_deref());
+                    (prepared, started.elapsed())
+                });
                 (rd, r)
             })
             .await;
@@ -153,8 +155,14 @@ pub(crate) async fn run(
             };
             reader = Some(rd);
             match result {
-                Ok(prepared) => {
+                Ok((prepared, took)) => {
                     let now = Instant::now();
+                    if ctx.transform.is_some() && !prepared.is_empty() {
+                        ctx.metrics
+                            .transform_seconds
+                            .get_or_create(&Metrics::stream(&stream))
+                            .observe(took.as_secs_f64());
+                    }
                     let (mut unpartitioned, mut untransformed) = (Vec::new(), Vec::new());
                     let (mut ok, mut dropped) = (0u64, 0u64);
                     for (f, step) in prepared {

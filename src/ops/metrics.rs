@@ -66,6 +66,12 @@ pub struct Metrics {
     pub open_partitions: Family<ShardLabel, Gauge>,
     pub partition_evictions: Family<ShardLabel, Gauge>,
     pub transform_records: Family<OutcomeLabel, Counter>,
+    pub transform_seconds: Family<StreamLabel, Histogram, fn() -> Histogram>,
+    process_resident_memory_bytes: Gauge,
+    process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    process_open_fds: Gauge,
+    process_threads: Gauge,
+    process_start_time_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -96,6 +102,12 @@ impl Metrics {
             open_partitions: Family::default(),
             partition_evictions: Family::default(),
             transform_records: Family::default(),
+            transform_seconds: Family::new_with_constructor(latency_histogram),
+            process_resident_memory_bytes: Gauge::default(),
+            process_cpu_seconds: Gauge::default(),
+            process_open_fds: Gauge::default(),
+            process_threads: Gauge::default(),
+            process_start_time_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -188,15 +200,76 @@ impl Metrics {
             "Records through the WebAssembly transform, by outcome (ok, dropped, failed)",
             m.transform_records.clone(),
         );
+        registry.register(
+            "transform_seconds",
+            "Time to transform (and partition) one chunk of records read from the log",
+            m.transform_seconds.clone(),
+        );
+        m.process_start_time_seconds
+            .set(chrono::Utc::now().timestamp());
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon",
+            m.process_resident_memory_bytes.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user + system) of the daemon",
+            m.process_cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            m.process_open_fds.clone(),
+        );
+        registry.register("process_threads", "Threads", m.process_threads.clone());
+        registry.register(
+            "process_start_time_seconds",
+            "When the daemon started, in seconds since the epoch",
+            m.process_start_time_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.refresh_process();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Reads the process figures from /proc (Linux); elsewhere they stay 0.
+    fn refresh_process(&self) {
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<i64>().ok())
+            };
+            if let Some(kib) = field("VmRSS:") {
+                self.process_resident_memory_bytes.set(kib * 1024);
+            }
+            if let Some(n) = field("Threads:") {
+                self.process_threads.set(n);
+            }
+        }
+        // utime and stime, fields 14 and 15, in clock ticks (100 per second
+        // on Linux); the command name before them may hold spaces.
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some((_, rest)) = stat.rsplit_once(')')
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            self.process_cpu_seconds
+                .set((ticks(11) + ticks(12)) / 100.0);
+        }
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            self.process_open_fds.set(rd.count() as i64);
+        }
     }
 
     pub fn stream(name: &str) -> StreamLabel {
