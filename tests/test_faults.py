@@ -91,12 +91,16 @@ def test_dead_destination_then_back(hydrant_factory, own_garage):
     assert h.metric("delivery_last_error_timestamp_seconds", stream="app") > time.time() - 60
     status, body, _ = h.get("/ready")
     assert status == 503 and b"app" in body, body
+    # DataFreshness is the age of the oldest undelivered record: it grows
+    # while the store is down.
+    assert h.metric("data_freshness_seconds", stream="app") >= 4
     g.start(first_time=False)
     time.sleep(1)
     p.stop()
     got, dupes = wait_all_delivered(g.s3(), "lake", p.acked, timeout=120)
     print(f"\n{len(p.acked)} acknowledged ({accepted_while_down} while Garage was down), {dupes} duplicates")
     wait_until(lambda: h.get("/ready")[0] == 200, timeout=30, what="/ready after recovery")
+    wait_until(lambda: h.metric("data_freshness_seconds", stream="app") <= 2, timeout=30, what="fresh again")
 
 
 def test_permanent_failure_goes_to_error_output_with_reason(hydrant_factory, garage, bucket):

@@ -56,6 +56,8 @@ struct OpenBatch {
     started: Instant,
     /// Opening order, the key of `Batcher::order`.
     seq: u64,
+    /// The earliest arrival among `records` (epoch ms).
+    oldest_arrival: i64,
 }
 
 /// Bounds on a shard's open partitions.
@@ -157,12 +159,14 @@ impl Batcher {
                     bytes: 0,
                     started: now,
                     seq,
+                    oldest_arrival: i64::MAX,
                 },
             );
         }
         let full = match self.open.get_mut(&key) {
             Some(b) => {
                 b.bytes += len;
+                b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
                 b.records.push(frame);
                 b.bytes >= self.bytes_max
             }
@@ -264,6 +268,20 @@ impl Batcher {
     /// reached, since the start.
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    /// The earliest arrival (epoch ms) among the records held.
+    pub fn oldest_arrival(&self) -> Option<i64> {
+        let ready = self
+            .ready
+            .iter()
+            .flat_map(|r| r.records.iter().map(|f| f.arrival_ms));
+        let open = self
+            .open
+            .values()
+            .filter(|b| !b.records.is_empty())
+            .map(|b| b.oldest_arrival);
+        ready.chain(open).min()
     }
 
     /// The lowest offset held (open or closed), which the checkpoint must not

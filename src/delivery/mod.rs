@@ -41,6 +41,9 @@ pub struct StreamContext {
     pub metrics: Arc<Metrics>,
     last_error: Mutex<Option<String>>,
     last_delivery_ms: AtomicI64,
+    /// Per shard: arrival (epoch ms) of the oldest record read but not yet
+    /// delivered; 0 when there is none.
+    oldest_pending_ms: Vec<AtomicI64>,
 }
 
 impl StreamContext {
@@ -53,7 +56,9 @@ impl StreamContext {
         transform: Option<Arc<crate::transform::Transform>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let oldest_pending_ms = (0..config.shards).map(|_| AtomicI64::new(0)).collect();
         StreamContext {
+            oldest_pending_ms,
             config,
             log,
             sink,
@@ -87,6 +92,25 @@ impl StreamContext {
     /// The last delivery error since the last success, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub(crate) fn set_oldest_pending(&self, shard: u32, arrival_ms: Option<i64>) {
+        if let Some(a) = self.oldest_pending_ms.get(shard as usize) {
+            a.store(arrival_ms.unwrap_or(0), Ordering::Release);
+        }
+    }
+
+    /// Seconds since the oldest record not yet delivered arrived, over all
+    /// shards (Firehose's DataFreshness); 0 when nothing read is pending.
+    pub fn data_freshness_secs(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.oldest_pending_ms
+            .iter()
+            .map(|a| a.load(Ordering::Acquire))
+            .filter(|&ms| ms > 0)
+            .map(|ms| (now - ms).max(0) / 1000)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Epoch milliseconds of the last confirmed delivery (0 if none yet).

@@ -84,6 +84,8 @@ pub(crate) async fn run(
     );
     let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
     let mut inflight_firsts: BTreeSet<u64> = BTreeSet::new();
+    // Oldest arrival of each uploading batch, by its first offset.
+    let mut inflight_arrivals: std::collections::BTreeMap<u64, i64> = Default::default();
     let uploads_max = ctx.config.uploads_in_flight_max;
     let mut draining = false;
     let shard_label = Metrics::shard(&stream, shard);
@@ -95,6 +97,9 @@ pub(crate) async fn run(
             };
             if let Some(first) = ready.first_offset() {
                 inflight_firsts.insert(first);
+                if let Some(a) = ready.records.iter().map(|f| f.arrival_ms).min() {
+                    inflight_arrivals.insert(first, a);
+                }
                 inflight.spawn(upload(ctx.clone(), shard, ready, stop.clone()));
             }
         }
@@ -114,6 +119,13 @@ pub(crate) async fn run(
             )
             .await;
         }
+        inflight_arrivals.retain(|first, _| inflight_firsts.contains(first));
+        let oldest = inflight_arrivals
+            .values()
+            .copied()
+            .chain(batcher.oldest_arrival())
+            .min();
+        ctx.set_oldest_pending(shard, oldest);
         if stop.is_cancelled() {
             break;
         }
@@ -556,10 +568,6 @@ async fn upload(
                 body.len()
             };
             m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
-            let age = (Utc::now().timestamp_millis() - oldest_ms).max(0) / 1000;
-            m.data_freshness_seconds
-                .get_or_create(&Metrics::stream(&cfg.name))
-                .set(age);
             ctx.delivered();
             tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
             let rejected: Vec<(&Frame, String)> = value

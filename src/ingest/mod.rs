@@ -259,7 +259,7 @@ async fn status(State(state): State<AppState>) -> Response {
                 "incoming_records": m.incoming_records.get_or_create(&label).get(),
                 "incoming_bytes": m.incoming_bytes.get_or_create(&label).get(),
                 "backlog_records": backlog,
-                "data_freshness_seconds": m.data_freshness_seconds.get_or_create(&label).get(),
+                "data_freshness_seconds": e.ctx.data_freshness_secs(),
                 "error_output_records": m.error_output_records.get_or_create(&label).get(),
                 "last_delivery_ms": (last > 0).then_some(last),
                 "last_error": e.ctx.last_error(),
@@ -275,6 +275,15 @@ async fn status(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Freshness is an age: computed now, not when the last batch went out.
+    for e in state.registry.all() {
+        state
+            .registry
+            .metrics
+            .data_freshness_seconds
+            .get_or_create(&crate::ops::metrics::Metrics::stream(&e.config.name))
+            .set(e.ctx.data_freshness_secs());
+    }
     let mut resp = state.registry.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -172,7 +172,7 @@ impl Metrics {
         );
         registry.register(
             "data_freshness_seconds",
-            "Age of the oldest record in the last delivered batch",
+            "Age of the oldest record not yet delivered (0 when everything read is delivered), Firehose's DataFreshness",
             m.data_freshness_seconds.clone(),
         );
         registry.register(

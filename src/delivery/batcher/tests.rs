@@ -182,3 +182,20 @@ async fn failed_records_hold_back_the_checkpoint_until_taken() {
     );
     assert_eq!(b.lowest_offset(), Some(5));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_oldest_arrival_held_is_known() {
+    let mut b = Batcher::with_limits(100, 0, Duration::from_secs(60), limits(10, 1 << 20));
+    assert_eq!(b.oldest_arrival(), None);
+    let mut f = frame(0, 10);
+    f.arrival_ms = 500;
+    b.push_to(key("a"), f, Instant::now());
+    let mut g = frame(1, 95);
+    g.arrival_ms = 300;
+    b.push_to(key("b"), g, Instant::now());
+    assert_eq!(b.oldest_arrival(), Some(300));
+    b.pop_ready();
+    b.close();
+    while b.pop_ready().is_some() {}
+    assert_eq!(b.oldest_arrival(), None);
+}
