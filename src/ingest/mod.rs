@@ -212,6 +212,17 @@ async fn ready(State(state): State<AppState>) -> Response {
             q.limit()
         ));
     }
+    // The log's directory takes writes (a full or read-only disk shows here).
+    let probe = state.registry.config.data_dir.join(".ready-probe");
+    let writable = tokio::task::spawn_blocking(move || {
+        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
+    })
+    .await;
+    match writable {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("the log directory is not writable: {e}")),
+        Err(e) => problems.push(format!("cannot check the log directory: {e}")),
+    }
     for e in state.registry.all() {
         if let Some(err) = e.ctx.last_error() {
             problems.push(format!("stream {}: {err}", e.config.name));
