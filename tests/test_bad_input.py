@@ -140,7 +140,7 @@ def test_validate_names_the_yaml_path(tmp_path, yaml, path):
     assert r.returncode == 1 and path in r.stderr, r.stderr
 
 
-def test_validate_reports_all_errors_and_accepts_good_files(tmp_path):
+def test_validate_reports_all_errors(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("streams:\n  a:\n    shards: 0\n    compression: lz4\n    buffering: { interval_secs: 1000 }\n    destination: { type: file, path: /x }\n")
     r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=30)
@@ -148,7 +148,5 @@ def test_validate_reports_all_errors_and_accepts_good_files(tmp_path):
     for p in ("streams.a.shards", "streams.a.compression", "streams.a.buffering.interval_secs"):
         assert p in r.stderr, r.stderr
     assert "3 error(s)" in r.stderr
-    root = Path(__file__).resolve().parent.parent
-    for example in sorted((root / "config").glob("*.yaml")):
-        r = subprocess.run([hydrant_bin(), "validate", str(example)], capture_output=True, text=True, timeout=30, env={"GARAGE_KEY_ID": "k", "GARAGE_SECRET": "s", "PATH": "/usr/bin"})
-        assert r.returncode == 0, f"{example}: {r.stderr}"
+    # Every example in config/ validates: tests/test_operations.py (after building
+    # the transform an example refers to).
