@@ -350,27 +350,11 @@ async fn ingest(
             out.display()
         ),
     )?;
-    let mut child = Command::new(&hydrant)
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env("HYDRANT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (build it with cargo build --release)",
-                hydrant.display()
-            )
-        })?;
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
-    if let Err(e) = wait_healthy(&http, &url, &mut child).await {
-        let _ = child.kill();
-        return Err(e);
-    }
+    let mut child = start_daemon(&hydrant, &cfg, &http, &url).await?;
     let body = batch_body(per_batch, record_bytes)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -445,20 +429,52 @@ async fn ingest(
     Ok(())
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
+/// Starts the daemon on a bench config and waits until it answers `/health`.
+async fn start_daemon(
+    hydrant: &std::path::Path,
+    cfg: &std::path::Path,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<std::process::Child> {
+    let mut child = Command::new(hydrant)
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env("HYDRANT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it with cargo build --release)",
+                hydrant.display()
+            )
+        })?;
+    if let Err(e) = wait_healthy(http, url, &mut child).await {
+        let _ = child.kill();
+        return Err(e);
+    }
+    Ok(child)
+}
+
+/// Files and bytes under a directory.
+fn dir_stats(dir: &std::path::Path) -> (u64, u64) {
     let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
+        return (0, 0);
     };
     rd.flatten()
         .map(|e| {
             let p = e.path();
             if p.is_dir() {
-                dir_bytes(&p)
+                dir_stats(&p)
             } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
+                (1, e.metadata().map(|m| m.len()).unwrap_or(0))
             }
         })
-        .sum()
+        .fold((0, 0), |(f, b), (f2, b2)| (f + f2, b + b2))
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    dir_stats(dir).1
 }
 
 async fn wait_healthy(
@@ -737,20 +753,9 @@ async fn lake(
         ),
     )?;
     std::fs::write(&key_file, [7u8; 32])?;
-    let mut child = Command::new(&hydrant)
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env("HYDRANT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", hydrant.display()))?;
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::new();
-    if let Err(e) = wait_healthy(&http, &url, &mut child).await {
-        let _ = child.kill();
-        return Err(e);
-    }
+    let mut child = start_daemon(&hydrant, &cfg, &http, &url).await?;
     // Distinct records throughout, so compressors see realistic data.
     let per_batch = 500;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -843,8 +848,7 @@ async fn lake(
         .arg(child.id().to_string())
         .status();
     child.wait()?;
-    let objects = count_files(&out.join("lake"));
-    let written = dir_bytes(&out.join("lake"));
+    let (objects, written) = dir_stats(&out.join("lake"));
     println!(
         "| {format}{}{}{} | {records} x {record_bytes} B, {shards} shards | {:.0} records/s | {:.1} MB/s | ingest done at {:.1} s, all delivered at {:.1} s | {objects} objects, output/input {:.3} | peak RSS {:.0} MiB | delivered {}, error output {} |",
         if partitioned {
@@ -929,18 +933,6 @@ fn transform_bench(
         load.as_secs_f64()
     );
     Ok(())
-}
-
-fn count_files(dir: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() { count_files(&p) } else { 1 }
-        })
-        .sum()
 }
 
 fn main() -> anyhow::Result<()> {
