@@ -563,9 +563,8 @@ async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Resul
     Ok(())
 }
 
-fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
-    use hydrant::config::{Compression, Encoding, Encryption};
-    use hydrant::encode::{EncodeOptions, encode_batch, encrypt::SecretKey, parquet};
+/// `n` generated log lines as frames, and their total bytes.
+fn log_frames(n: usize, record_bytes: usize) -> (Vec<frame::Frame>, usize) {
     let frames: Vec<frame::Frame> = (0..n)
         .map(|i| frame::Frame {
             offset: i as u64,
@@ -574,7 +573,14 @@ fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
             data: bytes::Bytes::from(json_record(i, record_bytes)),
         })
         .collect();
-    let raw: usize = frames.iter().map(|f| f.data.len()).sum();
+    let raw = frames.iter().map(|f| f.data.len()).sum();
+    (frames, raw)
+}
+
+fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
+    use hydrant::config::{Compression, Encoding, Encryption};
+    use hydrant::encode::{EncodeOptions, encode_batch, encrypt::SecretKey, parquet};
+    let (frames, raw) = log_frames(n, record_bytes);
     let lines = Encoding::JsonLines {
         delimiter: b"\n".to_vec(),
     };
@@ -810,9 +816,10 @@ async fn lake(
         t.await?;
     }
     let ingested = start.elapsed();
-    let metric = |text: &str, name: &str| -> f64 {
+    // Sums the series of `name` whose labels contain `labels`.
+    let metric = |text: &str, name: &str, labels: &str| -> f64 {
         text.lines()
-            .filter(|l| l.starts_with(name))
+            .filter(|l| l.starts_with(name) && l.contains(labels))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
@@ -823,16 +830,13 @@ async fn lake(
             .await?
             .text()
             .await?;
-        let d = metric(&text, "hydrant_delivery_records_total");
-        let e = metric(&text, "hydrant_error_output_records_total");
-        let dropped: f64 = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("hydrant_transform_records_total")
-                    && l.contains("outcome=\"dropped\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let d = metric(&text, "hydrant_delivery_records_total", "");
+        let e = metric(&text, "hydrant_error_output_records_total", "");
+        let dropped = metric(
+            &text,
+            "hydrant_transform_records_total",
+            "outcome=\"dropped\"",
+        );
         if d + e + dropped >= records as f64 {
             break (d, e);
         }
@@ -881,15 +885,7 @@ fn transform_bench(
     config: String,
 ) -> anyhow::Result<()> {
     use hydrant::transform::{Outcome, Transform, TransformConfig};
-    let frames: Vec<frame::Frame> = (0..n)
-        .map(|i| frame::Frame {
-            offset: i as u64,
-            arrival_ms: 0,
-            key: bytes::Bytes::new(),
-            data: bytes::Bytes::from(json_record(i, record_bytes)),
-        })
-        .collect();
-    let raw: usize = frames.iter().map(|f| f.data.len()).sum();
+    let (frames, raw) = log_frames(n, record_bytes);
     let t0 = Instant::now();
     let t = Transform::load(
         TransformConfig {

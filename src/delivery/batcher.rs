@@ -45,6 +45,11 @@ impl Ready {
     pub fn first_offset(&self) -> Option<u64> {
         self.records.first().map(|f| f.offset)
     }
+
+    /// The earliest arrival (epoch ms) among its records.
+    pub fn oldest_arrival(&self) -> Option<i64> {
+        self.records.iter().map(|f| f.arrival_ms).min()
+    }
 }
 
 /// Records waiting to form one object.
@@ -272,10 +277,7 @@ impl Batcher {
 
     /// The earliest arrival (epoch ms) among the records held.
     pub fn oldest_arrival(&self) -> Option<i64> {
-        let ready = self
-            .ready
-            .iter()
-            .flat_map(|r| r.records.iter().map(|f| f.arrival_ms));
+        let ready = self.ready.iter().filter_map(Ready::oldest_arrival);
         let open = self
             .open
             .values()

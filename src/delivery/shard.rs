@@ -7,7 +7,7 @@
 //! `uploads_in_flight_max` batches uploading; the loop stops reading while
 //! every upload slot is busy, and the log absorbs the backlog.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,9 +83,8 @@ pub(crate) async fn run(
         limits,
     );
     let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
-    let mut inflight_firsts: BTreeSet<u64> = BTreeSet::new();
-    // Oldest arrival of each uploading batch, by its first offset.
-    let mut inflight_arrivals: std::collections::BTreeMap<u64, i64> = Default::default();
+    // Each uploading batch by its first offset, with its oldest arrival.
+    let mut inflight_firsts: BTreeMap<u64, i64> = BTreeMap::new();
     let uploads_max = ctx.config.uploads_in_flight_max;
     let mut draining = false;
     let shard_label = Metrics::shard(&stream, shard);
@@ -96,10 +95,7 @@ pub(crate) async fn run(
                 break;
             };
             if let Some(first) = ready.first_offset() {
-                inflight_firsts.insert(first);
-                if let Some(a) = ready.records.iter().map(|f| f.arrival_ms).min() {
-                    inflight_arrivals.insert(first, a);
-                }
+                inflight_firsts.insert(first, ready.oldest_arrival().unwrap_or(i64::MAX));
                 inflight.spawn(upload(ctx.clone(), shard, ready, stop.clone()));
             }
         }
@@ -119,8 +115,7 @@ pub(crate) async fn run(
             )
             .await;
         }
-        inflight_arrivals.retain(|first, _| inflight_firsts.contains(first));
-        let oldest = inflight_arrivals
+        let oldest = inflight_firsts
             .values()
             .copied()
             .chain(batcher.oldest_arrival())
@@ -349,7 +344,7 @@ fn complete(
     stream: &str,
     shard: u32,
     res: Result<(u64, bool), tokio::task::JoinError>,
-    firsts: &mut BTreeSet<u64>,
+    firsts: &mut BTreeMap<u64, i64>,
 ) -> bool {
     match res {
         Ok((first, true)) => {
@@ -371,12 +366,12 @@ async fn commit(
     shard: u32,
     path: &std::path::Path,
     batcher: &Batcher,
-    inflight_firsts: &BTreeSet<u64>,
+    inflight_firsts: &BTreeMap<u64, i64>,
     read_pos: u64,
     committed: &mut u64,
 ) {
     let safe = [
-        inflight_firsts.first().copied(),
+        inflight_firsts.keys().next().copied(),
         batcher.lowest_offset(),
         Some(read_pos),
     ]
