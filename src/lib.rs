@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod encode;
 pub mod fuzzing;
 pub mod ingest;
+pub mod kinesis;
 pub mod log;
 pub mod ops;
 pub mod sink;

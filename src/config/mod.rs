@@ -68,7 +68,40 @@ pub struct Config {
     pub disk_quota_bytes: u64,
     /// Where the buckets of streams created through the API live.
     pub object_store: StoreConfig,
+    pub kinesis: KinesisOptions,
     pub streams: BTreeMap<String, StreamConfig>,
+}
+
+/// Settings of the Kinesis Data Streams API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KinesisOptions {
+    /// Shards of all Kinesis streams together (each is a log writer thread).
+    pub shards_max: u32,
+    /// How long a shard iterator stays valid (Kinesis: 5 minutes).
+    pub iterator_ttl: Duration,
+    /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
+    pub shard_write_limits: bool,
+}
+
+impl Default for KinesisOptions {
+    fn default() -> Self {
+        KinesisOptions {
+            shards_max: 200,
+            iterator_ttl: Duration::from_secs(300),
+            shard_write_limits: false,
+        }
+    }
+}
+
+/// Where a delivery stream's records come from.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Producers put records to the delivery stream's own log.
+    #[default]
+    DirectPut,
+    /// A Kinesis stream's log, read with the delivery stream's own
+    /// checkpoints (Firehose's `KinesisStreamAsSource`).
+    Kinesis { stream: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +124,8 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
     pub name: String,
+    pub source: Source,
+    /// For a Kinesis source, set from the Kinesis stream when it starts.
     pub shards: u32,
     pub buffer_bytes: u64,
     pub buffer_interval: Duration,
@@ -395,6 +430,9 @@ impl Config {
         if self.shutdown_timeout != other.shutdown_timeout {
             out.push("shutdown_timeout_secs");
         }
+        if self.kinesis != other.kinesis {
+            out.push("kinesis");
+        }
         out
     }
 }
@@ -457,6 +495,15 @@ pub fn interpolate_env(
 pub fn valid_stream_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= STREAM_NAME_CHARS_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// True if `name` is a valid Kinesis stream name (1–128 of `[a-zA-Z0-9_.-]`).
+pub fn valid_kinesis_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
@@ -611,6 +658,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         Some(s) => store_config(&mut errors, "object_store", &s, &data_dir),
     };
 
+    let rk = raw.kinesis.unwrap_or_default();
+    let kinesis = KinesisOptions {
+        shards_max: range_check(
+            &mut errors,
+            "kinesis.shards_max",
+            rk.shards_max.unwrap_or(200),
+            1,
+            10_000,
+        ),
+        iterator_ttl: Duration::from_secs(range_check(
+            &mut errors,
+            "kinesis.iterator_ttl_secs",
+            rk.iterator_ttl_secs.unwrap_or(300),
+            1,
+            86_400,
+        )),
+        shard_write_limits: rk.shard_write_limits.unwrap_or(false),
+    };
+
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
@@ -635,6 +701,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             log,
             disk_quota_bytes,
             object_store,
+            kinesis,
             streams,
         })
     } else {
@@ -723,6 +790,26 @@ fn stream_config(
     default_store: &StoreConfig,
     data_dir: &Path,
 ) -> Option<StreamConfig> {
+    let source = match &s.source {
+        None => Source::DirectPut,
+        Some(src) => {
+            if !valid_kinesis_stream_name(&src.kinesis_stream) {
+                errors.push(err(
+                    format!("{path}.source.kinesis_stream"),
+                    "a Kinesis stream name is 1 to 128 characters of letters, digits, `_`, `.` and `-`",
+                ));
+            }
+            if s.shards.is_some() {
+                errors.push(err(
+                    format!("{path}.shards"),
+                    "a stream with a Kinesis source has the Kinesis stream's shards",
+                ));
+            }
+            Source::Kinesis {
+                stream: src.kinesis_stream.clone(),
+            }
+        }
+    };
     let shards = range_check(
         errors,
         &format!("{path}.shards"),
@@ -1023,6 +1110,7 @@ fn stream_config(
         }
     };
     Some(StreamConfig {
+        source,
         name: name.to_string(),
         shards,
         buffer_bytes: size_mb << 20,

@@ -16,8 +16,18 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
     pub object_store: Option<RawStore>,
+    pub kinesis: Option<RawKinesis>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawStream>,
+}
+
+/// The Kinesis Data Streams API's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKinesis {
+    pub shards_max: Option<u32>,
+    pub iterator_ttl_secs: Option<u64>,
+    pub shard_write_limits: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +109,7 @@ pub struct RawBackup {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStream {
+    pub source: Option<RawSource>,
     pub shards: Option<u32>,
     pub buffering: Option<RawBuffering>,
     pub encoding: Option<RawEncoding>,
@@ -112,6 +123,14 @@ pub struct RawStream {
     pub backup: Option<RawBackup>,
     pub dynamic_partitioning: Option<RawPartitioning>,
     pub transform: Option<RawTransform>,
+}
+
+/// Where a delivery stream's records come from when it is not put to
+/// directly: a Kinesis stream, read with the delivery stream's own checkpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub kinesis_stream: String,
 }
 
 #[derive(Debug, Deserialize)]

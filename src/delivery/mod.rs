@@ -27,10 +27,21 @@ use crate::sink::object::ObjectSink;
 /// The checkpoint name of a delivery stream's own consumer.
 pub const CONSUMER: &str = "delivery";
 
+/// The checkpoint name of delivery stream `stream` reading a Kinesis stream.
+pub fn kinesis_consumer(stream: &str) -> String {
+    format!("firehose-{stream}")
+}
+
 /// What a stream's delivery needs, shared by its shard tasks.
 pub struct StreamContext {
     pub config: Arc<StreamConfig>,
     pub log: Arc<StreamLog>,
+    /// The name of this delivery's checkpoints in the log: [`CONSUMER`] on
+    /// its own log, `firehose-<stream>` on a Kinesis stream's.
+    pub consumer: String,
+    /// Whether the log is this stream's alone, so delivered segments can be
+    /// deleted at once. A Kinesis stream's log is trimmed by its retention.
+    pub owns_log: bool,
     pub sink: Arc<dyn Sink>,
     /// Where records that cannot be delivered go.
     pub errors: Arc<ObjectSink>,
@@ -47,9 +58,11 @@ pub struct StreamContext {
 }
 
 impl StreamContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<StreamConfig>,
         log: Arc<StreamLog>,
+        consumer: String,
         sink: Arc<dyn Sink>,
         errors: Arc<ObjectSink>,
         backup: Option<Arc<ObjectSink>>,
@@ -57,10 +70,13 @@ impl StreamContext {
         metrics: Arc<Metrics>,
     ) -> Self {
         let oldest_pending_ms = (0..config.shards).map(|_| AtomicI64::new(0)).collect();
+        let owns_log = consumer == CONSUMER;
         StreamContext {
             oldest_pending_ms,
             config,
             log,
+            consumer,
+            owns_log,
             sink,
             errors,
             backup,

@@ -17,10 +17,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::StreamContext;
 use super::batcher::{Batcher, PartitionLimits, Ready, Route};
 use super::keys::{finish_partition, object_name};
 use super::partition::RouteScratch;
-use super::{CONSUMER, StreamContext};
 use crate::config::{BackupMode, Destination};
 use crate::encode;
 use crate::log::frame::Frame;
@@ -44,7 +44,7 @@ pub(crate) async fn run(
         tracing::error!(stream, shard, "no such shard in the log");
         return;
     };
-    let ckpt_path = checkpoint::checkpoint_path(ctx.log.dir(), CONSUMER, shard);
+    let ckpt_path = checkpoint::checkpoint_path(ctx.log.dir(), &ctx.consumer, shard);
     let start = {
         let p = ckpt_path.clone();
         match tokio::task::spawn_blocking(move || checkpoint::read(&p)).await {
@@ -386,11 +386,15 @@ async fn commit(
     // go before the checkpoint says so (on restart delivery starts at the
     // later of checkpoint and oldest segment). On a full disk this frees the
     // space the checkpoint's temp file needs; the other order could never
-    // free anything. Retention is 0 for a delivery stream.
+    // free anything. Retention is 0 for a delivery stream; a Kinesis
+    // stream's log, shared with other readers, is trimmed by its retention.
     let p = path.to_path_buf();
     let stream_log = ctx.log.clone();
+    let owns_log = ctx.owns_log;
     let done = tokio::task::spawn_blocking(move || {
-        let deleted = stream_log.shard(shard).map(|l| l.delete_before(safe));
+        let deleted = owns_log
+            .then(|| stream_log.shard(shard).map(|l| l.delete_before(safe)))
+            .flatten();
         (deleted, checkpoint::write(&p, safe))
     })
     .await;

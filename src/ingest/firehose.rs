@@ -141,6 +141,17 @@ fn lookup(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
     })
 }
 
+/// A stream producers may put to: not one that reads a Kinesis stream.
+fn lookup_for_put(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
+    let entry = lookup(state, name)?;
+    if entry.config.source != config::Source::DirectPut {
+        return Err(ApiError::invalid_argument(
+            "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
+        ));
+    }
+    Ok(entry)
+}
+
 fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
     // Opaque to clients; unique across shards and across streams re-created
     // under the same name.
@@ -235,7 +246,7 @@ pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
 }
 
 async fn put_record(state: &AppState, req: PutRecordRequest) -> Result<Value, ApiError> {
-    let entry = lookup(state, &req.stream)?;
+    let entry = lookup_for_put(state, &req.stream)?;
     let (shard, range) = append(state, &entry, vec![req.data]).await?;
     Ok(json!({ "RecordId": record_id(&entry, shard, range.start), "Encrypted": false }))
 }
@@ -279,7 +290,7 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
 
 async fn put_record_batch(state: &AppState, req: PutRecordBatchRequest) -> Result<Value, ApiError> {
     let (name, data) = (req.stream, req.records);
-    let entry = lookup(state, &name)?;
+    let entry = lookup_for_put(state, &name)?;
     let n = data.len();
     match append(state, &entry, data).await {
         Ok((shard, range)) => {
@@ -315,15 +326,15 @@ fn list(state: &AppState, req: ListIn) -> Result<Value, ApiError> {
             "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
         )]));
     }
-    if let Some(t) = &req.delivery_stream_type
-        && t != "DirectPut"
-    {
-        return Ok(json!({ "DeliveryStreamNames": [], "HasMoreDeliveryStreams": false }));
-    }
     let names: Vec<String> = state
         .registry
         .all()
         .into_iter()
+        .filter(|e| {
+            req.delivery_stream_type
+                .as_deref()
+                .is_none_or(|t| t == stream_type(e))
+        })
         .map(|e| e.config.name.clone())
         .filter(|n| {
             req.exclusive_start_delivery_stream_name
@@ -358,6 +369,13 @@ fn describe(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
     Ok(json!({ "DeliveryStreamDescription": description(&entry) }))
 }
 
+fn stream_type(entry: &StreamEntry) -> &'static str {
+    match entry.config.source {
+        config::Source::DirectPut => "DirectPut",
+        config::Source::Kinesis { .. } => "KinesisStreamAsSource",
+    }
+}
+
 fn compression_name(c: Compression) -> &'static str {
     match c {
         Compression::None => "UNCOMPRESSED",
@@ -389,15 +407,30 @@ fn description(entry: &StreamEntry) -> Value {
     if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
         o.extend(extra.clone());
     }
+    let source = match &c.source {
+        config::Source::DirectPut => json!({}),
+        config::Source::Kinesis { stream } => json!({
+            "KinesisStreamSourceDescription": {
+                "KinesisStreamARN": super::kinesis::stream_arn(stream),
+                "RoleARN": entry
+                    .api_request
+                    .as_ref()
+                    .and_then(|r| r.get("KinesisStreamSourceConfiguration"))
+                    .and_then(|k| k.get("RoleARN").cloned())
+                    .unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
+                "DeliveryStartTimestamp": created,
+            }
+        }),
+    };
     json!({
         "DeliveryStreamName": c.name,
         "DeliveryStreamARN": stream_arn(&c.name),
         "DeliveryStreamStatus": "ACTIVE",
-        "DeliveryStreamType": "DirectPut",
+        "DeliveryStreamType": stream_type(entry),
         "VersionId": "1",
         "CreateTimestamp": created,
         "LastUpdateTimestamp": created,
-        "Source": {},
+        "Source": source,
         "Destinations": [dest],
         "HasMoreDestinations": false,
     })
@@ -472,14 +505,33 @@ pub fn stream_config_from_request(
             "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration"
         )));
     }
-    match req.get("DeliveryStreamType").and_then(Value::as_str) {
-        None | Some("DirectPut") => {}
+    let source = match req.get("DeliveryStreamType").and_then(Value::as_str) {
+        None | Some("DirectPut") => config::Source::DirectPut,
+        Some("KinesisStreamAsSource") => {
+            let arn = req
+                .get("KinesisStreamSourceConfiguration")
+                .and_then(|k| k.get("KinesisStreamARN"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::invalid_argument(
+                        "KinesisStreamSourceConfiguration.KinesisStreamARN is required for a KinesisStreamAsSource delivery stream",
+                    )
+                })?;
+            let stream = super::kinesis::name_from_arn(arn).ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "KinesisStreamARN {arn} is not of the form arn:aws:kinesis:REGION:ACCOUNT:stream/NAME"
+                ))
+            })?;
+            config::Source::Kinesis {
+                stream: stream.to_string(),
+            }
+        }
         Some(t) => {
             return Err(ApiError::invalid_argument(format!(
-                "DeliveryStreamType {t} is not supported by Hydrant; use DirectPut"
+                "DeliveryStreamType {t} is not supported by Hydrant; use DirectPut or KinesisStreamAsSource"
             )));
         }
-    }
+    };
     let str_field = |k: &str| d.get(k).and_then(Value::as_str);
     let bucket_arn = str_field("BucketARN").ok_or_else(|| {
         ApiError::validation(&[format!(
@@ -550,6 +602,7 @@ pub fn stream_config_from_request(
     };
     Ok(StreamConfig {
         name: name.to_string(),
+        source,
         shards: 4,
         buffer_bytes: size_mb << 20,
         buffer_interval: Duration::from_secs(interval),
@@ -587,6 +640,13 @@ async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     let cfg = stream_config_from_request(&name, &req, &state.registry.config)?;
+    if let config::Source::Kinesis { stream } = &cfg.source
+        && state.registry.kinesis.get(stream).is_none()
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "Kinesis stream {stream} under account {ACCOUNT} does not exist"
+        )));
+    }
     match state.registry.create(cfg, req).await {
         Ok(_) => Ok(json!({ "DeliveryStreamARN": stream_arn(&name) })),
         Err(RegistryError::Exists(_)) => Err(ApiError::in_use(format!(

@@ -1,13 +1,16 @@
-//! Ingest: the HTTP front door. One listener serves the Firehose API
-//! (`POST /` with `X-Amz-Target`), NDJSON (`POST /v1/streams/{name}/records`),
-//! and `/health`, `/ready`, `/metrics`.
+//! Ingest: the HTTP front door. One listener serves the Firehose and Kinesis
+//! Data Streams APIs (`POST /` with `X-Amz-Target`; Kinesis also in CBOR),
+//! NDJSON (`POST /v1/streams/{name}/records`), and `/health`, `/ready`,
+//! `/metrics`.
 //!
 //! A put is answered only after the log made all of its records durable; a
 //! request that fails validation writes nothing. Ingest never talks to a
 //! destination.
 
+pub mod cbor;
 pub mod error;
 pub mod firehose;
+pub mod kinesis;
 pub mod ndjson;
 pub mod sigv4;
 
@@ -113,45 +116,121 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::unavailable("shutting down").into_response();
     };
     let (parts, body) = req.into_parts();
+    let cbor = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(cbor::CONTENT_TYPE));
     let body = match read_body(&state, body).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return reply(Err(e), cbor),
     };
     if let Err(e) = authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
-        return e.into_response();
+        return reply(Err(e), cbor);
     }
     let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(op) = target.strip_prefix("Firehose_20150804.") else {
-        return ApiError::unknown_operation(if target.is_empty() {
-            "the X-Amz-Target header is missing".to_string()
-        } else {
-            format!("{target} is not an operation Hydrant implements")
-        })
-        .into_response();
+    let (service, op) = if let Some(op) = target.strip_prefix("Firehose_20150804.") {
+        (Service::Firehose, op)
+    } else if let Some(op) = target.strip_prefix("Kinesis_20131202.") {
+        (Service::Kinesis, op)
+    } else {
+        return reply(
+            Err(ApiError::unknown_operation(if target.is_empty() {
+                "the X-Amz-Target header is missing".to_string()
+            } else {
+                format!("{target} is not an operation Hydrant implements")
+            })),
+            cbor,
+        );
     };
     if op.starts_with("Put") && !state.accepting.load(Ordering::Acquire) {
-        return ApiError::unavailable(
-            "Hydrant is shutting down; retry against another instance or after restart",
-        )
-        .into_response();
+        return reply(
+            Err(ApiError::unavailable(
+                "Hydrant is shutting down; retry against another instance or after restart",
+            )),
+            cbor,
+        );
     }
-    let result = firehose::dispatch(&state, op, &body).await;
+    let result = match service {
+        Service::Firehose if cbor => Err(ApiError::serialization(
+            "the Firehose API takes application/x-amz-json-1.1",
+        )),
+        Service::Firehose => firehose::dispatch(&state, op, &body).await,
+        Service::Kinesis => {
+            let req = if cbor {
+                cbor::request_to_json(&body).map_err(|e| {
+                    ApiError::serialization(format!("cannot parse the request body: {e}"))
+                })
+            } else if body.is_empty() {
+                Ok(serde_json::Value::Null)
+            } else {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
+                })
+            };
+            match req {
+                Ok(req) => kinesis::dispatch(&state, op, &req).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
     if op.starts_with("Put") {
+        let label = match service {
+            Service::Firehose => op.to_string(),
+            Service::Kinesis => format!("Kinesis.{op}"),
+        };
         state
             .registry
             .metrics
             .put_latency_seconds
-            .get_or_create(&Metrics::operation(op))
+            .get_or_create(&Metrics::operation(&label))
             .observe(started.elapsed().as_secs_f64());
     }
-    match result {
-        Ok(v) => json_response(v),
-        Err(e) => e.into_response(),
+    reply(result, cbor)
+}
+
+#[derive(Clone, Copy)]
+enum Service {
+    Firehose,
+    Kinesis,
+}
+
+/// The reply in the request's encoding: AWS JSON 1.1 or CBOR.
+fn reply(result: Result<serde_json::Value, ApiError>, cbor: bool) -> Response {
+    match (result, cbor) {
+        (Ok(v), false) => json_response(v),
+        (Err(e), false) => e.into_response(),
+        (Ok(v), true) => cbor_response(StatusCode::OK, &v, None),
+        (Err(e), true) => cbor_response(
+            e.status,
+            &json!({ "__type": e.kind, "message": e.message }),
+            Some(e.kind),
+        ),
     }
+}
+
+fn cbor_response(
+    status: StatusCode,
+    v: &serde_json::Value,
+    error: Option<&'static str>,
+) -> Response {
+    let mut resp = (status, cbor::reply_from_json(v)).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(cbor::CONTENT_TYPE),
+    );
+    if let Some(kind) = error {
+        h.insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
+    }
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    resp
 }
 
 async fn ndjson_put(

@@ -89,6 +89,13 @@ pub async fn put(state: &AppState, name: &str, body: Bytes) -> Response {
             None,
         );
     };
+    if entry.config.source != crate::config::Source::DirectPut {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("stream {name} reads a Kinesis stream; put records to that stream"),
+            None,
+        );
+    }
     if records.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "accepted": 0 }))).into_response();
     }

@@ -287,6 +287,60 @@ impl ShardLog {
         ShardReader::new(self.shared.clone(), from)
     }
 
+    /// A reader at `from`, which starts at byte `pos` of the segment based at
+    /// `base`, as an earlier reader's [`ShardReader::resume_point`] said.
+    pub fn reader_at(&self, from: u64, base: u64, pos: u64) -> ShardReader {
+        ShardReader::with_hint(self.shared.clone(), from, base, pos)
+    }
+
+    /// The first offset whose record arrived at or after `arrival_ms`, or the
+    /// durable end if none did. Arrival times grow with offsets (to the
+    /// millisecond, give or take concurrent appends), so this reads the first
+    /// record of each segment and then scans one segment. Blocking.
+    pub fn offset_at_time(&self, arrival_ms: i64) -> Result<u64, LogError> {
+        let end = self.durable_end();
+        let mut start = self.oldest_offset();
+        for base in self.shared.segment_bases() {
+            if base >= end {
+                break;
+            }
+            match self.reader(base).read(1, 1).map(|v| v.into_iter().next()) {
+                Ok(Some(f)) if f.arrival_ms < arrival_ms => start = base,
+                Ok(Some(_)) => break,
+                Ok(None) => break,
+                // Deleted under us by retention: the next one decides.
+                Err(LogError::Trimmed { .. } | LogError::Io { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut reader = self.reader(start.max(self.oldest_offset()));
+        loop {
+            let frames = reader.read(10_000, 4 << 20)?;
+            if frames.is_empty() {
+                return Ok(reader.position());
+            }
+            if let Some(f) = frames.iter().find(|f| f.arrival_ms >= arrival_ms) {
+                return Ok(f.offset);
+            }
+        }
+    }
+
+    /// The offset below which every segment was last written before
+    /// `cutoff` (the segment being written is never counted): what a
+    /// retention period allows to delete.
+    pub fn offset_written_before(&self, cutoff: std::time::SystemTime) -> u64 {
+        let bases = self.shared.segment_bases();
+        let mut below = bases.first().copied().unwrap_or(0);
+        for w in bases.windows(2) {
+            let path = segment::segment_path(&self.shared.dir, w[0]);
+            match fs::metadata(&path).and_then(|m| m.modified()) {
+                Ok(t) if t < cutoff => below = w[1],
+                _ => break,
+            }
+        }
+        below
+    }
+
     /// Oldest offset still on disk.
     pub fn oldest_offset(&self) -> u64 {
         self.shared.segment_bases().first().copied().unwrap_or(0)

@@ -26,6 +26,9 @@ pub struct ShardReader {
     next: u64,
     seg: Option<OpenSegment>,
     buf: BytesMut,
+    /// Where `next` starts, if known: (segment base, byte position). Saves
+    /// scanning the segment from its start to find it.
+    hint: Option<(u64, u64)>,
 }
 
 impl ShardReader {
@@ -35,7 +38,27 @@ impl ShardReader {
             next: from,
             seg: None,
             buf: BytesMut::new(),
+            hint: None,
         }
+    }
+
+    /// A reader at `from`, which starts at byte `pos` of the segment based at
+    /// `base` (a [`resume_point`](Self::resume_point) of an earlier reader).
+    /// A hint that does not hold is noticed by the frame checks, and the
+    /// reader then finds `from` by scanning the segment instead.
+    pub(crate) fn with_hint(shared: Arc<ShardShared>, from: u64, base: u64, pos: u64) -> Self {
+        let mut r = Self::new(shared, from);
+        r.hint = Some((base, pos));
+        r
+    }
+
+    /// Where the next record starts: its segment's base and byte position,
+    /// for [`ShardLog::reader_at`](super::ShardLog::reader_at). None when the
+    /// reader has no segment open.
+    pub fn resume_point(&mut self) -> Option<(u64, u64)> {
+        let seg = self.seg.as_mut()?;
+        let pos = seg.file.stream_position().ok()?;
+        Some((seg.base, pos - self.buf.len() as u64))
     }
 
     /// The offset the next returned record will have.
@@ -60,7 +83,11 @@ impl ShardReader {
         };
         let path = segment::segment_path(&self.shared.dir, base);
         let mut file = File::open(&path).map_err(io_err(shard, &path))?;
-        file.seek(SeekFrom::Start(0))
+        let start = match self.hint.take() {
+            Some((b, pos)) if b == base => pos,
+            _ => 0,
+        };
+        file.seek(SeekFrom::Start(start))
             .map_err(io_err(shard, &path))?;
         self.seg = Some(OpenSegment { base, file });
         self.buf.clear();
@@ -71,7 +98,14 @@ impl ShardReader {
     /// whichever comes first, from the durable part of the shard. Returns an
     /// empty vector when the reader has caught up.
     pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
-        let result = self.read_inner(records_max, bytes_max);
+        let hinted = self.hint.is_some();
+        let mut result = self.read_inner(records_max, bytes_max);
+        if hinted && matches!(result, Err(LogError::Corrupt { .. })) {
+            // The hint pointed somewhere wrong; find the offset by scanning.
+            self.seg = None;
+            self.buf.clear();
+            result = self.read_inner(records_max, bytes_max);
+        }
         self.rewind();
         result
     }

@@ -288,3 +288,52 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reader_resumes_at_the_byte_position_an_earlier_one_stopped_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap();
+    for i in 0..40 {
+        log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
+    }
+    let mut r = log.reader(0);
+    let mut seen = Vec::new();
+    // Read a few at a time, each time from a fresh reader at the resume point.
+    loop {
+        let batch = r.read(3, usize::MAX).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(batch.iter().map(|f| f.offset));
+        let next = r.position();
+        r = match r.resume_point() {
+            Some((base, pos)) => {
+                assert!(base <= next);
+                log.reader_at(next, base, pos)
+            }
+            None => log.reader(next),
+        };
+    }
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    // A wrong position is noticed and the reader finds the offset itself.
+    let mut bad = log.reader_at(5, 0, 3);
+    let got = bad.read(2, usize::MAX).unwrap();
+    assert_eq!(got.iter().map(|f| f.offset).collect::<Vec<_>>(), vec![5, 6]);
+}
+
+#[tokio::test]
+async fn offset_at_time_finds_the_first_record_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap();
+    for i in 0..30i64 {
+        let mut r = rec(&format!("r{i}"));
+        r.arrival_ms = 1_000 + i * 10;
+        log.append(vec![r]).await.unwrap();
+    }
+    assert_eq!(log.offset_at_time(0).unwrap(), 0);
+    assert_eq!(log.offset_at_time(1_000).unwrap(), 0);
+    assert_eq!(log.offset_at_time(1_001).unwrap(), 1);
+    assert_eq!(log.offset_at_time(1_150).unwrap(), 15);
+    assert_eq!(log.offset_at_time(1_290).unwrap(), 29);
+    assert_eq!(log.offset_at_time(5_000).unwrap(), 30);
+}

@@ -54,6 +54,18 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             firehose::stream_config_from_request(name, req, cfg).map_err(|e| e.message)
         })
         .context("cannot start streams")?;
+    // Kinesis retention: checked every minute (segments are deleted whole).
+    let trimmer = registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let r = trimmer.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || r.kinesis.trim()).await {
+                tracing::error!(error = %e, "Kinesis retention task failed");
+            }
+        }
+    });
     let state = AppState::new(registry.clone());
     let listener = TcpListener::bind(config.listen)
         .await

@@ -67,6 +67,11 @@ pub struct Metrics {
     pub partition_evictions: Family<ShardLabel, Gauge>,
     pub transform_records: Family<OutcomeLabel, Counter>,
     pub transform_seconds: Family<StreamLabel, Histogram, fn() -> Histogram>,
+    pub kinesis_incoming_records: Family<StreamLabel, Counter>,
+    pub kinesis_incoming_bytes: Family<StreamLabel, Counter>,
+    pub kinesis_outgoing_records: Family<StreamLabel, Counter>,
+    pub kinesis_outgoing_bytes: Family<StreamLabel, Counter>,
+    pub kinesis_throttled_records: Family<StreamLabel, Counter>,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -103,6 +108,11 @@ impl Metrics {
             partition_evictions: Family::default(),
             transform_records: Family::default(),
             transform_seconds: Family::new_with_constructor(latency_histogram),
+            kinesis_incoming_records: Family::default(),
+            kinesis_incoming_bytes: Family::default(),
+            kinesis_outgoing_records: Family::default(),
+            kinesis_outgoing_bytes: Family::default(),
+            kinesis_throttled_records: Family::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -110,6 +120,31 @@ impl Metrics {
             process_start_time_seconds: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "kinesis_incoming_records",
+            "Records put (durable) to a Kinesis stream",
+            m.kinesis_incoming_records.clone(),
+        );
+        registry.register(
+            "kinesis_incoming_bytes",
+            "Bytes of record data put to a Kinesis stream",
+            m.kinesis_incoming_bytes.clone(),
+        );
+        registry.register(
+            "kinesis_outgoing_records",
+            "Records returned by GetRecords",
+            m.kinesis_outgoing_records.clone(),
+        );
+        registry.register(
+            "kinesis_outgoing_bytes",
+            "Bytes of record data returned by GetRecords",
+            m.kinesis_outgoing_bytes.clone(),
+        );
+        registry.register(
+            "kinesis_throttled_records",
+            "Records refused by a shard write limit or a full log",
+            m.kinesis_throttled_records.clone(),
+        );
         registry.register(
             "incoming_records",
             "Records accepted (durable) by ingest",

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, Destination, ObjectDestination, StreamConfig};
-use crate::delivery::{Delivery, StreamContext};
-use crate::log::{DiskQuota, StreamLog};
+use crate::config::{Config, Destination, ObjectDestination, Source, StreamConfig};
+use crate::delivery::{CONSUMER, Delivery, StreamContext, kinesis_consumer};
+use crate::kinesis::{KinesisError, KinesisStream, Streams};
+use crate::log::{DiskQuota, StreamLog, checkpoint};
 use crate::ops::metrics::Metrics;
 use crate::sink::Sink;
 use crate::sink::http::HttpSink;
@@ -93,6 +94,8 @@ pub struct ReloadReport {
 pub struct Registry {
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// The Kinesis streams; delivery streams may read them.
+    pub kinesis: Streams,
     quota: Arc<DiskQuota>,
     streams: RwLock<BTreeMap<String, Arc<StreamEntry>>>,
     /// Serializes create and delete.
@@ -102,9 +105,16 @@ pub struct Registry {
 impl Registry {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Registry> {
         let quota = DiskQuota::new(config.disk_quota_bytes);
+        let kinesis = Streams::new(
+            &config.data_dir,
+            config.kinesis.clone(),
+            config.log.clone(),
+            quota.clone(),
+        );
         Arc::new(Registry {
             config,
             metrics,
+            kinesis,
             quota,
             streams: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
@@ -159,7 +169,7 @@ impl Registry {
     /// stream's, on reload) or its log opened now.
     fn start_on(
         &self,
-        config: StreamConfig,
+        mut config: StreamConfig,
         origin: Origin,
         created_ms: i64,
         api_request: Option<serde_json::Value>,
@@ -170,16 +180,21 @@ impl Registry {
             stream: name.clone(),
             message,
         };
-        let log = match log {
-            Some(l) => l,
-            None => Arc::new(
-                StreamLog::open(
-                    &self.stream_dir(&name),
-                    config.shards,
-                    &self.config.log,
-                    self.quota.clone(),
-                )
-                .map_err(|e| fail(e.to_string()))?,
+        let (log, consumer) = match &config.source {
+            Source::Kinesis { stream } => {
+                let k = self.kinesis.get(stream).ok_or_else(|| {
+                    fail(format!(
+                        "its source, Kinesis stream {stream}, does not exist"
+                    ))
+                })?;
+                config.shards = k.shards;
+                let consumer = kinesis_consumer(&name);
+                start_at_latest(&k, &consumer).map_err(|e| fail(e.to_string()))?;
+                (k.log.clone(), consumer)
+            }
+            Source::DirectPut => (
+                self.own_log(&config, log).map_err(fail)?,
+                CONSUMER.to_string(),
             ),
         };
         let object = |d: &ObjectDestination| ObjectSink::new(&d.store, &d.bucket).map(Arc::new);
@@ -211,6 +226,7 @@ impl Registry {
         let ctx = Arc::new(StreamContext::new(
             config.clone(),
             log,
+            consumer,
             sink,
             errors,
             backup,
@@ -231,12 +247,69 @@ impl Registry {
         }))
     }
 
+    /// The log of a stream put to directly: the one given (a running
+    /// stream's, on reload) or its own, opened now.
+    fn own_log(
+        &self,
+        config: &StreamConfig,
+        log: Option<Arc<StreamLog>>,
+    ) -> Result<Arc<StreamLog>, String> {
+        match log {
+            Some(l) => Ok(l),
+            None => StreamLog::open(
+                &self.stream_dir(&config.name),
+                config.shards,
+                &self.config.log,
+                self.quota.clone(),
+            )
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Creates a Kinesis stream.
+    pub async fn create_kinesis(
+        &self,
+        name: &str,
+        shards: u32,
+        on_demand: bool,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Arc<KinesisStream>, KinesisError> {
+        let _g = self.admin.lock().await;
+        self.kinesis.create(name, shards, on_demand, tags)
+    }
+
+    /// Deletes a Kinesis stream, unless a delivery stream reads it.
+    pub async fn delete_kinesis(&self, name: &str) -> Result<(), KinesisError> {
+        let _g = self.admin.lock().await;
+        if self.kinesis.get(name).is_none() {
+            return Err(KinesisError::NotFound(name.to_string()));
+        }
+        let readers: Vec<String> = self
+            .all()
+            .iter()
+            .filter(|e| matches!(&e.config.source, Source::Kinesis { stream } if stream == name))
+            .map(|e| e.config.name.clone())
+            .collect();
+        if !readers.is_empty() {
+            return Err(KinesisError::InUse(format!(
+                "Stream {name} under account 000000000000 is the source of delivery stream {}; delete it first.",
+                readers.join(", ")
+            )));
+        }
+        self.kinesis.delete(name)
+    }
+
     /// Starts every YAML stream, then every persisted API stream whose name
     /// YAML does not use. `from_request` rebuilds an API stream's config.
     pub fn start_all(
         &self,
         from_request: impl Fn(&str, &serde_json::Value, &Config) -> Result<StreamConfig, String>,
     ) -> Result<(), RegistryError> {
+        self.kinesis.load().map_err(|e| RegistryError::Start {
+            stream: "kinesis".into(),
+            message: e.to_string(),
+        })?;
         let now = chrono::Utc::now().timestamp_millis();
         for cfg in self.config.streams.values() {
             let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;
@@ -289,8 +362,20 @@ impl Registry {
             stream: name.clone(),
             message: e.to_string(),
         };
-        // A log left by an earlier stream of this name is not this stream's data.
-        let dir = self.stream_dir(&name);
+        // A log left by an earlier stream of this name is not this stream's
+        // data, nor are the checkpoints it kept on a Kinesis stream.
+        let dir = match &config.source {
+            Source::DirectPut => self.stream_dir(&name),
+            Source::Kinesis { stream } => match self.kinesis.get(stream) {
+                Some(k) => k.consumer_dir(&kinesis_consumer(&name)),
+                None => {
+                    return Err(RegistryError::Start {
+                        stream: name.clone(),
+                        message: format!("its source, Kinesis stream {stream}, does not exist"),
+                    });
+                }
+            },
+        };
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(fail)?;
         }
@@ -327,8 +412,18 @@ impl Registry {
                 tracing::warn!(stream = name, "deleted before all records were delivered");
             }
             let _ = std::fs::remove_file(this.api_spec_path(&name));
+            // Its own log, or its checkpoints on the Kinesis stream it read.
+            let dir = if entry.ctx.owns_log {
+                this.stream_dir(&name)
+            } else {
+                entry
+                    .log
+                    .dir()
+                    .join("checkpoints")
+                    .join(&entry.ctx.consumer)
+            };
             drop(entry);
-            if let Err(e) = std::fs::remove_dir_all(this.stream_dir(&name)) {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
                 tracing::warn!(stream = name, error = %e, "cannot remove the log of a deleted stream");
             }
             tracing::info!(stream = name, "stream deleted");
@@ -362,7 +457,7 @@ impl Registry {
                 Some(e) if e.config.fingerprint == cfg.fingerprint => {
                     plan.unchanged.push(name.clone())
                 }
-                Some(e) if e.config.shards != cfg.shards => refused.push(format!(
+                Some(e) if e.config.shards != cfg.shards && cfg.source == Source::DirectPut => refused.push(format!(
                     "streams.{name}.shards: cannot change from {} to {} on a running log (restart with an empty log, or add a new stream)",
                     e.config.shards, cfg.shards
                 )),
@@ -446,6 +541,19 @@ impl Registry {
         }
         all
     }
+}
+
+/// Makes a new reader of a Kinesis stream start at its tip, as Firehose
+/// starts reading a source stream at LATEST: a shard without a checkpoint
+/// of `consumer` gets one at its durable end.
+fn start_at_latest(k: &KinesisStream, consumer: &str) -> std::io::Result<()> {
+    for shard in k.log.shards() {
+        let path = checkpoint::checkpoint_path(k.log.dir(), consumer, shard.shard());
+        if checkpoint::read(&path)?.is_none() {
+            checkpoint::write(&path, shard.durable_end())?;
+        }
+    }
+    Ok(())
 }
 
 fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {

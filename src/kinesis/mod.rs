@@ -1,0 +1,434 @@
+//! Kinesis Data Streams over the shard log: streams that producers put to
+//! with a partition key and that any number of consumers read back in order,
+//! from any position within the retention period.
+//!
+//! A Kinesis stream is a [`StreamLog`] without a delivery of its own, kept in
+//! `data_dir/kinesis/<name>/` beside its definition (`stream.json`). Its
+//! records carry their partition key in the frame's key. Segments are
+//! deleted once they are older than the retention period *and* every
+//! delivery stream that reads the stream (Firehose's `KinesisStreamAsSource`,
+//! each with its own checkpoints in the log's `checkpoints/`) is past them:
+//! Hydrant does not drop what a delivery stream has not delivered. The API
+//! itself lives in `ingest::kinesis`; [`position`] maps Kinesis's names for
+//! places (hash keys, sequence numbers, iterators) onto offsets.
+
+pub mod position;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::KinesisOptions;
+use crate::log::{DiskQuota, LogOptions, StreamLog, checkpoint};
+use crate::ops::registry::write_atomic;
+
+pub const RETENTION_HOURS_DEFAULT: u32 = 24;
+pub const RETENTION_HOURS_MIN: u32 = 24;
+pub const RETENTION_HOURS_MAX: u32 = 8760;
+/// Shards of an `ON_DEMAND` stream (Kinesis starts one with 4).
+pub const ON_DEMAND_SHARDS: u32 = 4;
+/// Tags per stream.
+pub const TAGS_MAX: usize = 50;
+/// Kinesis's per-shard write limits, applied when `kinesis.shard_write_limits` is on.
+pub const SHARD_WRITE_BYTES_PER_SEC: f64 = 1_048_576.0;
+pub const SHARD_WRITE_RECORDS_PER_SEC: f64 = 1_000.0;
+
+const SPEC_FILE: &str = "stream.json";
+
+/// A stream's definition, persisted as JSON beside its log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub name: String,
+    pub shards: u32,
+    pub retention_hours: u32,
+    pub created_ms: i64,
+    pub on_demand: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Why a stream could not be created, found, changed or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum KinesisError {
+    #[error("Stream {0} under account 000000000000 already exists.")]
+    Exists(String),
+    #[error("Stream {0} under account 000000000000 not found.")]
+    NotFound(String),
+    #[error("{0}")]
+    InUse(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stream {stream}: {message}")]
+    Io { stream: String, message: String },
+}
+
+/// A token bucket of one shard's writes: a second's worth of each limit.
+#[derive(Debug)]
+struct Bucket {
+    bytes: f64,
+    records: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full() -> Self {
+        Bucket {
+            bytes: SHARD_WRITE_BYTES_PER_SEC,
+            records: SHARD_WRITE_RECORDS_PER_SEC,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one record of `bytes`, or returns false if the shard is over
+    /// its limit. A record larger than the bucket passes when it is full.
+    fn take(&mut self, bytes: u64) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.bytes = (self.bytes + dt * SHARD_WRITE_BYTES_PER_SEC).min(SHARD_WRITE_BYTES_PER_SEC);
+        self.records =
+            (self.records + dt * SHARD_WRITE_RECORDS_PER_SEC).min(SHARD_WRITE_RECORDS_PER_SEC);
+        let need = (bytes as f64).min(SHARD_WRITE_BYTES_PER_SEC);
+        if self.records < 1.0 || self.bytes < need {
+            return false;
+        }
+        self.records -= 1.0;
+        self.bytes -= bytes as f64;
+        true
+    }
+}
+
+/// A running Kinesis stream.
+pub struct KinesisStream {
+    pub name: String,
+    pub shards: u32,
+    pub created_ms: i64,
+    pub on_demand: bool,
+    /// From the log's id: tells this stream's sequence numbers and iterators
+    /// from those of an earlier stream of the same name.
+    pub incarnation: u32,
+    pub log: Arc<StreamLog>,
+    dir: PathBuf,
+    spec: Mutex<Spec>,
+    limits: Option<Vec<Mutex<Bucket>>>,
+}
+
+impl KinesisStream {
+    pub fn spec(&self) -> Spec {
+        match self.spec.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn retention_hours(&self) -> u32 {
+        self.spec().retention_hours
+    }
+
+    /// Changes the definition and persists it; nothing changes if `f` refuses
+    /// or the write fails.
+    pub fn update(
+        &self,
+        f: impl FnOnce(&mut Spec) -> Result<(), KinesisError>,
+    ) -> Result<(), KinesisError> {
+        let mut g = self.spec.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = g.clone();
+        f(&mut next)?;
+        save_spec(&self.dir, &next)?;
+        *g = next;
+        Ok(())
+    }
+
+    /// Whether a record of `bytes` (data and partition key) may be written
+    /// to `shard` now; always true unless shard write limits are on.
+    pub fn admit(&self, shard: u32, bytes: u64) -> bool {
+        let Some(limits) = &self.limits else {
+            return true;
+        };
+        match limits.get(shard as usize) {
+            Some(b) => b.lock().map(|mut b| b.take(bytes)).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// The checkpoint directory of the delivery stream `consumer` on this log.
+    pub fn consumer_dir(&self, consumer: &str) -> PathBuf {
+        self.log.dir().join("checkpoints").join(consumer)
+    }
+
+    /// Deletes the segments retention and every consumer allow. Blocking.
+    fn trim(&self, now: SystemTime) {
+        let retention = Duration::from_secs(u64::from(self.retention_hours()) * 3600);
+        let Some(cutoff) = now.checked_sub(retention) else {
+            return;
+        };
+        let consumers = consumer_names(self.log.dir());
+        for shard in self.log.shards() {
+            let mut below = shard.offset_written_before(cutoff);
+            for c in &consumers {
+                let path = checkpoint::checkpoint_path(self.log.dir(), c, shard.shard());
+                match checkpoint::read(&path) {
+                    Ok(Some(o)) => below = below.min(o),
+                    // A consumer that has not checkpointed holds everything.
+                    Ok(None) | Err(_) => below = below.min(shard.oldest_offset()),
+                }
+            }
+            match shard.delete_before(below) {
+                Ok(0) => {}
+                Ok(freed) => tracing::info!(
+                    stream = self.name,
+                    shard = shard.shard(),
+                    freed,
+                    "deleted segments past the retention period"
+                ),
+                Err(e) => {
+                    tracing::warn!(stream = self.name, error = %e, "cannot delete expired segments")
+                }
+            }
+        }
+    }
+}
+
+fn consumer_names(log_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(log_dir.join("checkpoints"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn save_spec(dir: &Path, spec: &Spec) -> Result<(), KinesisError> {
+    let bytes = serde_json::to_vec_pretty(spec).map_err(|e| KinesisError::Io {
+        stream: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&dir.join(SPEC_FILE), &bytes).map_err(|e| KinesisError::Io {
+        stream: spec.name.clone(),
+        message: format!("cannot write {}: {e}", dir.join(SPEC_FILE).display()),
+    })
+}
+
+/// Every Kinesis stream of the daemon.
+pub struct Streams {
+    dir: PathBuf,
+    opts: KinesisOptions,
+    log_opts: LogOptions,
+    quota: Arc<DiskQuota>,
+    streams: RwLock<BTreeMap<String, Arc<KinesisStream>>>,
+}
+
+impl Streams {
+    pub fn new(
+        data_dir: &Path,
+        opts: KinesisOptions,
+        log_opts: LogOptions,
+        quota: Arc<DiskQuota>,
+    ) -> Self {
+        Streams {
+            dir: data_dir.join("kinesis"),
+            opts,
+            log_opts,
+            quota,
+            streams: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn options(&self) -> &KinesisOptions {
+        &self.opts
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<KinesisStream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every stream, sorted by name.
+    pub fn all(&self) -> Vec<Arc<KinesisStream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn shards_in_use(&self) -> u32 {
+        self.all().iter().map(|s| s.shards).sum()
+    }
+
+    fn open(&self, spec: Spec) -> Result<Arc<KinesisStream>, KinesisError> {
+        let dir = self.dir.join(&spec.name);
+        let log = StreamLog::open(&dir, spec.shards, &self.log_opts, self.quota.clone()).map_err(
+            |e| KinesisError::Io {
+                stream: spec.name.clone(),
+                message: e.to_string(),
+            },
+        )?;
+        let limits = self.opts.shard_write_limits.then(|| {
+            (0..spec.shards)
+                .map(|_| Mutex::new(Bucket::full()))
+                .collect()
+        });
+        Ok(Arc::new(KinesisStream {
+            name: spec.name.clone(),
+            shards: spec.shards,
+            created_ms: spec.created_ms,
+            on_demand: spec.on_demand,
+            incarnation: position::incarnation(log.id()),
+            log: Arc::new(log),
+            dir,
+            spec: Mutex::new(spec),
+            limits,
+        }))
+    }
+
+    /// Opens every stream found under `data_dir/kinesis`. A directory without
+    /// a definition is what a creation cut short or a deletion left behind:
+    /// it holds nothing anyone can still read, so it is removed.
+    pub fn load(&self) -> Result<(), KinesisError> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in rd.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let spec_path = dir.join(SPEC_FILE);
+            let spec = match std::fs::read(&spec_path) {
+                Ok(b) => serde_json::from_slice::<Spec>(&b).map_err(|e| KinesisError::Io {
+                    stream: dir.display().to_string(),
+                    message: format!("cannot read {}: {e}", spec_path.display()),
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(dir = %dir.display(), "removing an unfinished Kinesis stream directory");
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove it");
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    return Err(KinesisError::Io {
+                        stream: dir.display().to_string(),
+                        message: format!("cannot read {}: {e}", spec_path.display()),
+                    });
+                }
+            };
+            let s = self.open(spec)?;
+            tracing::info!(stream = s.name, shards = s.shards, "Kinesis stream opened");
+            self.streams
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(s.name.clone(), s);
+        }
+        Ok(())
+    }
+
+    /// Creates a stream: its log, then its definition (which makes it exist
+    /// across restarts). Callers serialize creations and deletions.
+    pub fn create(
+        &self,
+        name: &str,
+        shards: u32,
+        on_demand: bool,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Arc<KinesisStream>, KinesisError> {
+        if self.get(name).is_some() {
+            return Err(KinesisError::Exists(name.to_string()));
+        }
+        let used = self.shards_in_use();
+        if used + shards > self.opts.shards_max {
+            return Err(KinesisError::Limit(format!(
+                "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: {used}. Limit: {}. Number of additional shards that would have resulted from this request: {shards}. (kinesis.shards_max)",
+                self.opts.shards_max
+            )));
+        }
+        let dir = self.dir.join(name);
+        let io = |e: std::io::Error| KinesisError::Io {
+            stream: name.to_string(),
+            message: e.to_string(),
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        }
+        let spec = Spec {
+            name: name.to_string(),
+            shards,
+            retention_hours: RETENTION_HOURS_DEFAULT,
+            created_ms: chrono::Utc::now().timestamp_millis(),
+            on_demand,
+            tags,
+        };
+        let stream = self.open(spec.clone())?;
+        if let Err(e) = save_spec(&dir, &spec) {
+            drop(stream);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        self.streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), stream.clone());
+        tracing::info!(stream = name, shards, "Kinesis stream created");
+        Ok(stream)
+    }
+
+    /// Deletes a stream: it is gone for the API at once; its directory is
+    /// renamed aside (so a new stream of the same name starts empty) and
+    /// removed in the background.
+    pub fn delete(&self, name: &str) -> Result<(), KinesisError> {
+        let Some(stream) = self
+            .streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+        else {
+            return Err(KinesisError::NotFound(name.to_string()));
+        };
+        let gone = self
+            .dir
+            .join(format!(".deleted-{}", uuid::Uuid::new_v4().simple()));
+        let renamed = std::fs::remove_file(stream.dir.join(SPEC_FILE))
+            .and_then(|()| std::fs::rename(&stream.dir, &gone));
+        if let Err(e) = renamed {
+            tracing::warn!(stream = name, error = %e, "cannot set a deleted stream's files aside");
+        }
+        let quota = self.quota.clone();
+        let bytes: u64 = stream.log.shards().iter().map(|s| s.disk_bytes()).sum();
+        drop(stream);
+        std::thread::spawn(move || {
+            if gone.exists() {
+                match std::fs::remove_dir_all(&gone) {
+                    Ok(()) => quota.release(bytes),
+                    Err(e) => {
+                        tracing::warn!(dir = %gone.display(), error = %e, "cannot remove a deleted stream's files")
+                    }
+                }
+            }
+        });
+        tracing::info!(stream = name, "Kinesis stream deleted");
+        Ok(())
+    }
+
+    /// Applies retention to every stream. Blocking.
+    pub fn trim(&self) {
+        let now = SystemTime::now();
+        for s in self.all() {
+            s.trim(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
