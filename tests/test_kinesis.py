@@ -405,3 +405,36 @@ def test_shard_write_limits_answer_provisioned_throughput_exceeded(hydrant_facto
     stored = read_shard(k, "limited", "shardId-000000000000")[0]
     assert len(stored) == len(results) - len(refused) + 1
     assert h.metric("kinesis_throttled_records", stream="limited") == len(refused) + 1
+
+
+def test_the_kinesis_to_s3_example_end_to_end(hydrant_factory, garage):
+    """config/kinesis-to-s3.yaml as shipped: the declared Kinesis stream is
+    created at start, and the delivery stream reading it archives to Garage."""
+    from pathlib import Path
+
+    import zstandard
+
+    root = Path(__file__).resolve().parent.parent
+    body = (root / "config" / "kinesis-to-s3.yaml").read_text()
+    body = "\n".join(l for l in body.splitlines() if not l.startswith(("listen:", "data_dir:"))) + "\n"
+    body = body.replace("http://127.0.0.1:3900", garage.endpoint).replace("interval_secs: 60", "interval_secs: 1")
+    garage.create_bucket("orders")
+    h = hydrant_factory(body, env={"GARAGE_KEY_ID": garage.key_id, "GARAGE_SECRET": garage.secret}).start()
+    k = h.kinesis()
+    d = k.describe_stream_summary(StreamName="orders")["StreamDescriptionSummary"]
+    assert (d["OpenShardCount"], d["RetentionPeriodHours"]) == (4, 72)
+    code, msg = error_code(lambda: k.delete_stream(StreamName="orders"))
+    assert code == "ResourceInUseException"
+    for start in range(0, 2000, 500):
+        r = k.put_records(StreamName="orders", Records=[{"Data": json.dumps({"order": i}).encode() + b"\n", "PartitionKey": f"c{i % 40}"} for i in range(start, start + 500)])
+        assert r["FailedRecordCount"] == 0
+    s3 = garage.s3()
+
+    def delivered():
+        objects = read_objects(s3, "orders", "orders/")
+        lines = [l for key, b in objects.items() for l in zstandard.ZstdDecompressor().decompressobj().decompress(b).decode().splitlines() if l]
+        assert all(key.endswith(".zst") for key in objects)
+        return lines if len(lines) >= 2000 else None
+
+    lines = wait_until(delivered, timeout=60, what="2000 orders in Garage")
+    assert sorted(json.loads(x)["order"] for x in lines) == list(range(2000))

@@ -81,6 +81,15 @@ pub struct KinesisOptions {
     pub iterator_ttl: Duration,
     /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
     pub shard_write_limits: bool,
+    /// Kinesis streams declared in the file: created at start if missing.
+    pub streams: BTreeMap<String, KinesisStreamConfig>,
+}
+
+/// A Kinesis stream declared in the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KinesisStreamConfig {
+    pub shards: u32,
+    pub retention_hours: u32,
 }
 
 impl Default for KinesisOptions {
@@ -89,6 +98,7 @@ impl Default for KinesisOptions {
             shards_max: 200,
             iterator_ttl: Duration::from_secs(300),
             shard_write_limits: false,
+            streams: BTreeMap::new(),
         }
     }
 }
@@ -675,7 +685,50 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             86_400,
         )),
         shard_write_limits: rk.shard_write_limits.unwrap_or(false),
+        streams: BTreeMap::new(),
     };
+    let mut kinesis = kinesis;
+    let mut declared_shards = 0u32;
+    for (name, ks) in rk.streams {
+        let path = format!("kinesis.streams.{name}");
+        if !valid_kinesis_stream_name(&name) {
+            errors.push(err(
+                &path,
+                "a Kinesis stream name is 1 to 128 characters of letters, digits, `_`, `.` and `-`",
+            ));
+        }
+        let shards = range_check(
+            &mut errors,
+            &format!("{path}.shards"),
+            ks.shards.unwrap_or(4),
+            1,
+            10_000,
+        );
+        let retention_hours = range_check(
+            &mut errors,
+            &format!("{path}.retention_hours"),
+            ks.retention_hours.unwrap_or(24),
+            24,
+            8760,
+        );
+        declared_shards = declared_shards.saturating_add(shards);
+        kinesis.streams.insert(
+            name,
+            KinesisStreamConfig {
+                shards,
+                retention_hours,
+            },
+        );
+    }
+    if declared_shards > kinesis.shards_max {
+        errors.push(err(
+            "kinesis.streams",
+            format!(
+                "declare {declared_shards} shards in all, more than kinesis.shards_max ({})",
+                kinesis.shards_max
+            ),
+        ));
+    }
 
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {

@@ -28,6 +28,16 @@ pub struct RawKinesis {
     pub shards_max: Option<u32>,
     pub iterator_ttl_secs: Option<u64>,
     pub shard_write_limits: Option<bool>,
+    #[serde(default)]
+    pub streams: BTreeMap<String, RawKinesisStream>,
+}
+
+/// A Kinesis stream declared in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKinesisStream {
+    pub shards: Option<u32>,
+    pub retention_hours: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -430,3 +430,45 @@ streams:
         "{e:?}"
     );
 }
+
+#[test]
+fn kinesis_settings_get_defaults_and_their_errors_name_their_paths() {
+    let c = parse("streams: {}\n").unwrap();
+    assert_eq!(c.kinesis, KinesisOptions::default());
+    assert_eq!(c.kinesis.iterator_ttl, Duration::from_secs(300));
+    let c = parse(
+        "kinesis:\n  streams:\n    orders: { shards: 3 }\nstreams:\n  a:\n    source: { kinesis_stream: orders }\n    destination: { type: file, path: /tmp/x }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.kinesis.streams["orders"],
+        KinesisStreamConfig {
+            shards: 3,
+            retention_hours: 24
+        }
+    );
+    assert_eq!(
+        c.streams["a"].source,
+        Source::Kinesis {
+            stream: "orders".into()
+        }
+    );
+    let e = errors(
+        "kinesis:\n  shards_max: 3\n  iterator_ttl_secs: 0\n  streams:\n    ok: { shards: 4, retention_hours: 10 }\nstreams:\n  x:\n    source: { kinesis_stream: \"a/b\" }\n    shards: 2\n    destination: { type: file, path: /tmp/x }\n",
+    );
+    for want in [
+        "kinesis.iterator_ttl_secs: 0 is out of range",
+        "kinesis.streams.ok.retention_hours: 10 is out of range (24 to 8760)",
+        "kinesis.streams: declare 4 shards in all, more than kinesis.shards_max (3)",
+        "streams.x.source.kinesis_stream: a Kinesis stream name",
+        "streams.x.shards: a stream with a Kinesis source",
+    ] {
+        assert!(e.iter().any(|x| x.contains(want)), "{want} not in {e:#?}");
+    }
+    let e = errors("kinesis: { shard_limits: true }\n");
+    assert!(
+        e.iter()
+            .any(|x| x.contains("kinesis") && x.contains("shard_limits")),
+        "{e:?}"
+    );
+}

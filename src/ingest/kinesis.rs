@@ -889,7 +889,7 @@ async fn get_shard_iterator(state: &AppState, req: Req<'_>) -> Result<Value, Api
     };
     let (offset, position) = match kind {
         "TRIM_HORIZON" => (oldest, Some((oldest, 0))),
-        "LATEST" => (end, None),
+        "LATEST" => (end, log.tail_position(end)),
         "AT_SEQUENCE_NUMBER" => (at_sequence(false)?, None),
         "AFTER_SEQUENCE_NUMBER" => (at_sequence(true)?, None),
         "AT_TIMESTAMP" => {
@@ -1007,7 +1007,12 @@ async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> 
         }
         .map_err(|e| e.to_string())?;
         let next = reader.position();
-        let resume = reader.resume_point();
+        // Where the next call starts reading: known from this read, or, when
+        // nothing was read, the iterator's own hint or the log's tail.
+        let resume = reader
+            .resume_point()
+            .or_else(|| it.position.filter(|_| next == it.offset))
+            .or_else(|| log.tail_position(next));
         Ok::<_, String>((frames, next, resume, log.durable_end()))
     })
     .await

@@ -384,10 +384,41 @@ impl Streams {
         Ok(stream)
     }
 
+    /// Creates the streams the config file declares that do not exist yet,
+    /// and gives existing ones the declared retention. A declared stream
+    /// that exists with another shard count is an error: its records would
+    /// land on other shards.
+    pub fn ensure_declared(&self) -> Result<(), KinesisError> {
+        for (name, decl) in &self.opts.streams {
+            let s = match self.get(name) {
+                Some(s) if s.shards != decl.shards => {
+                    return Err(KinesisError::Invalid(format!(
+                        "kinesis.streams.{name}.shards: the stream exists with {} shards, not {}; a shard count cannot change on a running log",
+                        s.shards, decl.shards
+                    )));
+                }
+                Some(s) => s,
+                None => self.create(name, decl.shards, false, BTreeMap::new())?,
+            };
+            if s.retention_hours() != decl.retention_hours {
+                s.update(|spec| {
+                    spec.retention_hours = decl.retention_hours;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a stream: it is gone for the API at once; its directory is
     /// renamed aside (so a new stream of the same name starts empty) and
     /// removed in the background.
     pub fn delete(&self, name: &str) -> Result<(), KinesisError> {
+        if self.opts.streams.contains_key(name) && self.get(name).is_some() {
+            return Err(KinesisError::InUse(format!(
+                "Stream {name} is declared in the configuration file (kinesis.streams) and cannot be deleted through the API"
+            )));
+        }
         let Some(stream) = self
             .streams
             .write()

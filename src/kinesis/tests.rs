@@ -131,3 +131,41 @@ fn the_write_limit_admits_a_second_of_records_then_refuses() {
     assert!(b.take(1 << 20), "a full bucket takes a 1 MiB record");
     assert!(!b.take(1 << 20), "but not a second one at once");
 }
+
+#[tokio::test]
+async fn declared_streams_are_created_kept_and_not_deleted_through_the_api() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = KinesisOptions::default();
+    opts.streams.insert(
+        "orders".into(),
+        crate::config::KinesisStreamConfig {
+            shards: 3,
+            retention_hours: 72,
+        },
+    );
+    let s = streams(dir.path(), opts.clone());
+    s.load().unwrap_or_else(|e| panic!("{e}"));
+    s.ensure_declared().unwrap_or_else(|e| panic!("{e}"));
+    let o = s.get("orders").unwrap_or_else(|| panic!("not created"));
+    assert_eq!((o.shards, o.retention_hours()), (3, 72));
+    assert!(matches!(s.delete("orders"), Err(KinesisError::InUse(_))));
+    drop(o);
+    drop(s);
+    // Declared again with another shard count: refused, nothing changed.
+    opts.streams.insert(
+        "orders".into(),
+        crate::config::KinesisStreamConfig {
+            shards: 5,
+            retention_hours: 24,
+        },
+    );
+    let s = streams(dir.path(), opts);
+    s.load().unwrap_or_else(|e| panic!("{e}"));
+    let e = s.ensure_declared().err().map(|e| e.to_string());
+    assert!(
+        e.as_deref()
+            .is_some_and(|m| m.contains("kinesis.streams.orders.shards")),
+        "{e:?}"
+    );
+    assert_eq!(s.get("orders").map(|o| o.shards), Some(3));
+}

@@ -184,6 +184,9 @@ pub(crate) struct ShardShared {
     pub bytes: AtomicU64,
     pub quota: Arc<DiskQuota>,
     pub failed: AtomicBool,
+    /// Where the durable end is: (its offset, segment base, byte position),
+    /// set by the writer before it publishes `durable`.
+    pub tail: std::sync::Mutex<(u64, u64, u64)>,
 }
 
 impl ShardShared {
@@ -242,6 +245,7 @@ impl ShardLog {
         }
         quota.add_existing(total);
         let (durable, _) = watch::channel(next);
+        let active_base = bases.last().copied().unwrap_or(0);
         let shared = Arc::new(ShardShared {
             shard,
             dir: dir.to_path_buf(),
@@ -250,6 +254,7 @@ impl ShardLog {
             bytes: AtomicU64::new(total),
             quota,
             failed: AtomicBool::new(false),
+            tail: std::sync::Mutex::new((next, active_base, active_len)),
         });
         let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
         writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
@@ -339,6 +344,13 @@ impl ShardLog {
             }
         }
         below
+    }
+
+    /// Where `offset` starts in the log, if it is the durable end: the
+    /// (segment base, byte position) for [`reader_at`](Self::reader_at).
+    pub fn tail_position(&self, offset: u64) -> Option<(u64, u64)> {
+        let (next, base, pos) = *self.shared.tail.lock().ok()?;
+        (next == offset).then_some((base, pos))
     }
 
     /// Oldest offset still on disk.

@@ -337,3 +337,27 @@ async fn offset_at_time_finds_the_first_record_at_or_after_it() {
     assert_eq!(log.offset_at_time(1_290).unwrap(), 29);
     assert_eq!(log.offset_at_time(5_000).unwrap(), 30);
 }
+
+#[tokio::test]
+async fn the_tail_position_lets_a_reader_start_at_the_durable_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap();
+    for i in 0..20 {
+        log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
+    }
+    assert_eq!(log.tail_position(19), None, "only the durable end has one");
+    let (base, pos) = log.tail_position(20).unwrap();
+    let mut r = log.reader_at(20, base, pos);
+    assert!(r.read(10, usize::MAX).unwrap().is_empty());
+    log.append(vec![rec("new")]).await.unwrap();
+    let got = log.reader_at(20, base, pos).read(10, usize::MAX).unwrap();
+    assert_eq!(got.iter().map(|f| f.offset).collect::<Vec<_>>(), vec![20]);
+    // After a restart the tail is where recovery found it.
+    drop(r);
+    drop(log);
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), DiskQuota::new(u64::MAX)).unwrap();
+    let (base, pos) = log.tail_position(21).unwrap();
+    log.append(vec![rec("after restart")]).await.unwrap();
+    let got = log.reader_at(21, base, pos).read(10, usize::MAX).unwrap();
+    assert_eq!(got[0].data, Bytes::from_static(b"after restart"));
+}

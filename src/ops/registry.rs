@@ -306,10 +306,13 @@ impl Registry {
         &self,
         from_request: impl Fn(&str, &serde_json::Value, &Config) -> Result<StreamConfig, String>,
     ) -> Result<(), RegistryError> {
-        self.kinesis.load().map_err(|e| RegistryError::Start {
-            stream: "kinesis".into(),
-            message: e.to_string(),
-        })?;
+        self.kinesis
+            .load()
+            .and_then(|()| self.kinesis.ensure_declared())
+            .map_err(|e| RegistryError::Start {
+                stream: "kinesis".into(),
+                message: e.to_string(),
+            })?;
         let now = chrono::Utc::now().timestamp_millis();
         for cfg in self.config.streams.values() {
             let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;
