@@ -6,6 +6,9 @@
 //!   destination, gzip), drives `PutRecordBatch` from several concurrent
 //!   clients, waits until everything is delivered, and reports records/s,
 //!   MB/s, acknowledgement latency and the daemon's peak RSS.
+//! * `kinesis`: the Kinesis Data Streams API: `PutRecords` from several
+//!   clients with random partition keys, then every shard read back with
+//!   `GetRecords`, per shard and in total, beside Kinesis's per-shard figures.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -100,6 +103,23 @@ enum Cmd {
         /// Given to the component's init.
         #[arg(long, default_value = r#"{"env":"bench","drop_levels":[]}"#)]
         config: String,
+    },
+    /// The Kinesis API: PutRecords records/s, then GetRecords MB/s per shard.
+    Kinesis {
+        #[arg(long, default_value = "target/release/hydrant")]
+        hydrant: PathBuf,
+        #[arg(long, default_value = "/tmp/hydrant-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 500)]
+        records_per_call: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
     },
     /// The real daemon under PutRecordBatch load.
     Ingest {
@@ -424,6 +444,201 @@ async fn ingest(
     );
     if delivered < sent_records {
         bail!("only {delivered} of {sent_records} acknowledged records were delivered");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One Kinesis API call; the reply's JSON, or an error with its body.
+async fn kinesis_call(
+    http: &reqwest::Client,
+    url: &str,
+    op: &str,
+    body: impl Into<reqwest::Body>,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = http
+        .post(url)
+        .header("X-Amz-Target", format!("Kinesis_20131202.{op}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{op}: {status}: {}", String::from_utf8_lossy(&bytes));
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecordsOut {
+    records: Vec<GetRecord>,
+    next_shard_iterator: String,
+    millis_behind_latest: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecord {
+    data: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn kinesis(
+    hydrant: PathBuf,
+    dir: PathBuf,
+    clients: usize,
+    shards: u32,
+    record_bytes: usize,
+    per_call: usize,
+    secs: u64,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let (port, cfg) = bench_config(&dir, "streams: {}
+")?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let mut child = start_daemon(&hydrant, &cfg, &http, &url).await?;
+    kinesis_call(
+        &http,
+        &url,
+        "CreateStream",
+        json!({ "StreamName": "bench", "ShardCount": shards }).to_string(),
+    )
+    .await?;
+    // A few bodies with different partition keys, so every shard gets records.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bodies: Vec<bytes::Bytes> = (0..16)
+        .map(|b| {
+            let records: Vec<serde_json::Value> = (0..per_call)
+                .map(|i| {
+                    json!({
+                        "Data": b64.encode(json_record(b * per_call + i, record_bytes)),
+                        "PartitionKey": format!("key-{b}-{i}"),
+                    })
+                })
+                .collect();
+            bytes::Bytes::from(json!({ "StreamName": "bench", "Records": records }).to_string())
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url, bodies, stop) = (http.clone(), url.clone(), bodies.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failed = 0u64;
+            let mut n = c;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let body = bodies[n % bodies.len()].clone();
+                n += 1;
+                match kinesis_call(&http, &url, "PutRecords", body).await {
+                    Ok(v) if v["FailedRecordCount"].as_u64() == Some(0) => lat.push(t.elapsed()),
+                    _ => failed += 1,
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        lat.extend(l);
+        failed += f;
+    }
+    let put_secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let put_records = lat.len() as u64 * per_call as u64;
+    let put_mib = (put_records * record_bytes as u64) as f64 / (1 << 20) as f64;
+
+    // Every shard read back from TRIM_HORIZON at once, one consumer each.
+    let read_start = Instant::now();
+    let mut readers = Vec::new();
+    for shard in 0..shards {
+        let (http, url) = (http.clone(), url.clone());
+        readers.push(tokio::spawn(async move {
+            let it = kinesis_call(
+                &http,
+                &url,
+                "GetShardIterator",
+                json!({ "StreamName": "bench", "ShardId": format!("shardId-{shard:012}"), "ShardIteratorType": "TRIM_HORIZON" }).to_string(),
+            )
+            .await?;
+            let mut it = it["ShardIterator"].as_str().unwrap_or_default().to_string();
+            let (mut records, mut bytes, mut calls) = (0u64, 0u64, Vec::new());
+            let t0 = Instant::now();
+            loop {
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
+                    .header("Content-Type", "application/x-amz-json-1.1")
+                    .body(json!({ "ShardIterator": it, "Limit": 10_000 }).to_string())
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                let out: GetRecordsOut = serde_json::from_slice(&resp)
+                    .with_context(|| String::from_utf8_lossy(&resp[..resp.len().min(300)]).to_string())?;
+                calls.push(t.elapsed());
+                records += out.records.len() as u64;
+                bytes += out.records.iter().map(|r| r.data.len() as u64 * 3 / 4).sum::<u64>();
+                it = out.next_shard_iterator;
+                if out.records.is_empty() && out.millis_behind_latest == 0 {
+                    break;
+                }
+            }
+            Ok::<_, anyhow::Error>((records, bytes, t0.elapsed(), calls))
+        }));
+    }
+    let mut got_records = 0;
+    let mut got_bytes = 0;
+    let mut per_shard = Vec::new();
+    let mut calls = Vec::new();
+    for r in readers {
+        let (n, b, el, c) = r.await??;
+        got_records += n;
+        got_bytes += b;
+        per_shard.push(b as f64 / (1 << 20) as f64 / el.as_secs_f64());
+        calls.extend(c);
+    }
+    let read_secs = read_start.elapsed().as_secs_f64();
+    calls.sort();
+    let rss = peak_rss_kib(child.id()).unwrap_or(0);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait()?;
+    println!(
+        "| kinesis PutRecords: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} |",
+        put_records as f64 / put_secs,
+        put_records as f64 / put_secs / shards as f64,
+        put_mib / put_secs,
+        put_mib / put_secs / shards as f64,
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+    );
+    println!(
+        "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB |",
+        got_records as f64 / read_secs,
+        got_bytes as f64 / (1 << 20) as f64 / read_secs,
+        per_shard.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join("/"),
+        percentile(&calls, 0.5).as_secs_f64() * 1e3,
+        percentile(&calls, 0.99).as_secs_f64() * 1e3,
+        rss as f64 / 1024.0,
+    );
+    if got_records != put_records {
+        bail!("read back {got_records} records of {put_records} acknowledged");
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -976,6 +1191,23 @@ fn main() -> anyhow::Result<()> {
             records,
             record_bytes,
             shards,
+        )),
+        Cmd::Kinesis {
+            hydrant,
+            dir,
+            clients,
+            shards,
+            record_bytes,
+            records_per_call,
+            duration_secs,
+        } => tokio::runtime::Runtime::new()?.block_on(kinesis(
+            hydrant,
+            dir,
+            clients,
+            shards,
+            record_bytes,
+            records_per_call,
+            duration_secs,
         )),
         Cmd::Ingest {
             hydrant,
