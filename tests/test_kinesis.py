@@ -146,6 +146,23 @@ def test_iterator_types_start_where_they_should(hydrant_factory):
     r = k.get_records(ShardIterator=r["NextShardIterator"], Limit=3)
     assert [int(x["Data"]) for x in r["Records"]] == [7, 8, 9]
 
+    # GetRecords stays within 10 MiB whatever the Limit.
+    create(k, "big", 1)
+    for _ in range(12):
+        k.put_record(StreamName="big", Data=b"m" * (1 << 20), PartitionKey="p")
+    it = k.get_shard_iterator(StreamName="big", ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    r = k.get_records(ShardIterator=it, Limit=10_000)
+    assert 1 <= len(r["Records"]) < 12 and sum(len(x["Data"]) for x in r["Records"]) <= 10 << 20
+    rest = k.get_records(ShardIterator=r["NextShardIterator"])["Records"]
+    assert len(r["Records"]) + len(rest) == 12
+
+    # ListStreams pages.
+    page = k.list_streams(Limit=1)
+    assert page["StreamNames"] == ["big"] and page["HasMoreStreams"] is True
+    last = k.list_streams(NextToken=page["NextToken"])
+    assert last["StreamNames"] == ["one"] and last["HasMoreStreams"] is False
+    assert k.list_streams(ExclusiveStartStreamName="big")["StreamNames"] == ["one"]
+
     # ExplicitHashKey overrides the partition key's hash.
     create(k, "two", 2)
     low = k.put_record(StreamName="two", Data=b"x", PartitionKey="same", ExplicitHashKey="0")
@@ -262,18 +279,37 @@ def test_aws_cli_creates_puts_and_reads(hydrant_factory):
 
 
 def test_acknowledged_records_survive_sigkill(hydrant_factory):
+    import threading
+
     h = hydrant_factory("").start()
     k = h.kinesis()
     create(k, "durable", 3)
-    acked = {}
-    for b in range(4):
-        batch = [{"Data": f"{b}-{i}".encode(), "PartitionKey": f"p{i % 17}"} for i in range(500)]
-        r = k.put_records(StreamName="durable", Records=batch)
-        assert r["FailedRecordCount"] == 0
-        for rec, res in zip(batch, r["Records"]):
-            acked[res["SequenceNumber"]] = (res["ShardId"], rec["Data"])
     before = k.get_shard_iterator(StreamName="durable", ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    h.kill()
+    acked = {}
+    stop = threading.Event()
+
+    def produce(worker):
+        client = h.kinesis()
+        b = 0
+        while not stop.is_set():
+            batch = [{"Data": f"{worker}-{b}-{i}".encode(), "PartitionKey": f"p{i % 17}"} for i in range(200)]
+            b += 1
+            try:
+                r = client.put_records(StreamName="durable", Records=batch)
+            except Exception:  # noqa: BLE001 - the daemon was killed under it
+                return
+            for rec, res in zip(batch, r["Records"]):
+                if "SequenceNumber" in res:
+                    acked[res["SequenceNumber"]] = (res["ShardId"], rec["Data"])
+
+    producers = [threading.Thread(target=produce, args=(w,)) for w in range(3)]
+    for p in producers:
+        p.start()
+    wait_until(lambda: len(acked) >= 3000, timeout=60, what="3000 acknowledged records")
+    h.kill()  # SIGKILL while the producers are putting
+    stop.set()
+    for p in producers:
+        p.join()
     h.start()
     k = h.kinesis()
     assert k.describe_stream_summary(StreamName="durable")["StreamDescriptionSummary"]["OpenShardCount"] == 3
@@ -282,9 +318,10 @@ def test_acknowledged_records_survive_sigkill(hydrant_factory):
         shard = f"shardId-{i:012d}"
         for r in read_shard(k, "durable", shard)[0]:
             found[r["SequenceNumber"]] = (shard, r["Data"])
-    assert found == acked, "every acknowledged record, with its sequence number, after SIGKILL"
+    lost = {s: v for s, v in acked.items() if found.get(s) != v}
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged records lost or changed by SIGKILL"
     # An iterator issued before the kill still reads after it.
-    assert len(k.get_records(ShardIterator=before)["Records"]) == sum(1 for s, _ in acked.values() if s == "shardId-000000000000")
+    assert len(k.get_records(ShardIterator=before)["Records"]) == sum(1 for s, _ in found.values() if s == "shardId-000000000000")
     # New records continue their shard's sequence.
     new = k.put_record(StreamName="durable", Data=b"new", PartitionKey="p0")
     assert int(new["SequenceNumber"]) > max(int(s) for s, (shard, _) in acked.items() if shard == new["ShardId"])

@@ -496,8 +496,7 @@ async fn kinesis(
     secs: u64,
 ) -> anyhow::Result<()> {
     use serde_json::json;
-    let (port, cfg) = bench_config(&dir, "streams: {}
-")?;
+    let (port, cfg) = bench_config(&dir, "streams: {}\n")?;
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -632,7 +631,11 @@ async fn kinesis(
         "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB |",
         got_records as f64 / read_secs,
         got_bytes as f64 / (1 << 20) as f64 / read_secs,
-        per_shard.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join("/"),
+        per_shard
+            .iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join("/"),
         percentile(&calls, 0.5).as_secs_f64() * 1e3,
         percentile(&calls, 0.99).as_secs_f64() * 1e3,
         rss as f64 / 1024.0,
