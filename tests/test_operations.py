@@ -121,9 +121,14 @@ def test_status_shows_each_stream(hydrant_factory, tmp_path):
     fh = h.firehose()
     assert fh.put_record_batch(DeliveryStreamName="a", Records=[{"Data": b"{}"}] * 10)["FailedPutCount"] == 0
     wait_until(lambda: len(lines(out, "v1/")) == 10, timeout=30, what="delivery")
-    s = json.loads(h.get("/v1/status")[1])
-    a = next(x for x in s["streams"] if x["name"] == "a")
-    assert a["incoming_records"] == 10 and a["backlog_records"] == 0 and a["last_delivery_ms"] > 0
+
+    def stream_a():
+        s = json.loads(h.get("/v1/status")[1])
+        return next(x for x in s["streams"] if x["name"] == "a")
+
+    # The object is visible a moment before its checkpoint is written.
+    a = wait_until(lambda: (lambda a: a if a["backlog_records"] == 0 else None)(stream_a()), timeout=10, what="backlog 0")
+    assert a["incoming_records"] == 10 and a["last_delivery_ms"] > 0
     assert a["last_error"] is None and a["shards"] == 2
     r = subprocess.run([hydrant_bin(), "status", "-c", str(h.config)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr

@@ -6,6 +6,9 @@
 //!   destination, gzip), drives `PutRecordBatch` from several concurrent
 //!   clients, waits until everything is delivered, and reports records/s,
 //!   MB/s, acknowledgement latency and the daemon's peak RSS.
+//! * `suite`: every workload and stage ceiling in one run, against Garage and
+//!   files, with open-loop latency and freshness; writes
+//!   `bench/results/<date>-<machine>.json` ([`suite`]).
 //! * `kinesis`: the Kinesis Data Streams API: `PutRecords` from several
 //!   clients with random partition keys, then every shard read back with
 //!   `GetRecords`, per shard and in total, beside Kinesis's per-shard figures.
@@ -21,6 +24,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use hydrant::log::frame;
+
+mod suite;
 
 #[derive(Parser)]
 #[command(about = "Hydrant benchmarks: ingest throughput and latency vs. the disk ceiling")]
@@ -103,6 +108,29 @@ enum Cmd {
         /// Given to the component's init.
         #[arg(long, default_value = r#"{"env":"bench","drop_levels":[]}"#)]
         config: String,
+    },
+    /// Every workload (W1-W5) and every stage ceiling in one run, against a
+    /// Garage started here and the local filesystem; prints the table and
+    /// writes `bench/results/<date>-<machine>.json`.
+    Suite {
+        #[arg(long, default_value = "target/release/hydrant")]
+        hydrant: PathBuf,
+        /// The Garage binary (scripts/test.sh installs it in ~/.cargo/bin).
+        #[arg(long)]
+        garage: Option<PathBuf>,
+        #[arg(long, default_value = "/tmp/hydrant-bench-suite")]
+        dir: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        results: PathBuf,
+        /// Seconds of each phase (saturation, half load).
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        /// Closed-loop producers at saturation.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Only these workloads (W1..W5); all by default.
+        #[arg(long, value_delimiter = ',')]
+        workloads: Vec<String>,
     },
     /// The Kinesis API: PutRecords records/s, then GetRecords MB/s per shard.
     Kinesis {
@@ -1149,6 +1177,13 @@ fn transform_bench(
     Ok(())
 }
 
+/// The first `name` on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -1195,6 +1230,31 @@ fn main() -> anyhow::Result<()> {
             record_bytes,
             shards,
         )),
+        Cmd::Suite {
+            hydrant,
+            garage,
+            dir,
+            results,
+            secs,
+            clients,
+            workloads,
+        } => {
+            let garage = garage
+                .or_else(|| which("garage"))
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/garage"))
+                })
+                .unwrap_or_else(|| PathBuf::from("garage"));
+            tokio::runtime::Runtime::new()?.block_on(suite::run(suite::Args {
+                hydrant,
+                garage,
+                dir,
+                results,
+                secs,
+                clients,
+                workloads,
+            }))
+        }
         Cmd::Kinesis {
             hydrant,
             dir,
