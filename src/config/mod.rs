@@ -128,6 +128,10 @@ pub struct Limits {
     pub requests_in_flight_max: usize,
     /// Streams that `CreateDeliveryStream` may create.
     pub api_streams_max: usize,
+    /// Batches encoded (and compressed, encrypted) at once, over all streams:
+    /// each holds its records in memory, and more than the machine has cores
+    /// buys no speed.
+    pub encoders_max: usize,
 }
 
 /// A validated delivery stream.
@@ -621,6 +625,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             l.api_streams_max.unwrap_or(50),
             0,
             5000,
+        ),
+        encoders_max: range_check(
+            &mut errors,
+            "limits.encoders_max",
+            l.encoders_max
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            1,
+            1024,
         ),
     };
 

@@ -60,6 +60,7 @@ pub struct RawLimits {
     pub request_bytes_max: Option<u64>,
     pub requests_in_flight_max: Option<usize>,
     pub api_streams_max: Option<usize>,
+    pub encoders_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -50,6 +50,9 @@ pub struct StreamContext {
     /// The stream's loaded WebAssembly transform.
     pub transform: Option<Arc<crate::transform::Transform>>,
     pub metrics: Arc<Metrics>,
+    /// Daemon-wide slots for encoding a batch (`limits.encoders_max`): a
+    /// shard takes one before it takes a batch out of its batcher.
+    pub encoders: Arc<tokio::sync::Semaphore>,
     last_error: Mutex<Option<String>>,
     last_delivery_ms: AtomicI64,
     /// Per shard: arrival (epoch ms) of the oldest record read but not yet
@@ -68,6 +71,7 @@ impl StreamContext {
         backup: Option<Arc<ObjectSink>>,
         transform: Option<Arc<crate::transform::Transform>>,
         metrics: Arc<Metrics>,
+        encoders: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         let oldest_pending_ms = (0..config.shards).map(|_| AtomicI64::new(0)).collect();
         let owns_log = consumer == CONSUMER;
@@ -82,6 +86,7 @@ impl StreamContext {
             backup,
             transform,
             metrics,
+            encoders,
             last_error: Mutex::new(None),
             last_delivery_ms: AtomicI64::new(0),
         }
@@ -133,6 +138,47 @@ impl StreamContext {
     pub fn last_delivery_ms(&self) -> i64 {
         self.last_delivery_ms.load(Ordering::Acquire)
     }
+}
+
+/// Runs delivery's CPU and file work (reading the log, transforming,
+/// partitioning, encoding, compressing, encrypting) on the blocking pool at a
+/// lower CPU priority (nice [`BACKGROUND_NICE`]), so that under load the
+/// threads that acknowledge producers (the HTTP workers and the log writers)
+/// run first: delivery absorbs the contention, which the log is there to
+/// buffer, instead of producers' acknowledgement latency.
+pub(crate) async fn background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        lower_priority();
+        f()
+    })
+    .await
+}
+
+/// The nice value of background threads: CFS gives a nice-0 thread about
+/// 9 times the CPU of a nice-10 one when both are runnable.
+pub const BACKGROUND_NICE: i32 = 10;
+
+thread_local! {
+    static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lowers the calling thread's priority, once. On Linux a nice value is per
+/// thread. A blocking-pool thread keeps it for whatever it runs later, which
+/// is background work too, or short.
+fn lower_priority() {
+    LOWERED.with(|l| {
+        if !l.get() {
+            l.set(true);
+            // SAFETY: setpriority has no memory-safety preconditions; `0`
+            // names the calling thread. Failure leaves the priority as is.
+            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
+            if rc != 0 {
+                tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a delivery thread's priority");
+            }
+        }
+    });
 }
 
 /// A running delivery: one task per shard.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -89,16 +90,30 @@ pub(crate) async fn run(
     let mut draining = false;
     let shard_label = Metrics::shard(&stream, shard);
 
+    // Object destinations encode each batch: a batch leaves the batcher only
+    // with one of the daemon's encoding slots, so at most `encoders_max`
+    // batches are being encoded (and held whole in memory for it) at once.
+    let encodes = matches!(ctx.config.destination, Destination::Object(_));
+    let mut slot: Option<OwnedSemaphorePermit> = None;
+
     loop {
-        while inflight.len() < uploads_max {
+        while inflight.len() < uploads_max && batcher.has_ready() {
+            if encodes && slot.is_none() {
+                slot = ctx.encoders.clone().try_acquire_owned().ok();
+                if slot.is_none() {
+                    break;
+                }
+            }
             let Some(ready) = batcher.pop_ready() else {
                 break;
             };
             if let Some(first) = ready.first_offset() {
                 inflight_firsts.insert(first, ready.oldest_arrival().unwrap_or(i64::MAX));
-                inflight.spawn(upload(ctx.clone(), shard, ready, stop.clone()));
+                inflight.spawn(upload(ctx.clone(), shard, ready, slot.take(), stop.clone()));
             }
         }
+        let waiting_for_slot =
+            encodes && slot.is_none() && batcher.has_ready() && inflight.len() < uploads_max;
         let mut finished = false;
         while let Some(res) = inflight.try_join_next() {
             finished |= complete(&stream, shard, res, &mut inflight_firsts);
@@ -141,7 +156,7 @@ pub(crate) async fn run(
             let Some(mut rd) = reader.take() else { break };
             let part = partitioner.clone();
             let transform = ctx.transform.clone();
-            let res = tokio::task::spawn_blocking(move || {
+            let res = super::background(move || {
                 // Transforming and partitioning are CPU work on every record:
                 // done here, off the runtime, beside the read.
                 let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
@@ -224,13 +239,14 @@ pub(crate) async fn run(
             if batcher.is_empty() && inflight.is_empty() {
                 break;
             }
-            if batcher.has_ready() && inflight.len() < uploads_max {
+            if batcher.has_ready() && inflight.len() < uploads_max && !waiting_for_slot {
                 continue;
             }
         }
         let deadline = batcher.deadline();
         tokio::select! {
             _ = stop.cancelled() => break,
+            s = ctx.encoders.clone().acquire_owned(), if waiting_for_slot => slot = s.ok(),
             Some(res) = inflight.join_next(), if !inflight.is_empty() => {
                 if complete(&stream, shard, res, &mut inflight_firsts) {
                     commit(&ctx, shard, &ckpt_path, &batcher, &inflight_firsts, read_pos, &mut committed).await;
@@ -391,7 +407,7 @@ async fn commit(
     let p = path.to_path_buf();
     let stream_log = ctx.log.clone();
     let owns_log = ctx.owns_log;
-    let done = tokio::task::spawn_blocking(move || {
+    let done = super::background(move || {
         let deleted = owns_log
             .then(|| stream_log.shard(shard).map(|l| l.delete_before(safe)))
             .flatten();
@@ -424,6 +440,7 @@ async fn upload(
     ctx: Arc<StreamContext>,
     shard: u32,
     ready: Ready,
+    encoder: Option<OwnedSemaphorePermit>,
     stop: CancellationToken,
 ) -> (u64, bool) {
     let cfg = &ctx.config;
@@ -453,11 +470,12 @@ async fn upload(
         Destination::Object(o) => {
             let opts = encode::EncodeOptions::of(cfg);
             let ext = opts.extension();
-            let encoded = tokio::task::spawn_blocking(move || {
+            let encoded = super::background(move || {
                 let body = encode::encode_batch(&records, &opts);
                 (records, body)
             })
             .await;
+            drop(encoder);
             let (records, body) = match encoded {
                 Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
                     // Records the format refused (not fitting the Parquet

@@ -97,6 +97,8 @@ pub struct Registry {
     /// The Kinesis streams; delivery streams may read them.
     pub kinesis: Streams,
     quota: Arc<DiskQuota>,
+    /// Encoding slots shared by every stream (`limits.encoders_max`).
+    encoders: Arc<tokio::sync::Semaphore>,
     streams: RwLock<BTreeMap<String, Arc<StreamEntry>>>,
     /// Serializes create and delete.
     admin: tokio::sync::Mutex<()>,
@@ -111,11 +113,13 @@ impl Registry {
             config.log.clone(),
             quota.clone(),
         );
+        let encoders = Arc::new(tokio::sync::Semaphore::new(config.limits.encoders_max));
         Arc::new(Registry {
             config,
             metrics,
             kinesis,
             quota,
+            encoders,
             streams: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
         })
@@ -232,6 +236,7 @@ impl Registry {
             backup,
             transform,
             self.metrics.clone(),
+            self.encoders.clone(),
         ));
         let delivery = Delivery::start(ctx.clone());
         tracing::info!(stream = name, shards = config.shards, destination = %ctx.sink.describe(), origin = ?origin, "stream started");
