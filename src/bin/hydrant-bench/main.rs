@@ -122,9 +122,12 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long, default_value = "bench/results")]
         results: PathBuf,
-        /// Seconds of each phase (saturation, half load).
+        /// Seconds of the saturation phase.
         #[arg(long, default_value_t = 15)]
         secs: u64,
+        /// Seconds of the half-load phase (latency, freshness).
+        #[arg(long, default_value_t = 30)]
+        half_secs: u64,
         /// Closed-loop producers at saturation.
         #[arg(long, default_value_t = 8)]
         clients: usize,
@@ -685,7 +688,11 @@ async fn start_daemon(
     let mut child = Command::new(hydrant)
         .args(["run", "-c"])
         .arg(cfg)
-        .env("HYDRANT_LOG", "warn")
+        // HYDRANT_BENCH_DAEMON_LOG=info,hydrant=debug shows the daemon's logs.
+        .env(
+            "HYDRANT_LOG",
+            std::env::var("HYDRANT_BENCH_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -1236,6 +1243,7 @@ fn main() -> anyhow::Result<()> {
             dir,
             results,
             secs,
+            half_secs,
             clients,
             workloads,
         } => {
@@ -1251,6 +1259,7 @@ fn main() -> anyhow::Result<()> {
                 dir,
                 results,
                 secs,
+                half_secs,
                 clients,
                 workloads,
             }))

@@ -42,6 +42,8 @@ pub struct Args {
     pub dir: PathBuf,
     pub results: PathBuf,
     pub secs: u64,
+    /// Seconds of the half-load phase: long enough for a stable p99.9.
+    pub half_secs: u64,
     pub clients: usize,
     pub workloads: Vec<String>,
 }
@@ -77,6 +79,12 @@ struct WorkloadResult {
     slowest_stage: String,
     ceiling_mb_per_sec: f64,
     fraction_of_ceiling: f64,
+    /// The CPU stages one after another on every core: cores / sum(1/rate).
+    cpu_ceiling_mb_per_sec: f64,
+    fraction_of_cpu_ceiling: f64,
+    /// The daemon's own p99 acknowledgement time at half load, as an upper
+    /// bound from its `put_latency_seconds` histogram (buckets double).
+    server_ack_p99_ms_at_most: f64,
 }
 
 /// A Garage server on loopback, one key, buckets on demand.
@@ -339,7 +347,7 @@ fn workloads() -> Vec<Workload> {
             },
             stages: &[
                 "append + fdatasync (300 B)",
-                "JSON parse",
+                // Includes parsing each record's JSON.
                 "jq partitioning (2 keys)",
                 "Parquet zstd (clickstream)",
                 "PUT to Garage",
@@ -691,6 +699,58 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result
         .sum())
 }
 
+/// The cumulative buckets of the daemon's `put_latency_seconds` histogram for
+/// one operation: (upper bound in seconds, count).
+async fn latency_buckets(
+    http: &reqwest::Client,
+    url: &str,
+    op: &str,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    let text = http
+        .get(format!("{url}metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let want = format!("operation=\"{op}\"");
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if !l.starts_with("hydrant_put_latency_seconds_bucket") || !l.contains(&want) {
+            continue;
+        }
+        let le = l
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .map(|x| {
+                if x == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    x.parse().unwrap_or(f64::NAN)
+                }
+            });
+        let n = l.rsplit(' ').next().and_then(|x| x.parse::<f64>().ok());
+        if let (Some(le), Some(n)) = (le, n) {
+            out.push((le, n));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
+/// The upper bound of the bucket holding quantile `q` of what was observed
+/// between two scrapes.
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let count = |b: &[(f64, f64)], le: f64| b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1);
+    let total = after.last().map_or(0.0, |x| x.1) - before.last().map_or(0.0, |x| x.1);
+    for (le, n) in after {
+        if total > 0.0 && (n - count(before, *le)) >= q * total {
+            return *le;
+        }
+    }
+    f64::NAN
+}
+
 /// A request to send: its body and how many records it holds.
 #[derive(Clone)]
 struct Request {
@@ -943,7 +1003,7 @@ async fn run_workload(
     let interval = Duration::from_secs_f64(per_request as f64 / rate);
     eprintln!(
         "{}: {:.0} records/s delivered; half load: {:.0} records/s for {} s",
-        w.id, delivered_rps, rate, args.secs
+        w.id, delivered_rps, rate, args.half_secs
     );
     let seen: Seen = Arc::default();
     let watch_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -954,8 +1014,14 @@ async fn run_workload(
     };
     let watcher = watch(store, out_dir.clone(), seen.clone(), watch_stop.clone());
     let before = metric(&http, &url, "hydrant_delivery_records_total").await?;
+    let op = if w.ndjson {
+        "NdjsonPut"
+    } else {
+        "PutRecordBatch"
+    };
+    let buckets_before = latency_buckets(&http, &url, op).await?;
     let half_start = Instant::now() + Duration::from_millis(200);
-    let count = (args.secs as f64 / interval.as_secs_f64()).ceil() as usize;
+    let count = (args.half_secs as f64 / interval.as_secs_f64()).ceil() as usize;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(4096));
     let mut sends = Vec::with_capacity(count);
     for i in 0..count {
@@ -989,6 +1055,8 @@ async fn run_workload(
             None => failed += 1,
         }
     }
+    let buckets_after = latency_buckets(&http, &url, op).await?;
+    let server_p99 = bucket_quantile(&buckets_before, &buckets_after, 0.99) * 1e3;
     wait_delivered(&http, &url, before + half_records as f64).await?;
     // One more listing after delivery.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1022,6 +1090,18 @@ async fn run_workload(
         .arg(pid.to_string())
         .status();
     child.wait()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_stages: Vec<&Stage> = w
+        .stages
+        .iter()
+        .filter_map(|name| ceilings.iter().find(|s| s.name == *name))
+        .filter(|s| s.per_core)
+        .collect();
+    let cpu_ceiling = if cpu_stages.is_empty() {
+        0.0
+    } else {
+        cores / cpu_stages.iter().map(|s| 1.0 / s.mb_per_sec).sum::<f64>()
+    };
     let (slowest, ceiling) = w
         .stages
         .iter()
@@ -1046,7 +1126,7 @@ async fn run_workload(
         ingest_mb_per_sec: sat_bytes as f64 / ingest_secs / 1e6,
         delivered_records_per_sec: delivered_rps,
         delivered_mb_per_sec: delivered_mbps,
-        half_load_records_per_sec: half_records as f64 / args.secs as f64,
+        half_load_records_per_sec: half_records as f64 / args.half_secs as f64,
         ack_p50_ms: ms(percentile(&lat, 0.5)),
         ack_p99_ms: ms(percentile(&lat, 0.99)),
         ack_p999_ms: ms(percentile(&lat, 0.999)),
@@ -1062,6 +1142,13 @@ async fn run_workload(
         } else {
             0.0
         },
+        cpu_ceiling_mb_per_sec: cpu_ceiling,
+        fraction_of_cpu_ceiling: if cpu_ceiling > 0.0 {
+            delivered_mbps / cpu_ceiling
+        } else {
+            0.0
+        },
+        server_ack_p99_ms_at_most: server_p99,
     })
 }
 
@@ -1117,16 +1204,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nWorkloads ({} s each phase, {} clients at saturation, {cores} cores):\n",
-        args.secs, args.clients
+        "\nWorkloads ({} s at saturation with {} clients, {} s at half load, {cores} cores):\n",
+        args.secs, args.clients, args.half_secs
     );
     println!(
-        "| workload | ingest rec/s | delivered rec/s | delivered MB/s | slowest stage (x{cores} cores if CPU) | of ceiling | ack p50/p99/p99.9 at half load | freshness p50/p99 | peak RSS | CPU s/GB |"
+        "| workload | ingest rec/s | delivered rec/s | delivered MB/s | slowest stage (x{cores} cores if CPU) | of it | CPU stages in series (x{cores}) | of it | ack p50/p99/p99.9 at half load | daemon's p99 | freshness p50/p99 | peak RSS | CPU s/GB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} {} | {:.0} | {:.0} | {:.1} | {} {:.0} MB/s | {:.0}% | {:.1} / {:.1} / {:.1} ms{} | {:.0} / {:.0} ms | {:.0} MiB | {:.1} |",
+            "| {} {} | {:.0} | {:.0} | {:.1} | {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% | {:.1} / {:.1} / {:.1} ms{} | ≤ {:.0} ms | {:.0} / {:.0} ms | {:.0} MiB | {:.1} |",
             r.id,
             r.description,
             r.ingest_records_per_sec,
@@ -1135,6 +1222,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             r.slowest_stage,
             r.ceiling_mb_per_sec,
             r.fraction_of_ceiling * 100.0,
+            r.cpu_ceiling_mb_per_sec,
+            r.fraction_of_cpu_ceiling * 100.0,
             r.ack_p50_ms,
             r.ack_p99_ms,
             r.ack_p999_ms,
@@ -1143,6 +1232,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 String::new()
             },
+            r.server_ack_p99_ms_at_most,
             r.freshness_p50_ms,
             r.freshness_p99_ms,
             r.peak_rss_mib,
@@ -1159,7 +1249,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "cores": cores,
         "version": env!("CARGO_PKG_VERSION"),
         "commit": Command::new("git").args(["rev-parse", "--short", "HEAD"]).stderr(Stdio::null()).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        "secs_per_phase": args.secs,
+        "saturation_secs": args.secs,
+        "half_load_secs": args.half_secs,
         "clients": args.clients,
         "stages": ceilings,
         "workloads": results,
