@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -33,11 +34,22 @@ pub fn stream_arn(name: &str) -> String {
     format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}")
 }
 
+/// An operation's answer: a value, or JSON already written (the hot path,
+/// `PutRecordBatch`, writes its 500 record ids straight into the body).
+pub enum Reply {
+    Value(Value),
+    Json(String),
+}
+
 /// Dispatches one operation.
-pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Value, ApiError> {
-    match op {
+pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let value = match op {
         "PutRecord" => put_record(state, parse_put_record(body)?).await,
-        "PutRecordBatch" => put_record_batch(state, parse_put_record_batch(body)?).await,
+        "PutRecordBatch" => {
+            return put_record_batch(state, parse_put_record_batch(body)?)
+                .await
+                .map(Reply::Json);
+        }
         "ListDeliveryStreams" => list(state, parse(body)?),
         "DescribeDeliveryStream" => describe(state, parse(body)?),
         "CreateDeliveryStream" => create(state, body).await,
@@ -45,7 +57,8 @@ pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Value, 
         other => Err(ApiError::unknown_operation(format!(
             "Firehose_20150804.{other} is not an operation Hydrant implements"
         ))),
-    }
+    };
+    value.map(Reply::Value)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
@@ -58,24 +71,39 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::serialization(format!("cannot parse the request body as JSON: {e}")))
 }
 
+/// A record as sent: its `Data` left unparsed (borrowed from the body), so
+/// the base64 is decoded straight into the request's one buffer.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RecordIn {
-    data: Option<Value>,
+struct RecordIn<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordIn {
+struct PutRecordIn<'a> {
     delivery_stream_name: Option<Value>,
-    record: Option<RecordIn>,
+    #[serde(borrow)]
+    record: Option<RecordIn<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordBatchIn {
+struct PutRecordBatchIn<'a> {
     delivery_stream_name: Option<Value>,
-    records: Option<Vec<RecordIn>>,
+    #[serde(borrow)]
+    records: Option<Vec<RecordIn<'a>>>,
+}
+
+fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::serialization(format!("cannot parse the request body as JSON: {e}")))
 }
 
 /// Checks a stream name as the model does, adding violations to `v`.
@@ -100,37 +128,48 @@ fn check_name(name: Option<&Value>, v: &mut Vec<String>) -> String {
     }
 }
 
-/// Decodes a record's base64 data and checks its size.
+/// Decodes a record's base64 data onto the end of `out` and checks its
+/// size; returns where in `out` it is.
 fn decode_data(
-    data: Option<&Value>,
-    at: &str,
+    data: Option<&RawValue>,
+    at: impl Fn() -> String,
     v: &mut Vec<String>,
-) -> Result<Option<Bytes>, ApiError> {
-    let s = match data {
-        None | Some(Value::Null) => {
-            v.push(format!(
-                "Value null at '{at}' failed to satisfy constraint: Member must not be null"
-            ));
-            return Ok(None);
-        }
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(ApiError::serialization(format!(
-                "'{at}' must be a base64 string"
-            )));
-        }
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.as_bytes())
-        .map_err(|e| ApiError::serialization(format!("'{at}' is not valid base64: {e}")))?;
-    if bytes.len() > RECORD_BYTES_MAX {
+    out: &mut Vec<u8>,
+) -> Result<Option<std::ops::Range<usize>>, ApiError> {
+    let raw = data.map_or("null", |r| r.get());
+    if raw == "null" {
         v.push(format!(
-            "Value 'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]' at '{at}' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
-            n = bytes.len()
+            "Value null at '{}' failed to satisfy constraint: Member must not be null",
+            at()
         ));
         return Ok(None);
     }
-    Ok(Some(Bytes::from(bytes)))
+    let not_string = || ApiError::serialization(format!("'{}' must be a base64 string", at()));
+    let escaped;
+    let text = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        // Base64 has no characters JSON must escape; a sender may still
+        // escape some (`\/`), so only then is the string unescaped.
+        Some(inner) if !inner.contains('\\') => inner,
+        Some(_) => {
+            escaped = serde_json::from_str::<String>(raw).map_err(|_| not_string())?;
+            escaped.as_str()
+        }
+        None => return Err(not_string()),
+    };
+    let start = out.len();
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(text.as_bytes(), out)
+        .map_err(|e| ApiError::serialization(format!("'{}' is not valid base64: {e}", at())))?;
+    let n = out.len() - start;
+    if n > RECORD_BYTES_MAX {
+        out.truncate(start);
+        v.push(format!(
+            "Value 'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]' at '{}' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
+            at()
+        ));
+        return Ok(None);
+    }
+    Ok(Some(start..out.len()))
 }
 
 fn lookup(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
@@ -154,7 +193,7 @@ fn lookup_for_put(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiE
 
 fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
     // Opaque to clients; unique across shards and across streams re-created
-    // under the same name.
+    // under the same name. `put_record_batch` writes the same layout.
     format!("{:020}{:04}{:020}", entry.created_ms.max(0), shard, offset)
 }
 
@@ -226,9 +265,10 @@ pub struct PutRecordBatchRequest {
 /// Parses and validates a `PutRecord` body: JSON, base64, Firehose's limits.
 /// Pure, so it can be fuzzed.
 pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
-    let req: PutRecordIn = parse(body)?;
+    let req: PutRecordIn = parse_borrowed(body)?;
     let mut v = Vec::new();
     let stream = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let mut buf = Vec::new();
     let data = match &req.record {
         None => {
             v.push(
@@ -237,10 +277,13 @@ pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
             );
             None
         }
-        Some(r) => decode_data(r.data.as_ref(), "record.data", &mut v)?,
+        Some(r) => decode_data(r.data, || "record.data".into(), &mut v, &mut buf)?,
     };
     match data {
-        Some(data) if v.is_empty() => Ok(PutRecordRequest { stream, data }),
+        Some(_) if v.is_empty() => Ok(PutRecordRequest {
+            stream,
+            data: Bytes::from(buf),
+        }),
         _ => Err(ApiError::validation(&v)),
     }
 }
@@ -254,10 +297,12 @@ async fn put_record(state: &AppState, req: PutRecordRequest) -> Result<Value, Ap
 /// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
 /// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
 pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
-    let req: PutRecordBatchIn = parse(body)?;
+    let req: PutRecordBatchIn = parse_borrowed(body)?;
     let mut v = Vec::new();
     let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
-    let mut data = Vec::new();
+    // Every record decoded into one buffer; records are slices of it.
+    let mut buf = Vec::with_capacity(body.len() / 4 * 3);
+    let mut ranges = Vec::new();
     match &req.records {
         None => v.push("Value null at 'records' failed to satisfy constraint: Member must not be null".into()),
         Some(rs) if rs.is_empty() => v.push("Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1".into()),
@@ -266,9 +311,10 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
             rs.len()
         )),
         Some(rs) => {
+            ranges.reserve(rs.len());
             for (i, r) in rs.iter().enumerate() {
-                if let Some(d) = decode_data(r.data.as_ref(), &format!("records.{}.member.data", i + 1), &mut v)? {
-                    data.push(d);
+                if let Some(d) = decode_data(r.data, || format!("records.{}.member.data", i + 1), &mut v, &mut buf)? {
+                    ranges.push(d);
                 }
             }
         }
@@ -276,7 +322,9 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
     if !v.is_empty() {
         return Err(ApiError::validation(&v));
     }
-    let total: usize = data.iter().map(Bytes::len).sum();
+    let total = buf.len();
+    let buf = Bytes::from(buf);
+    let data: Vec<Bytes> = ranges.into_iter().map(|r| buf.slice(r)).collect();
     if total > BATCH_BYTES_MAX {
         return Err(ApiError::invalid_argument(
             "Records size exceeds 4 MB limit",
@@ -288,16 +336,33 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
     })
 }
 
-async fn put_record_batch(state: &AppState, req: PutRecordBatchRequest) -> Result<Value, ApiError> {
+async fn put_record_batch(
+    state: &AppState,
+    req: PutRecordBatchRequest,
+) -> Result<String, ApiError> {
+    use std::fmt::Write;
     let (name, data) = (req.stream, req.records);
     let entry = lookup_for_put(state, &name)?;
     let n = data.len();
     match append(state, &entry, data).await {
         Ok((shard, range)) => {
-            let responses: Vec<Value> = range
-                .map(|o| json!({ "RecordId": record_id(&entry, shard, o) }))
-                .collect();
-            Ok(json!({ "FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses }))
+            // Written directly: a value per record costs more than the rest
+            // of the answer.
+            let mut out = String::with_capacity(70 + n * 60);
+            out.push_str(r#"{"FailedPutCount":0,"Encrypted":false,"RequestResponses":["#);
+            for (i, o) in range.enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // record_id's layout, without a String per record.
+                let _ = write!(
+                    out,
+                    r#"{{"RecordId":"{:020}{shard:04}{o:020}"}}"#,
+                    entry.created_ms.max(0)
+                );
+            }
+            out.push_str("]}");
+            Ok(out)
         }
         // Firehose reports a refused batch per record with HTTP 200, so that
         // clients re-send only what failed.
@@ -305,7 +370,10 @@ async fn put_record_batch(state: &AppState, req: PutRecordBatchRequest) -> Resul
             let responses: Vec<Value> = (0..n)
                 .map(|_| json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": e.message }))
                 .collect();
-            Ok(json!({ "FailedPutCount": n, "Encrypted": false, "RequestResponses": responses }))
+            Ok(
+                json!({ "FailedPutCount": n, "Encrypted": false, "RequestResponses": responses })
+                    .to_string(),
+            )
         }
         Err(e) => Err(e),
     }
@@ -679,3 +747,6 @@ async fn delete(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
         Err(e) => Err(ApiError::in_use(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,8 +97,8 @@ fn authenticate(
     )
 }
 
-fn json_response(value: serde_json::Value) -> Response {
-    let mut resp = (StatusCode::OK, value.to_string()).into_response();
+fn json_response(body: String) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -173,7 +173,9 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
                 })
             };
             match req {
-                Ok(req) => kinesis::dispatch(&state, op, &req).await,
+                Ok(req) => kinesis::dispatch(&state, op, &req)
+                    .await
+                    .map(firehose::Reply::Value),
                 Err(e) => Err(e),
             }
         }
@@ -200,11 +202,22 @@ enum Service {
 }
 
 /// The reply in the request's encoding: AWS JSON 1.1 or CBOR.
-fn reply(result: Result<serde_json::Value, ApiError>, cbor: bool) -> Response {
+fn reply(result: Result<firehose::Reply, ApiError>, cbor: bool) -> Response {
+    use firehose::Reply;
     match (result, cbor) {
-        (Ok(v), false) => json_response(v),
+        (Ok(Reply::Value(v)), false) => json_response(v.to_string()),
+        (Ok(Reply::Json(s)), false) => json_response(s),
         (Err(e), false) => e.into_response(),
-        (Ok(v), true) => cbor_response(StatusCode::OK, &v, None),
+        (Ok(Reply::Value(v)), true) => cbor_response(StatusCode::OK, &v, None),
+        (Ok(Reply::Json(s)), true) => match serde_json::from_str(&s) {
+            Ok(v) => cbor_response(StatusCode::OK, &v, None),
+            Err(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailureException",
+                e.to_string(),
+            )
+            .into_response(),
+        },
         (Err(e), true) => cbor_response(
             e.status,
             &json!({ "__type": e.kind, "message": e.message }),

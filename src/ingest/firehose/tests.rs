@@ -1,0 +1,57 @@
+use super::*;
+
+#[test]
+fn a_batch_decodes_into_slices_of_one_buffer_in_order() {
+    let body = br#"{"DeliveryStreamName":"s","Records":[{"Data":"YQ=="},{"Data":""},{"Data":"Ynl0ZXM\/"}]}"#;
+    let req = parse_put_record_batch(body).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(req.stream, "s");
+    let got: Vec<&[u8]> = req.records.iter().map(|b| b.as_ref()).collect();
+    // The third is "Ynl0ZXM/" with its slash escaped, as some encoders write it.
+    assert_eq!(got, vec![b"a".as_slice(), b"", b"bytes?"]);
+}
+
+#[test]
+fn bad_records_are_named_by_their_position() {
+    let e = parse_put_record_batch(
+        br#"{"DeliveryStreamName":"s","Records":[{"Data":"YQ=="},{"Data":null},{}]}"#,
+    )
+    .err()
+    .map(|e| e.message)
+    .unwrap_or_default();
+    assert!(
+        e.contains("'records.2.member.data'") && e.contains("'records.3.member.data'"),
+        "{e}"
+    );
+    let e = parse_put_record_batch(br#"{"DeliveryStreamName":"s","Records":[{"Data":7}]}"#)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.kind, "SerializationException");
+    assert!(e.message.contains("records.1.member.data"), "{}", e.message);
+    let e = parse_put_record_batch(br#"{"DeliveryStreamName":"s","Records":[{"Data":"!!"}]}"#)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(e.message.contains("not valid base64"), "{}", e.message);
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![0u8; RECORD_BYTES_MAX + 1]);
+    let body =
+        format!(r#"{{"DeliveryStreamName":"s","Records":[{{"Data":"YQ=="}},{{"Data":"{big}"}}]}}"#);
+    let e = parse_put_record_batch(body.as_bytes())
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.kind, "InvalidArgumentException");
+    assert!(
+        e.message.contains("records.2.member.data") && e.message.contains("1024000"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_single_record_is_parsed_alike() {
+    let req = parse_put_record(br#"{"DeliveryStreamName":"s","Record":{"Data":"aGk="}}"#)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(req.data.as_ref(), b"hi");
+    let e = parse_put_record(br#"{"DeliveryStreamName":"s","Record":{}}"#)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(e.message.contains("'record.data'"), "{}", e.message);
+}
