@@ -61,7 +61,8 @@ pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Reply, 
     value.map(Reply::Value)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+/// Parses a request body (empty is `{}`); `T` may borrow from it.
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() {
         b"{}".as_slice()
     } else {
@@ -94,16 +95,6 @@ struct PutRecordBatchIn<'a> {
     delivery_stream_name: Option<Value>,
     #[serde(borrow)]
     records: Option<Vec<RecordIn<'a>>>,
-}
-
-fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let body = if body.is_empty() {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("cannot parse the request body as JSON: {e}")))
 }
 
 /// Checks a stream name as the model does, adding violations to `v`.
@@ -265,7 +256,7 @@ pub struct PutRecordBatchRequest {
 /// Parses and validates a `PutRecord` body: JSON, base64, Firehose's limits.
 /// Pure, so it can be fuzzed.
 pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
-    let req: PutRecordIn = parse_borrowed(body)?;
+    let req: PutRecordIn = parse(body)?;
     let mut v = Vec::new();
     let stream = check_name(req.delivery_stream_name.as_ref(), &mut v);
     let mut buf = Vec::new();
@@ -297,7 +288,7 @@ async fn put_record(state: &AppState, req: PutRecordRequest) -> Result<Value, Ap
 /// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
 /// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
 pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
-    let req: PutRecordBatchIn = parse_borrowed(body)?;
+    let req: PutRecordBatchIn = parse(body)?;
     let mut v = Vec::new();
     let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
     // Every record decoded into one buffer; records are slices of it.

@@ -407,47 +407,28 @@ async fn ingest(
         .build()?;
     let mut child = start_daemon(&hydrant, &cfg, &http, &url).await?;
     let body = batch_body(per_batch, record_bytes)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
     let start = Instant::now();
-    for _ in 0..clients {
-        let (http, url, body, stop) = (http.clone(), url.clone(), body.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut failed = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
-                    .header("Content-Type", "application/x-amz-json-1.1")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status().is_success() => {
-                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                        if v["FailedPutCount"].as_u64() == Some(0) {
-                            lat.push(t.elapsed());
-                        } else {
-                            failed += 1;
-                        }
-                    }
-                    _ => failed += 1,
-                }
+    let (h, u) = (http.clone(), url.clone());
+    let (mut lat, failed) = closed_loop(clients, secs, move |_, _| {
+        let (http, url, body) = (h.clone(), u.clone(), body.clone());
+        async move {
+            let r = http
+                .post(&url)
+                .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
+                .header("Content-Type", "application/x-amz-json-1.1")
+                .body(body)
+                .send()
+                .await;
+            match r {
+                Ok(resp) if resp.status().is_success() => resp
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|v| v["FailedPutCount"].as_u64() == Some(0)),
+                _ => false,
             }
-            (lat, failed)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (l, f) = t.await?;
-        lat.extend(l);
-        failed += f;
-    }
+        }
+    })
+    .await?;
     let el = start.elapsed().as_secs_f64();
     lat.sort();
     let sent_records = lat.len() as u64 * per_batch as u64;
@@ -555,36 +536,18 @@ async fn kinesis(
             bytes::Bytes::from(json!({ "StreamName": "bench", "Records": records }).to_string())
         })
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (http, url, bodies, stop) = (http.clone(), url.clone(), bodies.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut failed = 0u64;
-            let mut n = c;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let body = bodies[n % bodies.len()].clone();
-                n += 1;
-                match kinesis_call(&http, &url, "PutRecords", body).await {
-                    Ok(v) if v["FailedRecordCount"].as_u64() == Some(0) => lat.push(t.elapsed()),
-                    _ => failed += 1,
-                }
-            }
-            (lat, failed)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (l, f) = t.await?;
-        lat.extend(l);
-        failed += f;
-    }
+    let (h, u, bodies) = (http.clone(), url.clone(), Arc::new(bodies));
+    let (mut lat, failed) = closed_loop(clients, secs, move |c, n| {
+        let (http, url) = (h.clone(), u.clone());
+        let body = bodies[(c + n) % bodies.len()].clone();
+        async move {
+            kinesis_call(&http, &url, "PutRecords", body)
+                .await
+                .is_ok_and(|v| v["FailedRecordCount"].as_u64() == Some(0))
+        }
+    })
+    .await?;
     let put_secs = start.elapsed().as_secs_f64();
     lat.sort();
     let put_records = lat.len() as u64 * per_call as u64;
@@ -676,6 +639,47 @@ async fn kinesis(
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `clients` closed-loop producers for `secs`: each awaits `call(client, n)`
+/// (true: acknowledged) and sends the next. The acknowledged calls' latencies
+/// and the number that failed.
+async fn closed_loop<F, Fut>(
+    clients: usize,
+    secs: u64,
+    call: F,
+) -> anyhow::Result<(Vec<Duration>, u64)>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (call, stop) = (call.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut failed, mut n) = (Vec::new(), 0u64, 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if call(c, n).await {
+                    lat.push(t.elapsed());
+                } else {
+                    failed += 1;
+                }
+                n += 1;
+            }
+            (lat, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, f) = t.await?;
+        lat.extend(l);
+        failed += f;
+    }
+    Ok((lat, failed))
 }
 
 /// Starts the daemon on a bench config and waits until it answers `/health`.

@@ -685,13 +685,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<f64> {
-    let text = http
+async fn metrics_text(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    Ok(http
         .get(format!("{url}metrics"))
         .send()
         .await?
         .text()
-        .await?;
+        .await?)
+}
+
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = metrics_text(http, url).await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(name))
@@ -706,12 +710,7 @@ async fn latency_buckets(
     url: &str,
     op: &str,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
-    let text = http
-        .get(format!("{url}metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = metrics_text(http, url).await?;
     let want = format!("operation=\"{op}\"");
     let mut out = Vec::new();
     for l in text.lines() {
