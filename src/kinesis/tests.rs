@@ -1,3 +1,5 @@
+//! Kinesis streams over the log: persistence, limits, retention with consumers, declared streams.
+
 use super::*;
 use crate::log::AppendRecord;
 use bytes::Bytes;

@@ -1,3 +1,5 @@
+//! CBOR requests and replies as the AWS SDK for Java writes and reads them.
+
 use super::*;
 use serde_json::json;
 

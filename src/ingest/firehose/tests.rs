@@ -1,3 +1,5 @@
+//! Parsing of Firehose put requests: one buffer per request, errors named by record.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Hash-key ranges, sequence numbers, iterators and shard ids as Kinesis has them.
+
 use super::*;
 
 #[test]
