@@ -681,7 +681,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     };
 
     let rk = raw.kinesis.unwrap_or_default();
-    let kinesis = KinesisOptions {
+    let mut kinesis = KinesisOptions {
         shards_max: range_check(
             &mut errors,
             "kinesis.shards_max",
@@ -699,7 +699,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         shard_write_limits: rk.shard_write_limits.unwrap_or(false),
         streams: BTreeMap::new(),
     };
-    let mut kinesis = kinesis;
     let mut declared_shards = 0u32;
     for (name, ks) in rk.streams {
         let path = format!("kinesis.streams.{name}");

@@ -308,9 +308,7 @@ fn disk(dir: PathBuf, record_bytes: usize, per_sync: usize, secs: u64) -> anyhow
 fn bench_config(dir: &std::path::Path, body: &str) -> anyhow::Result<(u16, PathBuf)> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let cfg = dir.join("bench.yaml");
     std::fs::write(
         &cfg,
@@ -320,6 +318,13 @@ fn bench_config(dir: &std::path::Path, body: &str) -> anyhow::Result<(u16, PathB
         ),
     )?;
     Ok((port, cfg))
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A PutRecordBatch body of `n` JSON records of about `bytes` each.
@@ -820,24 +825,40 @@ async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Resul
     Ok(())
 }
 
-/// `n` generated log lines as frames, and their total bytes.
-fn log_frames(n: usize, record_bytes: usize) -> (Vec<frame::Frame>, usize) {
+/// `n` generated records as log frames (offsets 0..n), and their total bytes.
+fn frames_of(n: usize, make: impl Fn(usize) -> Vec<u8>) -> (Vec<frame::Frame>, usize) {
     let frames: Vec<frame::Frame> = (0..n)
         .map(|i| frame::Frame {
             offset: i as u64,
-            arrival_ms: 0,
+            arrival_ms: 1_764_000_000_000,
             key: bytes::Bytes::new(),
-            data: bytes::Bytes::from(json_record(i, record_bytes)),
+            data: bytes::Bytes::from(make(i)),
         })
         .collect();
     let raw = frames.iter().map(|f| f.data.len()).sum();
     (frames, raw)
 }
 
+/// The partitioner of a stream partitioned by `keys` (YAML map of name to jq)
+/// under `prefix`, as the daemon builds it from a config.
+fn partitioner(
+    keys: &str,
+    prefix: &str,
+) -> anyhow::Result<std::sync::Arc<hydrant::delivery::partition::Partitioner>> {
+    let cfg = hydrant::config::parse(&format!(
+        "streams:\n  s:\n    dynamic_partitioning: {{ keys: {keys} }}\n    destination: {{ type: file, path: /tmp/x, prefix: \"{prefix}\", error_output_prefix: \"e/!{{firehose:error-output-type}}/\" }}\n"
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.streams["s"]
+        .partitioning
+        .clone()
+        .context("partitioning")
+}
+
 fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
     use hydrant::config::{Compression, Encoding, Encryption};
     use hydrant::encode::{EncodeOptions, encode_batch, encrypt::SecretKey, parquet};
-    let (frames, raw) = log_frames(n, record_bytes);
+    let (frames, raw) = frames_of(n, |i| json_record(i, record_bytes));
     let lines = Encoding::JsonLines {
         delimiter: b"\n".to_vec(),
     };
@@ -934,14 +955,10 @@ fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
         );
     }
     // Dynamic partitioning alone: JSON parse, two jq keys, prefix render.
-    let cfg = hydrant::config::parse(
-        "streams:\n  s:\n    dynamic_partitioning: { keys: { service: .service, level: .level } }\n    destination: { type: file, path: /tmp/x, prefix: \"service=!{partitionKeyFromQuery:service}/level=!{partitionKeyFromQuery:level}/!{timestamp:yyyy/MM/dd}/\", error_output_prefix: \"e/!{firehose:error-output-type}/\" }\n",
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let part = cfg.streams["s"]
-        .partitioning
-        .clone()
-        .context("partitioning")?;
+    let part = partitioner(
+        "{ service: .service, level: .level }",
+        "service=!{partitionKeyFromQuery:service}/level=!{partitionKeyFromQuery:level}/!{timestamp:yyyy/MM/dd}/",
+    )?;
     let mut scratch = hydrant::delivery::partition::RouteScratch::default();
     let t = Instant::now();
     let mut prefixes = std::collections::HashSet::new();
@@ -1142,7 +1159,7 @@ fn transform_bench(
     config: String,
 ) -> anyhow::Result<()> {
     use hydrant::transform::{Outcome, Transform, TransformConfig};
-    let (frames, raw) = log_frames(n, record_bytes);
+    let (frames, raw) = frames_of(n, |i| json_record(i, record_bytes));
     let t0 = Instant::now();
     let t = Transform::load(
         TransformConfig {

@@ -33,7 +33,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{json_record, peak_rss_kib, percentile, start_daemon};
+use super::{
+    frames_of, free_port, json_record, partitioner, peak_rss_kib, percentile, start_daemon,
+};
 
 /// What the suite runs.
 pub struct Args {
@@ -95,12 +97,6 @@ struct Garage {
     endpoint: String,
     key_id: String,
     secret: String,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Garage {
@@ -408,19 +404,6 @@ fn workloads() -> Vec<Workload> {
     ]
 }
 
-fn frames_of(make: fn(usize) -> Vec<u8>, n: usize) -> (Vec<hydrant::log::frame::Frame>, usize) {
-    let frames: Vec<_> = (0..n)
-        .map(|i| hydrant::log::frame::Frame {
-            offset: i as u64,
-            arrival_ms: 1_764_000_000_000,
-            key: bytes::Bytes::new(),
-            data: bytes::Bytes::from(make(i)),
-        })
-        .collect();
-    let raw = frames.iter().map(|f| f.data.len()).sum();
-    (frames, raw)
-}
-
 fn stage(name: &str, raw: usize, n: usize, el: Duration, per_core: bool) -> Stage {
     let s = el.as_secs_f64().max(1e-9);
     let st = Stage {
@@ -509,9 +492,9 @@ async fn stage_ceilings(
     out.push(disk_stage(dir, 300, click_record)?);
     out.push(disk_stage(dir, 100, small_record)?);
 
-    let (logs, logs_raw) = frames_of(log_record, n);
-    let (clicks, clicks_raw) = frames_of(click_record, n);
-    let (small, small_raw) = frames_of(small_record, n);
+    let (logs, logs_raw) = frames_of(n, log_record);
+    let (clicks, clicks_raw) = frames_of(n, click_record);
+    let (small, small_raw) = frames_of(n, small_record);
     let lines = Encoding::JsonLines {
         delimiter: b"\n".to_vec(),
     };
@@ -587,14 +570,10 @@ async fn stage_ceilings(
     }
     out.push(stage("JSON parse", clicks_raw, n, t.elapsed(), true));
 
-    let cfg = hydrant::config::parse(
-        "streams:\n  s:\n    dynamic_partitioning: { keys: { country: .country, device: .device } }\n    destination: { type: file, path: /tmp/x, prefix: \"country=!{partitionKeyFromQuery:country}/device=!{partitionKeyFromQuery:device}/!{timestamp:yyyy/MM/dd/HH}/\", error_output_prefix: \"e/!{firehose:error-output-type}/\" }\n",
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let part = cfg.streams["s"]
-        .partitioning
-        .clone()
-        .context("partitioning")?;
+    let part = partitioner(
+        "{ country: .country, device: .device }",
+        "country=!{partitionKeyFromQuery:country}/device=!{partitionKeyFromQuery:device}/!{timestamp:yyyy/MM/dd/HH}/",
+    )?;
     let mut scratch = hydrant::delivery::partition::RouteScratch::default();
     let t = Instant::now();
     for f in &clicks {
