@@ -436,7 +436,7 @@ impl Streams {
             tracing::warn!(stream = name, error = %e, "cannot set a deleted stream's files aside");
         }
         let quota = self.quota.clone();
-        let bytes: u64 = stream.log.shards().iter().map(|s| s.disk_bytes()).sum();
+        let bytes = stream.log.quota_bytes();
         drop(stream);
         std::thread::spawn(move || {
             if gone.exists() {

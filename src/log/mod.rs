@@ -187,6 +187,11 @@ pub(crate) struct ShardShared {
     /// Where the durable end is: (its offset, segment base, byte position),
     /// set by the writer before it publishes `durable`.
     pub tail: std::sync::Mutex<(u64, u64, u64)>,
+    /// A finished segment is kept as the spare only if it is this long.
+    pub segment_bytes: u64,
+    /// Bytes of the spare segment ([`segment::spare_path`]), 0 if there is
+    /// none. They stay counted by the quota until the writer takes it.
+    pub spare: std::sync::Mutex<u64>,
 }
 
 impl ShardShared {
@@ -195,6 +200,76 @@ impl ShardShared {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    fn spare_bytes(&self) -> std::sync::MutexGuard<'_, u64> {
+        match self.spare.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Keeps `path`, a segment of `len` bytes just dropped from the list, as
+    /// the spare instead of deleting it, if there is no spare yet and it is a
+    /// full segment. True if it was kept.
+    fn keep_as_spare(&self, path: &Path, len: u64) -> io::Result<bool> {
+        if len < self.segment_bytes {
+            return Ok(false);
+        }
+        let mut spare = self.spare_bytes();
+        if *spare != 0 {
+            return Ok(false);
+        }
+        fs::rename(path, segment::spare_path(&self.dir))?;
+        *spare = len;
+        Ok(true)
+    }
+
+    /// Renames the spare to `to` and gives its bytes back to the quota (the
+    /// writer reserves them again as it writes over it). False if there is
+    /// no spare or it cannot be renamed (it is then deleted).
+    fn take_spare(&self, to: &Path) -> bool {
+        let mut spare = self.spare_bytes();
+        if *spare == 0 {
+            return false;
+        }
+        let from = segment::spare_path(&self.dir);
+        let taken = match fs::rename(&from, to) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(shard = self.shard, error = %e, "cannot reuse the spare segment; deleting it");
+                let _ = fs::remove_file(&from);
+                false
+            }
+        };
+        self.quota.release(*spare);
+        *spare = 0;
+        taken
+    }
+
+    /// Deletes the spare so its bytes count no more. True if there was one.
+    fn drop_spare(&self) -> bool {
+        let mut spare = self.spare_bytes();
+        if *spare == 0 {
+            return false;
+        }
+        match fs::remove_file(segment::spare_path(&self.dir)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(shard = self.shard, error = %e, "cannot delete the spare segment");
+                return false;
+            }
+        }
+        self.quota.release(*spare);
+        *spare = 0;
+        true
+    }
+
+    /// Reserves `bytes` of the quota, deleting the spare first if that is
+    /// what it takes.
+    fn reserve(&self, bytes: u64) -> bool {
+        self.quota.try_reserve(bytes) || (self.drop_spare() && self.quota.try_reserve(bytes))
     }
 }
 
@@ -226,13 +301,20 @@ impl ShardLog {
             Some(&base) => {
                 let path = segment::segment_path(dir, base);
                 let r = segment::recover_tail(&path, base).map_err(io_err(shard, &path))?;
-                if r.truncated_bytes > 0 {
+                if r.reused {
+                    tracing::debug!(
+                        shard,
+                        segment = %path.display(),
+                        cut_bytes = r.truncated_bytes,
+                        "cut a reused segment to its frames"
+                    );
+                } else if r.truncated_bytes > 0 {
                     tracing::warn!(
                         shard,
                         segment = %path.display(),
                         truncated_bytes = r.truncated_bytes,
                         reason = r.reason.unwrap_or(""),
-                        "truncated an unacknowledged torn tail"
+                        "cut the log after its last whole frame: an unacknowledged torn write, or old frames of a reused segment"
                     );
                 }
                 (r.next_offset, r.valid_bytes)
@@ -244,6 +326,17 @@ impl ShardLog {
             total += fs::metadata(&path).map_err(io_err(shard, &path))?.len();
         }
         quota.add_existing(total);
+        let spare_path = segment::spare_path(dir);
+        let spare = match fs::metadata(&spare_path) {
+            Ok(m) if m.len() >= opts.segment_bytes => m.len(),
+            Ok(_) => {
+                fs::remove_file(&spare_path).map_err(io_err(shard, &spare_path))?;
+                0
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err(shard, &spare_path)(e)),
+        };
+        quota.add_existing(spare);
         let (durable, _) = watch::channel(next);
         let active_base = bases.last().copied().unwrap_or(0);
         let shared = Arc::new(ShardShared {
@@ -255,6 +348,8 @@ impl ShardLog {
             quota,
             failed: AtomicBool::new(false),
             tail: std::sync::Mutex::new((next, active_base, active_len)),
+            segment_bytes: opts.segment_bytes,
+            spare: std::sync::Mutex::new(spare),
         });
         let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
         writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
@@ -363,8 +458,15 @@ impl ShardLog {
         self.shared.bytes.load(Ordering::Acquire)
     }
 
+    /// Bytes this shard holds of the quota: its segments and its spare.
+    pub fn quota_bytes(&self) -> u64 {
+        self.disk_bytes() + *self.shared.spare_bytes()
+    }
+
     /// Deletes every segment whose records are all below `offset`, keeping the
-    /// segment being written. Returns the bytes freed.
+    /// segment being written. Returns the bytes the log no longer holds. The
+    /// first full one becomes the shard's spare when it has none, to be
+    /// written over as the next segment ([`segment::spare_path`]).
     pub fn delete_before(&self, offset: u64) -> Result<u64, LogError> {
         let shard = self.shared.shard;
         let doomed: Vec<u64> = {
@@ -377,7 +479,7 @@ impl ShardLog {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let mut freed = 0;
+        let (mut freed, mut kept) = (0, 0);
         for base in &doomed {
             let path = segment::segment_path(&self.shared.dir, *base);
             let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -385,18 +487,29 @@ impl ShardLog {
             if let Ok(mut segs) = self.shared.segments.write() {
                 segs.retain(|b| b != base);
             }
+            freed += len;
+            match self.shared.keep_as_spare(&path, len) {
+                Ok(true) => {
+                    kept = len;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(shard, error = %e, "cannot keep a segment as the spare")
+                }
+            }
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(shard, &path)(e)),
             }
-            freed += len;
         }
         segment::sync_dir(&self.shared.dir).map_err(io_err(shard, &self.shared.dir))?;
         self.shared
             .bytes
             .fetch_sub(freed.min(self.disk_bytes()), Ordering::AcqRel);
-        self.shared.quota.release(freed);
+        // A segment kept as the spare still takes its space.
+        self.shared.quota.release(freed - kept);
         Ok(freed)
     }
 }
@@ -471,6 +584,12 @@ impl StreamLog {
 
     pub fn shards(&self) -> &[ShardLog] {
         &self.shards
+    }
+
+    /// Bytes the whole log holds of the disk quota, to give back when its
+    /// directory is removed.
+    pub fn quota_bytes(&self) -> u64 {
+        self.shards.iter().map(ShardLog::quota_bytes).sum()
     }
 
     pub fn shard(&self, i: u32) -> Option<&ShardLog> {

@@ -18,6 +18,10 @@ const READ_CHUNK_BYTES: usize = 1 << 20;
 struct OpenSegment {
     base: u64,
     file: File,
+    /// Base of the segment after it, once there is one: the reader moves on
+    /// at that offset without looking at what follows the last frame (a
+    /// reused segment holds old frames there).
+    end: Option<u64>,
 }
 
 /// A cursor over one shard.
@@ -89,7 +93,8 @@ impl ShardReader {
         };
         file.seek(SeekFrom::Start(start))
             .map_err(io_err(shard, &path))?;
-        self.seg = Some(OpenSegment { base, file });
+        let end = bases.iter().copied().find(|b| *b > base);
+        self.seg = Some(OpenSegment { base, file, end });
         self.buf.clear();
         Ok(())
     }
@@ -130,9 +135,28 @@ impl ShardReader {
     fn read_inner(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
         let shard = self.shared.shard;
         let end = self.durable_end();
+        // Every segment holding offsets below `end` is listed by now: the
+        // writer lists a segment before it publishes offsets in it.
+        if let Some(seg) = self.seg.as_mut()
+            && seg.end.is_none()
+        {
+            seg.end = self
+                .shared
+                .segment_bases()
+                .into_iter()
+                .find(|b| *b > seg.base);
+        }
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while self.next < end && out.len() < records_max && bytes < bytes_max {
+            if self
+                .seg
+                .as_ref()
+                .is_some_and(|s| s.end.is_some_and(|e| self.next >= e))
+            {
+                self.seg = None;
+                self.buf.clear();
+            }
             if self.seg.is_none() {
                 self.open_segment_for(self.next)?;
             }

@@ -14,6 +14,21 @@ use super::frame::{self, Decoded};
 
 pub const SEGMENT_SUFFIX: &str = ".seg";
 
+/// A deleted segment kept for reuse as the next one (see [`spare_path`]).
+pub const SPARE_NAME: &str = "spare.seg.reuse";
+
+/// Path of the shard's spare: a finished segment that delivery no longer
+/// needs, renamed instead of deleted. The writer renames it to the next
+/// segment's name and writes over it from the start, so appends change no
+/// file size and allocate no blocks: `fdatasync` then flushes data alone,
+/// without waiting for a journal commit (which other files' metadata, a
+/// directory sync or a large delete can hold up for tens of milliseconds).
+/// Its old frames carry offsets below the new base, so neither recovery nor a
+/// reader can take them for new ones.
+pub fn spare_path(dir: &Path) -> PathBuf {
+    dir.join(SPARE_NAME)
+}
+
 /// Path of the segment whose first frame has `base` as its offset.
 pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
@@ -51,6 +66,9 @@ pub struct Recovered {
     pub truncated_bytes: u64,
     /// Why the scan stopped early, if it did.
     pub reason: Option<&'static str>,
+    /// The bytes cut off were whole frames from the file's earlier use as
+    /// another segment (it was the spare): nothing was torn.
+    pub reused: bool,
 }
 
 /// Scans a segment from its start, truncates it after the last valid frame
@@ -67,9 +85,15 @@ pub fn recover_tail(path: &Path, base: u64) -> io::Result<Recovered> {
     let mut pos = 0usize;
     let mut next = base;
     let mut reason = None;
+    let mut reused = false;
     while pos < buf.len() {
         match frame::decode(&buf[pos..]) {
             Decoded::Frame { frame, consumed } => {
+                if frame.offset < base {
+                    reused = true;
+                    reason = Some("frames of the file's earlier use");
+                    break;
+                }
                 if frame.offset != next {
                     reason = Some("frame offset out of sequence");
                     break;
@@ -97,6 +121,7 @@ pub fn recover_tail(path: &Path, base: u64) -> io::Result<Recovered> {
         next_offset: next,
         truncated_bytes: len - valid,
         reason,
+        reused,
     })
 }
 

@@ -138,7 +138,11 @@ async fn delete_before_keeps_unread_records_and_frees_quota() {
     let before = quota.used();
     let freed = log.delete_before(40).unwrap();
     assert!(freed > 0);
-    assert_eq!(quota.used(), before - freed);
+    // One deleted segment stays as the spare, and counts until it is reused.
+    let spare = fs::metadata(segment::spare_path(dir.path())).unwrap().len();
+    assert!(spare >= 256);
+    assert_eq!(quota.used(), before - freed + spare);
+    assert_eq!(log.quota_bytes(), quota.used());
     assert!(log.oldest_offset() <= 40);
     let got = read_all(&log, 40);
     assert_eq!(got.first().map(String::as_str), Some("r40"));
@@ -360,4 +364,126 @@ async fn the_tail_position_lets_a_reader_start_at_the_durable_end() {
     log.append(vec![rec("after restart")]).await.unwrap();
     let got = log.reader_at(21, base, pos).read(10, usize::MAX).unwrap();
     assert_eq!(got[0].data, Bytes::from_static(b"after restart"));
+}
+
+#[tokio::test]
+async fn a_deleted_segment_is_written_over_as_the_next_and_reads_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = DiskQuota::new(u64::MAX);
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), quota.clone()).unwrap();
+    for i in 0..40 {
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+    }
+    log.delete_before(20).unwrap();
+    let spare_path = segment::spare_path(dir.path());
+    let spare_len = fs::metadata(&spare_path).unwrap().len();
+    let spare_inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&spare_path).unwrap());
+    // Fill the active segment until it rolls onto the spare.
+    let mut i = 40;
+    while spare_path.exists() {
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+        i += 1;
+        assert!(i < 200, "the spare was never reused");
+    }
+    let active = *log.shared.segment_bases().last().unwrap();
+    let active_path = segment::segment_path(dir.path(), active);
+    let meta = fs::metadata(&active_path).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), spare_inode);
+    // The reused file is longer than its one new frame: old frames follow.
+    assert_eq!(meta.len(), spare_len);
+    let (_, _, active_len) = *log.shared.tail.lock().unwrap();
+    assert!(active_len < spare_len);
+    let want = |from: usize, to: usize| (from..to).map(|i| format!("r{i:03}")).collect::<Vec<_>>();
+    let oldest = log.oldest_offset() as usize;
+    assert_eq!(read_all(&log, oldest as u64), want(oldest, i));
+    // A reader at the tip sees the next records, not the old frames.
+    let mut tip = log.reader(i as u64);
+    assert!(tip.read(10, usize::MAX).unwrap().is_empty());
+    for _ in 0..30 {
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+        i += 1;
+    }
+    let got: Vec<String> = tip
+        .read(1000, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|f| String::from_utf8(f.data.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, want(i - 30, i));
+    // Rolled past, the reused segment was cut to its frames.
+    let bases = log.shared.segment_bases();
+    let next = bases.iter().find(|b| **b > active).unwrap();
+    assert_eq!(
+        fs::metadata(&active_path).unwrap().len(),
+        (next - active) * frame::encoded_len(0, 4) as u64
+    );
+    assert_eq!(read_all(&log, oldest as u64), want(oldest, i));
+}
+
+#[tokio::test]
+async fn a_reused_segment_recovers_to_its_new_frames_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = DiskQuota::new(u64::MAX);
+    let mut i = 0;
+    {
+        let log = ShardLog::open(dir.path(), 0, &small_segments(), quota.clone()).unwrap();
+        for _ in 0..40 {
+            log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+            i += 1;
+        }
+        log.delete_before(20).unwrap();
+        while segment::spare_path(dir.path()).exists() {
+            log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+            i += 1;
+        }
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+        i += 1;
+    }
+    // The last segment holds two new frames; the closing writer cuts the old
+    // ones off behind them (on its own thread: wait for it).
+    let last = *segment::list_segments(dir.path()).unwrap().last().unwrap();
+    let last = segment::segment_path(dir.path(), last);
+    let two = 2 * frame::encoded_len(0, 4) as u64;
+    for _ in 0..500 {
+        if fs::metadata(&last).unwrap().len() == two {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(fs::metadata(&last).unwrap().len(), two);
+    let quota = DiskQuota::new(u64::MAX);
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), quota.clone()).unwrap();
+    assert_eq!(log.durable_end(), i);
+    let oldest = log.oldest_offset();
+    let got = read_all(&log, oldest);
+    assert_eq!(got.len() as u64, i - oldest);
+    assert_eq!(got.last().unwrap(), &format!("r{:03}", i - 1));
+    assert_eq!(log.append(vec![rec("next")]).await.unwrap(), i..i + 1);
+    assert_eq!(read_all(&log, i), vec!["next"]);
+    // What the quota counts is what is on disk.
+    let on_disk: u64 = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(quota.used(), on_disk);
+}
+
+#[tokio::test]
+async fn the_spare_gives_way_when_the_quota_is_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = frame::encoded_len(0, 4) as u64;
+    let quota = DiskQuota::new(one * 40);
+    let log = ShardLog::open(dir.path(), 0, &small_segments(), quota.clone()).unwrap();
+    for i in 0..30 {
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+    }
+    log.delete_before(30).unwrap();
+    assert!(segment::spare_path(dir.path()).exists());
+    // Room for more only once the spare is gone.
+    for i in 30..60 {
+        log.append(vec![rec(&format!("r{i:03}"))]).await.unwrap();
+        log.delete_before(i).unwrap();
+    }
+    assert!(quota.used() <= quota.limit());
+    assert_eq!(read_all(&log, 59), vec!["r059"]);
 }

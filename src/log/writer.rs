@@ -5,10 +5,14 @@
 //! `write`, calls `fdatasync` once, publishes the new durable end and only then
 //! answers every waiting append. It must never answer an append before the
 //! sync returned, and never leave a partial write in the file after an error.
+//!
+//! Frames are written at the segment's known length, not appended at the
+//! file's end: a segment made from the spare is already longer than its
+//! frames, with old frames past them (see [`segment::spare_path`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -37,7 +41,7 @@ pub(crate) fn spawn(
     let active_base = shared.segment_bases().last().copied().unwrap_or(0);
     let path = segment::segment_path(&shared.dir, active_base);
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(io_err(shard, &path))?;
     let mut w = Writer {
@@ -71,6 +75,21 @@ impl Writer {
                 }
             }
             self.commit(group);
+        }
+        // Closed: cut a reused segment to its frames, so that the next start
+        // finds nothing after them to report.
+        if self
+            .file
+            .metadata()
+            .is_ok_and(|m| m.len() > self.active_len)
+        {
+            let cut = self
+                .file
+                .set_len(self.active_len)
+                .and_then(|()| self.file.sync_all());
+            if let Err(e) = cut {
+                tracing::warn!(shard = self.shared.shard, error = %e, "cannot cut a reused segment to its frames");
+            }
         }
     }
 
@@ -115,7 +134,7 @@ impl Writer {
                 continue;
             }
             let req_bytes = (self.buf.len() - start_len) as u64;
-            if !self.shared.quota.try_reserve(req_bytes) {
+            if !self.shared.reserve(req_bytes) {
                 self.buf.truncate(start_len);
                 next = first;
                 let _ = req.reply.send(Err(LogError::QuotaExceeded {
@@ -133,7 +152,7 @@ impl Writer {
         let path = segment::segment_path(&self.shared.dir, self.active_base);
         let result = self
             .file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, self.active_len)
             .and_then(|()| self.file.sync_data());
         match result {
             Ok(()) => {
@@ -176,10 +195,27 @@ impl Writer {
     }
 
     fn roll(&mut self) -> std::io::Result<()> {
-        // The active file was synced at the end of the previous group.
+        // The active file was synced at the end of the previous group. Made
+        // from the spare, it is longer than its frames: cut it to them (not
+        // synced: only readers that stop at the next base ever look there).
+        let cut = self.file.metadata().and_then(|m| {
+            if m.len() > self.active_len {
+                self.file.set_len(self.active_len)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = cut {
+            tracing::warn!(shard = self.shared.shard, error = %e, "cannot cut a reused segment to its frames");
+        }
         let base = self.next_offset;
         let path = segment::segment_path(&self.shared.dir, base);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.shared.take_spare(&path);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
         segment::sync_dir(&self.shared.dir)?;
         self.file = file;
         self.active_base = base;

@@ -430,9 +430,17 @@ impl Registry {
                     .join("checkpoints")
                     .join(&entry.ctx.consumer)
             };
+            let held = if entry.ctx.owns_log {
+                entry.log.quota_bytes()
+            } else {
+                0
+            };
             drop(entry);
-            if let Err(e) = std::fs::remove_dir_all(dir) {
-                tracing::warn!(stream = name, error = %e, "cannot remove the log of a deleted stream");
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => this.quota.release(held),
+                Err(e) => {
+                    tracing::warn!(stream = name, error = %e, "cannot remove the log of a deleted stream")
+                }
             }
             tracing::info!(stream = name, "stream deleted");
         });

@@ -63,3 +63,34 @@ fn listing_ignores_foreign_files() {
     fs::write(dir.path().join("12.seg"), b"").unwrap();
     assert_eq!(list_segments(dir.path()).unwrap(), vec![0, 500]);
 }
+
+#[test]
+fn a_reused_file_is_cut_after_its_new_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 500);
+    write_frames(&path, 0, 50);
+    let old = fs::read(&path).unwrap();
+    // New frames written over the start of the old ones.
+    let mut new = Vec::new();
+    for i in 0..3 {
+        frame::encode(&mut new, 500 + i, 0, b"", format!("NEWREC {i}").as_bytes()).unwrap();
+    }
+    let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(&new).unwrap();
+    drop(f);
+    let r = recover_tail(&path, 500).unwrap();
+    assert_eq!(r.next_offset, 503);
+    assert_eq!(r.valid_bytes as usize, new.len());
+    assert_eq!(r.truncated_bytes as usize, old.len() - new.len());
+    assert!(r.reused);
+    // Torn over old frames: the torn frame and the old ones are cut.
+    let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(&old).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&new[..new.len() - 3], 0).unwrap();
+    drop(f);
+    let r = recover_tail(&path, 500).unwrap();
+    assert_eq!(r.next_offset, 502);
+    assert!(!r.reused);
+    assert_eq!(fs::metadata(&path).unwrap().len(), r.valid_bytes);
+}
