@@ -472,6 +472,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            limit_malloc_arenas(config.limits.malloc_arenas);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -491,4 +492,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Caps glibc's malloc arenas (`limits.malloc_arenas`), before any thread
+/// starts. `MALLOC_ARENA_MAX` or a `GLIBC_TUNABLES` arena setting in the
+/// environment wins: whoever set it meant it.
+fn limit_malloc_arenas(arenas: usize) {
+    let preset = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+    if preset {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let n = i32::try_from(arenas).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only changes allocator settings; called before
+        // the runtime starts any thread.
+        if unsafe { libc::mallopt(libc::M_ARENA_MAX, n) } != 1 {
+            tracing::warn!(arenas, "cannot cap glibc's malloc arenas");
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = arenas;
 }

@@ -61,6 +61,7 @@ pub struct RawLimits {
     pub requests_in_flight_max: Option<usize>,
     pub api_streams_max: Option<usize>,
     pub encoders_max: Option<usize>,
+    pub malloc_arenas: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -472,3 +472,17 @@ fn kinesis_settings_get_defaults_and_their_errors_name_their_paths() {
         "{e:?}"
     );
 }
+
+#[test]
+fn malloc_arenas_default_to_the_cores_and_are_bounded() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(parse(GOOD).unwrap().limits.malloc_arenas, cores);
+    let c = parse(&format!("limits: {{ malloc_arenas: 3 }}\n{GOOD}")).unwrap();
+    assert_eq!(c.limits.malloc_arenas, 3);
+    let e = errors(&format!("limits: {{ malloc_arenas: 0 }}\n{GOOD}"));
+    assert!(
+        e.iter()
+            .any(|x| x.contains("limits.malloc_arenas: 0 is out of range")),
+        "{e:?}"
+    );
+}
