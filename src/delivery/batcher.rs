@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::time::Instant;
 
 use crate::log::frame::Frame;
@@ -63,6 +64,26 @@ struct OpenBatch {
     seq: u64,
     /// The earliest arrival among `records` (epoch ms).
     oldest_arrival: i64,
+    /// Where this batch's own copies of its records go
+    /// ([`PartitionLimits::copy_records`]).
+    arena: BytesMut,
+}
+
+impl OpenBatch {
+    /// The record with its bytes copied into this batch's own blocks, which
+    /// grow with the batch (4 KiB to 256 KiB).
+    fn own(&mut self, f: Frame) -> Frame {
+        let need = f.key.len() + f.data.len();
+        if self.arena.capacity() - self.arena.len() < need {
+            let block = (self.bytes as usize / 4).clamp(4 << 10, 256 << 10);
+            self.arena = BytesMut::with_capacity(need.max(block));
+        }
+        self.arena.extend_from_slice(&f.key);
+        let key = self.arena.split().freeze();
+        self.arena.extend_from_slice(&f.data);
+        let data = self.arena.split().freeze();
+        Frame { key, data, ..f }
+    }
 }
 
 /// Bounds on a shard's open partitions.
@@ -70,13 +91,20 @@ struct OpenBatch {
 pub struct PartitionLimits {
     pub open_max: usize,
     pub open_bytes_max: u64,
+    /// Copy each record into its partition's own memory. A record read from
+    /// the log shares a 1 MiB read buffer with its neighbours; when they go
+    /// to other partitions, that buffer lives until the last of them is
+    /// flushed, so partitions would hold many times `open_bytes_max`.
+    pub copy_records: bool,
 }
 
 impl PartitionLimits {
-    /// A single partition: only the size hint bounds it.
+    /// A single partition: only the size hint bounds it, and its records
+    /// are contiguous in the read buffers, so it keeps them there.
     pub const SINGLE: PartitionLimits = PartitionLimits {
         open_max: 1,
         open_bytes_max: u64::MAX,
+        copy_records: false,
     };
 }
 
@@ -122,6 +150,7 @@ impl Batcher {
             limits: PartitionLimits {
                 open_max: limits.open_max.max(1),
                 open_bytes_max: limits.open_bytes_max.max(1),
+                copy_records: limits.copy_records,
             },
             open: HashMap::new(),
             order: BTreeMap::new(),
@@ -165,13 +194,19 @@ impl Batcher {
                     started: now,
                     seq,
                     oldest_arrival: i64::MAX,
+                    arena: BytesMut::new(),
                 },
             );
         }
         let full = match self.open.get_mut(&key) {
             Some(b) => {
-                b.bytes += len;
                 b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
+                let frame = if self.limits.copy_records {
+                    b.own(frame)
+                } else {
+                    frame
+                };
+                b.bytes += len;
                 b.records.push(frame);
                 b.bytes >= self.bytes_max
             }

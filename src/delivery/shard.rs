@@ -76,6 +76,7 @@ pub(crate) async fn run(
         .map_or(PartitionLimits::SINGLE, |p| PartitionLimits {
             open_max: p.open_partitions_max,
             open_bytes_max: p.open_bytes_max,
+            copy_records: true,
         });
     let mut batcher = Batcher::with_limits(
         ctx.config.buffer_bytes,

@@ -86,6 +86,7 @@ fn limits(open_max: usize, open_bytes_max: u64) -> PartitionLimits {
     PartitionLimits {
         open_max,
         open_bytes_max,
+        copy_records: true,
     }
 }
 
@@ -198,4 +199,55 @@ async fn the_oldest_arrival_held_is_known() {
     b.close();
     while b.pop_ready().is_some() {}
     assert_eq!(b.oldest_arrival(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn partitions_hold_copies_not_the_shared_read_buffer() {
+    // Six records read in one buffer, alternating between two partitions.
+    let chunk = Bytes::from((0..60u8).collect::<Vec<u8>>());
+    let shared = chunk.as_ptr_range();
+    let mut b = Batcher::with_limits(1000, 0, Duration::from_secs(300), limits(10, 1 << 20));
+    let now = Instant::now();
+    for i in 0..6u64 {
+        let at = i as usize * 10;
+        let f = Frame {
+            offset: i,
+            arrival_ms: 0,
+            key: chunk.slice(at..at + 2),
+            data: chunk.slice(at + 2..at + 10),
+        };
+        b.push_to(key(if i % 2 == 0 { "even" } else { "odd" }), f, now);
+    }
+    b.close();
+    let mut seen = 0;
+    while let Some(r) = b.pop_ready() {
+        for f in r.records {
+            let at = f.offset as usize * 10;
+            assert_eq!(&f.key[..], &chunk[at..at + 2]);
+            assert_eq!(&f.data[..], &chunk[at + 2..at + 10]);
+            for part in [&f.key, &f.data] {
+                assert!(
+                    !shared.contains(&part.as_ptr()),
+                    "record {} still in the read buffer",
+                    f.offset
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 6);
+    // A single partition keeps its records where they were read.
+    let mut one = Batcher::new(1000, 0, Duration::from_secs(300));
+    one.push(
+        Frame {
+            offset: 0,
+            arrival_ms: 0,
+            key: Bytes::new(),
+            data: chunk.slice(0..10),
+        },
+        now,
+    );
+    one.close();
+    let r = one.pop_ready().unwrap();
+    assert!(shared.contains(&r.records[0].data.as_ptr()));
 }
