@@ -65,14 +65,35 @@ pub fn router(state: AppState) -> Router {
 
 /// Reads the body up to the configured limit.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody;
+    use futures::StreamExt;
     let max = state.registry.config.limits.request_bytes_max;
-    axum::body::to_bytes(body, max).await.map_err(|_| {
-        ApiError::new(
+    let hint = body.size_hint().exact().unwrap_or(0);
+    let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(max).min(max));
+    let mut over = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::serialization(format!("cannot read the request body: {e}")))?;
+        if over == 0 && buf.len() + chunk.len() <= max {
+            buf.extend_from_slice(&chunk);
+            continue;
+        }
+        // Too large: read on and discard, up to the limit once more, so a
+        // client still sending gets the answer instead of a reset connection.
+        over += chunk.len();
+        if over > max {
+            break;
+        }
+    }
+    if over > 0 {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "InvalidArgumentException",
             format!("request body exceeds the limit of {max} bytes (limits.request_bytes_max)"),
-        )
-    })
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn authenticate(
