@@ -771,12 +771,15 @@ fn requests(w: &Workload, count: usize, per_request: usize) -> anyhow::Result<Ve
 }
 
 /// Sends one request; the shard and first offset its records got.
+/// Sends one request; on success, where its records went (shard, first
+/// offset) and when the whole answer had arrived (before it is parsed: the
+/// acknowledgement is the answer, not the generator's work on it).
 async fn send(
     http: &reqwest::Client,
     url: &str,
     ndjson: bool,
     body: bytes::Bytes,
-) -> Option<(u32, u64)> {
+) -> Option<((u32, u64), Instant)> {
     let req = if ndjson {
         http.post(format!("{url}v1/streams/bench/records"))
             .body(body)
@@ -790,16 +793,24 @@ async fn send(
     if !resp.status().is_success() {
         return None;
     }
-    let v: serde_json::Value = resp.json().await.ok()?;
+    let answer = resp.bytes().await.ok()?;
+    let at = Instant::now();
+    let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
     if ndjson {
-        return Some((v["shard"].as_u64()? as u32, v["first_offset"].as_u64()?));
+        return Some((
+            (v["shard"].as_u64()? as u32, v["first_offset"].as_u64()?),
+            at,
+        ));
     }
     if v["FailedPutCount"].as_u64() != Some(0) {
         return None;
     }
     // RecordId: creation ms (20 digits), shard (4), offset (20).
     let id = v["RequestResponses"][0]["RecordId"].as_str()?;
-    Some((id.get(20..24)?.parse().ok()?, id.get(24..44)?.parse().ok()?))
+    Some((
+        (id.get(20..24)?.parse().ok()?, id.get(24..44)?.parse().ok()?),
+        at,
+    ))
 }
 
 /// Objects seen in the destination: per shard, (first, last, when seen).
@@ -1013,9 +1024,10 @@ async fn run_workload(
         let r = pool[i % pool.len()].clone();
         let ndjson = w.ndjson;
         sends.push(tokio::spawn(async move {
-            let placed = send(&http, &url, ndjson, r.body).await;
+            let sent = send(&http, &url, ndjson, r.body).await;
             drop(permit);
-            (due, Instant::now(), placed, r.records)
+            let end = sent.as_ref().map_or_else(Instant::now, |(_, at)| *at);
+            (due, end, sent.map(|(placed, _)| placed), r.records)
         }));
     }
     let mut lat = Vec::with_capacity(count);
