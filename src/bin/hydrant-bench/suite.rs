@@ -420,19 +420,27 @@ fn stage(name: &str, raw: usize, n: usize, el: Duration, per_core: bool) -> Stag
 }
 
 /// Append + fdatasync with the log's frame format, 1,000 records per sync
-/// (what group commit reaches under load).
+/// (what group commit reaches under load), written as the log writes in
+/// steady state: over a reused 64 MiB segment, from its start.
 fn disk_stage(
     dir: &Path,
     record_bytes: usize,
     make: fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Stage> {
     use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    const SEGMENT: u64 = 64 << 20;
     std::fs::create_dir_all(dir)?;
     let path = dir.join("ceiling.seg");
     let mut f = std::fs::File::create(&path)?;
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..SEGMENT >> 20 {
+        f.write_all(&block)?;
+    }
+    f.sync_all()?;
     let data: Vec<Vec<u8>> = (0..1000).map(make).collect();
     let mut buf = Vec::new();
-    let (mut offset, mut n, mut raw) = (0u64, 0usize, 0usize);
+    let (mut offset, mut n, mut raw, mut at) = (0u64, 0usize, 0usize, 0u64);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(3) {
         buf.clear();
@@ -442,7 +450,11 @@ fn disk_stage(
             raw += d.len();
         }
         n += data.len();
-        f.write_all(&buf)?;
+        if at + buf.len() as u64 > SEGMENT {
+            at = 0;
+        }
+        f.write_all_at(&buf, at)?;
+        at += buf.len() as u64;
         f.sync_data()?;
     }
     let el = t.elapsed();
