@@ -225,26 +225,21 @@ impl ShardShared {
         Ok(true)
     }
 
-    /// Renames the spare to `to` and gives its bytes back to the quota (the
-    /// writer reserves them again as it writes over it). False if there is
-    /// no spare or it cannot be renamed (it is then deleted).
-    fn take_spare(&self, to: &Path) -> bool {
+    /// Renames the spare, if there is one, to `to` and gives its bytes back
+    /// to the quota (the writer reserves them again as it writes over it).
+    /// A spare that cannot be renamed is deleted.
+    fn take_spare(&self, to: &Path) {
         let mut spare = self.spare_bytes();
         if *spare == 0 {
-            return false;
+            return;
         }
         let from = segment::spare_path(&self.dir);
-        let taken = match fs::rename(&from, to) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(shard = self.shard, error = %e, "cannot reuse the spare segment; deleting it");
-                let _ = fs::remove_file(&from);
-                false
-            }
-        };
+        if let Err(e) = fs::rename(&from, to) {
+            tracing::warn!(shard = self.shard, error = %e, "cannot reuse the spare segment; deleting it");
+            let _ = fs::remove_file(&from);
+        }
         self.quota.release(*spare);
         *spare = 0;
-        taken
     }
 
     /// Deletes the spare so its bytes count no more. True if there was one.
@@ -277,6 +272,22 @@ impl ShardShared {
 pub struct ShardLog {
     shared: Arc<ShardShared>,
     tx: mpsc::Sender<AppendRequest>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ShardLog {
+    /// Closes the append queue and waits for the writer to finish what was
+    /// queued and cut a reused segment to its frames, so that the shard is
+    /// closed when this returns and can be opened again at once.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, closed));
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(shard = self.shared.shard, "the log writer panicked");
+        }
+    }
 }
 
 impl ShardLog {
@@ -352,8 +363,12 @@ impl ShardLog {
             spare: std::sync::Mutex::new(spare),
         });
         let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
-        writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
-        Ok(ShardLog { shared, tx })
+        let writer = writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
+        Ok(ShardLog {
+            shared,
+            tx,
+            writer: Some(writer),
+        })
     }
 
     pub fn shard(&self) -> u32 {

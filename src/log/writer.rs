@@ -36,7 +36,7 @@ pub(crate) fn spawn(
     opts: LogOptions,
     next_offset: u64,
     active_len: u64,
-) -> Result<(), LogError> {
+) -> Result<std::thread::JoinHandle<()>, LogError> {
     let shard = shared.shard;
     let active_base = shared.segment_bases().last().copied().unwrap_or(0);
     let path = segment::segment_path(&shared.dir, active_base);
@@ -56,8 +56,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("log-writer-{shard}"))
         .spawn(move || w.run(rx))
-        .map_err(io_err(shard, &path))?;
-    Ok(())
+        .map_err(io_err(shard, &path))
 }
 
 impl Writer {
@@ -78,18 +77,21 @@ impl Writer {
         }
         // Closed: cut a reused segment to its frames, so that the next start
         // finds nothing after them to report.
-        if self
-            .file
-            .metadata()
-            .is_ok_and(|m| m.len() > self.active_len)
-        {
-            let cut = self
-                .file
-                .set_len(self.active_len)
-                .and_then(|()| self.file.sync_all());
-            if let Err(e) = cut {
-                tracing::warn!(shard = self.shared.shard, error = %e, "cannot cut a reused segment to its frames");
+        self.cut_to_frames(true);
+    }
+
+    /// Cuts the active file to its frames if it is longer (made from the
+    /// spare, it has old frames past them), syncing the cut if asked.
+    fn cut_to_frames(&self, sync: bool) {
+        let cut = self.file.metadata().and_then(|m| {
+            if m.len() <= self.active_len {
+                return Ok(());
             }
+            self.file.set_len(self.active_len)?;
+            if sync { self.file.sync_all() } else { Ok(()) }
+        });
+        if let Err(e) = cut {
+            tracing::warn!(shard = self.shared.shard, error = %e, "cannot cut a reused segment to its frames");
         }
     }
 
@@ -195,19 +197,10 @@ impl Writer {
     }
 
     fn roll(&mut self) -> std::io::Result<()> {
-        // The active file was synced at the end of the previous group. Made
-        // from the spare, it is longer than its frames: cut it to them (not
-        // synced: only readers that stop at the next base ever look there).
-        let cut = self.file.metadata().and_then(|m| {
-            if m.len() > self.active_len {
-                self.file.set_len(self.active_len)
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = cut {
-            tracing::warn!(shard = self.shared.shard, error = %e, "cannot cut a reused segment to its frames");
-        }
+        // The active file was synced at the end of the previous group. Its
+        // cut is not synced: only readers that stop at the next base ever
+        // look past its frames.
+        self.cut_to_frames(false);
         let base = self.next_offset;
         let path = segment::segment_path(&self.shared.dir, base);
         self.shared.take_spare(&path);
