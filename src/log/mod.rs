@@ -202,6 +202,16 @@ impl ShardShared {
         }
     }
 
+    /// The base of the segment that follows the one based at `base`, if
+    /// there is one yet.
+    fn base_after(&self, base: u64) -> Option<u64> {
+        let find = |segs: &Vec<u64>| segs.iter().copied().find(|b| *b > base);
+        match self.segments.read() {
+            Ok(g) => find(&g),
+            Err(poisoned) => find(&poisoned.into_inner()),
+        }
+    }
+
     fn spare_bytes(&self) -> std::sync::MutexGuard<'_, u64> {
         match self.spare.lock() {
             Ok(g) => g,

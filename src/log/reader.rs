@@ -93,7 +93,7 @@ impl ShardReader {
         };
         file.seek(SeekFrom::Start(start))
             .map_err(io_err(shard, &path))?;
-        let end = bases.iter().copied().find(|b| *b > base);
+        let end = self.shared.base_after(base);
         self.seg = Some(OpenSegment { base, file, end });
         self.buf.clear();
         Ok(())
@@ -140,11 +140,7 @@ impl ShardReader {
         if let Some(seg) = self.seg.as_mut()
             && seg.end.is_none()
         {
-            seg.end = self
-                .shared
-                .segment_bases()
-                .into_iter()
-                .find(|b| *b > seg.base);
+            seg.end = self.shared.base_after(seg.base);
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
