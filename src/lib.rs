@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod kinesis;
 pub mod log;
 pub mod ops;
+pub mod sched;
 pub mod sink;
 pub mod transform;

@@ -473,8 +473,10 @@ fn main() -> ExitCode {
                 }
             };
             limit_malloc_arenas(config.limits.malloc_arenas);
+            hydrant::sched::set_ack_slice(config.limits.ack_slice_us);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(hydrant::sched::ack_thread)
                 .build()
             {
                 Ok(r) => r,

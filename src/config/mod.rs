@@ -136,6 +136,9 @@ pub struct Limits {
     /// lets freed buffers of many threads pile up in separate arenas; one per
     /// core keeps peak RSS down at no cost in speed measured here.
     pub malloc_arenas: usize,
+    /// The time slice, in microseconds, the threads that acknowledge
+    /// producers ask the kernel for (see [`crate::sched`]); 0: the kernel's.
+    pub ack_slice_us: u64,
 }
 
 /// A validated delivery stream.
@@ -645,6 +648,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             1,
             1024,
+        ),
+        ack_slice_us: range_check(
+            &mut errors,
+            "limits.ack_slice_us",
+            l.ack_slice_us.unwrap_or(100),
+            0,
+            100_000,
         ),
     };
 

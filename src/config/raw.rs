@@ -62,6 +62,7 @@ pub struct RawLimits {
     pub api_streams_max: Option<usize>,
     pub encoders_max: Option<usize>,
     pub malloc_arenas: Option<usize>,
+    pub ack_slice_us: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -142,7 +142,7 @@ impl StreamContext {
 
 /// Runs delivery's CPU and file work (reading the log, transforming,
 /// partitioning, encoding, compressing, encrypting) on the blocking pool at a
-/// lower CPU priority (nice [`BACKGROUND_NICE`]), so that under load the
+/// lower CPU priority (nice [`crate::sched::BACKGROUND_NICE`]), so that under load the
 /// threads that acknowledge producers (the HTTP workers and the log writers)
 /// run first: delivery absorbs the contention, which the log is there to
 /// buffer, instead of producers' acknowledgement latency.
@@ -156,10 +156,6 @@ pub(crate) async fn background<T: Send + 'static>(
     .await
 }
 
-/// The nice value of background threads: CFS gives a nice-0 thread about
-/// 9 times the CPU of a nice-10 one when both are runnable.
-pub const BACKGROUND_NICE: i32 = 10;
-
 thread_local! {
     static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -171,12 +167,7 @@ fn lower_priority() {
     LOWERED.with(|l| {
         if !l.get() {
             l.set(true);
-            // SAFETY: setpriority has no memory-safety preconditions; `0`
-            // names the calling thread. Failure leaves the priority as is.
-            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
-            if rc != 0 {
-                tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a delivery thread's priority");
-            }
+            crate::sched::background_thread();
         }
     });
 }

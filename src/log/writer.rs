@@ -55,7 +55,10 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name(format!("log-writer-{shard}"))
-        .spawn(move || w.run(rx))
+        .spawn(move || {
+            crate::sched::ack_thread();
+            w.run(rx)
+        })
         .map_err(io_err(shard, &path))
 }
 
