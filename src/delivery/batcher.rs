@@ -125,6 +125,11 @@ pub struct Batcher {
     ready: VecDeque<Ready>,
     /// Partitions closed early because a bound was reached.
     evictions: u64,
+    /// Records in the last batch closed by size: a single partition's next
+    /// batch reserves about as many, instead of doubling its way there (a
+    /// batch of small records is a vector of tens of thousands, and doubling
+    /// leaves up to half of it unused while the batch is held).
+    last_full_count: usize,
 }
 
 impl Batcher {
@@ -158,6 +163,7 @@ impl Batcher {
             open_bytes: 0,
             ready: VecDeque::new(),
             evictions: 0,
+            last_full_count: 0,
         }
     }
 
@@ -186,10 +192,15 @@ impl Batcher {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.order.insert(seq, key.clone());
+            let expected = if self.limits.open_max == 1 {
+                self.last_full_count + self.last_full_count / 16
+            } else {
+                0
+            };
             self.open.insert(
                 key.clone(),
                 OpenBatch {
-                    records: Vec::new(),
+                    records: Vec::with_capacity(expected),
                     bytes: 0,
                     started: now,
                     seq,
@@ -214,6 +225,9 @@ impl Batcher {
         };
         self.open_bytes += len;
         if full {
+            if let Some(b) = self.open.get(&key) {
+                self.last_full_count = b.records.len();
+            }
             self.close_one(&key);
         }
         while self.open_bytes > self.limits.open_bytes_max {
@@ -276,9 +290,14 @@ impl Batcher {
         }
     }
 
-    fn finish(&mut self, key: PartitionKey, b: OpenBatch) {
+    fn finish(&mut self, key: PartitionKey, mut b: OpenBatch) {
         self.open_bytes = self.open_bytes.saturating_sub(b.bytes);
         if !b.records.is_empty() {
+            // A closed batch is held until delivered: give back what its
+            // vector grew past it (glibc shrinks large blocks in place).
+            if b.records.capacity() > b.records.len() + b.records.len() / 8 {
+                b.records.shrink_to_fit();
+            }
             self.ready.push_back(Ready {
                 records: b.records,
                 route: Route::Deliver(key),

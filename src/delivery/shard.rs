@@ -534,10 +534,10 @@ async fn upload(
                 "{prefix}{}",
                 object_name(&cfg.name, shard, first, last, &ext)
             );
-            (records, body, key)
+            (Held::after_encoding(&ctx, records), body, key)
         }
         // HTTP and PostgreSQL take the records themselves.
-        _ => (records, bytes::Bytes::new(), String::new()),
+        _ => (Held::Frames(records), bytes::Bytes::new(), String::new()),
     };
     let batch = Batch {
         stream: &cfg.name,
@@ -547,7 +547,10 @@ async fn upload(
         last_offset: last,
         key: &key,
         body: &body,
-        records: &records,
+        records: match &records {
+            Held::Frames(f) => f,
+            Held::InLog { .. } => &[],
+        },
     };
     let kind = cfg.destination.kind();
     let label = Metrics::destination(&cfg.name, kind);
@@ -580,14 +583,19 @@ async fn upload(
             m.delivery_records
                 .get_or_create(&label)
                 .inc_by(accepted as u64);
-            let bytes = if body.is_empty() {
-                records.iter().map(|r| r.data.len()).sum()
-            } else {
-                body.len()
+            let bytes = match &records {
+                Held::Frames(f) if body.is_empty() => f.iter().map(|r| r.data.len()).sum(),
+                _ => body.len(),
             };
             m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
             ctx.delivered();
             tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
+            if value.rejected.is_empty() && ctx.backup_mode() != Some(BackupMode::All) {
+                return (first, true);
+            }
+            let Some(records) = records.frames(&ctx, shard, &stop).await else {
+                return (first, false);
+            };
             let rejected: Vec<(&Frame, String)> = value
                 .rejected
                 .iter()
@@ -619,6 +627,9 @@ async fn upload(
         Outcome::GaveUp { attempts, error } => {
             ctx.metrics.delivery_failure.get_or_create(&label).inc();
             tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
+            let Some(records) = records.frames(&ctx, shard, &stop).await else {
+                return (first, false);
+            };
             let failed: Vec<(&Frame, String)> =
                 records.iter().map(|r| (r, error.message.clone())).collect();
             let mut ok =
@@ -630,6 +641,133 @@ async fn upload(
         }
         Outcome::Cancelled => (first, false),
     }
+}
+
+/// A batch's records while its encoded body is delivered.
+enum Held {
+    /// The records themselves.
+    Frames(Vec<Frame>),
+    /// Only where they are in the log, as runs of offsets (first, last):
+    /// once encoded, an object's records are needed again only if it goes
+    /// to the error output, and then they are read again from the log, which
+    /// keeps them until the checkpoint passes the batch. A record costs 80
+    /// bytes of `Frame` plus its data while held, an offset run 16 bytes.
+    InLog { runs: Vec<(u64, u64)>, count: usize },
+}
+
+impl Held {
+    /// What to hold of an encoded batch: its place in the log where the log
+    /// has the same records for as long as the batch is in flight (the
+    /// stream's own log, no transform, which changes records, and no backup
+    /// of every batch, which needs them after delivery); else the records.
+    fn after_encoding(ctx: &StreamContext, records: Vec<Frame>) -> Held {
+        if !ctx.owns_log || ctx.transform.is_some() || ctx.backup_mode() == Some(BackupMode::All) {
+            return Held::Frames(records);
+        }
+        Held::InLog {
+            runs: offset_runs(&records),
+            count: records.len(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Held::Frames(f) => f.len(),
+            Held::InLog { count, .. } => *count,
+        }
+    }
+
+    /// The records, read again from the log if need be (retried until read
+    /// or a hard stop: `None`).
+    async fn frames(
+        self,
+        ctx: &StreamContext,
+        shard: u32,
+        stop: &CancellationToken,
+    ) -> Option<Vec<Frame>> {
+        let (runs, count) = match self {
+            Held::Frames(f) => return Some(f),
+            Held::InLog { runs, count } => (Arc::new(runs), count),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let (log, runs) = (ctx.log.clone(), runs.clone());
+            let read = super::background(move || reread(&log, shard, &runs, count)).await;
+            let error = match read {
+                Ok(Ok(frames)) => return Some(frames),
+                Ok(Err(e)) => e,
+                Err(e) => format!("log read task failed: {e}"),
+            };
+            attempt += 1;
+            tracing::error!(
+                stream = ctx.config.name,
+                shard,
+                attempt,
+                error,
+                "cannot read a failed batch's records again from the log; retrying"
+            );
+            ctx.set_error(format!("shard {shard}: {error}"));
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// The offsets of `records` (ascending) as runs of consecutive ones.
+fn offset_runs(records: &[Frame]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for f in records {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == f.offset => *last = f.offset,
+            _ => runs.push((f.offset, f.offset)),
+        }
+    }
+    runs
+}
+
+/// Reads the records at `runs` (sorted, inclusive) from a shard's log.
+fn reread(
+    log: &crate::log::StreamLog,
+    shard: u32,
+    runs: &[(u64, u64)],
+    count: usize,
+) -> Result<Vec<Frame>, String> {
+    let (Some(&(first, _)), Some(&(_, last))) = (runs.first(), runs.last()) else {
+        return Ok(Vec::new());
+    };
+    let shard_log = log.shard(shard).ok_or("the shard's log is closed")?;
+    let mut reader = shard_log.reader(first);
+    let mut out = Vec::with_capacity(count);
+    let mut run = 0;
+    let mut next = first;
+    while next <= last {
+        let frames = reader
+            .read(READ_RECORDS_MAX, READ_BYTES_MAX)
+            .map_err(|e| e.to_string())?;
+        if frames.is_empty() {
+            return Err(format!(
+                "records {next} to {last} of the batch are not in the log"
+            ));
+        }
+        for f in frames {
+            next = f.offset + 1;
+            while run < runs.len() && runs[run].1 < f.offset {
+                run += 1;
+            }
+            if run < runs.len() && runs[run].0 <= f.offset && f.offset <= last {
+                out.push(f);
+            }
+        }
+    }
+    if out.len() != count {
+        return Err(format!(
+            "read {} of the batch's {count} records again from the log",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes one JSON line per record to the error output, with its reason,
@@ -734,4 +872,69 @@ async fn put_until_stored(
     )
     .await;
     matches!(outcome, Outcome::Delivered { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{AppendRecord, DiskQuota, LogOptions, StreamLog};
+
+    async fn log_of(n: usize) -> (tempfile::TempDir, StreamLog) {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments: the records span many of them.
+        let opts = LogOptions {
+            segment_bytes: 256,
+            ..LogOptions::default()
+        };
+        let log = StreamLog::open(dir.path(), 2, &opts, DiskQuota::new(u64::MAX)).unwrap();
+        for i in 0..n {
+            let rec = AppendRecord {
+                key: bytes::Bytes::new(),
+                data: bytes::Bytes::from(format!("record {i}")),
+                arrival_ms: 1_700_000_000_000 + i as i64,
+            };
+            log.shard(1).unwrap().append(vec![rec]).await.unwrap();
+        }
+        (dir, log)
+    }
+
+    fn frame(offset: u64) -> Frame {
+        Frame {
+            offset,
+            arrival_ms: 0,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn offsets_are_held_as_runs_of_consecutive_ones() {
+        let frames: Vec<Frame> = [3, 4, 5, 9, 11, 12].into_iter().map(frame).collect();
+        assert_eq!(offset_runs(&frames), vec![(3, 5), (9, 9), (11, 12)]);
+        assert!(offset_runs(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_read_again_from_the_log_exactly() {
+        let (_dir, log) = log_of(40).await;
+        // A partition's batch: some runs of the shard's records, across
+        // several segments.
+        let runs = [(2, 4), (7, 7), (20, 25), (39, 39)];
+        let frames = reread(&log, 1, &runs, 11).unwrap();
+        let offsets: Vec<u64> = frames.iter().map(|f| f.offset).collect();
+        assert_eq!(offsets, vec![2, 3, 4, 7, 20, 21, 22, 23, 24, 25, 39]);
+        for f in &frames {
+            assert_eq!(f.data, format!("record {}", f.offset).as_bytes());
+            assert_eq!(f.arrival_ms, 1_700_000_000_000 + f.offset as i64);
+        }
+    }
+
+    #[tokio::test]
+    async fn records_missing_from_the_log_are_an_error_not_a_short_batch() {
+        let (_dir, log) = log_of(10).await;
+        let e = reread(&log, 1, &[(5, 12)], 8).unwrap_err();
+        assert!(e.contains("records 10 to 12"), "{e}");
+        let e = reread(&log, 7, &[(0, 1)], 2).unwrap_err();
+        assert!(e.contains("closed"), "{e}");
+    }
 }

@@ -251,3 +251,31 @@ async fn partitions_hold_copies_not_the_shared_read_buffer() {
     let r = one.pop_ready().unwrap();
     assert!(shared.contains(&r.records[0].data.as_ptr()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_held_batch_carries_little_unused_vector() {
+    // 1,100 records of 10 bytes a batch: doubling grows a vector to 2,048.
+    let mut b = Batcher::new(11_000, 0, Duration::from_secs(300));
+    let now = Instant::now();
+    for i in 0..2200 {
+        b.push(frame(i, 10), now);
+    }
+    for _ in 0..2 {
+        let batch = b.pop_ready().unwrap();
+        assert_eq!(batch.records.len(), 1100);
+        let cap = batch.records.capacity();
+        assert!((1100..=1100 + 1100 / 8).contains(&cap), "{cap}");
+    }
+    // A batch closed by time, half as large, keeps no more spare either.
+    for i in 2200..2750 {
+        b.push(frame(i, 10), now);
+    }
+    b.close();
+    let last = b.pop_ready().unwrap();
+    assert_eq!(last.records.len(), 550);
+    assert!(
+        last.records.capacity() <= 550 + 550 / 8,
+        "{}",
+        last.records.capacity()
+    );
+}
