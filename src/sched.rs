@@ -72,9 +72,10 @@ struct SchedAttr {
 }
 
 /// Sets the calling thread's nice value (`None`: keeps it) and slice
-/// (`slice_ns`; 0: the kernel's default), policy `SCHED_OTHER`.
+/// (`slice_ns`; 0: the kernel's default), policy `SCHED_OTHER`. Lowering the
+/// nice value needs privilege; without it nothing is changed.
 #[cfg(target_os = "linux")]
-fn set_thread(nice: Option<i32>, slice_ns: u64) -> std::io::Result<()> {
+pub fn set_thread(nice: Option<i32>, slice_ns: u64) -> std::io::Result<()> {
     let nice = match nice {
         Some(n) => n,
         None => {
@@ -107,7 +108,7 @@ fn set_thread(nice: Option<i32>, slice_ns: u64) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_thread(nice: Option<i32>, _slice_ns: u64) -> std::io::Result<()> {
+pub fn set_thread(nice: Option<i32>, _slice_ns: u64) -> std::io::Result<()> {
     if let Some(n) = nice {
         // SAFETY: as above.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {

@@ -1195,16 +1195,13 @@ async fn run_workload(
     })
 }
 
-/// Nice -5 (Linux: per thread) and a 100 µs time slice for the calling
-/// thread, where allowed: on a busy machine the generator is woken on time.
+/// Nice -5 and a 100 µs time slice for the calling thread, or the slice
+/// alone where a lower nice value is not allowed: on a busy machine the
+/// generator is woken on time.
 fn raise_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions; `0` names the
-    // calling thread. Failure (not allowed) leaves the priority as is.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, -5);
+    if hydrant::sched::set_thread(Some(-5), 100_000).is_err() {
+        let _ = hydrant::sched::set_thread(None, 100_000);
     }
-    hydrant::sched::set_ack_slice(100);
-    hydrant::sched::ack_thread();
 }
 
 fn machine() -> String {
