@@ -40,10 +40,18 @@ pub fn ack_thread() {
     }
 }
 
-/// Marks the calling thread as background work: nice [`BACKGROUND_NICE`]
-/// and the kernel's default slice (a background thread may have been started
-/// by an acknowledgement thread, whose settings it inherited).
+thread_local! {
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as background work, once per thread: nice
+/// [`BACKGROUND_NICE`] and the kernel's default slice (a blocking-pool thread
+/// starts as an acknowledgement thread; once marked it keeps the settings for
+/// whatever it runs later, which is background work too, or short).
 pub fn background_thread() {
+    if BACKGROUND.with(|b| b.replace(true)) {
+        return;
+    }
     if set_thread(Some(BACKGROUND_NICE), 0).is_ok() {
         return;
     }

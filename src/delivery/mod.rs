@@ -150,26 +150,10 @@ pub(crate) async fn background<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
     tokio::task::spawn_blocking(move || {
-        lower_priority();
+        crate::sched::background_thread();
         f()
     })
     .await
-}
-
-thread_local! {
-    static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Lowers the calling thread's priority, once. On Linux a nice value is per
-/// thread. A blocking-pool thread keeps it for whatever it runs later, which
-/// is background work too, or short.
-fn lower_priority() {
-    LOWERED.with(|l| {
-        if !l.get() {
-            l.set(true);
-            crate::sched::background_thread();
-        }
-    });
 }
 
 /// A running delivery: one task per shard.

@@ -677,8 +677,8 @@ impl Held {
         }
     }
 
-    /// The records, read again from the log if need be (retried until read
-    /// or a hard stop: `None`).
+    /// The records, read again from the log if need be (through the retry
+    /// loop until read, as the error output is; a hard stop: `None`).
     async fn frames(
         self,
         ctx: &StreamContext,
@@ -689,28 +689,31 @@ impl Held {
             Held::Frames(f) => return Some(f),
             Held::InLog { runs, count } => (Arc::new(runs), count),
         };
-        let mut attempt = 0u32;
-        loop {
-            let (log, runs) = (ctx.log.clone(), runs.clone());
-            let read = super::background(move || reread(&log, shard, &runs, count)).await;
-            let error = match read {
-                Ok(Ok(frames)) => return Some(frames),
-                Ok(Err(e)) => e,
-                Err(e) => format!("log read task failed: {e}"),
-            };
-            attempt += 1;
-            tracing::error!(
-                stream = ctx.config.name,
-                shard,
-                attempt,
-                error,
-                "cannot read a failed batch's records again from the log; retrying"
-            );
-            ctx.set_error(format!("shard {shard}: {error}"));
-            tokio::select! {
-                _ = stop.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+        let outcome = retry_forever(
+            stop,
+            |attempt, e| {
+                tracing::error!(stream = ctx.config.name, shard, attempt, error = %e, "cannot read a failed batch's records again from the log; retrying");
+                ctx.set_error(format!("shard {shard}: {}", e.message));
+            },
+            || {
+                let (log, runs) = (ctx.log.clone(), runs.clone());
+                async move {
+                    let message = match super::background(move || reread(&log, shard, &runs, count)).await {
+                        Ok(Ok(frames)) => return Ok(frames),
+                        Ok(Err(e)) => e,
+                        Err(e) => format!("log read task failed: {e}"),
+                    };
+                    Err(crate::sink::SinkError {
+                        message,
+                        retryable: true,
+                    })
+                }
+            },
+        )
+        .await;
+        match outcome {
+            Outcome::Delivered { value, .. } => Some(value),
+            Outcome::GaveUp { .. } | Outcome::Cancelled => None,
         }
     }
 }
