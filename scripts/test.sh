@@ -53,6 +53,9 @@ if [ ! -f "$VENV/.installed-$REQ_HASH" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 
+step "disk space for target/ (a clean build needs about 3 GB)"
+df -h . | tail -n 1
+
 step "cargo fmt --check"
 cargo fmt --check
 
