@@ -53,7 +53,7 @@ if [ ! -f "$VENV/.installed-$REQ_HASH" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 
-step "disk space for target/ (a clean build needs about 3 GB)"
+step "disk space for target/ (a clean run needs about 4.5 GB)"
 df -h . | tail -n 1
 
 step "cargo fmt --check"
