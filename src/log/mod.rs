@@ -212,6 +212,17 @@ impl ShardShared {
         }
     }
 
+    /// The durable length of the segment based at `base` if it is the one
+    /// being written (its bytes past it may be a write not durable yet, or
+    /// old frames of a reused file); None for a finished segment.
+    fn durable_len(&self, base: u64) -> Option<u64> {
+        let (_, tail_base, pos) = match self.tail.lock() {
+            Ok(g) => *g,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        (tail_base == base).then_some(pos)
+    }
+
     fn spare_bytes(&self) -> std::sync::MutexGuard<'_, u64> {
         match self.spare.lock() {
             Ok(g) => g,

@@ -1,7 +1,9 @@
 //! Sequential reader of one shard, from any offset still on disk.
 //!
 //! Reads only records below the durable end, so it never sees a frame that a
-//! crash could still take back. Every frame is checksum-verified again on the
+//! crash could still take back: in the segment being written it reads no
+//! byte past the durable end's position, so what it has buffered stays valid
+//! from one read to the next. Every frame is checksum-verified again on the
 //! way out. Reads are blocking file I/O: call them from a blocking thread.
 
 use std::fs::File;
@@ -18,6 +20,8 @@ const READ_CHUNK_BYTES: usize = 1 << 20;
 struct OpenSegment {
     base: u64,
     file: File,
+    /// The file's read position.
+    pos: u64,
     /// Base of the segment after it, once there is one: the reader moves on
     /// at that offset without looking at what follows the last frame (a
     /// reused segment holds old frames there).
@@ -60,9 +64,8 @@ impl ShardReader {
     /// for [`ShardLog::reader_at`](super::ShardLog::reader_at). None when the
     /// reader has no segment open.
     pub fn resume_point(&mut self) -> Option<(u64, u64)> {
-        let seg = self.seg.as_mut()?;
-        let pos = seg.file.stream_position().ok()?;
-        Some((seg.base, pos - self.buf.len() as u64))
+        let seg = self.seg.as_ref()?;
+        Some((seg.base, seg.pos - self.buf.len() as u64))
     }
 
     /// The offset the next returned record will have.
@@ -94,7 +97,12 @@ impl ShardReader {
         file.seek(SeekFrom::Start(start))
             .map_err(io_err(shard, &path))?;
         let end = self.shared.base_after(base);
-        self.seg = Some(OpenSegment { base, file, end });
+        self.seg = Some(OpenSegment {
+            base,
+            file,
+            pos: start,
+            end,
+        });
         self.buf.clear();
         Ok(())
     }
@@ -102,6 +110,11 @@ impl ShardReader {
     /// Reads up to `records_max` records or about `bytes_max` bytes of data,
     /// whichever comes first, from the durable part of the shard. Returns an
     /// empty vector when the reader has caught up.
+    ///
+    /// Bytes read past the last returned record stay buffered for the next
+    /// call: they are durable (see the module's note), and the records of
+    /// consecutive calls then share read buffers instead of each call
+    /// starting a new one (a batch of small records held twice the memory).
     pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
         let hinted = self.hint.is_some();
         let mut result = self.read_inner(records_max, bytes_max);
@@ -111,25 +124,12 @@ impl ShardReader {
             self.buf.clear();
             result = self.read_inner(records_max, bytes_max);
         }
-        self.rewind();
-        result
-    }
-
-    /// Forgets buffered bytes past the last returned record, seeking the file
-    /// back over them. They may belong to a write that is not durable yet, and
-    /// a failed write is cut off and written again with other bytes, so they
-    /// must be read anew once they are durable.
-    fn rewind(&mut self) {
-        if let Some(seg) = self.seg.as_mut()
-            && !self.buf.is_empty()
-            && seg
-                .file
-                .seek(SeekFrom::Current(-(self.buf.len() as i64)))
-                .is_err()
-        {
+        if result.is_err() {
+            // Start again from the file at the next read.
             self.seg = None;
+            self.buf.clear();
         }
-        self.buf.clear();
+        result
     }
 
     fn read_inner(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
@@ -184,9 +184,23 @@ impl ShardReader {
                 }
                 Decoded::Incomplete => {
                     let path = segment::segment_path(&self.shared.dir, seg.base);
-                    let want = needed_bytes(&self.buf).max(READ_CHUNK_BYTES);
-                    let n = read_more(&mut seg.file, &mut self.buf, want)
-                        .map_err(io_err(shard, &path))?;
+                    let mut want = needed_bytes(&self.buf).max(READ_CHUNK_BYTES);
+                    match self.shared.durable_len(seg.base) {
+                        // The segment being written: up to its durable end,
+                        // and a buffer no larger than what is there.
+                        Some(len) => want = want.min(len.saturating_sub(seg.pos) as usize),
+                        // A finished one: to its end, where the next begins
+                        // (it may have been finished since this read began).
+                        None if seg.end.is_none() => seg.end = self.shared.base_after(seg.base),
+                        None => {}
+                    }
+                    let n = if want == 0 {
+                        0
+                    } else {
+                        read_more(&mut seg.file, &mut self.buf, want)
+                            .map_err(io_err(shard, &path))?
+                    };
+                    seg.pos += n as u64;
                     if n == 0 {
                         // End of this segment: move on to the one starting here.
                         let bases = self.shared.segment_bases();

@@ -483,3 +483,76 @@ async fn the_spare_gives_way_when_the_quota_is_short() {
     assert!(quota.used() <= quota.limit());
     assert_eq!(read_all(&log, 59), vec!["r059"]);
 }
+
+#[tokio::test]
+async fn bytes_past_the_durable_end_are_never_read() {
+    // A write that is not durable yet (or failed, and is cut off and written
+    // again with other records) sits past the durable end. A reader at the
+    // tip must not take it in, even into its buffer: it would return it once
+    // the end moves past its offset.
+    let dir = tempfile::tempdir().unwrap();
+    let log = ShardLog::open(
+        dir.path(),
+        0,
+        &LogOptions::default(),
+        DiskQuota::new(u64::MAX),
+    )
+    .unwrap();
+    for i in 0..3 {
+        log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
+    }
+    let (_, base, len) = *log.shared.tail.lock().unwrap();
+    let mut ghost = Vec::new();
+    frame::encode(&mut ghost, 3, 1_700_000_000_000, b"", b"ghost").unwrap();
+    let path = segment::segment_path(dir.path(), base);
+    std::os::unix::fs::FileExt::write_all_at(
+        &fs::File::options().write(true).open(&path).unwrap(),
+        &ghost,
+        len,
+    )
+    .unwrap();
+    let mut r = log.reader(0);
+    assert_eq!(r.read(2, usize::MAX).unwrap().len(), 2);
+    let got = r.read(10, usize::MAX).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].offset, 2);
+    assert!(r.read(10, usize::MAX).unwrap().is_empty());
+    log.append(vec![rec("real")]).await.unwrap();
+    let got = r.read(10, usize::MAX).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].offset, &got[0].data[..]), (3, &b"real"[..]));
+}
+
+#[tokio::test]
+async fn consecutive_reads_share_their_read_buffer() {
+    // Records of one read and the next lie in one buffer, one after the
+    // other as in the file: a batch built from many reads holds about its
+    // own bytes, not a new buffer per read.
+    let dir = tempfile::tempdir().unwrap();
+    let log = ShardLog::open(
+        dir.path(),
+        0,
+        &LogOptions::default(),
+        DiskQuota::new(u64::MAX),
+    )
+    .unwrap();
+    log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
+        .await
+        .unwrap();
+    let mut r = log.reader(0);
+    let mut frames = Vec::new();
+    for _ in 0..10 {
+        frames.extend(r.read(10, usize::MAX).unwrap());
+    }
+    assert_eq!(frames.len(), 100);
+    let step = frame::encoded_len(0, 4);
+    for w in frames.windows(2) {
+        assert_eq!(
+            w[1].data.as_ptr() as usize - w[0].data.as_ptr() as usize,
+            step,
+            "records {} and {} are in different buffers",
+            w[0].offset,
+            w[1].offset
+        );
+    }
+}
