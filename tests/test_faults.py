@@ -139,6 +139,37 @@ def test_permanent_failure_goes_to_error_output_with_reason(hydrant_factory, gar
     wait_until(lambda: len(records_in(read_objects(s3, errors_bucket))) >= 51, timeout=60, what="the later record")
 
 
+def test_records_the_format_refused_are_not_sent_to_the_error_output_twice(hydrant_factory, garage, bucket):
+    """A Parquet batch with records the schema refuses: those go to the error
+    output as format-conversion-failed at once; when the rest of the batch
+    then gives up (no such bucket), only the rest goes there as s3-failed."""
+    errors_bucket = bucket + "-err"
+    garage.create_bucket(errors_bucket)
+    cfg = s3_store_yaml(garage) + (
+        "streams:\n  app:\n    shards: 1\n"
+        "    buffering: { size_mb: 1, interval_secs: 1 }\n"
+        "    retry_duration_secs: 2\n"
+        "    encoding:\n      format: parquet\n      compression: zstd\n"
+        "      schema:\n        - { name: id, type: int64, nullable: false }\n"
+        "    destination: { type: s3, bucket: no-such-bucket-hydrant, prefix: pq/ }\n"
+        f"    error_output: {{ type: s3, bucket: {errors_bucket}, prefix: 'failed/!{{firehose:error-output-type}}/' }}\n"
+    )
+    h = hydrant_factory(cfg).start()
+    good = [json.dumps({"id": i}).encode() for i in range(5)]
+    bad = [b'{"id": "seven"}', b"not json"]
+    h.firehose().put_record_batch(DeliveryStreamName="app", Records=[{"Data": d} for d in good[:3] + bad + good[3:]])
+    s3 = garage.s3()
+
+    def rows_of(kind):
+        return [json.loads(x) for x in records_in({k: v for k, v in read_objects(s3, errors_bucket).items() if f"/{kind}/" in k})]
+
+    failed = wait_until(lambda: rows_of("s3-failed") or None, timeout=60, what="the s3-failed batch")
+    refused = rows_of("format-conversion-failed")
+    assert sorted(base64.b64decode(r["rawData"]) for r in refused) == sorted(bad)
+    assert sorted(base64.b64decode(r["rawData"]) for r in failed) == sorted(good)
+    assert h.metric("error_output_records", stream="app") == len(good) + len(bad)
+
+
 def mount_tmpfs(path, size_mib):
     path.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(path)], capture_output=True)

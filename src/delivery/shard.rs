@@ -466,7 +466,9 @@ async fn upload(
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
     let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
-    let mut format_refused = 0usize;
+    // Indices (ascending) of records the format refused: already in the
+    // error output, so not sent there again if the object later gives up.
+    let mut format_refused: Vec<usize> = Vec::new();
     let (records, body, key) = match &cfg.destination {
         Destination::Object(o) => {
             let opts = encode::EncodeOptions::of(cfg);
@@ -502,7 +504,8 @@ async fn upload(
                     if refused.len() == records.len() {
                         return (first, true);
                     }
-                    format_refused = refused.len();
+                    format_refused = encoded.rejected.iter().map(|(i, _)| *i).collect();
+                    format_refused.sort_unstable();
                     (records, encoded.body)
                 }
                 Ok((records, Ok(encoded))) => (records, encoded.body),
@@ -578,7 +581,7 @@ async fn upload(
     match outcome {
         Outcome::Delivered { attempts, value } => {
             let m = &ctx.metrics;
-            let accepted = records.len() - value.rejected.len() - format_refused;
+            let accepted = records.len() - value.rejected.len() - format_refused.len();
             m.delivery_success.get_or_create(&label).inc();
             m.delivery_records
                 .get_or_create(&label)
@@ -630,8 +633,12 @@ async fn upload(
             let Some(records) = records.frames(&ctx, shard, &stop).await else {
                 return (first, false);
             };
-            let failed: Vec<(&Frame, String)> =
-                records.iter().map(|r| (r, error.message.clone())).collect();
+            let failed: Vec<(&Frame, String)> = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| format_refused.binary_search(i).is_err())
+                .map(|(_, r)| (r, error.message.clone()))
+                .collect();
             let mut ok =
                 write_error_output(&ctx, shard, &failed, &failed_type, attempts, &stop).await;
             if ctx.backup_mode().is_some() {
