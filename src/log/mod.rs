@@ -186,12 +186,65 @@ pub(crate) struct ShardShared {
     pub failed: AtomicBool,
     /// Where the durable end is: (its offset, segment base, byte position),
     /// set by the writer before it publishes `durable`.
-    pub tail: std::sync::Mutex<(u64, u64, u64)>,
+    pub tail: Tail,
     /// A finished segment is kept as the spare only if it is this long.
     pub segment_bytes: u64,
     /// Bytes of the spare segment ([`segment::spare_path`]), 0 if there is
     /// none. They stay counted by the quota until the writer takes it.
     pub spare: std::sync::Mutex<u64>,
+}
+
+/// Where the durable end is: (its offset, segment base, byte position).
+/// Written by the shard's one writer thread after each sync, read by every
+/// reader; a sequence lock, so that a reader (at delivery's low priority)
+/// can never hold up the writer, which acknowledges producers.
+pub(crate) struct Tail {
+    /// Odd while the writer is updating the values.
+    seq: AtomicU64,
+    next: AtomicU64,
+    base: AtomicU64,
+    pos: AtomicU64,
+}
+
+impl Tail {
+    fn new(next: u64, base: u64, pos: u64) -> Self {
+        Tail {
+            seq: AtomicU64::new(0),
+            next: AtomicU64::new(next),
+            base: AtomicU64::new(base),
+            pos: AtomicU64::new(pos),
+        }
+    }
+
+    /// Only the shard's writer calls this.
+    pub(crate) fn set(&self, next: u64, base: u64, pos: u64) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        self.next.store(next, Ordering::Relaxed);
+        self.base.store(base, Ordering::Relaxed);
+        self.pos.store(pos, Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let v = (
+                self.next.load(Ordering::Relaxed),
+                self.base.load(Ordering::Relaxed),
+                self.pos.load(Ordering::Relaxed),
+            );
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return v;
+            }
+        }
+    }
 }
 
 impl ShardShared {
@@ -216,10 +269,7 @@ impl ShardShared {
     /// being written (its bytes past it may be a write not durable yet, or
     /// old frames of a reused file); None for a finished segment.
     fn durable_len(&self, base: u64) -> Option<u64> {
-        let (_, tail_base, pos) = match self.tail.lock() {
-            Ok(g) => *g,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
+        let (_, tail_base, pos) = self.tail.get();
         (tail_base == base).then_some(pos)
     }
 
@@ -379,7 +429,7 @@ impl ShardLog {
             bytes: AtomicU64::new(total),
             quota,
             failed: AtomicBool::new(false),
-            tail: std::sync::Mutex::new((next, active_base, active_len)),
+            tail: Tail::new(next, active_base, active_len),
             segment_bytes: opts.segment_bytes,
             spare: std::sync::Mutex::new(spare),
         });
@@ -480,7 +530,7 @@ impl ShardLog {
     /// Where `offset` starts in the log, if it is the durable end: the
     /// (segment base, byte position) for [`reader_at`](Self::reader_at).
     pub fn tail_position(&self, offset: u64) -> Option<(u64, u64)> {
-        let (next, base, pos) = *self.shared.tail.lock().ok()?;
+        let (next, base, pos) = self.shared.tail.get();
         (next == offset).then_some((base, pos))
     }
 

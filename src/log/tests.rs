@@ -391,7 +391,7 @@ async fn a_deleted_segment_is_written_over_as_the_next_and_reads_stay_exact() {
     assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), spare_inode);
     // The reused file is longer than its one new frame: old frames follow.
     assert_eq!(meta.len(), spare_len);
-    let (_, _, active_len) = *log.shared.tail.lock().unwrap();
+    let (_, _, active_len) = log.shared.tail.get();
     assert!(active_len < spare_len);
     let want = |from: usize, to: usize| (from..to).map(|i| format!("r{i:03}")).collect::<Vec<_>>();
     let oldest = log.oldest_offset() as usize;
@@ -501,7 +501,7 @@ async fn bytes_past_the_durable_end_are_never_read() {
     for i in 0..3 {
         log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
     }
-    let (_, base, len) = *log.shared.tail.lock().unwrap();
+    let (_, base, len) = log.shared.tail.get();
     let mut ghost = Vec::new();
     frame::encode(&mut ghost, 3, 1_700_000_000_000, b"", b"ghost").unwrap();
     let path = segment::segment_path(dir.path(), base);
@@ -555,4 +555,25 @@ async fn consecutive_reads_share_their_read_buffer() {
             w[1].offset
         );
     }
+}
+
+#[test]
+fn the_tail_is_never_read_half_updated() {
+    let tail = std::sync::Arc::new(Tail::new(0, 0, 0));
+    let writer = {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for i in 1..=200_000u64 {
+                tail.set(i, i * 2, i * 3);
+            }
+        })
+    };
+    let mut last = 0;
+    while last < 200_000 {
+        let (next, base, pos) = tail.get();
+        assert_eq!((base, pos), (next * 2, next * 3), "a torn read");
+        assert!(next >= last, "went backwards");
+        last = next;
+    }
+    writer.join().unwrap();
 }

@@ -166,9 +166,9 @@ impl Writer {
                 self.shared
                     .bytes
                     .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
-                if let Ok(mut t) = self.shared.tail.lock() {
-                    *t = (next, self.active_base, self.active_len);
-                }
+                self.shared
+                    .tail
+                    .set(next, self.active_base, self.active_len);
                 self.shared.durable.send_replace(next);
                 for (req, range) in accepted {
                     let _ = req.reply.send(Ok(range));
