@@ -18,6 +18,10 @@ fn small_segments() -> LogOptions {
     }
 }
 
+fn default_log(dir: &std::path::Path) -> ShardLog {
+    ShardLog::open(dir, 0, &LogOptions::default(), DiskQuota::new(u64::MAX)).unwrap()
+}
+
 fn read_all(log: &ShardLog, from: u64) -> Vec<String> {
     let mut r = log.reader(from);
     let mut out = Vec::new();
@@ -97,13 +101,7 @@ async fn segments_roll_and_reads_cross_them() {
 async fn reopen_continues_offsets_after_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let log = ShardLog::open(
-            dir.path(),
-            0,
-            &LogOptions::default(),
-            DiskQuota::new(u64::MAX),
-        )
-        .unwrap();
+        let log = default_log(dir.path());
         log.append(vec![rec("one"), rec("two")]).await.unwrap();
     }
     // Simulate a crash in the middle of a write: half a frame at the end.
@@ -115,13 +113,7 @@ async fn reopen_continues_offsets_after_a_torn_tail() {
     bytes.extend_from_slice(&half);
     std::fs::write(&path, &bytes).unwrap();
 
-    let log = ShardLog::open(
-        dir.path(),
-        0,
-        &LogOptions::default(),
-        DiskQuota::new(u64::MAX),
-    )
-    .unwrap();
+    let log = default_log(dir.path());
     assert_eq!(log.durable_end(), 2);
     assert_eq!(log.append(vec![rec("three")]).await.unwrap(), 2..3);
     assert_eq!(read_all(&log, 0), vec!["one", "two", "three"]);
@@ -491,13 +483,7 @@ async fn bytes_past_the_durable_end_are_never_read() {
     // tip must not take it in, even into its buffer: it would return it once
     // the end moves past its offset.
     let dir = tempfile::tempdir().unwrap();
-    let log = ShardLog::open(
-        dir.path(),
-        0,
-        &LogOptions::default(),
-        DiskQuota::new(u64::MAX),
-    )
-    .unwrap();
+    let log = default_log(dir.path());
     for i in 0..3 {
         log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
     }
@@ -529,13 +515,7 @@ async fn consecutive_reads_share_their_read_buffer() {
     // other as in the file: a batch built from many reads holds about its
     // own bytes, not a new buffer per read.
     let dir = tempfile::tempdir().unwrap();
-    let log = ShardLog::open(
-        dir.path(),
-        0,
-        &LogOptions::default(),
-        DiskQuota::new(u64::MAX),
-    )
-    .unwrap();
+    let log = default_log(dir.path());
     log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
         .await
         .unwrap();
