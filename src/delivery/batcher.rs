@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::log::frame::Frame;
@@ -56,7 +56,7 @@ impl Ready {
 /// Records waiting to form one object.
 #[derive(Debug)]
 struct OpenBatch {
-    records: Vec<Frame>,
+    records: Held,
     bytes: u64,
     /// When the first record was added.
     started: Instant,
@@ -64,26 +64,192 @@ struct OpenBatch {
     seq: u64,
     /// The earliest arrival among `records` (epoch ms).
     oldest_arrival: i64,
-    /// Where this batch's own copies of its records go
-    /// ([`PartitionLimits::copy_records`]).
-    arena: BytesMut,
 }
 
-impl OpenBatch {
-    /// The record with its bytes copied into this batch's own blocks, which
-    /// grow with the batch (4 KiB to 256 KiB).
-    fn own(&mut self, f: Frame) -> Frame {
-        let need = f.key.len() + f.data.len();
-        if self.arena.capacity() - self.arena.len() < need {
-            let block = (self.bytes as usize / 4).clamp(4 << 10, 256 << 10);
-            self.arena = BytesMut::with_capacity(need.max(block));
+/// An open batch's records.
+#[derive(Debug)]
+enum Held {
+    /// Where they were read: a single partition's records lie together in
+    /// the read buffers, so holding them there costs nothing.
+    Frames(Vec<Frame>),
+    /// Copied ([`PartitionLimits::copy_records`]) and packed.
+    Packed(Packed),
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        match self {
+            Held::Frames(v) => v.len(),
+            Held::Packed(p) => p.count,
         }
-        self.arena.extend_from_slice(&f.key);
-        let key = self.arena.split().freeze();
-        self.arena.extend_from_slice(&f.data);
-        let data = self.arena.split().freeze();
-        Frame { key, data, ..f }
     }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn first_offset(&self) -> Option<u64> {
+        match self {
+            Held::Frames(v) => v.first().map(|f| f.offset),
+            Held::Packed(p) => p.first_offset,
+        }
+    }
+
+    fn into_frames(self) -> Vec<Frame> {
+        match self {
+            Held::Frames(mut v) => {
+                // A closed batch is held until delivered: give back what its
+                // vector grew past it (glibc shrinks large blocks in place).
+                if v.capacity() > v.len() + v.len() / 8 {
+                    v.shrink_to_fit();
+                }
+                v
+            }
+            Held::Packed(p) => p.into_frames(),
+        }
+    }
+}
+
+/// Bytes before each packed record's key: offset, arrival, key and data
+/// lengths.
+const PACKED_HEADER: usize = 8 + 8 + 4 + 4;
+/// A partition holding less than this packs into the heap, in blocks that
+/// grow with it (4 KiB to 64 KiB)...
+const HEAP_HELD_MAX: u64 = 256 << 10;
+/// ...and beyond it into blocks of their own pages.
+const MAPPED_BLOCK: usize = 1 << 20;
+
+/// An open partition's own copies of its records, one after another in
+/// blocks, each behind a small header. A partition holds its records for up
+/// to the buffering interval and many are open at once, so what each record
+/// costs while held counts: here its bytes and 24 more, where a [`Frame`] of
+/// its own would be 80 more and a vector of them grows by doubling. The
+/// frames are made when the batch closes, pointing into the same blocks.
+#[derive(Debug, Default)]
+struct Packed {
+    blocks: Vec<Block>,
+    count: usize,
+    first_offset: Option<u64>,
+}
+
+impl Packed {
+    /// Copies the record in; `held` is the batch's bytes so far, which
+    /// sizes the next block.
+    fn push(&mut self, f: &Frame, held: u64) {
+        let need = PACKED_HEADER + f.key.len() + f.data.len();
+        let fits = self.blocks.last().is_some_and(|b| b.room() >= need);
+        if !fits {
+            self.blocks.push(Block::new(need, held));
+        }
+        if let Some(b) = self.blocks.last_mut() {
+            // Frames bound both lengths far below u32::MAX (`frame::BODY_BYTES_MAX`).
+            b.put(&[
+                &f.offset.to_le_bytes(),
+                &f.arrival_ms.to_le_bytes(),
+                &(f.key.len() as u32).to_le_bytes(),
+                &(f.data.len() as u32).to_le_bytes(),
+                &f.key,
+                &f.data,
+            ]);
+        }
+        self.count += 1;
+        self.first_offset.get_or_insert(f.offset);
+    }
+
+    /// The records as frames, in the order they were pushed.
+    fn into_frames(self) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(self.count);
+        for block in self.blocks {
+            let block = block.freeze();
+            let mut at = 0;
+            while let Some(h) = block.get(at..at + PACKED_HEADER) {
+                let offset = u64::from_le_bytes(word(&h[0..8]));
+                let arrival_ms = i64::from_le_bytes(word(&h[8..16]));
+                let key_len = u32::from_le_bytes(word(&h[16..20])) as usize;
+                let data_len = u32::from_le_bytes(word(&h[20..24])) as usize;
+                let key_at = at + PACKED_HEADER;
+                let data_at = key_at + key_len;
+                at = data_at + data_len;
+                out.push(Frame {
+                    offset,
+                    arrival_ms,
+                    key: block.slice(key_at..data_at),
+                    data: block.slice(data_at..at),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One block of a [`Packed`] partition.
+///
+/// Open partitions' blocks live for up to the buffering interval, closing
+/// in no order, between the read buffers and encoded objects that come and
+/// go around them. From the heap, freed blocks leave holes that the
+/// allocator keeps (a run of W2 measured a third of the daemon's memory as
+/// free heap). A large partition's blocks are therefore pages of their own,
+/// given back to the system whole when the batch is delivered, and only
+/// the pages written are ever resident, so a block can be large.
+#[derive(Debug)]
+enum Block {
+    Heap(Vec<u8>),
+    Mapped { map: memmap2::MmapMut, len: usize },
+}
+
+impl Block {
+    fn new(need: usize, held: u64) -> Block {
+        if held >= HEAP_HELD_MAX {
+            // Without a mapping (the system's limit on them reached), the heap.
+            if let Ok(map) = memmap2::MmapMut::map_anon(need.max(MAPPED_BLOCK)) {
+                return Block::Mapped { map, len: 0 };
+            }
+        }
+        let size = (held as usize / 4).clamp(4 << 10, 64 << 10);
+        Block::Heap(Vec::with_capacity(need.max(size)))
+    }
+
+    fn room(&self) -> usize {
+        match self {
+            Block::Heap(v) => v.capacity() - v.len(),
+            Block::Mapped { map, len } => map.len() - len,
+        }
+    }
+
+    /// Appends `parts`, which [`Block::room`] has checked fit.
+    fn put(&mut self, parts: &[&[u8]]) {
+        match self {
+            Block::Heap(v) => parts.iter().for_each(|p| v.extend_from_slice(p)),
+            Block::Mapped { map, len } => {
+                for p in parts {
+                    if let Some(dst) = map.get_mut(*len..*len + p.len()) {
+                        dst.copy_from_slice(p);
+                        *len += p.len();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The block's bytes, shared by the frames that point into it.
+    fn freeze(self) -> Bytes {
+        match self {
+            Block::Heap(mut v) => {
+                if v.capacity() > v.len() + v.len() / 8 {
+                    v.shrink_to_fit();
+                }
+                Bytes::from(v)
+            }
+            Block::Mapped { map, len } => Bytes::from_owner(map).slice(..len),
+        }
+    }
+}
+
+/// A fixed-size piece of a packed header (the caller slices it to size).
+fn word<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut w = [0; N];
+    w.copy_from_slice(b);
+    w
 }
 
 /// Bounds on a shard's open partitions.
@@ -200,25 +366,26 @@ impl Batcher {
             self.open.insert(
                 key.clone(),
                 OpenBatch {
-                    records: Vec::with_capacity(expected),
+                    records: if self.limits.copy_records {
+                        Held::Packed(Packed::default())
+                    } else {
+                        Held::Frames(Vec::with_capacity(expected))
+                    },
                     bytes: 0,
                     started: now,
                     seq,
                     oldest_arrival: i64::MAX,
-                    arena: BytesMut::new(),
                 },
             );
         }
         let full = match self.open.get_mut(&key) {
             Some(b) => {
                 b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
-                let frame = if self.limits.copy_records {
-                    b.own(frame)
-                } else {
-                    frame
-                };
+                match &mut b.records {
+                    Held::Frames(v) => v.push(frame),
+                    Held::Packed(p) => p.push(&frame, b.bytes),
+                }
                 b.bytes += len;
-                b.records.push(frame);
                 b.bytes >= self.bytes_max
             }
             None => false,
@@ -290,16 +457,11 @@ impl Batcher {
         }
     }
 
-    fn finish(&mut self, key: PartitionKey, mut b: OpenBatch) {
+    fn finish(&mut self, key: PartitionKey, b: OpenBatch) {
         self.open_bytes = self.open_bytes.saturating_sub(b.bytes);
         if !b.records.is_empty() {
-            // A closed batch is held until delivered: give back what its
-            // vector grew past it (glibc shrinks large blocks in place).
-            if b.records.capacity() > b.records.len() + b.records.len() / 8 {
-                b.records.shrink_to_fit();
-            }
             self.ready.push_back(Ready {
-                records: b.records,
+                records: b.records.into_frames(),
                 route: Route::Deliver(key),
             });
         }
@@ -344,10 +506,7 @@ impl Batcher {
     /// pass. Partitions interleave, so every batch's first record counts.
     pub fn lowest_offset(&self) -> Option<u64> {
         let ready = self.ready.iter().filter_map(Ready::first_offset);
-        let open = self
-            .open
-            .values()
-            .filter_map(|b| b.records.first().map(|f| f.offset));
+        let open = self.open.values().filter_map(|b| b.records.first_offset());
         ready.chain(open).min()
     }
 }

@@ -279,3 +279,37 @@ async fn a_held_batch_carries_little_unused_vector() {
         last.records.capacity()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn packed_partitions_give_back_every_record_as_it_came() {
+    // Sizes from empty to past the largest block, keys of every length
+    // up to 300, over three partitions.
+    let sizes = [0usize, 1, 23, 24, 4096, 4097, 300 << 10, 77, 256 << 10];
+    let mut b = Batcher::with_limits(u64::MAX, 1, Duration::from_secs(300), limits(10, u64::MAX));
+    let now = Instant::now();
+    let mut sent: HashMap<String, Vec<Frame>> = HashMap::new();
+    for i in 0..600u64 {
+        let len = sizes[i as usize % sizes.len()];
+        let f = Frame {
+            offset: 1_000_000 + i,
+            arrival_ms: -5 + i as i64 * 7,
+            key: Bytes::from(vec![(i % 251) as u8; i as usize % 301]),
+            data: Bytes::from((0..len).map(|j| (j as u64 + i) as u8).collect::<Vec<u8>>()),
+        };
+        let part = format!("p{}", i % 3);
+        sent.entry(part.clone()).or_default().push(f.clone());
+        b.push_to(key(&part), f, now);
+    }
+    assert_eq!(b.lowest_offset(), Some(1_000_000));
+    assert_eq!(b.oldest_arrival(), Some(-5));
+    b.close();
+    let mut got: HashMap<String, Vec<Frame>> = HashMap::new();
+    while let Some(r) = b.pop_ready() {
+        let Route::Deliver(Some(k)) = r.route else {
+            panic!("unexpected route {:?}", r.route);
+        };
+        assert_eq!(r.records.capacity(), r.records.len());
+        got.entry(k.to_string()).or_default().extend(r.records);
+    }
+    assert_eq!(got, sent);
+}
