@@ -114,8 +114,8 @@ impl Held {
 /// lengths.
 const PACKED_HEADER: usize = 8 + 8 + 4 + 4;
 /// A partition holding less than this packs into the heap, in blocks that
-/// grow with it (4 KiB to 64 KiB)...
-const HEAP_HELD_MAX: u64 = 256 << 10;
+/// grow with it (4 KiB to 16 KiB)...
+const HEAP_HELD_MAX: u64 = 64 << 10;
 /// ...and beyond it into blocks of their own pages.
 const MAPPED_BLOCK: usize = 1 << 20;
 
@@ -205,7 +205,7 @@ impl Block {
                 return Block::Mapped { map, len: 0 };
             }
         }
-        let size = (held as usize / 4).clamp(4 << 10, 64 << 10);
+        let size = (held as usize / 4).clamp(4 << 10, 16 << 10);
         Block::Heap(Vec::with_capacity(need.max(size)))
     }
 
