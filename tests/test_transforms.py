@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import s3_store_yaml
-from harness import hydrant_bin, read_objects, records_in, wait_until
+from harness import Receiver, hydrant_bin, read_objects, records_in, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGS = ["rust", "python", "javascript", "c"]
@@ -123,6 +123,38 @@ def test_transformed_records_reach_garage_partitioned_and_survive_a_restart(hydr
     got = wait_until(delivered, timeout=120, what="every transformed record after a kill")
     assert got == set(range(300))
     assert {k.split("/")[0] for k in objects() if not k.startswith("errors/")} == {f"service={s}" for s in SERVICES}
+
+
+def test_a_backup_of_all_data_keeps_the_source_records_the_transform_changed_or_dropped(hydrant_factory, tmp_path):
+    # Firehose's AllData backup beside a transform holds the untransformed
+    # source records, those the transform dropped or failed included.
+    wasm = example("rust")
+    receiver = Receiver()
+    backup = tmp_path / "backup"
+    try:
+        h = hydrant_factory(f"""streams:
+  logs:
+    shards: 2
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    transform: {{ wasm: {wasm}, config: {{ env: prod }}, timeout_ms: 30000 }}
+    destination: {{ type: http, url: {receiver.url}, access_key: secret-key }}
+    backup: {{ mode: all, destination: {{ type: file, path: {backup}, prefix: src/ }} }}
+""").start()
+        good, debug, bad, records = workload()
+        fh = h.firehose()
+        for i in range(0, len(records), 100):
+            assert fh.put_record_batch(DeliveryStreamName="logs", Records=[{"Data": d} for d in records[i:i + 100]])["FailedPutCount"] == 0
+        wait_until(lambda: len(receiver.records) >= len(good), timeout=60, what="transformed records at the receiver")
+        got = wait_until(lambda: (lambda x: x if len(x) >= len(records) else None)(records_in(read_objects(None, backup))),
+                         timeout=60, what="every source record in the backup")
+        assert sorted(got) == sorted(r.decode() for r in records), "the backup holds the records as sent, once each"
+        assert all(k.startswith("src/") for k in read_objects(None, backup))
+        assert receiver.violations == []
+        delivered = [json.loads(r) for r in receiver.records]
+        assert sorted(r["n"] for r in delivered) == list(range(300))
+        assert all(r["env"] == "prod" and "<email>" in r["msg"] for r in delivered), "the destination gets the transformed records"
+    finally:
+        receiver.close()
 
 
 def test_a_transform_that_cannot_start_stops_the_daemon_with_the_reason(hydrant_factory, tmp_path):

@@ -33,6 +33,9 @@ pub enum Route {
         error_type: &'static str,
         reasons: Vec<String>,
     },
+    /// Source records, as read before the transform, for a backup of all
+    /// source data.
+    Backup,
 }
 
 /// A closed batch, waiting for upload.
@@ -418,6 +421,16 @@ impl Batcher {
                 reasons,
             },
         });
+    }
+
+    /// Queues source records for the backup, already closed.
+    pub fn push_backup(&mut self, records: Vec<Frame>) {
+        if !records.is_empty() {
+            self.ready.push_back(Ready {
+                records,
+                route: Route::Backup,
+            });
+        }
     }
 
     /// When the oldest open batch must be closed by time, if any is open.

@@ -96,6 +96,12 @@ impl StreamContext {
         self.config.backup.as_ref().map(|b| b.mode)
     }
 
+    /// Whether source records are backed up as read, before the transform
+    /// (a backup of all data on a stream with a transform).
+    pub(crate) fn backs_up_sources(&self) -> bool {
+        self.transform.is_some() && self.backup_mode() == Some(crate::config::BackupMode::All)
+    }
+
     pub(crate) fn set_error(&self, e: String) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(e);

@@ -84,9 +84,10 @@ pub(crate) async fn run(
         ctx.config.buffer_interval,
         limits,
     );
-    let mut inflight: JoinSet<(u64, bool)> = JoinSet::new();
-    // Each uploading batch by its first offset, with its oldest arrival.
-    let mut inflight_firsts: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut inflight: JoinSet<(Uploading, bool)> = JoinSet::new();
+    // Each uploading batch, with its oldest arrival.
+    let mut inflight_firsts: BTreeMap<Uploading, i64> = BTreeMap::new();
+    let mut uploads_started = 0u64;
     let uploads_max = ctx.config.uploads_in_flight_max;
     let mut draining = false;
     let shard_label = Metrics::shard(&stream, shard);
@@ -95,6 +96,9 @@ pub(crate) async fn run(
     // with one of the daemon's encoding slots, so at most `encoders_max`
     // batches are being encoded (and held whole in memory for it) at once.
     let encodes = matches!(ctx.config.destination, Destination::Object(_));
+    // Firehose's backup of all source data, with a transform: the records
+    // as read from the log, before the transform changed or dropped them.
+    let backs_up_sources = ctx.backs_up_sources();
     let mut slot: Option<OwnedSemaphorePermit> = None;
 
     loop {
@@ -109,8 +113,14 @@ pub(crate) async fn run(
                 break;
             };
             if let Some(first) = ready.first_offset() {
-                inflight_firsts.insert(first, ready.oldest_arrival().unwrap_or(i64::MAX));
-                inflight.spawn(upload(ctx.clone(), shard, ready, slot.take(), stop.clone()));
+                let id = Uploading {
+                    first,
+                    seq: uploads_started,
+                };
+                uploads_started += 1;
+                inflight_firsts.insert(id, ready.oldest_arrival().unwrap_or(i64::MAX));
+                let task = upload(ctx.clone(), shard, ready, slot.take(), stop.clone());
+                inflight.spawn(async move { (id, task.await) });
             }
         }
         let waiting_for_slot =
@@ -162,8 +172,15 @@ pub(crate) async fn run(
                 // done here, off the runtime, beside the read.
                 let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
                     let started = std::time::Instant::now();
+                    // The transform replaces the records' data: a backup of
+                    // all source data keeps them as read (sharing their bytes).
+                    let sources = if backs_up_sources {
+                        frames.clone()
+                    } else {
+                        Vec::new()
+                    };
                     let prepared = prepare(frames, transform.as_deref(), part.as_deref());
-                    (prepared, started.elapsed())
+                    (prepared, sources, started.elapsed())
                 });
                 (rd, r)
             })
@@ -178,8 +195,9 @@ pub(crate) async fn run(
             };
             reader = Some(rd);
             match result {
-                Ok((prepared, took)) => {
+                Ok((prepared, sources, took)) => {
                     let now = Instant::now();
+                    batcher.push_backup(sources);
                     if ctx.transform.is_some() && !prepared.is_empty() {
                         ctx.metrics
                             .transform_seconds
@@ -357,15 +375,24 @@ fn handle_read_error(
 
 /// Records an upload's end; true if it finished (delivered or in the error
 /// output) so the checkpoint may move.
+/// An uploading batch: its first offset, and the order uploads started in,
+/// since two batches can share a first offset (a backup of source records
+/// and the batch the same records went to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Uploading {
+    first: u64,
+    seq: u64,
+}
+
 fn complete(
     stream: &str,
     shard: u32,
-    res: Result<(u64, bool), tokio::task::JoinError>,
-    firsts: &mut BTreeMap<u64, i64>,
+    res: Result<(Uploading, bool), tokio::task::JoinError>,
+    firsts: &mut BTreeMap<Uploading, i64>,
 ) -> bool {
     match res {
-        Ok((first, true)) => {
-            firsts.remove(&first);
+        Ok((id, true)) => {
+            firsts.remove(&id);
             true
         }
         // Abandoned at a hard stop: the checkpoint stays below it.
@@ -383,12 +410,12 @@ async fn commit(
     shard: u32,
     path: &std::path::Path,
     batcher: &Batcher,
-    inflight_firsts: &BTreeMap<u64, i64>,
+    inflight_firsts: &BTreeMap<Uploading, i64>,
     read_pos: u64,
     committed: &mut u64,
 ) {
     let safe = [
-        inflight_firsts.keys().next().copied(),
+        inflight_firsts.keys().next().map(|u| u.first),
         batcher.lowest_offset(),
         Some(read_pos),
     ]
@@ -434,23 +461,24 @@ async fn commit(
     }
 }
 
-/// Encodes (for object destinations) and delivers one batch; returns its
-/// first offset and whether it is finished with: delivered, or what the
-/// destination refused written to the error output (and backup).
+/// Encodes (for object destinations) and delivers one batch (or writes it to
+/// the error output or the backup, as its route says); returns whether it is
+/// finished with: delivered, or what the destination refused written to the
+/// error output (and backup).
 async fn upload(
     ctx: Arc<StreamContext>,
     shard: u32,
     ready: Ready,
     encoder: Option<OwnedSemaphorePermit>,
     stop: CancellationToken,
-) -> (u64, bool) {
+) -> bool {
     let cfg = &ctx.config;
     let Ready { records, route } = ready;
     let (Some(first), Some(last)) = (
         records.first().map(|f| f.offset),
         records.last().map(|f| f.offset),
     ) else {
-        return (0, true);
+        return true;
     };
     let partition = match route {
         Route::Deliver(p) => p,
@@ -461,7 +489,11 @@ async fn upload(
             tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
             let failed: Vec<(&Frame, String)> = records.iter().zip(reasons).collect();
             let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
-            return (first, ok);
+            return ok;
+        }
+        Route::Backup => {
+            let ok = write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+            return ok;
         }
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
@@ -499,10 +531,10 @@ async fn upload(
                     )
                     .await
                     {
-                        return (first, false);
+                        return false;
                     }
                     if refused.len() == records.len() {
-                        return (first, true);
+                        return true;
                     }
                     format_refused = encoded.rejected.iter().map(|(i, _)| *i).collect();
                     format_refused.sort_unstable();
@@ -522,11 +554,11 @@ async fn upload(
                         &stop,
                     )
                     .await;
-                    return (first, ok);
+                    return ok;
                 }
                 Err(e) => {
                     tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
-                    return (first, false);
+                    return false;
                 }
             };
             let prefix = match &partition {
@@ -593,11 +625,14 @@ async fn upload(
             m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
             ctx.delivered();
             tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
-            if value.rejected.is_empty() && ctx.backup_mode() != Some(BackupMode::All) {
-                return (first, true);
+            // The delivered records are the source records unless a
+            // transform made them; then the sources were backed up as read.
+            let backup_all = ctx.backup_mode() == Some(BackupMode::All) && !ctx.backs_up_sources();
+            if value.rejected.is_empty() && !backup_all {
+                return true;
             }
             let Some(records) = records.frames(&ctx, shard, &stop).await else {
-                return (first, false);
+                return false;
             };
             let rejected: Vec<(&Frame, String)> = value
                 .rejected
@@ -611,7 +646,7 @@ async fn upload(
                     write_error_output(&ctx, shard, &rejected, &failed_type, attempts, &stop).await;
             }
             ok &= match ctx.backup_mode() {
-                Some(BackupMode::All) => {
+                Some(BackupMode::All) if backup_all => {
                     write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await
                 }
                 Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
@@ -625,13 +660,13 @@ async fn upload(
                 }
                 _ => true,
             };
-            (first, ok)
+            ok
         }
         Outcome::GaveUp { attempts, error } => {
             ctx.metrics.delivery_failure.get_or_create(&label).inc();
             tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
             let Some(records) = records.frames(&ctx, shard, &stop).await else {
-                return (first, false);
+                return false;
             };
             let failed: Vec<(&Frame, String)> = records
                 .iter()
@@ -641,12 +676,12 @@ async fn upload(
                 .collect();
             let mut ok =
                 write_error_output(&ctx, shard, &failed, &failed_type, attempts, &stop).await;
-            if ctx.backup_mode().is_some() {
+            if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
                 ok &= write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
             }
-            (first, ok)
+            ok
         }
-        Outcome::Cancelled => (first, false),
+        Outcome::Cancelled => false,
     }
 }
 
@@ -915,6 +950,23 @@ mod tests {
             key: bytes::Bytes::new(),
             data: bytes::Bytes::new(),
         }
+    }
+
+    #[test]
+    fn batches_sharing_a_first_offset_each_hold_back_the_checkpoint() {
+        // A backup of source records and the batch they went to can start
+        // at the same offset: finishing one must not release the other.
+        let mut firsts = BTreeMap::new();
+        let a = Uploading { first: 7, seq: 0 };
+        let b = Uploading { first: 7, seq: 1 };
+        firsts.insert(a, 0);
+        firsts.insert(b, 0);
+        assert!(complete("s", 0, Ok((a, true)), &mut firsts));
+        assert_eq!(firsts.keys().next().map(|u| u.first), Some(7));
+        assert!(!complete("s", 0, Ok((b, false)), &mut firsts));
+        assert_eq!(firsts.len(), 1);
+        assert!(complete("s", 0, Ok((b, true)), &mut firsts));
+        assert!(firsts.is_empty());
     }
 
     #[test]
