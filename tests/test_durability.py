@@ -1,6 +1,7 @@
 """Acknowledged means durable: SIGKILL while producers send, restart, and
 every acknowledged record is delivered."""
 
+import base64
 import json
 import threading
 import time
@@ -121,6 +122,81 @@ def test_api_created_stream_survives_restart(hydrant_factory, garage, bucket):
     h.terminate()
     h.start()
     assert h.firehose().list_delivery_streams()["DeliveryStreamNames"] == []
+
+
+def test_api_created_stream_partitions_dynamically_as_firehose_does(hydrant_factory, garage, bucket):
+    # The request Firehose's console, Terraform and the SDKs send for dynamic
+    # partitioning: a MetadataExtraction processor whose jq query yields the
+    # keys the Prefix names.
+    h = hydrant_factory(s3_store_yaml(garage) + "streams: {}\n").start()
+    fh = h.firehose()
+    dest = {
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+        "BucketARN": f"arn:aws:s3:::{bucket}",
+        "Prefix": "dp/customer=!{partitionKeyFromQuery:customer}/kind=!{partitionKeyFromQuery:kind}/",
+        "ErrorOutputPrefix": "dp-errors/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1},
+        "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [
+            {"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: .customer_id, kind: .event.kind}"},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+            {"Type": "AppendDelimiterToRecord", "Parameters": []}]},
+    }
+    fh.create_delivery_stream(DeliveryStreamName="dp", ExtendedS3DestinationConfiguration=dest)
+    ext = fh.describe_delivery_stream(DeliveryStreamName="dp")["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert ext["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert ext["ProcessingConfiguration"]["Processors"][0]["Type"] == "MetadataExtraction"
+
+    sent = [{"customer_id": f"c{i % 3}", "event": {"kind": ["view", "buy"][i % 2]}, "n": i} for i in range(60)]
+    bad = [{"customer_id": "c9", "n": 100}]  # no event.kind: cannot be partitioned
+    r = fh.put_record_batch(DeliveryStreamName="dp", Records=[{"Data": json.dumps(x).encode()} for x in sent + bad])
+    assert r["FailedPutCount"] == 0
+    s3 = garage.s3()
+
+    def delivered():
+        objs = read_objects(s3, bucket, "dp/")
+        n = sum(len(records_in({k: v})) for k, v in objs.items())
+        return objs if n >= len(sent) else None
+
+    objs = wait_until(delivered, timeout=30, what="the partitioned records")
+    got = 0
+    for key, body in objs.items():
+        for line in records_in({key: body}):
+            x = json.loads(line)
+            assert key.startswith(f"dp/customer={x['customer_id']}/kind={x['event']['kind']}/"), key
+            got += 1
+    assert got == len(sent)
+    assert len({k.rsplit("/", 1)[0] for k in objs}) == 6
+    errs = wait_until(lambda: records_in(read_objects(s3, bucket, "dp-errors/")) or None, timeout=30,
+                      what="the record without a key in the error output")
+    row = json.loads(errs[0])
+    assert json.loads(base64.b64decode(row["rawData"])) == bad[0]
+    assert row["errorCode"] == "partitioning-failed" and "kind" in row["errorMessage"], row
+
+    # Requests Firehose refuses, refused with its exception and the reason.
+    def refused(**changes):
+        d = {**dest, **changes}
+        try:
+            fh.create_delivery_stream(DeliveryStreamName="dp-bad", ExtendedS3DestinationConfiguration=d)
+        except fh.exceptions.InvalidArgumentException as e:
+            return str(e)
+        raise AssertionError(f"accepted {changes}")
+
+    assert "DynamicPartitioningConfiguration" in refused(DynamicPartitioningConfiguration={"Enabled": False})
+    assert "MetadataExtractionQuery" in refused(ProcessingConfiguration={"Enabled": True, "Processors": []})
+    assert "MetadataExtractionQuery" in refused(ProcessingConfiguration={"Enabled": True, "Processors": [
+        {"Type": "MetadataExtraction", "Parameters": [{"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: .a"}]}]})
+    assert "partitionKeyFromQuery" in refused(Prefix="dp/")
+    assert fh.list_delivery_streams()["DeliveryStreamNames"] == ["dp"]
+
+    # The stream comes back partitioned after a restart.
+    h.kill()
+    h.start()
+    fh = h.firehose()
+    fh.put_record_batch(DeliveryStreamName="dp", Records=[{"Data": json.dumps({"customer_id": "late", "event": {"kind": "view"}}).encode()}])
+    wait_until(lambda: read_objects(s3, bucket, "dp/customer=late/kind=view/") or None, timeout=30,
+               what="a record partitioned after the restart")
 
 
 def test_yaml_stream_cannot_be_deleted_and_wins_name_clash(hydrant_factory, tmp_path):

@@ -1217,10 +1217,10 @@ fn stream_config(
 }
 
 /// Firehose's default bound on open partitions.
-const DEFAULT_OPEN_PARTITIONS: usize = 500;
+pub(crate) const DEFAULT_OPEN_PARTITIONS: usize = 500;
 
 /// Default bytes of a shard's open partitions: four full batches, at most 256 MiB.
-fn default_open_mb(size_mb: u64) -> u64 {
+pub(crate) fn default_open_mb(size_mb: u64) -> u64 {
     (4 * size_mb).min(256)
 }
 

@@ -18,6 +18,7 @@ use crate::config::{
     self, Compression, Config, Destination, Encoding, ObjectDestination, StoreConfig, StreamConfig,
 };
 use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
+use crate::delivery::partition::{Partitioner, Query};
 use crate::log::AppendRecord;
 use crate::ops::metrics::Metrics;
 use crate::ops::registry::{Origin, RegistryError, StreamEntry};
@@ -518,7 +519,22 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
         "CompressionFormat": compression_name(c.compression),
         "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
     });
-    json!({ "ExtendedS3DestinationDescription": s3.clone(), "S3DestinationDescription": s3 })
+    let mut extended = s3.clone();
+    let requested = entry
+        .api_request
+        .as_ref()
+        .and_then(|r| destination_config(r).map(|(_, d)| d));
+    if let (Some(obj), Some(req)) = (extended.as_object_mut(), requested) {
+        for k in [
+            "DynamicPartitioningConfiguration",
+            "ProcessingConfiguration",
+        ] {
+            if let Some(v) = req.get(k) {
+                obj.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    json!({ "ExtendedS3DestinationDescription": extended, "S3DestinationDescription": s3 })
 }
 
 const DESTINATION_KEYS: &[&str] = &[
@@ -602,8 +618,16 @@ pub fn stream_config_from_request(
         .filter(|b| config::valid_bucket_name(b))
         .ok_or_else(|| ApiError::invalid_argument(format!("BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name")))?;
     let prefix_src = str_field("Prefix").unwrap_or("");
-    let prefix = KeyTemplate::parse(prefix_src, PrefixKind::Prefix)
-        .map_err(|e| ApiError::invalid_argument(format!("Prefix: {e}")))?;
+    let dynamic = dynamic_partitioning(d, prefix_src)?;
+    let prefix = KeyTemplate::parse_with(
+        prefix_src,
+        PrefixKind::Prefix,
+        keys::KeyContext {
+            query_keys: dynamic.as_ref().map(|p| p.names.as_slice()),
+            transform: false,
+        },
+    )
+    .map_err(|e| ApiError::invalid_argument(format!("Prefix: {e}")))?;
     let error_output_prefix = match str_field("ErrorOutputPrefix") {
         Some(s) => KeyTemplate::parse(s, PrefixKind::ErrorOutputPrefix)
             .map_err(|e| ApiError::invalid_argument(format!("ErrorOutputPrefix: {e}")))?,
@@ -615,10 +639,11 @@ pub fn stream_config_from_request(
         None => keys::default_error_prefix(prefix_src),
     };
     let hints = d.get("BufferingHints");
+    // Firehose's default is 64 MiB with dynamic partitioning, else 5.
     let size_mb = hints
         .and_then(|h| h.get("SizeInMBs"))
         .and_then(Value::as_u64)
-        .unwrap_or(5);
+        .unwrap_or(if dynamic.is_some() { 64 } else { 5 });
     let interval = hints
         .and_then(|h| h.get("IntervalInSeconds"))
         .and_then(Value::as_u64)
@@ -629,6 +654,10 @@ pub fn stream_config_from_request(
     }
     if interval > 900 {
         v.push(format!("Value '{interval}' at '{kind}.bufferingHints.intervalInSeconds' failed to satisfy constraint: Member must have value between 0 and 900"));
+    }
+    let retry_secs = dynamic.as_ref().and_then(|p| p.retry_secs).unwrap_or(3600);
+    if retry_secs > 7200 {
+        v.push(format!("Value '{retry_secs}' at '{kind}.dynamicPartitioningConfiguration.retryOptions.durationInSeconds' failed to satisfy constraint: Member must have value between 0 and 7200"));
     }
     if !v.is_empty() {
         return Err(ApiError::validation(&v));
@@ -643,15 +672,7 @@ pub fn stream_config_from_request(
             )));
         }
     };
-    let append_delimiter = d
-        .get("ProcessingConfiguration")
-        .filter(|p| p.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
-        .and_then(|p| p.get("Processors"))
-        .and_then(Value::as_array)
-        .is_some_and(|ps| {
-            ps.iter()
-                .any(|p| p.get("Type").and_then(Value::as_str) == Some("AppendDelimiterToRecord"))
-        });
+    let append_delimiter = processor(d, "AppendDelimiterToRecord").is_some();
     let destination = ObjectDestination {
         kind: "s3",
         store: cfg.object_store.clone(),
@@ -675,15 +696,141 @@ pub fn stream_config_from_request(
         compression,
         compression_level: None,
         encryption: None,
-        retry_duration: Duration::from_secs(3600),
+        retry_duration: Duration::from_secs(retry_secs),
         uploads_in_flight_max: 4,
+        partitioning: dynamic.map(|p| {
+            Arc::new(Partitioner {
+                keys: p.keys,
+                time: None,
+                template: destination.prefix.clone(),
+                open_partitions_max: config::DEFAULT_OPEN_PARTITIONS,
+                open_bytes_max: config::default_open_mb(size_mb) << 20,
+            })
+        }),
         error_output: destination.clone(),
         destination: Destination::Object(destination),
         backup: None,
-        partitioning: None,
         transform: None,
         fingerprint: String::new(),
     })
+}
+
+/// A `CreateDeliveryStream` request's dynamic partitioning.
+struct DynamicPartitioning {
+    /// The names the Prefix uses as `!{partitionKeyFromQuery:NAME}`, in
+    /// first-use order...
+    names: Vec<String>,
+    /// ...each with the query that picks its value: the field of that name
+    /// in what `MetadataExtractionQuery` yields.
+    keys: Vec<(String, Query)>,
+    retry_secs: Option<u64>,
+}
+
+/// `DynamicPartitioningConfiguration` with its `MetadataExtraction`
+/// processor (`MetadataExtractionQuery`, a jq expression yielding an object
+/// of key values, as Firehose's `JQ-1.6` engine runs it). `None` when it is
+/// not enabled.
+fn dynamic_partitioning(d: &Value, prefix: &str) -> Result<Option<DynamicPartitioning>, ApiError> {
+    let names = query_key_names(prefix);
+    let config = d.get("DynamicPartitioningConfiguration");
+    let enabled = config
+        .and_then(|c| c.get("Enabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !enabled {
+        if !names.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "Prefix: partitionKeyFromQuery namespace is only supported when DynamicPartitioningConfiguration is enabled",
+            ));
+        }
+        return Ok(None);
+    }
+    let params = processor(d, "MetadataExtraction")
+        .and_then(|p| p.get("Parameters"))
+        .and_then(Value::as_array);
+    let param = |name: &str| {
+        params.as_ref().and_then(|ps| {
+            ps.iter().find_map(|p| {
+                (p.get("ParameterName").and_then(Value::as_str) == Some(name))
+                    .then(|| p.get("ParameterValue").and_then(Value::as_str))
+                    .flatten()
+            })
+        })
+    };
+    if let Some(engine) = param("JsonParsingEngine")
+        && engine != "JQ-1.6"
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "JsonParsingEngine {engine} is not supported (JQ-1.6)"
+        )));
+    }
+    let query = param("MetadataExtractionQuery");
+    if names.is_empty() {
+        return Err(ApiError::invalid_argument(
+            "Prefix: with DynamicPartitioningConfiguration enabled, the Prefix must use at least one !{partitionKeyFromQuery:NAME} expression",
+        ));
+    }
+    let Some(query) = query else {
+        return Err(ApiError::invalid_argument(
+            "Prefix uses partitionKeyFromQuery, which needs a MetadataExtraction processor with a MetadataExtractionQuery in ProcessingConfiguration",
+        ));
+    };
+    // Checked whole first, so an error points at the query as written.
+    Query::compile(query).map_err(|e| {
+        ApiError::invalid_argument(format!("MetadataExtractionQuery `{query}` {e}"))
+    })?;
+    let mut keys = Vec::with_capacity(names.len());
+    for name in &names {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "Prefix: partition key name `{name}` must be letters, digits, `_` and `-`"
+            )));
+        }
+        let q = Query::compile(&format!("({query}) | .[\"{name}\"]")).map_err(|e| {
+            ApiError::invalid_argument(format!("MetadataExtractionQuery `{query}` {e}"))
+        })?;
+        keys.push((name.clone(), q));
+    }
+    let retry_secs = config
+        .and_then(|c| c.get("RetryOptions"))
+        .and_then(|r| r.get("DurationInSeconds"))
+        .and_then(Value::as_u64);
+    Ok(Some(DynamicPartitioning {
+        names,
+        keys,
+        retry_secs,
+    }))
+}
+
+/// The names in a prefix's `!{partitionKeyFromQuery:NAME}` expressions,
+/// each once, in first-use order.
+fn query_key_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = prefix;
+    while let Some(start) = rest.find("!{partitionKeyFromQuery:") {
+        let after = &rest[start + "!{partitionKeyFromQuery:".len()..];
+        let Some(end) = after.find('}') else { break };
+        let name = after[..end].to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        rest = &after[end..];
+    }
+    names
+}
+
+/// The enabled `ProcessingConfiguration`'s processor of this type, if any.
+fn processor<'a>(d: &'a Value, kind: &str) -> Option<&'a Value> {
+    d.get("ProcessingConfiguration")
+        .filter(|p| p.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
+        .and_then(|p| p.get("Processors"))
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|p| p.get("Type").and_then(Value::as_str) == Some(kind))
 }
 
 async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
