@@ -59,7 +59,7 @@ impl Ready {
 /// Records waiting to form one object.
 #[derive(Debug)]
 struct OpenBatch {
-    records: Held,
+    records: OpenRecords,
     bytes: u64,
     /// When the first record was added.
     started: Instant,
@@ -71,7 +71,7 @@ struct OpenBatch {
 
 /// An open batch's records.
 #[derive(Debug)]
-enum Held {
+enum OpenRecords {
     /// Where they were read: a single partition's records lie together in
     /// the read buffers, so holding them there costs nothing.
     Frames(Vec<Frame>),
@@ -79,11 +79,11 @@ enum Held {
     Packed(Packed),
 }
 
-impl Held {
+impl OpenRecords {
     fn len(&self) -> usize {
         match self {
-            Held::Frames(v) => v.len(),
-            Held::Packed(p) => p.count,
+            OpenRecords::Frames(v) => v.len(),
+            OpenRecords::Packed(p) => p.count,
         }
     }
 
@@ -93,14 +93,14 @@ impl Held {
 
     fn first_offset(&self) -> Option<u64> {
         match self {
-            Held::Frames(v) => v.first().map(|f| f.offset),
-            Held::Packed(p) => p.first_offset,
+            OpenRecords::Frames(v) => v.first().map(|f| f.offset),
+            OpenRecords::Packed(p) => p.first_offset,
         }
     }
 
     fn into_frames(self) -> Vec<Frame> {
         match self {
-            Held::Frames(mut v) => {
+            OpenRecords::Frames(mut v) => {
                 // A closed batch is held until delivered: give back what its
                 // vector grew past it (glibc shrinks large blocks in place).
                 if v.capacity() > v.len() + v.len() / 8 {
@@ -108,7 +108,7 @@ impl Held {
                 }
                 v
             }
-            Held::Packed(p) => p.into_frames(),
+            OpenRecords::Packed(p) => p.into_frames(),
         }
     }
 }
@@ -370,9 +370,9 @@ impl Batcher {
                 key.clone(),
                 OpenBatch {
                     records: if self.limits.copy_records {
-                        Held::Packed(Packed::default())
+                        OpenRecords::Packed(Packed::default())
                     } else {
-                        Held::Frames(Vec::with_capacity(expected))
+                        OpenRecords::Frames(Vec::with_capacity(expected))
                     },
                     bytes: 0,
                     started: now,
@@ -385,8 +385,8 @@ impl Batcher {
             Some(b) => {
                 b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
                 match &mut b.records {
-                    Held::Frames(v) => v.push(frame),
-                    Held::Packed(p) => p.push(&frame, b.bytes),
+                    OpenRecords::Frames(v) => v.push(frame),
+                    OpenRecords::Packed(p) => p.push(&frame, b.bytes),
                 }
                 b.bytes += len;
                 b.bytes >= self.bytes_max

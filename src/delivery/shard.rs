@@ -373,8 +373,6 @@ fn handle_read_error(
     }
 }
 
-/// Records an upload's end; true if it finished (delivered or in the error
-/// output) so the checkpoint may move.
 /// An uploading batch: its first offset, and the order uploads started in,
 /// since two batches can share a first offset (a backup of source records
 /// and the batch the same records went to).
@@ -384,6 +382,8 @@ struct Uploading {
     seq: u64,
 }
 
+/// Records an upload's end; true if it finished (delivered or in the error
+/// output) so the checkpoint may move.
 fn complete(
     stream: &str,
     shard: u32,
