@@ -99,6 +99,7 @@ pub(crate) async fn run(
     // Firehose's backup of all source data, with a transform: the records
     // as read from the log, before the transform changed or dropped them.
     let backs_up_sources = ctx.backs_up_sources();
+    let mut read_bufs = ReadBuffers::default();
     let mut slot: Option<OwnedSemaphorePermit> = None;
 
     loop {
@@ -165,27 +166,35 @@ pub(crate) async fn run(
 
         if read_pos < end && !batcher.has_ready() && inflight.len() < uploads_max {
             let Some(mut rd) = reader.take() else { break };
+            let mut bufs = std::mem::take(&mut read_bufs);
             let part = partitioner.clone();
             let transform = ctx.transform.clone();
             let res = super::background(move || {
                 // Transforming and partitioning are CPU work on every record:
                 // done here, off the runtime, beside the read.
-                let r = rd.read(READ_RECORDS_MAX, READ_BYTES_MAX).map(|frames| {
-                    let started = std::time::Instant::now();
-                    // The transform replaces the records' data: a backup of
-                    // all source data keeps them as read (sharing their bytes).
-                    let sources = if backs_up_sources {
-                        frames.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    let prepared = prepare(frames, transform.as_deref(), part.as_deref());
-                    (prepared, sources, started.elapsed())
-                });
-                (rd, r)
+                let r = rd
+                    .read_into(&mut bufs.frames, READ_RECORDS_MAX, READ_BYTES_MAX)
+                    .map(|()| {
+                        let started = std::time::Instant::now();
+                        // The transform replaces the records' data: a backup of
+                        // all source data keeps them as read (sharing their bytes).
+                        let sources = if backs_up_sources {
+                            bufs.frames.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        prepare(
+                            &mut bufs.frames,
+                            transform.as_deref(),
+                            part.as_deref(),
+                            &mut bufs.prepared,
+                        );
+                        (sources, started.elapsed())
+                    });
+                (rd, bufs, r)
             })
             .await;
-            let (rd, result) = match res {
+            let (rd, mut bufs, result) = match res {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(stream, shard, error = %e, "log read task failed; delivery of this shard stops");
@@ -195,10 +204,10 @@ pub(crate) async fn run(
             };
             reader = Some(rd);
             match result {
-                Ok((prepared, sources, took)) => {
+                Ok((sources, took)) => {
                     let now = Instant::now();
                     batcher.push_backup(sources);
-                    if ctx.transform.is_some() && !prepared.is_empty() {
+                    if ctx.transform.is_some() && !bufs.prepared.is_empty() {
                         ctx.metrics
                             .transform_seconds
                             .get_or_create(&Metrics::stream(&stream))
@@ -206,7 +215,7 @@ pub(crate) async fn run(
                     }
                     let (mut unpartitioned, mut untransformed) = (Vec::new(), Vec::new());
                     let (mut ok, mut dropped) = (0u64, 0u64);
-                    for (f, step) in prepared {
+                    for (f, step) in bufs.prepared.drain(..) {
                         read_pos = f.offset + 1;
                         match step {
                             Step::Deliver(None) => {
@@ -251,6 +260,7 @@ pub(crate) async fn run(
                     }
                 }
             }
+            read_bufs = bufs;
             continue;
         }
         if draining && read_pos >= end {
@@ -296,13 +306,23 @@ enum Step {
     PartitionFailed(String),
 }
 
-/// Runs the transform and the partitioner over records just read. Blocking.
-fn prepare(
+/// The vectors a shard's reads go through, kept from one read to the next.
+#[derive(Default)]
+struct ReadBuffers {
     frames: Vec<Frame>,
+    prepared: Vec<(Frame, Step)>,
+}
+
+/// Runs the transform and the partitioner over records just read (taking
+/// them out of `frames`), into `out`. Blocking.
+fn prepare(
+    frames: &mut Vec<Frame>,
     transform: Option<&crate::transform::Transform>,
     part: Option<&super::partition::Partitioner>,
-) -> Vec<(Frame, Step)> {
+    out: &mut Vec<(Frame, Step)>,
+) {
     use crate::transform::Outcome;
+    out.clear();
     let mut scratch = RouteScratch::default();
     let route = |f: Frame, keys: &[(String, String)], scratch: &mut RouteScratch| match part {
         None => (f, Step::Deliver(None)),
@@ -312,24 +332,18 @@ fn prepare(
         },
     };
     let Some(t) = transform else {
-        return frames
-            .into_iter()
-            .map(|f| route(f, &[], &mut scratch))
-            .collect();
+        out.extend(frames.drain(..).map(|f| route(f, &[], &mut scratch)));
+        return;
     };
-    let outcomes = t.run(&frames);
-    frames
-        .into_iter()
-        .zip(outcomes)
-        .map(|(f, o)| match o {
-            Outcome::Ok { data, keys } => {
-                let out = Frame { data, ..f };
-                route(out, &keys, &mut scratch)
-            }
-            Outcome::Dropped => (f, Step::Dropped),
-            Outcome::Failed(why) => (f, Step::TransformFailed(why)),
-        })
-        .collect()
+    let outcomes = t.run(frames);
+    out.extend(frames.drain(..).zip(outcomes).map(|(f, o)| match o {
+        Outcome::Ok { data, keys } => {
+            let out = Frame { data, ..f };
+            route(out, &keys, &mut scratch)
+        }
+        Outcome::Dropped => (f, Step::Dropped),
+        Outcome::Failed(why) => (f, Step::TransformFailed(why)),
+    }));
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

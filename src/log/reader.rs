@@ -116,23 +116,49 @@ impl ShardReader {
     /// consecutive calls then share read buffers instead of each call
     /// starting a new one (a batch of small records held twice the memory).
     pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
+        let mut out = Vec::new();
+        self.read_into(&mut out, records_max, bytes_max)?;
+        Ok(out)
+    }
+
+    /// [`ShardReader::read`] into `out`, which it clears first: a reader
+    /// polled again and again keeps one vector instead of growing a new one
+    /// by doubling each time (the sizes freed along the way fragment the
+    /// heap). On an error `out` is left empty.
+    pub fn read_into(
+        &mut self,
+        out: &mut Vec<Frame>,
+        records_max: usize,
+        bytes_max: usize,
+    ) -> Result<(), LogError> {
         let hinted = self.hint.is_some();
-        let mut result = self.read_inner(records_max, bytes_max);
+        let start = self.next;
+        out.clear();
+        let mut result = self.read_inner(out, records_max, bytes_max);
         if hinted && matches!(result, Err(LogError::Corrupt { .. })) {
-            // The hint pointed somewhere wrong; find the offset by scanning.
+            // The hint pointed somewhere wrong; find the offset by scanning,
+            // from where this read began.
             self.seg = None;
             self.buf.clear();
-            result = self.read_inner(records_max, bytes_max);
+            self.next = start;
+            out.clear();
+            result = self.read_inner(out, records_max, bytes_max);
         }
         if result.is_err() {
             // Start again from the file at the next read.
             self.seg = None;
             self.buf.clear();
+            out.clear();
         }
         result
     }
 
-    fn read_inner(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
+    fn read_inner(
+        &mut self,
+        out: &mut Vec<Frame>,
+        records_max: usize,
+        bytes_max: usize,
+    ) -> Result<(), LogError> {
         let shard = self.shared.shard;
         let end = self.durable_end();
         // Every segment holding offsets below `end` is listed by now: the
@@ -142,7 +168,6 @@ impl ShardReader {
         {
             seg.end = self.shared.base_after(seg.base);
         }
-        let mut out = Vec::new();
         let mut bytes = 0usize;
         while self.next < end && out.len() < records_max && bytes < bytes_max {
             if self
@@ -229,7 +254,7 @@ impl ShardReader {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -557,3 +557,26 @@ fn the_tail_is_never_read_half_updated() {
     }
     writer.join().unwrap();
 }
+
+#[tokio::test]
+async fn read_into_reuses_the_callers_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = default_log(dir.path());
+    log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
+        .await
+        .unwrap();
+    let mut r = log.reader(0);
+    let mut out = Vec::with_capacity(64);
+    let at = out.as_ptr();
+    let mut seen = Vec::new();
+    loop {
+        r.read_into(&mut out, 30, usize::MAX).unwrap();
+        if out.is_empty() {
+            break;
+        }
+        assert!(out.len() <= 30);
+        assert_eq!(out.as_ptr(), at, "the vector was replaced");
+        seen.extend(out.iter().map(|f| f.offset));
+    }
+    assert_eq!(seen, (0..100).collect::<Vec<u64>>());
+}
