@@ -60,6 +60,9 @@ impl Ready {
 #[derive(Debug)]
 struct OpenBatch {
     records: OpenRecords,
+    /// What its records take in memory, counted against
+    /// `PartitionLimits::open_bytes_max`: packed, their bytes and headers.
+    held: u64,
     bytes: u64,
     /// When the first record was added.
     started: Instant,
@@ -137,8 +140,8 @@ struct Packed {
 
 impl Packed {
     /// Copies the record in; `held` is the batch's bytes so far, which
-    /// sizes the next block.
-    fn push(&mut self, f: &Frame, held: u64) {
+    /// sizes the next block. Returns the bytes it took.
+    fn push(&mut self, f: &Frame, held: u64) -> u64 {
         let need = PACKED_HEADER + f.key.len() + f.data.len();
         let fits = self.blocks.last().is_some_and(|b| b.room() >= need);
         if !fits {
@@ -157,6 +160,7 @@ impl Packed {
         }
         self.count += 1;
         self.first_offset.get_or_insert(f.offset);
+        need as u64
     }
 
     /// The records as frames, in the order they were pushed.
@@ -375,25 +379,30 @@ impl Batcher {
                         OpenRecords::Frames(Vec::with_capacity(expected))
                     },
                     bytes: 0,
+                    held: 0,
                     started: now,
                     seq,
                     oldest_arrival: i64::MAX,
                 },
             );
         }
-        let full = match self.open.get_mut(&key) {
+        let (full, held) = match self.open.get_mut(&key) {
             Some(b) => {
                 b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
-                match &mut b.records {
-                    OpenRecords::Frames(v) => v.push(frame),
+                let held = match &mut b.records {
+                    OpenRecords::Frames(v) => {
+                        v.push(frame);
+                        len
+                    }
                     OpenRecords::Packed(p) => p.push(&frame, b.bytes),
-                }
+                };
                 b.bytes += len;
-                b.bytes >= self.bytes_max
+                b.held += held;
+                (b.bytes >= self.bytes_max, held)
             }
-            None => false,
+            None => (false, 0),
         };
-        self.open_bytes += len;
+        self.open_bytes += held;
         if full {
             if let Some(b) = self.open.get(&key) {
                 self.last_full_count = b.records.len();
@@ -471,7 +480,7 @@ impl Batcher {
     }
 
     fn finish(&mut self, key: PartitionKey, b: OpenBatch) {
-        self.open_bytes = self.open_bytes.saturating_sub(b.bytes);
+        self.open_bytes = self.open_bytes.saturating_sub(b.held);
         if !b.records.is_empty() {
             self.ready.push_back(Ready {
                 records: b.records.into_frames(),

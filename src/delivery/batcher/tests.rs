@@ -313,3 +313,19 @@ async fn packed_partitions_give_back_every_record_as_it_came() {
     }
     assert_eq!(got, sent);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_open_bytes_bound_counts_what_packed_records_take() {
+    // Ten records of 10 bytes take 10 × (10 + 24) = 340 bytes packed: a
+    // bound of 340 holds them, one more record passes it.
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(300), limits(500, 340));
+    let now = Instant::now();
+    for i in 0..10 {
+        b.push_to(key(if i % 2 == 0 { "a" } else { "b" }), frame(i, 10), now);
+    }
+    assert!(!b.has_ready());
+    b.push_to(key("b"), frame(10, 10), now);
+    let r = b.pop_ready().unwrap();
+    assert_eq!(r.route, Route::Deliver(key("a")));
+    assert_eq!(r.records.len(), 5);
+}
