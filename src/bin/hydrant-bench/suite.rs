@@ -924,6 +924,13 @@ async fn run_workload(
 ) -> anyhow::Result<WorkloadResult> {
     let wdir = args.dir.join(w.id);
     let _ = std::fs::remove_dir_all(&wdir);
+    // Each workload starts on a quiet disk: what the previous one wrote (its
+    // log and output, Garage's objects) would otherwise be written back
+    // during this one's half-load phase and timed as this one's fsyncs.
+    let synced = tokio::process::Command::new("sync").status().await;
+    if !synced.is_ok_and(|s| s.success()) {
+        eprintln!("  (sync failed: the previous workload's writeback may overlap this one)");
+    }
     std::fs::create_dir_all(&wdir)?;
     let bucket = format!("bench-{}", w.id.to_lowercase());
     let out_dir = wdir.join("out");
