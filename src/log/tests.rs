@@ -22,6 +22,16 @@ fn default_log(dir: &std::path::Path) -> ShardLog {
     ShardLog::open(dir, 0, &LogOptions::default(), DiskQuota::new(u64::MAX)).unwrap()
 }
 
+/// A default log holding records "r000" to "r099", with its directory.
+async fn hundred_records() -> (tempfile::TempDir, ShardLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = default_log(dir.path());
+    log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
+        .await
+        .unwrap();
+    (dir, log)
+}
+
 fn read_all(log: &ShardLog, from: u64) -> Vec<String> {
     let mut r = log.reader(from);
     let mut out = Vec::new();
@@ -514,11 +524,7 @@ async fn consecutive_reads_share_their_read_buffer() {
     // Records of one read and the next lie in one buffer, one after the
     // other as in the file: a batch built from many reads holds about its
     // own bytes, not a new buffer per read.
-    let dir = tempfile::tempdir().unwrap();
-    let log = default_log(dir.path());
-    log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
-        .await
-        .unwrap();
+    let (_dir, log) = hundred_records().await;
     let mut r = log.reader(0);
     let mut frames = Vec::new();
     for _ in 0..10 {
@@ -560,11 +566,7 @@ fn the_tail_is_never_read_half_updated() {
 
 #[tokio::test]
 async fn read_into_reuses_the_callers_vector() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = default_log(dir.path());
-    log.append((0..100).map(|i| rec(&format!("r{i:03}"))).collect())
-        .await
-        .unwrap();
+    let (_dir, log) = hundred_records().await;
     let mut r = log.reader(0);
     let mut out = Vec::with_capacity(64);
     let at = out.as_ptr();
