@@ -1319,11 +1319,7 @@ fn partitioning(
     let before = errors.len();
     let mut keys = Vec::new();
     for (name, src) in &p.keys {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !crate::delivery::partition::is_key_name(name) {
             errors.push(err(
                 format!("{path}.keys.{name}"),
                 "a key name is letters, digits, `_` and `-`",

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::log::frame::Frame;
+use crate::log::frame::{Frame, read_u32, read_u64};
 
 /// A partition: the prefix its records go under, or `None` for a stream
 /// without dynamic partitioning.
@@ -169,11 +169,14 @@ impl Packed {
         for block in self.blocks {
             let block = block.freeze();
             let mut at = 0;
-            while let Some(h) = block.get(at..at + PACKED_HEADER) {
-                let offset = u64::from_le_bytes(word(&h[0..8]));
-                let arrival_ms = i64::from_le_bytes(word(&h[8..16]));
-                let key_len = u32::from_le_bytes(word(&h[16..20])) as usize;
-                let data_len = u32::from_le_bytes(word(&h[20..24])) as usize;
+            while let (Some(offset), Some(arrival_ms), Some(key_len), Some(data_len)) = (
+                read_u64(&block, at),
+                read_u64(&block, at + 8),
+                read_u32(&block, at + 16),
+                read_u32(&block, at + 20),
+            ) {
+                let (arrival_ms, key_len, data_len) =
+                    (arrival_ms as i64, key_len as usize, data_len as usize);
                 let key_at = at + PACKED_HEADER;
                 let data_at = key_at + key_len;
                 at = data_at + data_len;
@@ -250,13 +253,6 @@ impl Block {
             Block::Mapped { map, len } => Bytes::from_owner(map).slice(..len),
         }
     }
-}
-
-/// A fixed-size piece of a packed header (the caller slices it to size).
-fn word<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut w = [0; N];
-    w.copy_from_slice(b);
-    w
 }
 
 /// Bounds on a shard's open partitions.

@@ -249,6 +249,15 @@ pub struct RouteScratch {
     transform_values: Vec<String>,
 }
 
+/// Whether `name` may name a partition key (`!{partitionKeyFromQuery:name}`):
+/// letters, digits, `_` and `-`.
+pub fn is_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 impl Partitioner {
     /// The prefix this record goes under, or why it cannot be partitioned.
     /// The prefix may hold random-string placeholders that

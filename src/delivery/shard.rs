@@ -506,8 +506,7 @@ async fn upload(
             return ok;
         }
         Route::Backup => {
-            let ok = write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
-            return ok;
+            return write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
         }
     };
     let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);

@@ -18,7 +18,7 @@ use crate::config::{
     self, Compression, Config, Destination, Encoding, ObjectDestination, StoreConfig, StreamConfig,
 };
 use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
-use crate::delivery::partition::{Partitioner, Query};
+use crate::delivery::partition::{Partitioner, Query, is_key_name};
 use crate::log::AppendRecord;
 use crate::ops::metrics::Metrics;
 use crate::ops::registry::{Origin, RegistryError, StreamEntry};
@@ -502,13 +502,16 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
         StoreConfig::S3(_) => format!("arn:aws:s3:::{}", d.bucket),
         StoreConfig::File { root } => format!("file://{}", root.join(&d.bucket).display()),
     };
-    let error_prefix = entry
+    // What the CreateDeliveryStream request gave, for a stream made through the API.
+    let requested = entry
         .api_request
         .as_ref()
-        .and_then(|r| destination_config(r).and_then(|(_, d)| d.get("ErrorOutputPrefix").cloned()))
+        .and_then(|r| destination_config(r).map(|(_, d)| d));
+    let error_prefix = requested
+        .and_then(|r| r.get("ErrorOutputPrefix").cloned())
         .unwrap_or_else(|| Value::String(d.error_output_prefix.source().to_string()));
     let s3 = json!({
-        "RoleARN": entry.api_request.as_ref().and_then(|r| destination_config(r).and_then(|(_, d)| d.get("RoleARN").cloned())).unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
+        "RoleARN": requested.and_then(|r| r.get("RoleARN").cloned()).unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
         "BucketARN": bucket_arn,
         "Prefix": d.prefix.source(),
         "ErrorOutputPrefix": error_prefix,
@@ -520,10 +523,6 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
         "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
     });
     let mut extended = s3.clone();
-    let requested = entry
-        .api_request
-        .as_ref()
-        .and_then(|r| destination_config(r).map(|(_, d)| d));
     if let (Some(obj), Some(req)) = (extended.as_object_mut(), requested) {
         for k in [
             "DynamicPartitioningConfiguration",
@@ -781,11 +780,7 @@ fn dynamic_partitioning(d: &Value, prefix: &str) -> Result<Option<DynamicPartiti
     })?;
     let mut keys = Vec::with_capacity(names.len());
     for name in &names {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !is_key_name(name) {
             return Err(ApiError::invalid_argument(format!(
                 "Prefix: partition key name `{name}` must be letters, digits, `_` and `-`"
             )));

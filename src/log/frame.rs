@@ -107,10 +107,10 @@ pub struct FrameRef {
 fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(buf.get(at..at + 2)?.try_into().ok()?))
 }
-fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }
-fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?))
 }
 
