@@ -38,21 +38,41 @@ pub enum Route {
     Backup,
 }
 
-/// A closed batch, waiting for upload.
+/// A closed batch, waiting for upload. A partition's packed records stay
+/// packed until the batch is taken for upload: every partition of a shard
+/// closes at the same tick, and the batches wait their turn to be encoded.
 #[derive(Debug)]
 pub struct Ready {
-    pub records: Vec<Frame>,
+    records: OpenRecords,
     pub route: Route,
+    oldest_arrival: Option<i64>,
 }
 
 impl Ready {
+    fn new(records: Vec<Frame>, route: Route) -> Ready {
+        Ready {
+            oldest_arrival: records.iter().map(|f| f.arrival_ms).min(),
+            records: OpenRecords::Frames(records),
+            route,
+        }
+    }
+
     pub fn first_offset(&self) -> Option<u64> {
-        self.records.first().map(|f| f.offset)
+        self.records.first_offset()
     }
 
     /// The earliest arrival (epoch ms) among its records.
     pub fn oldest_arrival(&self) -> Option<i64> {
-        self.records.iter().map(|f| f.arrival_ms).min()
+        self.oldest_arrival
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The records, in the order they came, and what they are for.
+    pub fn into_parts(self) -> (Vec<Frame>, Route) {
+        (self.records.into_frames(), self.route)
     }
 }
 
@@ -419,22 +439,19 @@ impl Batcher {
             return;
         }
         let (records, reasons) = failed.into_iter().unzip();
-        self.ready.push_back(Ready {
+        self.ready.push_back(Ready::new(
             records,
-            route: Route::Failed {
+            Route::Failed {
                 error_type,
                 reasons,
             },
-        });
+        ));
     }
 
     /// Queues source records for the backup, already closed.
     pub fn push_backup(&mut self, records: Vec<Frame>) {
         if !records.is_empty() {
-            self.ready.push_back(Ready {
-                records,
-                route: Route::Backup,
-            });
+            self.ready.push_back(Ready::new(records, Route::Backup));
         }
     }
 
@@ -479,8 +496,9 @@ impl Batcher {
         self.open_bytes = self.open_bytes.saturating_sub(b.held);
         if !b.records.is_empty() {
             self.ready.push_back(Ready {
-                records: b.records.into_frames(),
+                records: b.records,
                 route: Route::Deliver(key),
+                oldest_arrival: Some(b.oldest_arrival),
             });
         }
     }

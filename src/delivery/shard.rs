@@ -487,7 +487,7 @@ async fn upload(
     stop: CancellationToken,
 ) -> bool {
     let cfg = &ctx.config;
-    let Ready { records, route } = ready;
+    let (records, route) = ready.into_parts();
     let (Some(first), Some(last)) = (
         records.first().map(|f| f.offset),
         records.last().map(|f| f.offset),

@@ -1,9 +1,10 @@
 //! Parquet encoding: JSON records decoded into Arrow through `arrow-json`
 //! with the stream's declared schema, written by `parquet`'s `ArrowWriter`.
 //!
-//! A batch is decoded whole; only if that fails is it decoded record by
-//! record to find the ones that do not fit the schema, which are returned as
-//! rejected (with the reason) while the rest are written.
+//! A batch is decoded in chunks of [`DECODE_ROWS`] records, each written as
+//! it is decoded; only a chunk that fails is decoded record by record to
+//! find the ones that do not fit the schema, which are returned as rejected
+//! (with the reason) while the rest are written.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -150,23 +151,69 @@ pub fn schema(columns: &[(String, DataType, bool)]) -> SchemaRef {
     ))
 }
 
-fn decode(schema: &SchemaRef, records: &[&Frame]) -> Result<Option<RecordBatch>, String> {
-    let mut d = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(records.len().max(1))
+/// Records decoded into Arrow at a time. What encoding holds besides the
+/// encoded output is one chunk's JSON tape and arrays, whatever the batch's
+/// size; the chunks go into the same row groups as one batch would.
+const DECODE_ROWS: usize = 4096;
+
+fn decoder(schema: &SchemaRef, rows: usize) -> Result<arrow_json::reader::Decoder, String> {
+    arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.max(1))
         .build_decoder()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes `records` (at most the decoder's batch size) into one batch,
+/// each record exactly one row. After an error the decoder is spent.
+fn decode<'a>(
+    d: &mut arrow_json::reader::Decoder,
+    records: impl ExactSizeIterator<Item = &'a Frame>,
+) -> Result<Option<RecordBatch>, String> {
+    let expected = records.len();
     for r in records {
         let mut buf: &[u8] = &r.data;
         while !buf.is_empty() {
             let n = d.decode(buf).map_err(|e| e.to_string())?;
             if n == 0 {
-                return Err("record could not be decoded".into());
+                // The decoder is full: more values than records.
+                return Err("the record holds more than one JSON value".into());
             }
             buf = &buf[n..];
         }
         d.decode(b"\n").map_err(|e| e.to_string())?;
     }
-    d.flush().map_err(|e| e.to_string())
+    let batch = d.flush().map_err(|e| e.to_string())?;
+    let rows = batch.as_ref().map_or(0, |b| b.num_rows());
+    match rows.cmp(&expected) {
+        // Across a chunk, some record's doing; one by one, whose.
+        std::cmp::Ordering::Less => Err("the record holds no JSON value".into()),
+        std::cmp::Ordering::Greater => Err("the record holds more than one JSON value".into()),
+        std::cmp::Ordering::Equal => Ok(batch),
+    }
+}
+
+/// Decodes one chunk, finding the records that do not fit the schema one by
+/// one if the chunk as a whole does not decode; those are added to
+/// `rejected` (index in the batch, reason).
+fn decode_chunk(
+    schema: &SchemaRef,
+    d: &mut arrow_json::reader::Decoder,
+    chunk: &[Frame],
+    base: usize,
+    rejected: &mut Vec<(usize, String)>,
+) -> Result<Option<RecordBatch>, String> {
+    if let Ok(b) = decode(d, chunk.iter()) {
+        return Ok(b);
+    }
+    let mut good = Vec::with_capacity(chunk.len());
+    for (i, r) in chunk.iter().enumerate() {
+        match decode(&mut decoder(schema, 1)?, std::iter::once(r)) {
+            Ok(_) => good.push(r),
+            Err(e) => rejected.push((base + i, format!("record does not fit the schema: {e}"))),
+        }
+    }
+    *d = decoder(schema, DECODE_ROWS)?;
+    decode(d, good.into_iter())
 }
 
 /// Writes the records that fit the schema as one Parquet file into `out`;
@@ -176,22 +223,6 @@ pub fn write<W: Write + Send>(
     opts: &ParquetOptions,
     out: W,
 ) -> std::io::Result<(W, Vec<(usize, String)>)> {
-    let all: Vec<&Frame> = records.iter().collect();
-    let mut rejected = Vec::new();
-    let batch = match decode(&opts.schema, &all) {
-        Ok(b) => b,
-        Err(_) => {
-            // Find the records that do not fit, one by one.
-            let mut good = Vec::new();
-            for (i, r) in records.iter().enumerate() {
-                match decode(&opts.schema, &[r]) {
-                    Ok(_) => good.push(r),
-                    Err(e) => rejected.push((i, format!("record does not fit the schema: {e}"))),
-                }
-            }
-            decode(&opts.schema, &good).map_err(std::io::Error::other)?
-        }
-    };
     let compression = match opts.compression.as_str() {
         "none" => PqCompression::UNCOMPRESSED,
         "gzip" => PqCompression::GZIP(GzipLevel::default()),
@@ -205,8 +236,14 @@ pub fn write<W: Write + Send>(
         .build();
     let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
         .map_err(std::io::Error::other)?;
-    if let Some(b) = batch {
-        w.write(&b).map_err(std::io::Error::other)?;
+    let mut rejected = Vec::new();
+    let mut d = decoder(&opts.schema, DECODE_ROWS).map_err(std::io::Error::other)?;
+    for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
+        let batch = decode_chunk(&opts.schema, &mut d, chunk, n * DECODE_ROWS, &mut rejected)
+            .map_err(std::io::Error::other)?;
+        if let Some(b) = batch {
+            w.write(&b).map_err(std::io::Error::other)?;
+        }
     }
     let out = w.into_inner().map_err(std::io::Error::other)?;
     Ok((out, rejected))

@@ -3,6 +3,11 @@
 use super::*;
 use bytes::Bytes;
 
+/// A closed batch's records, as upload takes them.
+fn frames(r: Ready) -> Vec<Frame> {
+    r.into_parts().0
+}
+
 fn frame(offset: u64, len: usize) -> Frame {
     Frame {
         offset,
@@ -50,7 +55,7 @@ async fn oversized_record_is_a_batch_of_its_own() {
     b.push(frame(0, 10), Instant::now());
     b.push(frame(1, 500), Instant::now());
     assert_eq!(b.pop_ready().map(|v| v.records.len()), Some(1));
-    assert_eq!(b.pop_ready().map(|v| v.records[0].offset), Some(1));
+    assert_eq!(b.pop_ready().map(|v| frames(v)[0].offset), Some(1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,7 +105,7 @@ async fn each_partition_batches_on_its_own() {
     b.push_to(key("a"), frame(2, 60), now);
     let r = b.pop_ready().unwrap();
     assert_eq!(r.route, Route::Deliver(key("a")));
-    assert_eq!(r.records.iter().map(|f| f.offset).collect::<Vec<_>>(), [0]);
+    assert_eq!(frames(r).iter().map(|f| f.offset).collect::<Vec<_>>(), [0]);
     assert_eq!(b.open_partitions(), 2);
     // b holds offset 1, the lowest still pending.
     assert_eq!(b.lowest_offset(), Some(1));
@@ -109,7 +114,7 @@ async fn each_partition_batches_on_its_own() {
     closed.sort_by_key(|r| r.first_offset());
     assert_eq!(closed.len(), 2);
     assert_eq!(closed[0].route, Route::Deliver(key("b")));
-    assert_eq!(closed[1].records[0].offset, 2);
+    assert_eq!(frames(closed.remove(1))[0].offset, 2);
     assert!(b.is_empty());
 }
 
@@ -221,7 +226,7 @@ async fn partitions_hold_copies_not_the_shared_read_buffer() {
     b.close();
     let mut seen = 0;
     while let Some(r) = b.pop_ready() {
-        for f in r.records {
+        for f in frames(r) {
             let at = f.offset as usize * 10;
             assert_eq!(&f.key[..], &chunk[at..at + 2]);
             assert_eq!(&f.data[..], &chunk[at + 2..at + 10]);
@@ -249,7 +254,7 @@ async fn partitions_hold_copies_not_the_shared_read_buffer() {
     );
     one.close();
     let r = one.pop_ready().unwrap();
-    assert!(shared.contains(&r.records[0].data.as_ptr()));
+    assert!(shared.contains(&frames(r)[0].data.as_ptr()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,9 +266,9 @@ async fn a_held_batch_carries_little_unused_vector() {
         b.push(frame(i, 10), now);
     }
     for _ in 0..2 {
-        let batch = b.pop_ready().unwrap();
-        assert_eq!(batch.records.len(), 1100);
-        let cap = batch.records.capacity();
+        let batch = frames(b.pop_ready().unwrap());
+        assert_eq!(batch.len(), 1100);
+        let cap = batch.capacity();
         assert!((1100..=1100 + 1100 / 8).contains(&cap), "{cap}");
     }
     // A batch closed by time, half as large, keeps no more spare either.
@@ -271,13 +276,9 @@ async fn a_held_batch_carries_little_unused_vector() {
         b.push(frame(i, 10), now);
     }
     b.close();
-    let last = b.pop_ready().unwrap();
-    assert_eq!(last.records.len(), 550);
-    assert!(
-        last.records.capacity() <= 550 + 550 / 8,
-        "{}",
-        last.records.capacity()
-    );
+    let last = frames(b.pop_ready().unwrap());
+    assert_eq!(last.len(), 550);
+    assert!(last.capacity() <= 550 + 550 / 8, "{}", last.capacity());
 }
 
 #[tokio::test(start_paused = true)]
@@ -305,11 +306,12 @@ async fn packed_partitions_give_back_every_record_as_it_came() {
     b.close();
     let mut got: HashMap<String, Vec<Frame>> = HashMap::new();
     while let Some(r) = b.pop_ready() {
-        let Route::Deliver(Some(k)) = r.route else {
-            panic!("unexpected route {:?}", r.route);
+        let (records, route) = r.into_parts();
+        let Route::Deliver(Some(k)) = route else {
+            panic!("unexpected route {route:?}");
         };
-        assert_eq!(r.records.capacity(), r.records.len());
-        got.entry(k.to_string()).or_default().extend(r.records);
+        assert_eq!(records.capacity(), records.len());
+        got.entry(k.to_string()).or_default().extend(records);
     }
     assert_eq!(got, sent);
 }

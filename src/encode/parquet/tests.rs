@@ -77,3 +77,51 @@ fn writes_good_records_and_rejects_the_rest() {
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 2);
 }
+
+#[test]
+fn a_batch_decoded_in_chunks_is_one_row_group_and_rejects_by_batch_index() {
+    let opts = ParquetOptions {
+        schema: schema(&[("id".into(), DataType::Int64, false)]),
+        row_group_rows: 1_000_000,
+        compression: "snappy".into(),
+        dictionary: false,
+    };
+    let n = DECODE_ROWS * 2 + 10;
+    // Bad records in the first chunk, the second and the last: an empty
+    // one, one holding two values, one of the wrong type.
+    let bad = [5, DECODE_ROWS + 7, 2 * DECODE_ROWS + 3];
+    let lines: Vec<String> = (0..n)
+        .map(|i| match bad.iter().position(|&b| b == i) {
+            Some(0) => String::new(),
+            Some(1) => format!(r#"{{"id": {i}}} {{"id": {i}}}"#),
+            Some(_) => r#"{"id": "text"}"#.to_string(),
+            None => format!(r#"{{"id": {i}}}"#),
+        })
+        .collect();
+    let recs = frames(&lines.iter().map(|l| l.as_str()).collect::<Vec<_>>());
+    let (bytes, rejected) = write(&recs, &opts, Vec::new()).unwrap();
+    let idx: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, bad, "{rejected:?}");
+    assert!(rejected[0].1.contains("no JSON value"), "{}", rejected[0].1);
+    assert!(rejected[1].1.contains("more than one"), "{}", rejected[1].1);
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap();
+    assert_eq!(builder.metadata().num_row_groups(), 1);
+    let mut ids = Vec::new();
+    for b in builder.build().unwrap() {
+        let b = b.unwrap();
+        let col = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        ids.extend(col.values().iter().copied());
+    }
+    let expected: Vec<i64> = (0..n)
+        .filter(|i| !bad.contains(i))
+        .map(|i| i as i64)
+        .collect();
+    assert_eq!(ids, expected);
+}
