@@ -66,10 +66,6 @@ impl Ready {
         self.oldest_arrival
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
     /// The records, in the order they came, and what they are for.
     pub fn into_parts(self) -> (Vec<Frame>, Route) {
         (self.records.into_frames(), self.route)
