@@ -36,7 +36,12 @@ impl ObjectSink {
                     root.join(bucket)
                 };
                 std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| fail(&e))?;
+                // An object is confirmed only once it and its directory entry
+                // are on disk, as an S3 PUT is: the checkpoint then moves past
+                // its records and the log deletes them.
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| fail(&e))?
+                    .with_fsync(true);
                 Ok(ObjectSink {
                     store: Arc::new(fs),
                     describe: format!("file://{}", dir.display()),
