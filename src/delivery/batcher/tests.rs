@@ -304,6 +304,9 @@ async fn packed_partitions_give_back_every_record_as_it_came() {
     assert_eq!(b.lowest_offset(), Some(1_000_000));
     assert_eq!(b.oldest_arrival(), Some(-5));
     b.close();
+    // Closed and still packed, they hold the checkpoint and freshness alike.
+    assert_eq!(b.lowest_offset(), Some(1_000_000));
+    assert_eq!(b.oldest_arrival(), Some(-5));
     let mut got: HashMap<String, Vec<Frame>> = HashMap::new();
     while let Some(r) = b.pop_ready() {
         let (records, route) = r.into_parts();
