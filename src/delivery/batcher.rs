@@ -88,7 +88,7 @@ struct OpenBatch {
     oldest_arrival: i64,
 }
 
-/// An open batch's records.
+/// A batch's records, while it is open and, closed, until upload takes them.
 #[derive(Debug)]
 enum OpenRecords {
     /// Where they were read: a single partition's records lie together in
