@@ -34,10 +34,10 @@ pub fn firehose_request(data: &[u8]) {
         assert!(!req.records.is_empty() && req.records.len() <= BATCH_RECORDS_MAX);
         assert!(req.records.iter().all(|r| r.len() <= RECORD_BYTES_MAX));
         assert!(req.records.iter().map(|r| r.len()).sum::<usize>() <= BATCH_BYTES_MAX);
-        assert!(crate::config::valid_stream_name(&req.stream));
+        assert!(crate::aws::valid_delivery_stream_name(&req.stream));
     }
     if let Ok(req) = firehose::parse_put_record(data) {
         assert!(req.data.len() <= RECORD_BYTES_MAX);
-        assert!(crate::config::valid_stream_name(&req.stream));
+        assert!(crate::aws::valid_delivery_stream_name(&req.stream));
     }
 }

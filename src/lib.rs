@@ -5,14 +5,19 @@
 //! describes the pipelines and `ops` runs them as a daemon. See ARCHITECTURE.md
 //! for the map and the invariants.
 
+pub mod aws;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod encode;
 pub mod fuzzing;
 pub mod ingest;
 pub mod kinesis;
 pub mod log;
-pub mod ops;
+pub mod metrics;
+pub mod record;
+pub mod route;
 pub mod sched;
 pub mod sink;
+pub mod streams;
 pub mod transform;

@@ -119,7 +119,7 @@ fn transform_test(
     memory_mb_max: u64,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    use hydrant::log::frame::Frame;
+    use hydrant::record::Record;
     use hydrant::transform::{Outcome, Transform, TransformConfig};
     let text = if input.as_os_str() == "-" {
         let mut s = Vec::new();
@@ -129,11 +129,11 @@ fn transform_test(
         std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let frames: Vec<Frame> = text
+    let frames: Vec<Record> = text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| Frame {
+        .map(|(i, l)| Record {
             offset: i as u64,
             arrival_ms: now,
             key: bytes::Bytes::new(),
@@ -485,7 +485,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match runtime.block_on(hydrant::ops::daemon::run(config, config_path)) {
+            match runtime.block_on(hydrant::daemon::run(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hydrant: {e:#}");

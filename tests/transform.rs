@@ -7,7 +7,7 @@ mod guests;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hydrant::log::frame::Frame;
+use hydrant::record::Record;
 use hydrant::transform::{LoadError, Outcome, Transform, TransformConfig};
 
 fn config(wasm: std::path::PathBuf, init: &str) -> TransformConfig {
@@ -22,10 +22,10 @@ fn config(wasm: std::path::PathBuf, init: &str) -> TransformConfig {
     }
 }
 
-fn frames(data: &[&str]) -> Vec<Frame> {
+fn frames(data: &[&str]) -> Vec<Record> {
     data.iter()
         .enumerate()
-        .map(|(i, d)| Frame {
+        .map(|(i, d)| Record {
             offset: i as u64,
             arrival_ms: 1_795_515_630_000,
             key: Bytes::new(),

@@ -15,13 +15,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::delivery::keys::{self, KeyContext, KeyTemplate, PrefixKind};
-use crate::delivery::partition::{Partitioner, Query, RecordTime, TimeFormat};
+use crate::aws;
 use crate::log::LogOptions;
+use crate::route::keys::{self, KeyContext, KeyTemplate, PrefixKind};
+use crate::route::partition::{Partitioner, Query, RecordTime, TimeFormat};
 use raw::{RawConfig, RawDestination, RawStore, RawStream};
 
 /// Firehose's delivery stream name rules.
-pub const STREAM_NAME_CHARS_MAX: usize = 64;
 
 /// One problem in the config: where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -512,35 +512,6 @@ pub fn interpolate_env(
     Ok(out)
 }
 
-/// True if `name` follows Firehose's delivery stream name rules.
-pub fn valid_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= STREAM_NAME_CHARS_MAX
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// True if `name` is a valid Kinesis stream name (1–128 of `[a-zA-Z0-9_.-]`).
-pub fn valid_kinesis_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// True if `name` is a valid S3 bucket name (3–63 of `a-z0-9.-`, starting and
-/// ending with a letter or digit).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
-        && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
-        && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
 fn range_check<T: PartialOrd + fmt::Display + Copy>(
     errors: &mut Vec<ConfigError>,
     path: &str,
@@ -724,7 +695,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut declared_shards = 0u32;
     for (name, ks) in rk.streams {
         let path = format!("kinesis.streams.{name}");
-        if !valid_kinesis_stream_name(&name) {
+        if !aws::valid_kinesis_stream_name(&name) {
             errors.push(err(
                 &path,
                 "a Kinesis stream name is 1 to 128 characters of letters, digits, `_`, `.` and `-`",
@@ -766,7 +737,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
-        if !valid_stream_name(&name) {
+        if !aws::valid_delivery_stream_name(&name) {
             errors.push(err(
                 &path,
                 "a stream name is 1 to 64 characters of letters, digits, `_`, `.` and `-`",
@@ -879,7 +850,7 @@ fn stream_config(
     let source = match &s.source {
         None => Source::DirectPut,
         Some(src) => {
-            if !valid_kinesis_stream_name(&src.kinesis_stream) {
+            if !aws::valid_kinesis_stream_name(&src.kinesis_stream) {
                 errors.push(err(
                     format!("{path}.source.kinesis_stream"),
                     "a Kinesis stream name is 1 to 128 characters of letters, digits, `_`, `.` and `-`",
@@ -1319,7 +1290,7 @@ fn partitioning(
     let before = errors.len();
     let mut keys = Vec::new();
     for (name, src) in &p.keys {
-        if !crate::delivery::partition::is_key_name(name) {
+        if !crate::route::partition::is_key_name(name) {
             errors.push(err(
                 format!("{path}.keys.{name}"),
                 "a key name is letters, digits, `_` and `-`",
@@ -1786,7 +1757,7 @@ fn destination(
                 ));
                 return None;
             };
-            if !valid_bucket_name(&bucket) {
+            if !aws::valid_bucket_name(&bucket) {
                 errors.push(err(
                     format!("{path}.bucket"),
                     format!("`{bucket}` is not a valid bucket name (3-63 of a-z 0-9 . -)"),

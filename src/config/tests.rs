@@ -203,13 +203,13 @@ fn embedded_default_is_valid() {
 
 #[test]
 fn stream_names_follow_firehose_rules() {
-    assert!(valid_stream_name("a.b_c-1"));
-    assert!(!valid_stream_name(""));
-    assert!(!valid_stream_name(&"a".repeat(65)));
-    assert!(!valid_stream_name("a/b"));
-    assert!(valid_bucket_name("my-bucket.1"));
-    assert!(!valid_bucket_name("My_Bucket"));
-    assert!(!valid_bucket_name("ab"));
+    assert!(crate::aws::valid_delivery_stream_name("a.b_c-1"));
+    assert!(!crate::aws::valid_delivery_stream_name(""));
+    assert!(!crate::aws::valid_delivery_stream_name(&"a".repeat(65)));
+    assert!(!crate::aws::valid_delivery_stream_name("a/b"));
+    assert!(crate::aws::valid_bucket_name("my-bucket.1"));
+    assert!(!crate::aws::valid_bucket_name("My_Bucket"));
+    assert!(!crate::aws::valid_bucket_name("ab"));
 }
 
 #[test]

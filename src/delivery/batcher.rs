@@ -16,7 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::log::frame::{Frame, read_u32, read_u64};
+use crate::log::frame::{read_u32, read_u64};
+use crate::record::Record;
 
 /// A partition: the prefix its records go under, or `None` for a stream
 /// without dynamic partitioning.
@@ -49,7 +50,7 @@ pub struct Ready {
 }
 
 impl Ready {
-    fn new(records: Vec<Frame>, route: Route) -> Ready {
+    fn new(records: Vec<Record>, route: Route) -> Ready {
         Ready {
             oldest_arrival: records.iter().map(|f| f.arrival_ms).min(),
             records: OpenRecords::Frames(records),
@@ -67,7 +68,7 @@ impl Ready {
     }
 
     /// The records, in the order they came, and what they are for.
-    pub fn into_parts(self) -> (Vec<Frame>, Route) {
+    pub fn into_parts(self) -> (Vec<Record>, Route) {
         (self.records.into_frames(), self.route)
     }
 }
@@ -93,7 +94,7 @@ struct OpenBatch {
 enum OpenRecords {
     /// Where they were read: a single partition's records lie together in
     /// the read buffers, so holding them there costs nothing.
-    Frames(Vec<Frame>),
+    Frames(Vec<Record>),
     /// Copied ([`PartitionLimits::copy_records`]) and packed.
     Packed(Packed),
 }
@@ -117,7 +118,7 @@ impl OpenRecords {
         }
     }
 
-    fn into_frames(self) -> Vec<Frame> {
+    fn into_frames(self) -> Vec<Record> {
         match self {
             OpenRecords::Frames(mut v) => {
                 // A closed batch is held until delivered: give back what its
@@ -144,7 +145,7 @@ const MAPPED_BLOCK: usize = 1 << 20;
 /// An open partition's own copies of its records, one after another in
 /// blocks, each behind a small header. A partition holds its records for up
 /// to the buffering interval and many are open at once, so what each record
-/// costs while held counts: here its bytes and 24 more, where a [`Frame`] of
+/// costs while held counts: here its bytes and 24 more, where a [`Record`] of
 /// its own would be 80 more and a vector of them grows by doubling. The
 /// frames are made when the batch closes, pointing into the same blocks.
 #[derive(Debug, Default)]
@@ -157,7 +158,7 @@ struct Packed {
 impl Packed {
     /// Copies the record in; `held` is the batch's bytes so far, which
     /// sizes the next block. Returns the bytes it took.
-    fn push(&mut self, f: &Frame, held: u64) -> u64 {
+    fn push(&mut self, f: &Record, held: u64) -> u64 {
         let need = PACKED_HEADER + f.key.len() + f.data.len();
         let fits = self.blocks.last().is_some_and(|b| b.room() >= need);
         if !fits {
@@ -180,7 +181,7 @@ impl Packed {
     }
 
     /// The records as frames, in the order they were pushed.
-    fn into_frames(self) -> Vec<Frame> {
+    fn into_frames(self) -> Vec<Record> {
         let mut out = Vec::with_capacity(self.count);
         for block in self.blocks {
             let block = block.freeze();
@@ -196,7 +197,7 @@ impl Packed {
                 let key_at = at + PACKED_HEADER;
                 let data_at = key_at + key_len;
                 at = data_at + data_len;
-                out.push(Frame {
+                out.push(Record {
                     offset,
                     arrival_ms,
                     key: block.slice(key_at..data_at),
@@ -353,14 +354,14 @@ impl Batcher {
     }
 
     /// Adds a record to the stream's only partition.
-    pub fn push(&mut self, frame: Frame, now: Instant) {
+    pub fn push(&mut self, frame: Record, now: Instant) {
         self.push_to(None, frame, now);
     }
 
     /// Adds a record to its partition, closing that partition's batch first
     /// if the record would make it pass the size hint. A record larger than
     /// the hint forms a batch alone.
-    pub fn push_to(&mut self, key: PartitionKey, frame: Frame, now: Instant) {
+    pub fn push_to(&mut self, key: PartitionKey, frame: Record, now: Instant) {
         let len = frame.data.len() as u64 + self.per_record_bytes;
         if let Some(b) = self.open.get(&key)
             && b.bytes + len > self.bytes_max
@@ -430,7 +431,7 @@ impl Batcher {
     }
 
     /// Queues records that go to the error output, already closed.
-    pub fn push_failed(&mut self, error_type: &'static str, failed: Vec<(Frame, String)>) {
+    pub fn push_failed(&mut self, error_type: &'static str, failed: Vec<(Record, String)>) {
         if failed.is_empty() {
             return;
         }
@@ -445,7 +446,7 @@ impl Batcher {
     }
 
     /// Queues source records for the backup, already closed.
-    pub fn push_backup(&mut self, records: Vec<Frame>) {
+    pub fn push_backup(&mut self, records: Vec<Record>) {
         if !records.is_empty() {
             self.ready.push_back(Ready::new(records, Route::Backup));
         }

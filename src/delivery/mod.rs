@@ -7,8 +7,6 @@
 //! log; it only reads it, trims delivered segments and writes checkpoints.
 
 pub mod batcher;
-pub mod keys;
-pub mod partition;
 mod shard;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
 use crate::log::StreamLog;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::sink::object::ObjectSink;
 

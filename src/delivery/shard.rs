@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::StreamContext;
 use super::batcher::{Batcher, PartitionLimits, Ready, Route};
-use super::keys::{finish_partition, object_name};
-use super::partition::RouteScratch;
 use crate::config::{BackupMode, Destination};
 use crate::encode;
-use crate::log::frame::Frame;
 use crate::log::{LogError, ShardReader, checkpoint};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::route::keys::{finish_partition, object_name};
+use crate::route::partition::RouteScratch;
 use crate::sink::Batch;
 use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
 
@@ -309,22 +309,22 @@ enum Step {
 /// The vectors a shard's reads go through, kept from one read to the next.
 #[derive(Default)]
 struct ReadBuffers {
-    frames: Vec<Frame>,
-    prepared: Vec<(Frame, Step)>,
+    frames: Vec<Record>,
+    prepared: Vec<(Record, Step)>,
 }
 
 /// Runs the transform and the partitioner over records just read (taking
 /// them out of `frames`), into `out`. Blocking.
 fn prepare(
-    frames: &mut Vec<Frame>,
+    frames: &mut Vec<Record>,
     transform: Option<&crate::transform::Transform>,
-    part: Option<&super::partition::Partitioner>,
-    out: &mut Vec<(Frame, Step)>,
+    part: Option<&crate::route::partition::Partitioner>,
+    out: &mut Vec<(Record, Step)>,
 ) {
     use crate::transform::Outcome;
     out.clear();
     let mut scratch = RouteScratch::default();
-    let route = |f: Frame, keys: &[(String, String)], scratch: &mut RouteScratch| match part {
+    let route = |f: Record, keys: &[(String, String)], scratch: &mut RouteScratch| match part {
         None => (f, Step::Deliver(None)),
         Some(p) => match p.route(&f, keys, scratch) {
             Ok(prefix) => (f, Step::Deliver(Some(prefix))),
@@ -338,7 +338,7 @@ fn prepare(
     let outcomes = t.run(frames);
     out.extend(frames.drain(..).zip(outcomes).map(|(f, o)| match o {
         Outcome::Ok { data, keys } => {
-            let out = Frame { data, ..f };
+            let out = Record { data, ..f };
             route(out, &keys, &mut scratch)
         }
         Outcome::Dropped => (f, Step::Dropped),
@@ -501,7 +501,7 @@ async fn upload(
             reasons,
         } => {
             tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
-            let failed: Vec<(&Frame, String)> = records.iter().zip(reasons).collect();
+            let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
             let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
             return ok;
         }
@@ -528,7 +528,7 @@ async fn upload(
                 Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
                     // Records the format refused (not fitting the Parquet
                     // schema) go to the error output; the rest are written.
-                    let refused: Vec<(&Frame, String)> = encoded
+                    let refused: Vec<(&Record, String)> = encoded
                         .rejected
                         .iter()
                         .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
@@ -556,7 +556,7 @@ async fn upload(
                 Ok((records, Ok(encoded))) => (records, encoded.body),
                 Ok((records, Err(e))) => {
                     let reason = format!("encoding failed: {e}");
-                    let failed: Vec<(&Frame, String)> =
+                    let failed: Vec<(&Record, String)> =
                         records.iter().map(|r| (r, reason.clone())).collect();
                     let ok = write_error_output(
                         &ctx,
@@ -647,7 +647,7 @@ async fn upload(
             let Some(records) = records.frames(&ctx, shard, &stop).await else {
                 return false;
             };
-            let rejected: Vec<(&Frame, String)> = value
+            let rejected: Vec<(&Record, String)> = value
                 .rejected
                 .iter()
                 .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
@@ -681,7 +681,7 @@ async fn upload(
             let Some(records) = records.frames(&ctx, shard, &stop).await else {
                 return false;
             };
-            let failed: Vec<(&Frame, String)> = records
+            let failed: Vec<(&Record, String)> = records
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| format_refused.binary_search(i).is_err())
@@ -701,12 +701,12 @@ async fn upload(
 /// A batch's records while its encoded body is delivered.
 enum Held {
     /// The records themselves.
-    Frames(Vec<Frame>),
+    Frames(Vec<Record>),
     /// Only where they are in the log, as runs of offsets (first, last):
     /// once encoded, an object's records are needed again only if it goes
     /// to the error output, and then they are read again from the log, which
     /// keeps them until the checkpoint passes the batch. A record costs 80
-    /// bytes of `Frame` plus its data while held, an offset run 16 bytes.
+    /// bytes of `Record` plus its data while held, an offset run 16 bytes.
     InLog { runs: Vec<(u64, u64)>, count: usize },
 }
 
@@ -715,7 +715,7 @@ impl Held {
     /// has the same records for as long as the batch is in flight (the
     /// stream's own log, no transform, which changes records, and no backup
     /// of every batch, which needs them after delivery); else the records.
-    fn after_encoding(ctx: &StreamContext, records: Vec<Frame>) -> Held {
+    fn after_encoding(ctx: &StreamContext, records: Vec<Record>) -> Held {
         if !ctx.owns_log || ctx.transform.is_some() || ctx.backup_mode() == Some(BackupMode::All) {
             return Held::Frames(records);
         }
@@ -739,7 +739,7 @@ impl Held {
         ctx: &StreamContext,
         shard: u32,
         stop: &CancellationToken,
-    ) -> Option<Vec<Frame>> {
+    ) -> Option<Vec<Record>> {
         let (runs, count) = match self {
             Held::Frames(f) => return Some(f),
             Held::InLog { runs, count } => (Arc::new(runs), count),
@@ -774,7 +774,7 @@ impl Held {
 }
 
 /// The offsets of `records` (ascending) as runs of consecutive ones.
-fn offset_runs(records: &[Frame]) -> Vec<(u64, u64)> {
+fn offset_runs(records: &[Record]) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for f in records {
         match runs.last_mut() {
@@ -791,7 +791,7 @@ fn reread(
     shard: u32,
     runs: &[(u64, u64)],
     count: usize,
-) -> Result<Vec<Frame>, String> {
+) -> Result<Vec<Record>, String> {
     let (Some(&(first, _)), Some(&(_, last))) = (runs.first(), runs.last()) else {
         return Ok(Vec::new());
     };
@@ -833,7 +833,7 @@ fn reread(
 async fn write_error_output(
     ctx: &StreamContext,
     shard: u32,
-    records: &[(&Frame, String)],
+    records: &[(&Record, String)],
     output_type: &str,
     attempts: u32,
     stop: &CancellationToken,
@@ -889,7 +889,7 @@ async fn write_error_output(
 async fn write_backup(
     ctx: &StreamContext,
     shard: u32,
-    records: &[&Frame],
+    records: &[&Record],
     stop: &CancellationToken,
 ) -> bool {
     let cfg = &ctx.config;
@@ -956,8 +956,8 @@ mod tests {
         (dir, log)
     }
 
-    fn frame(offset: u64) -> Frame {
-        Frame {
+    fn frame(offset: u64) -> Record {
+        Record {
             offset,
             arrival_ms: 0,
             key: bytes::Bytes::new(),
@@ -984,7 +984,7 @@ mod tests {
 
     #[test]
     fn offsets_are_held_as_runs_of_consecutive_ones() {
-        let frames: Vec<Frame> = [3, 4, 5, 9, 11, 12].into_iter().map(frame).collect();
+        let frames: Vec<Record> = [3, 4, 5, 9, 11, 12].into_iter().map(frame).collect();
         assert_eq!(offset_runs(&frames), vec![(3, 5), (9, 9), (11, 12)]);
         assert!(offset_runs(&[]).is_empty());
     }

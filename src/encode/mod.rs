@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use bytes::Bytes;
 
 use crate::config::{Compression, Encoding, Encryption, StreamConfig};
-use crate::log::frame::Frame;
+use crate::record::Record;
 use encrypt::EncryptingWriter;
 
 /// How a stream turns records into an object.
@@ -60,7 +60,7 @@ pub struct Encoded {
 }
 
 /// Writes `records` as one object.
-pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Encoded> {
+pub fn encode_batch(records: &[Record], opts: &EncodeOptions) -> io::Result<Encoded> {
     if let Encoding::Parquet(p) = &opts.encoding {
         let (body, rejected) = match &opts.encryption {
             None => parquet::write(records, p, Vec::new())?,
@@ -105,7 +105,7 @@ pub fn encode_batch(records: &[Frame], opts: &EncodeOptions) -> io::Result<Encod
     })
 }
 
-fn compress_into<W: Write>(records: &[Frame], out: W, opts: &EncodeOptions) -> io::Result<W> {
+fn compress_into<W: Write>(records: &[Record], out: W, opts: &EncodeOptions) -> io::Result<W> {
     match opts.compression {
         Compression::None => {
             let mut w = out;
@@ -131,7 +131,7 @@ fn compress_into<W: Write>(records: &[Frame], out: W, opts: &EncodeOptions) -> i
     }
 }
 
-fn write_records(out: &mut impl Write, records: &[Frame], encoding: &Encoding) -> io::Result<()> {
+fn write_records(out: &mut impl Write, records: &[Record], encoding: &Encoding) -> io::Result<()> {
     match encoding {
         // Parquet never reaches here: encode_batch writes it whole.
         Encoding::Parquet(_) => return Err(io::Error::other("parquet is not a line format")),

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::log::frame::Frame;
+use crate::record::Record;
 
 /// A stream's Parquet settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +167,7 @@ fn decoder(schema: &SchemaRef, rows: usize) -> Result<arrow_json::reader::Decode
 /// each record exactly one row. After an error the decoder is spent.
 fn decode<'a>(
     d: &mut arrow_json::reader::Decoder,
-    records: impl ExactSizeIterator<Item = &'a Frame>,
+    records: impl ExactSizeIterator<Item = &'a Record>,
 ) -> Result<Option<RecordBatch>, String> {
     let expected = records.len();
     for r in records {
@@ -198,7 +198,7 @@ fn decode<'a>(
 fn decode_chunk(
     schema: &SchemaRef,
     d: &mut arrow_json::reader::Decoder,
-    chunk: &[Frame],
+    chunk: &[Record],
     base: usize,
     rejected: &mut Vec<(usize, String)>,
 ) -> Result<Option<RecordBatch>, String> {
@@ -219,7 +219,7 @@ fn decode_chunk(
 /// Writes the records that fit the schema as one Parquet file into `out`;
 /// returns the writer and the rejected records (index, reason).
 pub fn write<W: Write + Send>(
-    records: &[Frame],
+    records: &[Record],
     opts: &ParquetOptions,
     out: W,
 ) -> std::io::Result<(W, Vec<(usize, String)>)> {

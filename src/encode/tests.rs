@@ -3,10 +3,10 @@
 use super::*;
 use std::io::Read;
 
-fn frames(data: &[&str]) -> Vec<Frame> {
+fn frames(data: &[&str]) -> Vec<Record> {
     data.iter()
         .enumerate()
-        .map(|(i, d)| Frame {
+        .map(|(i, d)| Record {
             offset: i as u64,
             arrival_ms: 0,
             key: Bytes::new(),
@@ -26,7 +26,7 @@ fn opts(compression: Compression) -> EncodeOptions {
     }
 }
 
-fn many() -> (Vec<Frame>, String) {
+fn many() -> (Vec<Record>, String) {
     let recs: Vec<String> = (0..1000).map(|i| format!("{{\"n\":{i}}}")).collect();
     let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
     (frames(&refs), recs.join("\n") + "\n")

@@ -14,26 +14,20 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::aws::{self, ACCOUNT};
 use crate::config::{
     self, Compression, Config, Destination, Encoding, ObjectDestination, StoreConfig, StreamConfig,
 };
-use crate::delivery::keys::{self, KeyTemplate, PrefixKind};
-use crate::delivery::partition::{Partitioner, Query, is_key_name};
 use crate::log::AppendRecord;
-use crate::ops::metrics::Metrics;
-use crate::ops::registry::{Origin, RegistryError, StreamEntry};
+use crate::metrics::Metrics;
+use crate::route::keys::{self, KeyTemplate, PrefixKind};
+use crate::route::partition::{Partitioner, Query, is_key_name};
+use crate::streams::{Origin, RegistryError, StreamEntry};
 
 /// Firehose's limits.
 pub const RECORD_BYTES_MAX: usize = 1_024_000;
 pub const BATCH_RECORDS_MAX: usize = 500;
 pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
-
-pub const REGION: &str = "us-east-1";
-pub const ACCOUNT: &str = "000000000000";
-
-pub fn stream_arn(name: &str) -> String {
-    format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}")
-}
 
 /// An operation's answer: a value, or JSON already written (the hot path,
 /// `PutRecordBatch`, writes its 500 record ids straight into the body).
@@ -106,9 +100,9 @@ fn check_name(name: Option<&Value>, v: &mut Vec<String>) -> String {
             String::new()
         }
         Some(Value::String(s)) => {
-            if s.is_empty() || s.len() > config::STREAM_NAME_CHARS_MAX {
+            if s.is_empty() || s.len() > aws::DELIVERY_STREAM_NAME_CHARS_MAX {
                 v.push(format!("Value '{s}' at 'deliveryStreamName' failed to satisfy constraint: Member must have length between 1 and 64"));
-            } else if !config::valid_stream_name(s) {
+            } else if !aws::valid_delivery_stream_name(s) {
                 v.push(format!("Value '{s}' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"));
             }
             s.clone()
@@ -471,20 +465,20 @@ fn description(entry: &StreamEntry) -> Value {
         config::Source::DirectPut => json!({}),
         config::Source::Kinesis { stream } => json!({
             "KinesisStreamSourceDescription": {
-                "KinesisStreamARN": super::kinesis::stream_arn(stream),
+                "KinesisStreamARN": aws::kinesis_stream_arn(stream),
                 "RoleARN": entry
                     .api_request
                     .as_ref()
                     .and_then(|r| r.get("KinesisStreamSourceConfiguration"))
                     .and_then(|k| k.get("RoleARN").cloned())
-                    .unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
+                    .unwrap_or(Value::String(aws::default_role_arn())),
                 "DeliveryStartTimestamp": created,
             }
         }),
     };
     json!({
         "DeliveryStreamName": c.name,
-        "DeliveryStreamARN": stream_arn(&c.name),
+        "DeliveryStreamARN": aws::delivery_stream_arn(&c.name),
         "DeliveryStreamStatus": "ACTIVE",
         "DeliveryStreamType": stream_type(entry),
         "VersionId": "1",
@@ -511,7 +505,7 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
         .and_then(|r| r.get("ErrorOutputPrefix").cloned())
         .unwrap_or_else(|| Value::String(d.error_output_prefix.source().to_string()));
     let s3 = json!({
-        "RoleARN": requested.and_then(|r| r.get("RoleARN").cloned()).unwrap_or(Value::String(format!("arn:aws:iam::{ACCOUNT}:role/hydrant"))),
+        "RoleARN": requested.and_then(|r| r.get("RoleARN").cloned()).unwrap_or(Value::String(aws::default_role_arn())),
         "BucketARN": bucket_arn,
         "Prefix": d.prefix.source(),
         "ErrorOutputPrefix": error_prefix,
@@ -591,7 +585,7 @@ pub fn stream_config_from_request(
                         "KinesisStreamSourceConfiguration.KinesisStreamARN is required for a KinesisStreamAsSource delivery stream",
                     )
                 })?;
-            let stream = super::kinesis::name_from_arn(arn).ok_or_else(|| {
+            let stream = aws::kinesis_stream_from_arn(arn).ok_or_else(|| {
                 ApiError::invalid_argument(format!(
                     "KinesisStreamARN {arn} is not of the form arn:aws:kinesis:REGION:ACCOUNT:stream/NAME"
                 ))
@@ -612,10 +606,11 @@ pub fn stream_config_from_request(
             "Value null at '{kind}.bucketARN' failed to satisfy constraint: Member must not be null"
         )])
     })?;
-    let bucket = bucket_arn
-        .strip_prefix("arn:aws:s3:::")
-        .filter(|b| config::valid_bucket_name(b))
-        .ok_or_else(|| ApiError::invalid_argument(format!("BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name")))?;
+    let bucket = aws::bucket_from_arn(bucket_arn).ok_or_else(|| {
+        ApiError::invalid_argument(format!(
+            "BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
+        ))
+    })?;
     let prefix_src = str_field("Prefix").unwrap_or("");
     let dynamic = dynamic_partitioning(d, prefix_src)?;
     let prefix = KeyTemplate::parse_with(
@@ -849,7 +844,7 @@ async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     match state.registry.create(cfg, req).await {
-        Ok(_) => Ok(json!({ "DeliveryStreamARN": stream_arn(&name) })),
+        Ok(_) => Ok(json!({ "DeliveryStreamARN": aws::delivery_stream_arn(&name) })),
         Err(RegistryError::Exists(_)) => Err(ApiError::in_use(format!(
             "Firehose {name} under accountId {ACCOUNT} already exists"
         ))),

@@ -20,17 +20,15 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::valid_kinesis_stream_name;
+use crate::aws::{ACCOUNT, kinesis_stream_arn, kinesis_stream_from_arn, valid_kinesis_stream_name};
 use crate::kinesis::position::{
     SequenceNumber, ShardIterator, hash_key, hash_range, parse_hash_key, parse_shard_id,
     shard_for_hash, shard_id,
 };
 use crate::kinesis::{self, KinesisError, KinesisStream};
 use crate::log::{AppendRecord, LogError};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
-pub const REGION: &str = "us-east-1";
-pub const ACCOUNT: &str = "000000000000";
 /// Kinesis's limits.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 pub const PUT_RECORDS_MAX: usize = 500;
@@ -40,24 +38,6 @@ pub const GET_RECORDS_LIMIT_MAX: u64 = 10_000;
 pub const GET_RECORDS_BYTES_MAX: usize = 10 << 20;
 /// `ListShards` and `ListStreams` tokens expire after 300 s, as Kinesis's.
 const NEXT_TOKEN_TTL_MS: i64 = 300_000;
-
-pub fn stream_arn(name: &str) -> String {
-    format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
-}
-
-/// The stream name in a Kinesis stream ARN.
-pub fn name_from_arn(arn: &str) -> Option<&str> {
-    let rest = arn.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(6, ':');
-    let (_partition, service) = (parts.next()?, parts.next()?);
-    let (_region, _account, resource) = (parts.next()?, parts.next()?, parts.next()?);
-    if service != "kinesis" {
-        return None;
-    }
-    resource
-        .strip_prefix("stream/")
-        .filter(|n| valid_kinesis_stream_name(n))
-}
 
 fn validation(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "ValidationException", message)
@@ -167,7 +147,7 @@ impl<'a> Req<'a> {
             (Some(n), _) => {
                 check_name(n)?;
                 if let Some(a) = arn
-                    && name_from_arn(a) != Some(n)
+                    && kinesis_stream_from_arn(a) != Some(n)
                 {
                     return Err(ApiError::invalid_argument(format!(
                         "StreamARN {a} does not name stream {n}"
@@ -175,7 +155,7 @@ impl<'a> Req<'a> {
                 }
                 Ok(n.to_string())
             }
-            (None, Some(a)) => name_from_arn(a).map(str::to_string).ok_or_else(|| {
+            (None, Some(a)) => kinesis_stream_from_arn(a).map(str::to_string).ok_or_else(|| {
                 violation(
                     "streamARN",
                     a,
@@ -364,7 +344,7 @@ fn list_streams(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
         "HasMoreStreams": more,
         "StreamSummaries": page.iter().map(|s| json!({
             "StreamName": s.name,
-            "StreamARN": stream_arn(&s.name),
+            "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
             "StreamModeDetails": mode_details(s),
             "StreamCreationTimestamp": seconds(s.created_ms),
@@ -441,7 +421,7 @@ fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     Ok(json!({
         "StreamDescription": {
             "StreamName": s.name,
-            "StreamARN": stream_arn(&s.name),
+            "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
             "StreamModeDetails": mode_details(&s),
             "Shards": (first..last).map(|i| shard_json(&s, i)).collect::<Vec<_>>(),
@@ -460,7 +440,7 @@ fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<Value, ApiE
     Ok(json!({
         "StreamDescriptionSummary": {
             "StreamName": s.name,
-            "StreamARN": stream_arn(&s.name),
+            "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
             "StreamModeDetails": mode_details(&s),
             "RetentionPeriodHours": spec.retention_hours,
@@ -976,7 +956,7 @@ async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> 
         .filter(|s| s.incarnation == it.incarnation)
         .ok_or_else(|| not_found(&it.stream))?;
     if let Some(arn) = req.str("StreamARN")?
-        && name_from_arn(arn) != Some(s.name.as_str())
+        && kinesis_stream_from_arn(arn) != Some(s.name.as_str())
     {
         return Err(ApiError::invalid_argument(format!(
             "StreamARN {arn} is not the stream of this iterator"

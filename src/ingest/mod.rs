@@ -27,8 +27,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::ops::metrics::Metrics;
-use crate::ops::registry::Registry;
+use crate::metrics::Metrics;
+use crate::streams::Registry;
 use error::ApiError;
 
 /// Shared state of every handler.
@@ -358,7 +358,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 /// Every stream's state, for `hydrant status` and people.
 async fn status(State(state): State<AppState>) -> Response {
-    use crate::ops::metrics::Metrics;
+    use crate::metrics::Metrics;
     let m = &state.registry.metrics;
     let streams: Vec<serde_json::Value> = state
         .registry
@@ -405,7 +405,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .registry
             .metrics
             .data_freshness_seconds
-            .get_or_create(&crate::ops::metrics::Metrics::stream(&e.config.name))
+            .get_or_create(&crate::metrics::Metrics::stream(&e.config.name))
             .set(e.ctx.data_freshness_secs());
     }
     let mut resp = state.registry.metrics.render().into_response();

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::AppState;
 use super::firehose::RECORD_BYTES_MAX;
 use crate::log::AppendRecord;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Most records one NDJSON request may carry.
 pub const RECORDS_MAX: usize = 100_000;

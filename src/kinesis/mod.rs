@@ -21,9 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws;
 use crate::config::KinesisOptions;
+use crate::log::files::write_atomic;
 use crate::log::{DiskQuota, LogOptions, StreamLog, checkpoint};
-use crate::ops::registry::write_atomic;
 
 pub const RETENTION_HOURS_DEFAULT: u32 = 24;
 pub const RETENTION_HOURS_MIN: u32 = 24;
@@ -53,9 +54,9 @@ pub struct Spec {
 /// Why a stream could not be created, found, changed or deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum KinesisError {
-    #[error("Stream {0} under account 000000000000 already exists.")]
+    #[error("Stream {0} under account {ACCOUNT} already exists.", ACCOUNT = aws::ACCOUNT)]
     Exists(String),
-    #[error("Stream {0} under account 000000000000 not found.")]
+    #[error("Stream {0} under account {ACCOUNT} not found.", ACCOUNT = aws::ACCOUNT)]
     NotFound(String),
     #[error("{0}")]
     InUse(String),
@@ -350,7 +351,9 @@ impl Streams {
         let used = self.shards_in_use();
         if used + shards > self.opts.shards_max {
             return Err(KinesisError::Limit(format!(
-                "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: {used}. Limit: {}. Number of additional shards that would have resulted from this request: {shards}. (kinesis.shards_max)",
+                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {used}. Limit: {}. Number of additional shards that would have resulted from this request: {shards}. (kinesis.shards_max)",
+                aws::ACCOUNT,
+                aws::REGION,
                 self.opts.shards_max
             )));
         }

@@ -7,10 +7,10 @@
 //! destination has confirmed; this module cannot check that, its callers must.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::sync_dir;
+use super::files::write_atomic;
 
 const CHECKPOINT_BYTES: usize = 12;
 
@@ -53,20 +53,10 @@ pub fn read(path: &Path) -> io::Result<Option<u64>> {
 
 /// Atomically replaces the checkpoint with `offset`.
 pub fn write(path: &Path, offset: u64) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("checkpoint path has no parent"))?;
-    fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("ckpt.tmp");
     let mut buf = [0u8; CHECKPOINT_BYTES];
     buf[0..8].copy_from_slice(&offset.to_le_bytes());
     buf[8..12].copy_from_slice(&crc32c::crc32c(&offset.to_le_bytes()).to_le_bytes());
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    write_atomic(path, &buf)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 
 use bytes::Bytes;
 
+use crate::record::Record;
+
 /// Bytes before the checksummed body: `len` and `crc32c`.
 pub const HEADER_BYTES: usize = 8;
 /// Fixed part of the checksummed body: offset, arrival time and key length.
@@ -19,22 +21,6 @@ pub const BODY_FIXED_BYTES: usize = 8 + 8 + 2;
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Largest key a frame can carry (its length is a `u16`).
 pub const KEY_BYTES_MAX: usize = u16::MAX as usize;
-
-/// One record as it sits in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    pub offset: u64,
-    pub arrival_ms: i64,
-    pub key: Bytes,
-    pub data: Bytes,
-}
-
-impl Frame {
-    /// Size of this frame once encoded.
-    pub fn encoded_len(&self) -> usize {
-        encoded_len(self.key.len(), self.data.len())
-    }
-}
 
 /// Size of a frame with this key and data once encoded.
 pub fn encoded_len(key_len: usize, data_len: usize) -> usize {
@@ -159,14 +145,14 @@ pub fn decode(buf: &[u8]) -> Decoded {
 /// Decodes every complete frame in `buf`, returning them and the number of
 /// bytes they used. Stops at the first incomplete or corrupt frame and says
 /// which one it was (`None` when the buffer ended cleanly on a frame boundary).
-pub fn decode_all(buf: &[u8]) -> (Vec<Frame>, usize, Option<Decoded>) {
+pub fn decode_all(buf: &[u8]) -> (Vec<Record>, usize, Option<Decoded>) {
     let mut frames = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
         match decode(&buf[pos..]) {
             Decoded::Frame { frame, consumed } => {
                 let base = pos;
-                frames.push(Frame {
+                frames.push(Record {
                     offset: frame.offset,
                     arrival_ms: frame.arrival_ms,
                     key: Bytes::copy_from_slice(&buf[base + frame.key.start..base + frame.key.end]),

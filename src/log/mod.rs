@@ -13,6 +13,7 @@
 //! This module knows nothing of HTTP, delivery or destinations.
 
 pub mod checkpoint;
+pub mod files;
 pub mod frame;
 pub mod reader;
 pub mod segment;
@@ -376,7 +377,7 @@ impl ShardLog {
             None => {
                 let path = segment::segment_path(dir, 0);
                 fs::File::create(&path).map_err(io_err(shard, &path))?;
-                segment::sync_dir(dir).map_err(io_err(shard, dir))?;
+                files::sync_dir(dir).map_err(io_err(shard, dir))?;
                 bases.push(0);
                 (0, 0)
             }
@@ -590,7 +591,7 @@ impl ShardLog {
                 Err(e) => return Err(io_err(shard, &path)(e)),
             }
         }
-        segment::sync_dir(&self.shared.dir).map_err(io_err(shard, &self.shared.dir))?;
+        files::sync_dir(&self.shared.dir).map_err(io_err(shard, &self.shared.dir))?;
         self.shared
             .bytes
             .fetch_sub(freed.min(self.disk_bytes()), Ordering::AcqRel);
@@ -620,16 +621,7 @@ fn log_id(dir: &Path) -> Result<String, LogError> {
         Err(e) => return Err(io_err(0, &path)(e)),
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let tmp = dir.join("log-id.tmp");
-    let write = || -> io::Result<()> {
-        use std::io::Write;
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(id.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        segment::sync_dir(dir)
-    };
-    write().map_err(io_err(0, &path))?;
+    files::write_atomic(&path, id.as_bytes()).map_err(io_err(0, &path))?;
     Ok(id)
 }
 

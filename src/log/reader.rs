@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::frame::{self, Decoded, Frame};
+use super::frame::{self, Decoded};
 use super::{LogError, ShardShared, io_err, segment};
+use crate::record::Record;
 
 const READ_CHUNK_BYTES: usize = 1 << 20;
 
@@ -115,7 +116,7 @@ impl ShardReader {
     /// call: they are durable (see the module's note), and the records of
     /// consecutive calls then share read buffers instead of each call
     /// starting a new one (a batch of small records held twice the memory).
-    pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Frame>, LogError> {
+    pub fn read(&mut self, records_max: usize, bytes_max: usize) -> Result<Vec<Record>, LogError> {
         let mut out = Vec::new();
         self.read_into(&mut out, records_max, bytes_max)?;
         Ok(out)
@@ -127,7 +128,7 @@ impl ShardReader {
     /// heap). On an error `out` is left empty.
     pub fn read_into(
         &mut self,
-        out: &mut Vec<Frame>,
+        out: &mut Vec<Record>,
         records_max: usize,
         bytes_max: usize,
     ) -> Result<(), LogError> {
@@ -155,7 +156,7 @@ impl ShardReader {
 
     fn read_inner(
         &mut self,
-        out: &mut Vec<Frame>,
+        out: &mut Vec<Record>,
         records_max: usize,
         bytes_max: usize,
     ) -> Result<(), LogError> {
@@ -199,7 +200,7 @@ impl ShardReader {
                         });
                     }
                     bytes += f.data.len();
-                    out.push(Frame {
+                    out.push(Record {
                         offset: f.offset,
                         arrival_ms: f.arrival_ms,
                         key: slice(&chunk, f.key),

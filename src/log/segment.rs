@@ -6,7 +6,7 @@
 //! created. This module never decides what is acknowledged; it only finds the
 //! longest valid prefix of the last segment.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -123,11 +123,6 @@ pub fn recover_tail(path: &Path, base: u64) -> io::Result<Recovered> {
         reason,
         reused,
     })
-}
-
-/// fsyncs a directory so that a created, renamed or deleted entry is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ mod properties {
     }
 
     /// Reads everything it can; stops at the first error.
-    fn read_until_error(log: &ShardLog) -> (Vec<frame::Frame>, Option<LogError>) {
+    fn read_until_error(log: &ShardLog) -> (Vec<crate::record::Record>, Option<LogError>) {
         let mut r = log.reader(log.oldest_offset());
         let mut out = Vec::new();
         loop {

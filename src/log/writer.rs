@@ -212,7 +212,7 @@ impl Writer {
             .write(true)
             .truncate(false)
             .open(&path)?;
-        segment::sync_dir(&self.shared.dir)?;
+        super::files::sync_dir(&self.shared.dir)?;
         self.file = file;
         self.active_base = base;
         self.active_len = 0;

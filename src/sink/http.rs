@@ -13,8 +13,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{Batch, Delivered, Sink, SinkError};
+use crate::aws::delivery_stream_arn;
 use crate::config::HttpDestination;
-use crate::ingest::firehose::stream_arn;
 
 /// Largest response body read (Firehose's limit).
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
@@ -68,7 +68,7 @@ impl HttpSink {
         batch: &Batch<'_>,
         first: u64,
         last: u64,
-        records: &[crate::log::frame::Frame],
+        records: &[crate::record::Record],
     ) -> Result<(), SinkError> {
         let id = request_id(batch.log_id, batch.stream, batch.shard, first, last);
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -85,7 +85,10 @@ impl HttpSink {
             .header("Content-Type", "application/json")
             .header("X-Amz-Firehose-Protocol-Version", "1.0")
             .header("X-Amz-Firehose-Request-Id", &id)
-            .header("X-Amz-Firehose-Source-Arn", stream_arn(batch.stream));
+            .header(
+                "X-Amz-Firehose-Source-Arn",
+                delivery_stream_arn(batch.stream),
+            );
         if let Some(k) = &self.cfg.access_key {
             req = req.header("X-Amz-Firehose-Access-Key", k);
         }

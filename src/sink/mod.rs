@@ -10,10 +10,14 @@ pub mod object;
 pub mod postgres;
 pub mod retry;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::log::frame::Frame;
+use crate::config::{Destination, ObjectDestination};
+
+use crate::record::Record;
 
 /// One batch on its way to a destination.
 pub struct Batch<'a> {
@@ -30,7 +34,7 @@ pub struct Batch<'a> {
     /// The encoded (and compressed) object.
     pub body: &'a Bytes,
     /// The records themselves, for destinations that take them one by one.
-    pub records: &'a [Frame],
+    pub records: &'a [Record],
 }
 
 /// Why a delivery failed.
@@ -51,6 +55,21 @@ pub struct Delivered {
     /// row violating a constraint): (index into `Batch::records`, reason).
     /// They go to the error output; retrying cannot help them.
     pub rejected: Vec<(usize, String)>,
+}
+
+/// The sink that delivers to `destination`.
+pub fn build(destination: &Destination) -> Result<Arc<dyn Sink>, SinkError> {
+    Ok(match destination {
+        Destination::Object(d) => object(d)?,
+        Destination::Http(h) => Arc::new(http::HttpSink::new(h)?),
+        Destination::Postgres(p) => Arc::new(postgres::PostgresSink::new(p)?),
+    })
+}
+
+/// The sink that stores objects in `destination`'s bucket: a stream's
+/// destination, its error output or its backup.
+pub fn object(destination: &ObjectDestination) -> Result<Arc<object::ObjectSink>, SinkError> {
+    object::ObjectSink::new(&destination.store, &destination.bucket).map(Arc::new)
 }
 
 #[async_trait]

@@ -23,7 +23,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{Batch, Delivered, Sink, SinkError};
 use crate::config::{ColumnMapping, PostgresDestination, PostgresTls};
-use crate::log::frame::Frame;
+use crate::record::Record;
 
 /// The table where Hydrant records what it loaded.
 pub const LOADS_TABLE: &str = "hydrant_loads";
@@ -292,7 +292,7 @@ impl Sink for PostgresSink {
         let is_done = |o: u64| done.iter().any(|(f, l)| *f <= o && o <= *l);
 
         let mut rejected = Vec::new();
-        let mut rows: Vec<(usize, &Frame, Vec<Option<String>>, Value)> = Vec::new();
+        let mut rows: Vec<(usize, &Record, Vec<Option<String>>, Value)> = Vec::new();
         for (i, r) in batch.records.iter().enumerate() {
             if is_done(r.offset) {
                 continue;

@@ -23,7 +23,7 @@ use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::log::frame::Frame;
+use crate::record::Record;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -269,7 +269,7 @@ impl Transform {
 
     /// Transforms records: one outcome per input, in order. Blocking. Never
     /// fails as a whole: what cannot be transformed is a `Failed` outcome.
-    pub fn run(&self, frames: &[Frame]) -> Vec<Outcome> {
+    pub fn run(&self, frames: &[Record]) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(frames.len());
         let mut start = 0;
         while start < frames.len() {
@@ -291,7 +291,7 @@ impl Transform {
     /// Runs one batch; if it traps, splits it to find the records that make
     /// it trap, so the rest still go through. A timeout fails the whole
     /// batch (splitting would cost a timeout per half).
-    fn run_isolating(&self, frames: &[Frame], out: &mut Vec<Outcome>) {
+    fn run_isolating(&self, frames: &[Record], out: &mut Vec<Outcome>) {
         match self.call(frames) {
             Ok(outcomes) => out.extend(outcomes),
             Err(CallError::Trap(why)) if frames.len() > 1 => {
@@ -316,7 +316,7 @@ impl Transform {
     }
 
     /// One call into an instance.
-    fn call(&self, frames: &[Frame]) -> Result<Vec<Outcome>, CallError> {
+    fn call(&self, frames: &[Record]) -> Result<Vec<Outcome>, CallError> {
         let mut inst = self.acquire().map_err(|e| {
             CallError::Unavailable(format!("cannot start a transform instance: {e}"))
         })?;

@@ -826,9 +826,9 @@ async fn recovery(hydrant: PathBuf, dir: PathBuf, log_mib: u64) -> anyhow::Resul
 }
 
 /// `n` generated records as log frames (offsets 0..n), and their total bytes.
-fn frames_of(n: usize, make: impl Fn(usize) -> Vec<u8>) -> (Vec<frame::Frame>, usize) {
-    let frames: Vec<frame::Frame> = (0..n)
-        .map(|i| frame::Frame {
+fn frames_of(n: usize, make: impl Fn(usize) -> Vec<u8>) -> (Vec<hydrant::record::Record>, usize) {
+    let frames: Vec<hydrant::record::Record> = (0..n)
+        .map(|i| hydrant::record::Record {
             offset: i as u64,
             arrival_ms: 1_764_000_000_000,
             key: bytes::Bytes::new(),
@@ -844,7 +844,7 @@ fn frames_of(n: usize, make: impl Fn(usize) -> Vec<u8>) -> (Vec<frame::Frame>, u
 fn partitioner(
     keys: &str,
     prefix: &str,
-) -> anyhow::Result<std::sync::Arc<hydrant::delivery::partition::Partitioner>> {
+) -> anyhow::Result<std::sync::Arc<hydrant::route::partition::Partitioner>> {
     let cfg = hydrant::config::parse(&format!(
         "streams:\n  s:\n    dynamic_partitioning: {{ keys: {keys} }}\n    destination: {{ type: file, path: /tmp/x, prefix: \"{prefix}\", error_output_prefix: \"e/!{{firehose:error-output-type}}/\" }}\n"
     ))
@@ -959,7 +959,7 @@ fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
         "{ service: .service, level: .level }",
         "service=!{partitionKeyFromQuery:service}/level=!{partitionKeyFromQuery:level}/!{timestamp:yyyy/MM/dd}/",
     )?;
-    let mut scratch = hydrant::delivery::partition::RouteScratch::default();
+    let mut scratch = hydrant::route::partition::RouteScratch::default();
     let t = Instant::now();
     let mut prefixes = std::collections::HashSet::new();
     for f in &frames {

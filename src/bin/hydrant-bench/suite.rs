@@ -481,7 +481,7 @@ fn disk_stage(
 
 fn encode_stage(
     name: &str,
-    frames: &[hydrant::log::frame::Frame],
+    frames: &[hydrant::record::Record],
     raw: usize,
     opts: &hydrant::encode::EncodeOptions,
 ) -> anyhow::Result<Stage> {
@@ -589,7 +589,7 @@ async fn stage_ceilings(
         "{ country: .country, device: .device }",
         "country=!{partitionKeyFromQuery:country}/device=!{partitionKeyFromQuery:device}/!{timestamp:yyyy/MM/dd/HH}/",
     )?;
-    let mut scratch = hydrant::delivery::partition::RouteScratch::default();
+    let mut scratch = hydrant::route::partition::RouteScratch::default();
     let t = Instant::now();
     for f in &clicks {
         if let Err(e) = part.route(f, &[], &mut scratch) {

@@ -4,12 +4,12 @@ use super::*;
 use bytes::Bytes;
 
 /// A closed batch's records, as upload takes them.
-fn frames(r: Ready) -> Vec<Frame> {
+fn frames(r: Ready) -> Vec<Record> {
     r.into_parts().0
 }
 
-fn frame(offset: u64, len: usize) -> Frame {
-    Frame {
+fn frame(offset: u64, len: usize) -> Record {
+    Record {
         offset,
         arrival_ms: 0,
         key: Bytes::new(),
@@ -215,7 +215,7 @@ async fn partitions_hold_copies_not_the_shared_read_buffer() {
     let now = Instant::now();
     for i in 0..6u64 {
         let at = i as usize * 10;
-        let f = Frame {
+        let f = Record {
             offset: i,
             arrival_ms: 0,
             key: chunk.slice(at..at + 2),
@@ -244,7 +244,7 @@ async fn partitions_hold_copies_not_the_shared_read_buffer() {
     // A single partition keeps its records where they were read.
     let mut one = Batcher::new(1000, 0, Duration::from_secs(300));
     one.push(
-        Frame {
+        Record {
             offset: 0,
             arrival_ms: 0,
             key: Bytes::new(),
@@ -288,10 +288,10 @@ async fn packed_partitions_give_back_every_record_as_it_came() {
     let sizes = [0usize, 1, 23, 24, 4096, 4097, 300 << 10, 77, 256 << 10];
     let mut b = Batcher::with_limits(u64::MAX, 1, Duration::from_secs(300), limits(10, u64::MAX));
     let now = Instant::now();
-    let mut sent: HashMap<String, Vec<Frame>> = HashMap::new();
+    let mut sent: HashMap<String, Vec<Record>> = HashMap::new();
     for i in 0..600u64 {
         let len = sizes[i as usize % sizes.len()];
-        let f = Frame {
+        let f = Record {
             offset: 1_000_000 + i,
             arrival_ms: -5 + i as i64 * 7,
             key: Bytes::from(vec![(i % 251) as u8; i as usize % 301]),
@@ -307,7 +307,7 @@ async fn packed_partitions_give_back_every_record_as_it_came() {
     // Closed and still packed, they hold the checkpoint and freshness alike.
     assert_eq!(b.lowest_offset(), Some(1_000_000));
     assert_eq!(b.oldest_arrival(), Some(-5));
-    let mut got: HashMap<String, Vec<Frame>> = HashMap::new();
+    let mut got: HashMap<String, Vec<Record>> = HashMap::new();
     while let Some(r) = b.pop_ready() {
         let (records, route) = r.into_parts();
         let Route::Deliver(Some(k)) = route else {

@@ -33,11 +33,11 @@ fn parses_every_kind_of_type() {
     assert!(parse_type("timestamp[hours]").is_err());
 }
 
-fn frames(lines: &[&str]) -> Vec<Frame> {
+fn frames(lines: &[&str]) -> Vec<Record> {
     lines
         .iter()
         .enumerate()
-        .map(|(i, l)| Frame {
+        .map(|(i, l)| Record {
             offset: i as u64,
             arrival_ms: 0,
             key: Bytes::new(),

@@ -18,7 +18,7 @@ fn round_trip_keeps_every_field() {
     assert_eq!(end, None);
     assert_eq!(
         frames,
-        vec![Frame {
+        vec![Record {
             offset: 42,
             arrival_ms: 1_700_000_000_000,
             key: Bytes::from_static(b"pk"),

@@ -16,7 +16,7 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
 
 use super::keys::{KeyTemplate, TimestampCache};
-use crate::log::frame::Frame;
+use crate::record::Record;
 
 /// A compiled jq filter. Values (`Val`) are not `Send`, but the compiled
 /// program is: it is shared by every shard and run on any thread.
@@ -264,7 +264,7 @@ impl Partitioner {
     /// [`KeyTemplate::finish_partition`] fills in when the object is named.
     pub fn route(
         &self,
-        frame: &Frame,
+        frame: &Record,
         transform_keys: &[(String, String)],
         scratch: &mut RouteScratch,
     ) -> Result<String, String> {
@@ -315,7 +315,7 @@ impl Partitioner {
     }
 }
 
-fn arrival(frame: &Frame) -> DateTime<Utc> {
+fn arrival(frame: &Record) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(frame.arrival_ms).unwrap_or_else(Utc::now)
 }
 

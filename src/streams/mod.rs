@@ -10,15 +10,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, Destination, ObjectDestination, Source, StreamConfig};
+use crate::config::{Config, Source, StreamConfig};
 use crate::delivery::{CONSUMER, Delivery, StreamContext, kinesis_consumer};
 use crate::kinesis::{KinesisError, KinesisStream, Streams};
+use crate::log::files::write_atomic;
 use crate::log::{DiskQuota, StreamLog, checkpoint};
-use crate::ops::metrics::Metrics;
-use crate::sink::Sink;
-use crate::sink::http::HttpSink;
-use crate::sink::object::ObjectSink;
-use crate::sink::postgres::PostgresSink;
+use crate::metrics::Metrics;
+use crate::sink;
 
 /// Where a stream's definition came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,17 +199,10 @@ impl Registry {
                 CONSUMER.to_string(),
             ),
         };
-        let object = |d: &ObjectDestination| ObjectSink::new(&d.store, &d.bucket).map(Arc::new);
-        let errors = object(&config.error_output).map_err(|e| fail(e.message))?;
-        let sink: Arc<dyn Sink> = match &config.destination {
-            Destination::Object(d) => object(d).map_err(|e| fail(e.message))?,
-            Destination::Http(h) => Arc::new(HttpSink::new(h).map_err(|e| fail(e.message))?),
-            Destination::Postgres(p) => {
-                Arc::new(PostgresSink::new(p).map_err(|e| fail(e.message))?)
-            }
-        };
+        let errors = sink::object(&config.error_output).map_err(|e| fail(e.message))?;
+        let destination = sink::build(&config.destination).map_err(|e| fail(e.message))?;
         let backup = match &config.backup {
-            Some(b) => Some(object(&b.target).map_err(|e| fail(e.message))?),
+            Some(b) => Some(sink::object(&b.target).map_err(|e| fail(e.message))?),
             None => None,
         };
         // Compiling a component can take seconds (Python, JavaScript); the
@@ -231,7 +222,7 @@ impl Registry {
             config.clone(),
             log,
             consumer,
-            sink,
+            destination,
             errors,
             backup,
             transform,
@@ -298,7 +289,8 @@ impl Registry {
             .collect();
         if !readers.is_empty() {
             return Err(KinesisError::InUse(format!(
-                "Stream {name} under account 000000000000 is the source of delivery stream {}; delete it first.",
+                "Stream {name} under account {} is the source of delivery stream {}; delete it first.",
+                crate::aws::ACCOUNT,
                 readers.join(", ")
             )));
         }
@@ -604,20 +596,4 @@ fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// Replaces a file atomically: temp file, fsync, rename, fsync directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("path has no parent"))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    crate::log::segment::sync_dir(dir)
 }

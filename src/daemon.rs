@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::ingest::{self, AppState, firehose};
-use crate::ops::metrics::Metrics;
-use crate::ops::registry::Registry;
+use crate::metrics::Metrics;
+use crate::streams::Registry;
 
 /// Runs the daemon until a shutdown signal; Ok if it drained cleanly.
 /// `config_path` is re-read on SIGHUP (None: the embedded default, nothing

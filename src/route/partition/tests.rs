@@ -1,11 +1,11 @@
 //! Unit tests of the parent module.
 
 use super::*;
-use crate::delivery::keys::{KeyContext, PrefixKind, finish_partition};
+use crate::route::keys::{KeyContext, PrefixKind, finish_partition};
 use bytes::Bytes;
 
-fn frame(data: &str) -> Frame {
-    Frame {
+fn frame(data: &str) -> Record {
+    Record {
         offset: 0,
         // 2026-11-24T10:20:30Z
         arrival_ms: 1_795_515_630_000,
