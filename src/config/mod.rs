@@ -21,8 +21,6 @@ use crate::route::keys::{self, KeyContext, KeyTemplate, PrefixKind};
 use crate::route::partition::{Partitioner, Query, RecordTime, TimeFormat};
 use raw::{RawConfig, RawDestination, RawStore, RawStream};
 
-/// Firehose's delivery stream name rules.
-
 /// One problem in the config: where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
