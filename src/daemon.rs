@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::ingest::{self, AppState, firehose};
+use crate::ingest::{self, AppState};
 use crate::metrics::Metrics;
 use crate::streams::Registry;
 
@@ -51,7 +51,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let registry = Registry::new(config.clone(), metrics);
     registry
         .start_all(|name, req, cfg| {
-            firehose::stream_config_from_request(name, req, cfg).map_err(|e| e.message)
+            crate::config::firehose::stream_from_request(name, req, cfg).map_err(|e| e.to_string())
         })
         .context("cannot start streams")?;
     // Kinesis retention: checked every minute (segments are deleted whole).

@@ -1,6 +1,7 @@
 //! Config parsing and validation: each error names its YAML path.
 
 use super::*;
+use crate::encode::{Compression, Encoding};
 
 fn errors(yaml: &str) -> Vec<String> {
     match parse(yaml) {

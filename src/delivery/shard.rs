@@ -67,8 +67,8 @@ pub(crate) async fn run(
     let mut committed = start;
     let mut durable = log.subscribe();
     let per_record = match &ctx.config.encoding {
-        crate::config::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
-        crate::config::Encoding::Parquet(_) => 0,
+        crate::encode::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
+        crate::encode::Encoding::Parquet(_) => 0,
     };
     let partitioner = ctx.config.partitioning.clone();
     let limits = partitioner
@@ -516,7 +516,7 @@ async fn upload(
     let mut format_refused: Vec<usize> = Vec::new();
     let (records, body, key) = match &cfg.destination {
         Destination::Object(o) => {
-            let opts = encode::EncodeOptions::of(cfg);
+            let opts = cfg.encode_options();
             let ext = opts.extension();
             let encoded = super::background(move || {
                 let body = encode::encode_batch(&records, &opts);

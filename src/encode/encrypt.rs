@@ -62,6 +62,27 @@ impl SecretKey {
     }
 }
 
+/// Client-side encryption of a stream's objects.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    /// (key id, key); the first encrypts, every one decrypts.
+    pub keys: Vec<(String, SecretKey)>,
+    pub chunk_bytes: u32,
+}
+
+impl Encryption {
+    /// The key new objects are encrypted with.
+    pub fn current(&self) -> (&str, &SecretKey) {
+        // Validation guarantees at least one key.
+        let (id, key) = &self.keys[0];
+        (id, key)
+    }
+
+    pub fn key(&self, id: &str) -> Option<&SecretKey> {
+        self.keys.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+    }
+}
+
 /// Why an object could not be decrypted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecryptError {

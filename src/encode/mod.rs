@@ -13,9 +13,39 @@ use std::io::{self, Write};
 
 use bytes::Bytes;
 
-use crate::config::{Compression, Encoding, Encryption, StreamConfig};
 use crate::record::Record;
-use encrypt::EncryptingWriter;
+use encrypt::{EncryptingWriter, Encryption};
+
+/// How a batch's records are laid out in its object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Encoding {
+    /// Records one after another, each followed by `delimiter` unless it
+    /// already ends with it. An empty delimiter is Firehose's raw concatenation.
+    JsonLines { delimiter: Vec<u8> },
+    /// JSON records converted to Parquet with a declared schema.
+    Parquet(parquet::ParquetOptions),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    /// The Snappy framing format (what Python's `snappy.stream_decompress` reads).
+    Snappy,
+}
+
+impl Compression {
+    /// Firehose's file extension for this compression.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+            Compression::Snappy => ".snappy",
+        }
+    }
+}
 
 /// How a stream turns records into an object.
 #[derive(Clone, Debug)]
@@ -27,15 +57,6 @@ pub struct EncodeOptions {
 }
 
 impl EncodeOptions {
-    pub fn of(cfg: &StreamConfig) -> Self {
-        EncodeOptions {
-            encoding: cfg.encoding.clone(),
-            compression: cfg.compression,
-            level: cfg.compression_level,
-            encryption: cfg.encryption.clone(),
-        }
-    }
-
     /// The object's file extension: Firehose's for the compression, then
     /// `.enc` when encrypted.
     pub fn extension(&self) -> String {

@@ -856,7 +856,8 @@ fn partitioner(
 }
 
 fn stages(n: usize, record_bytes: usize) -> anyhow::Result<()> {
-    use hydrant::config::{Compression, Encoding, Encryption};
+    use hydrant::encode::encrypt::Encryption;
+    use hydrant::encode::{Compression, Encoding};
     use hydrant::encode::{EncodeOptions, encode_batch, encrypt::SecretKey, parquet};
     let (frames, raw) = frames_of(n, |i| json_record(i, record_bytes));
     let lines = Encoding::JsonLines {

@@ -500,7 +500,8 @@ async fn stage_ceilings(
     wasm: &Path,
     n: usize,
 ) -> anyhow::Result<Vec<Stage>> {
-    use hydrant::config::{Compression, Encoding, Encryption};
+    use hydrant::encode::encrypt::Encryption;
+    use hydrant::encode::{Compression, Encoding};
     use hydrant::encode::{EncodeOptions, encrypt::SecretKey, parquet};
     let mut out = Vec::new();
     out.push(disk_stage(dir, LOG_BYTES, log_record)?);

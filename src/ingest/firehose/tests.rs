@@ -57,16 +57,3 @@ fn a_single_record_is_parsed_alike() {
         .unwrap_or_else(|| panic!("accepted"));
     assert!(e.message.contains("'record.data'"), "{}", e.message);
 }
-
-#[test]
-fn query_key_names_are_read_from_the_prefix_once_each_in_order() {
-    assert_eq!(
-        query_key_names(
-            "a/!{partitionKeyFromQuery:x}/!{timestamp:yyyy}/!{partitionKeyFromQuery:y}-!{partitionKeyFromQuery:x}/"
-        ),
-        vec!["x".to_string(), "y".to_string()]
-    );
-    assert!(query_key_names("plain/!{firehose:random-string}/").is_empty());
-    // An unclosed expression ends the scan (the template parser names it).
-    assert!(query_key_names("a/!{partitionKeyFromQuery:x").is_empty());
-}

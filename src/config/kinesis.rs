@@ -1,0 +1,105 @@
+//! `kinesis`: the Kinesis Data Streams API's bounds and the Kinesis streams
+//! the file declares.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::RawKinesis;
+use super::{ConfigError, err, range_check};
+use crate::aws;
+
+/// Settings of the Kinesis Data Streams API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KinesisOptions {
+    /// Shards of all Kinesis streams together (each is a log writer thread).
+    pub shards_max: u32,
+    /// How long a shard iterator stays valid (Kinesis: 5 minutes).
+    pub iterator_ttl: Duration,
+    /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
+    pub shard_write_limits: bool,
+    /// Kinesis streams declared in the file: created at start if missing.
+    pub streams: BTreeMap<String, KinesisStreamConfig>,
+}
+
+/// A Kinesis stream declared in the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KinesisStreamConfig {
+    pub shards: u32,
+    pub retention_hours: u32,
+}
+
+impl Default for KinesisOptions {
+    fn default() -> Self {
+        KinesisOptions {
+            shards_max: 200,
+            iterator_ttl: Duration::from_secs(300),
+            shard_write_limits: false,
+            streams: BTreeMap::new(),
+        }
+    }
+}
+
+/// Validates `kinesis`: its bounds and each declared stream, whose shards
+/// together must fit `shards_max`.
+pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisOptions {
+    let mut kinesis = KinesisOptions {
+        shards_max: range_check(
+            errors,
+            "kinesis.shards_max",
+            rk.shards_max.unwrap_or(200),
+            1,
+            10_000,
+        ),
+        iterator_ttl: Duration::from_secs(range_check(
+            errors,
+            "kinesis.iterator_ttl_secs",
+            rk.iterator_ttl_secs.unwrap_or(300),
+            1,
+            86_400,
+        )),
+        shard_write_limits: rk.shard_write_limits.unwrap_or(false),
+        streams: BTreeMap::new(),
+    };
+    let mut declared_shards = 0u32;
+    for (name, ks) in rk.streams {
+        let path = format!("kinesis.streams.{name}");
+        if !aws::valid_kinesis_stream_name(&name) {
+            errors.push(err(
+                &path,
+                "a Kinesis stream name is 1 to 128 characters of letters, digits, `_`, `.` and `-`",
+            ));
+        }
+        let shards = range_check(
+            errors,
+            &format!("{path}.shards"),
+            ks.shards.unwrap_or(4),
+            1,
+            10_000,
+        );
+        let retention_hours = range_check(
+            errors,
+            &format!("{path}.retention_hours"),
+            ks.retention_hours.unwrap_or(24),
+            24,
+            8760,
+        );
+        declared_shards = declared_shards.saturating_add(shards);
+        kinesis.streams.insert(
+            name,
+            KinesisStreamConfig {
+                shards,
+                retention_hours,
+            },
+        );
+    }
+    if declared_shards > kinesis.shards_max {
+        errors.push(err(
+            "kinesis.streams",
+            format!(
+                "declare {declared_shards} shards in all, more than kinesis.shards_max ({})",
+                kinesis.shards_max
+            ),
+        ));
+    }
+    kinesis
+}

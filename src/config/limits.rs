@@ -1,0 +1,121 @@
+//! `limits` and `log`: the daemon's bounds on requests, encoders and memory,
+//! and the shard log's settings and disk quota.
+
+use super::raw::{RawLimits, RawLog};
+use super::{ConfigError, err, range_check};
+use crate::log::LogOptions;
+
+/// Bounds of the daemon as a whole.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest HTTP request body accepted.
+    pub request_bytes_max: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub requests_in_flight_max: usize,
+    /// Streams that `CreateDeliveryStream` may create.
+    pub api_streams_max: usize,
+    /// Batches encoded (and compressed, encrypted) at once, over all streams:
+    /// each holds its records in memory, and more than the machine has cores
+    /// buys no speed.
+    pub encoders_max: usize,
+    /// glibc malloc arenas (`M_ARENA_MAX`). glibc's own default, 8 per core,
+    /// lets freed buffers of many threads pile up in separate arenas; one per
+    /// core keeps peak RSS down at no cost in speed measured here.
+    pub malloc_arenas: usize,
+    /// The time slice, in microseconds, the threads that acknowledge
+    /// producers ask the kernel for (see [`crate::sched`]); 0: the kernel's.
+    pub ack_slice_us: u64,
+}
+
+/// The number of cores, the default of bounds that scale with them.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Validates `limits`.
+pub(super) fn limits(errors: &mut Vec<ConfigError>, l: RawLimits) -> Limits {
+    Limits {
+        request_bytes_max: range_check(
+            errors,
+            "limits.request_bytes_max",
+            l.request_bytes_max.unwrap_or(8 << 20),
+            1 << 20,
+            64 << 20,
+        ) as usize,
+        requests_in_flight_max: range_check(
+            errors,
+            "limits.requests_in_flight_max",
+            l.requests_in_flight_max.unwrap_or(1024),
+            1,
+            65_536,
+        ),
+        api_streams_max: range_check(
+            errors,
+            "limits.api_streams_max",
+            l.api_streams_max.unwrap_or(50),
+            0,
+            5000,
+        ),
+        encoders_max: range_check(
+            errors,
+            "limits.encoders_max",
+            l.encoders_max.unwrap_or_else(cores),
+            1,
+            1024,
+        ),
+        malloc_arenas: range_check(
+            errors,
+            "limits.malloc_arenas",
+            l.malloc_arenas.unwrap_or_else(cores),
+            1,
+            1024,
+        ),
+        ack_slice_us: range_check(
+            errors,
+            "limits.ack_slice_us",
+            l.ack_slice_us.unwrap_or(100),
+            0,
+            100_000,
+        ),
+    }
+}
+
+/// Validates `log`: the shard log's options and the disk quota in bytes.
+pub(super) fn log(errors: &mut Vec<ConfigError>, rl: RawLog) -> (LogOptions, u64) {
+    let log = LogOptions {
+        segment_bytes: range_check(
+            errors,
+            "log.segment_bytes",
+            rl.segment_bytes.unwrap_or(64 << 20),
+            1 << 20,
+            1 << 30,
+        ),
+        append_queue_max: range_check(
+            errors,
+            "log.append_queue_max",
+            rl.append_queue_max.unwrap_or(1024),
+            1,
+            1 << 20,
+        ),
+        group_commit_bytes_max: range_check(
+            errors,
+            "log.group_commit_bytes_max",
+            rl.group_commit_bytes_max.unwrap_or(16 << 20),
+            64 << 10,
+            256 << 20,
+        ),
+    };
+    let disk_quota_bytes = range_check(
+        errors,
+        "log.disk_quota_bytes",
+        rl.disk_quota_bytes.unwrap_or(10 << 30),
+        16 << 20,
+        u64::MAX,
+    );
+    if let Some(f) = rl.fsync.as_deref()
+        && f != "always"
+    {
+        errors.push(err("log.fsync", format!("`{f}` is not supported: the only mode is `always` (every acknowledged record is fsynced)")));
+    }
+    (log, disk_quota_bytes)
+}
