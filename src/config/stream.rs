@@ -10,7 +10,7 @@ use super::destination::{
     Backup, BackupMode, Destination, ObjectDestination, destination_for_objects, error_output,
     object_destination,
 };
-use super::raw::{RawBackup, RawBuffering, RawDestination, RawStream};
+use super::raw::{RawBackup, RawBuffering, RawDestination, RawPartitioning, RawStream};
 use super::store::StoreConfig;
 use super::{ConfigError, encoding, err, http, partitioning, postgres, range_check, transform};
 use crate::aws;
@@ -90,7 +90,7 @@ pub(super) fn stream_config(
     errors: &mut Vec<ConfigError>,
     path: &str,
     name: &str,
-    s: RawStream,
+    mut s: RawStream,
     default_store: &StoreConfig,
     data_dir: &Path,
 ) -> Option<StreamConfig> {
@@ -102,20 +102,8 @@ pub(super) fn stream_config(
         1,
         256,
     );
-    let (size_mb, interval) = buffering(errors, path, s.buffering.unwrap_or_default());
-    let encoding = encoding::encoding(errors, path, s.encoding.unwrap_or_default());
-    let compression = encoding::compression(errors, path, s.compression.as_deref());
-    let compression_level =
-        encoding::compression_level(errors, path, s.compression_level, compression);
-    let encryption = s
-        .encryption
-        .and_then(|e| encoding::encryption(errors, &format!("{path}.encryption"), e));
-    if matches!(encoding, Encoding::Parquet(_)) && compression != Compression::None {
-        errors.push(err(
-            format!("{path}.compression"),
-            "must be none with parquet, which compresses inside the file (set encoding.compression)",
-        ));
-    }
+    let (size_mb, interval) = buffering(errors, path, s.buffering.take().unwrap_or_default());
+    let format = object_format(errors, path, &mut s);
     let retry = range_check(
         errors,
         &format!("{path}.retry_duration_secs"),
@@ -149,18 +137,7 @@ pub(super) fn stream_config(
         transform: transform.is_some(),
     };
     let destination = destination(errors, path, d, size_mb, default_store, key_ctx)?;
-    if matches!(encoding, Encoding::Parquet(_)) && !matches!(destination, Destination::Object(_)) {
-        errors.push(err(
-            format!("{path}.encoding.format"),
-            "parquet applies only to s3 and file destinations",
-        ));
-    }
-    if encryption.is_some() && !matches!(destination, Destination::Object(_)) {
-        errors.push(err(
-            format!("{path}.encryption"),
-            "applies only to s3 and file destinations",
-        ));
-    }
+    format.check_destination(errors, path, &destination);
     let error_output = match (s.error_output, &destination) {
         (Some(e), _) => error_output(errors, &format!("{path}.error_output"), e, default_store)?,
         (None, Destination::Object(o)) => o.clone(),
@@ -168,7 +145,93 @@ pub(super) fn stream_config(
         // to a local directory under data_dir.
         (None, _) => local_error_output(data_dir, name),
     };
-    let partitioning = match (s.dynamic_partitioning, &destination) {
+    let partitioning =
+        stream_partitioning(errors, path, s.dynamic_partitioning, &destination, size_mb);
+    let backup = match s.backup {
+        None => None,
+        Some(b) => Some(backup(errors, path, b, &destination, default_store)?),
+    };
+    Some(StreamConfig {
+        source,
+        name: name.to_string(),
+        shards,
+        buffer_bytes: size_mb << 20,
+        buffer_interval: Duration::from_secs(interval),
+        encoding: format.encoding,
+        compression: format.compression,
+        compression_level: format.compression_level,
+        encryption: format.encryption,
+        retry_duration: Duration::from_secs(retry),
+        uploads_in_flight_max: uploads,
+        destination,
+        error_output,
+        backup,
+        partitioning,
+        transform,
+        fingerprint: String::new(),
+    })
+}
+
+/// How the stream's objects are written.
+struct ObjectFormat {
+    encoding: Encoding,
+    compression: Compression,
+    compression_level: Option<i32>,
+    encryption: Option<Encryption>,
+}
+
+/// `encoding`, `compression`, `compression_level` and `encryption`.
+fn object_format(errors: &mut Vec<ConfigError>, path: &str, s: &mut RawStream) -> ObjectFormat {
+    let encoding = encoding::encoding(errors, path, s.encoding.take().unwrap_or_default());
+    let compression = encoding::compression(errors, path, s.compression.as_deref());
+    let compression_level =
+        encoding::compression_level(errors, path, s.compression_level, compression);
+    let encryption = s
+        .encryption
+        .take()
+        .and_then(|e| encoding::encryption(errors, &format!("{path}.encryption"), e));
+    if matches!(encoding, Encoding::Parquet(_)) && compression != Compression::None {
+        errors.push(err(
+            format!("{path}.compression"),
+            "must be none with parquet, which compresses inside the file (set encoding.compression)",
+        ));
+    }
+    ObjectFormat {
+        encoding,
+        compression,
+        compression_level,
+        encryption,
+    }
+}
+
+impl ObjectFormat {
+    /// Parquet and encryption are for objects: refused for http and postgres.
+    fn check_destination(&self, errors: &mut Vec<ConfigError>, path: &str, d: &Destination) {
+        if matches!(self.encoding, Encoding::Parquet(_)) && !matches!(d, Destination::Object(_)) {
+            errors.push(err(
+                format!("{path}.encoding.format"),
+                "parquet applies only to s3 and file destinations",
+            ));
+        }
+        if self.encryption.is_some() && !matches!(d, Destination::Object(_)) {
+            errors.push(err(
+                format!("{path}.encryption"),
+                "applies only to s3 and file destinations",
+            ));
+        }
+    }
+}
+
+/// `dynamic_partitioning`, for object destinations; also partitioning with
+/// the defaults when the prefix uses only a transform's keys.
+fn stream_partitioning(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    raw: Option<RawPartitioning>,
+    destination: &Destination,
+    size_mb: u64,
+) -> Option<Arc<Partitioner>> {
+    match (raw, destination) {
         // Keys from the transform alone: partitioning with the defaults.
         (None, Destination::Object(o)) if o.prefix.uses_transform_keys() => {
             Some(partitioning::transform_keys_only(o, size_mb))
@@ -190,30 +253,7 @@ pub(super) fn stream_config(
             size_mb,
         )
         .map(Arc::new),
-    };
-    let backup = match s.backup {
-        None => None,
-        Some(b) => Some(backup(errors, path, b, &destination, default_store)?),
-    };
-    Some(StreamConfig {
-        source,
-        name: name.to_string(),
-        shards,
-        buffer_bytes: size_mb << 20,
-        buffer_interval: Duration::from_secs(interval),
-        encoding,
-        compression,
-        compression_level,
-        encryption,
-        retry_duration: Duration::from_secs(retry),
-        uploads_in_flight_max: uploads,
-        destination,
-        error_output,
-        backup,
-        partitioning,
-        transform,
-        fingerprint: String::new(),
-    })
+    }
 }
 
 /// `source`: the stream's own log, or a Kinesis stream's.
