@@ -49,11 +49,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
 
     let metrics = Arc::new(Metrics::new());
     let registry = Registry::new(config.clone(), metrics);
-    registry
-        .start_all(|name, req, cfg| {
-            crate::config::firehose::stream_from_request(name, req, cfg).map_err(|e| e.to_string())
-        })
-        .context("cannot start streams")?;
+    registry.start_all().context("cannot start streams")?;
     // Kinesis retention: checked every minute (segments are deleted whole).
     let trimmer = registry.clone();
     tokio::spawn(async move {

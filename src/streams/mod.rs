@@ -3,9 +3,17 @@
 //! restart). Starting a stream opens its log and starts its delivery;
 //! stopping drains it. YAML wins on a name clash, and a YAML stream cannot be
 //! deleted through the API.
+//!
+//! [`api`] keeps the streams created through the API (persisted, restored,
+//! deleted); [`reload`] applies a changed config file.
+
+mod api;
+mod reload;
+
+pub use reload::ReloadReport;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,7 +21,6 @@ use std::time::Duration;
 use crate::config::{Config, Source, StreamConfig};
 use crate::delivery::{CONSUMER, Delivery, StreamContext, kinesis_consumer};
 use crate::kinesis::{KinesisError, KinesisStream, Streams};
-use crate::log::files::write_atomic;
 use crate::log::{DiskQuota, StreamLog, checkpoint};
 use crate::metrics::Metrics;
 use crate::sink;
@@ -78,17 +85,6 @@ pub enum RegistryError {
     Start { stream: String, message: String },
 }
 
-/// What a reload did, by stream name.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct ReloadReport {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
-    /// Streams that could not be started, with the reason.
-    pub failed: Vec<String>,
-}
-
 pub struct Registry {
     pub config: Config,
     pub metrics: Arc<Metrics>,
@@ -146,14 +142,6 @@ impl Registry {
 
     pub fn stream_dir(&self, name: &str) -> PathBuf {
         self.config.data_dir.join("streams").join(name)
-    }
-
-    fn api_dir(&self) -> PathBuf {
-        self.config.data_dir.join("api-streams")
-    }
-
-    fn api_spec_path(&self, name: &str) -> PathBuf {
-        self.api_dir().join(format!("{name}.json"))
     }
 
     /// Opens the log and starts the delivery of one stream.
@@ -298,11 +286,8 @@ impl Registry {
     }
 
     /// Starts every YAML stream, then every persisted API stream whose name
-    /// YAML does not use. `from_request` rebuilds an API stream's config.
-    pub fn start_all(
-        &self,
-        from_request: impl Fn(&str, &serde_json::Value, &Config) -> Result<StreamConfig, String>,
-    ) -> Result<(), RegistryError> {
+    /// YAML does not use.
+    pub fn start_all(&self) -> Result<(), RegistryError> {
         self.kinesis
             .load()
             .and_then(|()| self.kinesis.ensure_declared())
@@ -315,228 +300,7 @@ impl Registry {
             let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;
             self.write().insert(cfg.name.clone(), e);
         }
-        for (name, created_ms, request) in read_api_specs(&self.api_dir()) {
-            if self.config.streams.contains_key(&name) {
-                tracing::warn!(
-                    stream = name,
-                    "a stream created through the API has the name of a YAML stream; the YAML stream wins"
-                );
-                continue;
-            }
-            match from_request(&name, &request, &self.config) {
-                Ok(cfg) => {
-                    let e = self.start(cfg, Origin::Api, created_ms, Some(request))?;
-                    self.write().insert(name, e);
-                }
-                Err(msg) => tracing::error!(
-                    stream = name,
-                    error = msg,
-                    "cannot restore a stream created through the API"
-                ),
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates, persists and starts a stream defined through the API.
-    pub async fn create(
-        &self,
-        config: StreamConfig,
-        request: serde_json::Value,
-    ) -> Result<Arc<StreamEntry>, RegistryError> {
-        let _g = self.admin.lock().await;
-        let name = config.name.clone();
-        if self.get(&name).is_some() {
-            return Err(RegistryError::Exists(name));
-        }
-        let api_count = self
-            .all()
-            .iter()
-            .filter(|e| e.origin == Origin::Api)
-            .count();
-        if api_count >= self.config.limits.api_streams_max {
-            return Err(RegistryError::Limit(self.config.limits.api_streams_max));
-        }
-        let created_ms = chrono::Utc::now().timestamp_millis();
-        let fail = |e: std::io::Error| RegistryError::Start {
-            stream: name.clone(),
-            message: e.to_string(),
-        };
-        // A log left by an earlier stream of this name is not this stream's
-        // data, nor are the checkpoints it kept on a Kinesis stream.
-        let dir = match &config.source {
-            Source::DirectPut => self.stream_dir(&name),
-            Source::Kinesis { stream } => match self.kinesis.get(stream) {
-                Some(k) => k.consumer_dir(&kinesis_consumer(&name)),
-                None => {
-                    return Err(RegistryError::Start {
-                        stream: name.clone(),
-                        message: format!("its source, Kinesis stream {stream}, does not exist"),
-                    });
-                }
-            },
-        };
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(fail)?;
-        }
-        let spec = serde_json::json!({ "created_ms": created_ms, "request": request });
-        write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(fail)?;
-        match self.start(config, Origin::Api, created_ms, Some(request)) {
-            Ok(e) => {
-                self.write().insert(name, e.clone());
-                Ok(e)
-            }
-            Err(err) => {
-                let _ = std::fs::remove_file(self.api_spec_path(&name));
-                Err(err)
-            }
-        }
-    }
-
-    /// Deletes an API stream: it stops taking records at once, delivers what
-    /// it holds (up to the shutdown deadline), then its files are removed.
-    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
-        let entry = self
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        if entry.origin == Origin::Yaml {
-            return Err(RegistryError::DefinedInConfig(name.to_string()));
-        }
-        self.write().remove(name);
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let _g = this.admin.lock().await;
-            let drained = entry.stop(this.config.shutdown_timeout).await;
-            if !drained {
-                tracing::warn!(stream = name, "deleted before all records were delivered");
-            }
-            let _ = std::fs::remove_file(this.api_spec_path(&name));
-            // Its own log, or its checkpoints on the Kinesis stream it read.
-            let dir = if entry.ctx.owns_log {
-                this.stream_dir(&name)
-            } else {
-                entry
-                    .log
-                    .dir()
-                    .join("checkpoints")
-                    .join(&entry.ctx.consumer)
-            };
-            let held = if entry.ctx.owns_log {
-                entry.log.quota_bytes()
-            } else {
-                0
-            };
-            drop(entry);
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => this.quota.release(held),
-                Err(e) => {
-                    tracing::warn!(stream = name, error = %e, "cannot remove the log of a deleted stream")
-                }
-            }
-            tracing::info!(stream = name, "stream deleted");
-        });
-        Ok(())
-    }
-
-    /// Applies a new config's streams: starts added ones, drains and stops
-    /// removed ones (what is not delivered within `shutdown_timeout_secs`
-    /// stays in their log, delivered if the stream comes back), and restarts
-    /// the delivery of changed ones on their running log, so ingest never
-    /// pauses. Unchanged streams are not touched. Refused whole, with every
-    /// reason, if a setting outside `streams` changed or a stream's shard
-    /// count did; nothing is applied then.
-    pub async fn reload(&self, new: &Config) -> Result<ReloadReport, Vec<String>> {
-        let _g = self.admin.lock().await;
-        let mut refused: Vec<String> = self
-            .config
-            .restart_only_changes(new)
-            .into_iter()
-            .map(|k| format!("{k}: changes need a restart"))
-            .collect();
-        let current = self.all();
-        let mut plan = ReloadReport::default();
-        for (name, cfg) in &new.streams {
-            match current.iter().find(|e| &e.config.name == name) {
-                None => plan.added.push(name.clone()),
-                Some(e) if e.origin == Origin::Api => refused.push(format!(
-                    "streams.{name}: a stream created through the API has this name"
-                )),
-                Some(e) if e.config.fingerprint == cfg.fingerprint => {
-                    plan.unchanged.push(name.clone())
-                }
-                Some(e) if e.config.shards != cfg.shards && cfg.source == Source::DirectPut => refused.push(format!(
-                    "streams.{name}.shards: cannot change from {} to {} on a running log (restart with an empty log, or add a new stream)",
-                    e.config.shards, cfg.shards
-                )),
-                Some(_) => plan.changed.push(name.clone()),
-            }
-        }
-        for e in &current {
-            if e.origin == Origin::Yaml && !new.streams.contains_key(&e.config.name) {
-                plan.removed.push(e.config.name.clone());
-            }
-        }
-        if !refused.is_empty() {
-            return Err(refused);
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut failed = Vec::new();
-        for name in &plan.added {
-            match self.start(new.streams[name].clone(), Origin::Yaml, now, None) {
-                Ok(e) => {
-                    self.write().insert(name.clone(), e);
-                }
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        for name in &plan.changed {
-            let Some(old) = self.get(name) else { continue };
-            // Stop the old delivery first: one reader per shard checkpoint.
-            old.abort().await;
-            match self.start_on(
-                new.streams[name].clone(),
-                Origin::Yaml,
-                old.created_ms,
-                None,
-                Some(old.log.clone()),
-            ) {
-                Ok(e) => {
-                    self.write().insert(name.clone(), e);
-                }
-                Err(e) => {
-                    // Keep delivering with the old config rather than not at all.
-                    failed.push(format!("{e} (the previous config stays)"));
-                    let restarted = self.start_on(
-                        (*old.config).clone(),
-                        Origin::Yaml,
-                        old.created_ms,
-                        None,
-                        Some(old.log.clone()),
-                    );
-                    match restarted {
-                        Ok(e) => {
-                            self.write().insert(name.clone(), e);
-                        }
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                }
-            }
-        }
-        for name in &plan.removed {
-            let Some(entry) = self.write().remove(name) else {
-                continue;
-            };
-            let drained = entry.stop(self.config.shutdown_timeout).await;
-            if !drained {
-                tracing::warn!(
-                    stream = name,
-                    "removed before all records were delivered; they stay in its log"
-                );
-            }
-        }
-        plan.failed = failed;
-        Ok(plan)
+        self.restore_api_streams()
     }
 
     /// Drains every stream: flush open batches, deliver, checkpoint.
@@ -562,38 +326,4 @@ fn start_at_latest(k: &KinesisStream, consumer: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in rd.flatten() {
-        let path = entry.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let parsed = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
-            });
-        match parsed {
-            Ok(v) => {
-                let created = v.get("created_ms").and_then(|c| c.as_i64()).unwrap_or(0);
-                let request = v.get("request").cloned().unwrap_or_default();
-                out.push((name.to_string(), created, request));
-            }
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = e, "cannot read a persisted stream definition")
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
