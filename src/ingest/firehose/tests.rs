@@ -1,5 +1,8 @@
 //! Parsing of Firehose put requests: one buffer per request, errors named by record.
 
+use base64::Engine;
+
+use super::create::query_key_names;
 use super::*;
 
 #[test]
