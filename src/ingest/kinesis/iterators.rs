@@ -3,6 +3,8 @@
 //! shard log at an iterator and hands out the next one. Reads never change
 //! the log.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -14,9 +16,11 @@ use super::{
 use crate::aws::{ACCOUNT, kinesis_stream_from_arn};
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
+use crate::kinesis::KinesisStream;
 use crate::kinesis::position::{SequenceNumber, ShardIterator, parse_shard_id, shard_id};
 use crate::log::LogError;
 use crate::metrics::Metrics;
+use crate::record::Record;
 
 /// Epoch milliseconds from a `Timestamp`: seconds as a number (JSON, and
 /// CBOR after conversion) or an ISO 8601 string.
@@ -148,6 +152,27 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
     let it = ShardIterator::decode(raw)
         .ok_or_else(|| ApiError::invalid_argument("Invalid ShardIterator."))?;
     let now = now_ms();
+    check_expiry(state, &it, now)?;
+    let s = state
+        .registry
+        .kinesis
+        .get(&it.stream)
+        .filter(|s| s.incarnation == it.incarnation)
+        .ok_or_else(|| not_found(&it.stream))?;
+    if let Some(arn) = req.str("StreamARN")?
+        && kinesis_stream_from_arn(arn) != Some(s.name.as_str())
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "StreamARN {arn} is not the stream of this iterator"
+        )));
+    }
+    let shard = it.shard;
+    let read = read_shard(s.clone(), it, limit).await?;
+    Ok(records_reply(state, &s, shard, read, now))
+}
+
+/// Refuses an iterator issued longer ago than the configured lifetime.
+fn check_expiry(state: &AppState, it: &ShardIterator, now: i64) -> Result<(), ApiError> {
     let ttl = state.registry.kinesis.options().iterator_ttl.as_millis() as i64;
     if now - it.issued_ms > ttl {
         return Err(ApiError::new(
@@ -164,23 +189,30 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
             ),
         ));
     }
-    let s = state
-        .registry
-        .kinesis
-        .get(&it.stream)
-        .filter(|s| s.incarnation == it.incarnation)
-        .ok_or_else(|| not_found(&it.stream))?;
-    if let Some(arn) = req.str("StreamARN")?
-        && kinesis_stream_from_arn(arn) != Some(s.name.as_str())
-    {
-        return Err(ApiError::invalid_argument(format!(
-            "StreamARN {arn} is not the stream of this iterator"
-        )));
-    }
+    Ok(())
+}
+
+/// What one `GetRecords` read found.
+struct ShardRead {
+    frames: Vec<Record>,
+    /// The offset the next read starts at.
+    next: u64,
+    /// Where in the log that offset is, when known.
+    resume: Option<(u64, u64)>,
+    /// The shard's durable end after the read.
+    end: u64,
+}
+
+/// Reads up to `limit` records from the iterator's shard at its offset, on a
+/// blocking thread (reads are blocking file I/O).
+async fn read_shard(
+    s: Arc<KinesisStream>,
+    it: ShardIterator,
+    limit: usize,
+) -> Result<ShardRead, ApiError> {
     let shard = it.shard;
-    let s2 = s.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let log = s2
+    tokio::task::spawn_blocking(move || {
+        let log = s
             .log
             .shard(shard)
             .ok_or_else(|| format!("shard {shard} is not open"))?;
@@ -208,12 +240,33 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
             .resume_point()
             .or_else(|| it.position.filter(|_| next == it.offset))
             .or_else(|| log.tail_position(next));
-        Ok::<_, String>((frames, next, resume, log.durable_end()))
+        Ok::<_, String>(ShardRead {
+            frames,
+            next,
+            resume,
+            end: log.durable_end(),
+        })
     })
     .await
     .map_err(|e| internal(e.to_string()))?
-    .map_err(internal)?;
-    let (frames, next, resume, end) = read;
+    .map_err(internal)
+}
+
+/// The `GetRecords` answer for what was read, with the next iterator; counts
+/// what it hands out.
+fn records_reply(
+    state: &AppState,
+    s: &KinesisStream,
+    shard: u32,
+    read: ShardRead,
+    now: i64,
+) -> Value {
+    let ShardRead {
+        frames,
+        next,
+        resume,
+        end,
+    } = read;
     let behind = match frames.last() {
         Some(f) if next < end => (now - f.arrival_ms).max(0),
         _ => 0,
@@ -230,7 +283,7 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
         .iter()
         .map(|f| {
             json!({
-                "SequenceNumber": sequence(&s, shard, f.offset),
+                "SequenceNumber": sequence(s, shard, f.offset),
                 "ApproximateArrivalTimestamp": seconds(f.arrival_ms),
                 "Data": b64.encode(&f.data),
                 "PartitionKey": String::from_utf8_lossy(&f.key),
@@ -245,9 +298,9 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
         position: resume,
         issued_ms: now_ms(),
     };
-    Ok(json!({
+    json!({
         "Records": records,
         "NextShardIterator": next_it.encode(),
         "MillisBehindLatest": behind,
-    }))
+    })
 }

@@ -177,38 +177,7 @@ pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, 
 
 pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
-    let records = match req.0.get("Records") {
-        None | Some(Value::Null) => return Err(missing("records")),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::serialization("'Records' must be a list")),
-    };
-    if records.is_empty() {
-        return Err(violation(
-            "records",
-            "[]",
-            "Member must have length greater than or equal to 1",
-        ));
-    }
-    if records.len() > PUT_RECORDS_MAX {
-        return Err(violation(
-            "records",
-            format!("[...{} records]", records.len()),
-            &format!("Member must have length less than or equal to {PUT_RECORDS_MAX}"),
-        ));
-    }
-    let mut parsed = Vec::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        let r = r
-            .as_object()
-            .ok_or_else(|| ApiError::serialization(format!("'Records[{i}]' must be an object")))?;
-        parsed.push(record_in(r, &format!("records.{}.member.", i + 1))?);
-    }
-    let total: usize = parsed.iter().map(|r| r.data.len() + r.key.len()).sum();
-    if total > PUT_RECORDS_BYTES_MAX {
-        return Err(ApiError::invalid_argument(format!(
-            "Records size exceeds 5 MB limit ({total} bytes of data and partition keys)"
-        )));
-    }
+    let parsed = records_in(&req)?;
     // Group by shard, keeping request order within each shard; a record over
     // its shard's write limit fails alone, as Kinesis reports it.
     let n = parsed.len();
@@ -252,13 +221,60 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
             }
         }
     }
+    Ok(put_records_reply(&s, results))
+}
+
+/// The records of a `PutRecords` request, each checked, within the
+/// request's count and size limits.
+fn records_in(req: &Req<'_>) -> Result<Vec<PutIn>, ApiError> {
+    let records = match req.0.get("Records") {
+        None | Some(Value::Null) => return Err(missing("records")),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ApiError::serialization("'Records' must be a list")),
+    };
+    if records.is_empty() {
+        return Err(violation(
+            "records",
+            "[]",
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if records.len() > PUT_RECORDS_MAX {
+        return Err(violation(
+            "records",
+            format!("[...{} records]", records.len()),
+            &format!("Member must have length less than or equal to {PUT_RECORDS_MAX}"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let r = r
+            .as_object()
+            .ok_or_else(|| ApiError::serialization(format!("'Records[{i}]' must be an object")))?;
+        parsed.push(record_in(r, &format!("records.{}.member.", i + 1))?);
+    }
+    let total: usize = parsed.iter().map(|r| r.data.len() + r.key.len()).sum();
+    if total > PUT_RECORDS_BYTES_MAX {
+        return Err(ApiError::invalid_argument(format!(
+            "Records size exceeds 5 MB limit ({total} bytes of data and partition keys)"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// The `PutRecords` answer: each record's shard and sequence number or its
+/// error, in request order.
+fn put_records_reply(
+    s: &KinesisStream,
+    results: Vec<Option<Result<(u32, u64), ApiError>>>,
+) -> Value {
     let mut failed = 0;
     let out: Vec<Value> = results
         .into_iter()
         .map(|r| match r {
             Some(Ok((shard, off))) => json!({
                 "ShardId": shard_id(shard),
-                "SequenceNumber": sequence(&s, shard, off),
+                "SequenceNumber": sequence(s, shard, off),
             }),
             Some(Err(e)) => {
                 failed += 1;
@@ -275,5 +291,5 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
             }
         })
         .collect();
-    Ok(json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE" }))
+    json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE" })
 }
