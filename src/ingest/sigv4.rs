@@ -187,6 +187,36 @@ pub fn verify(
     if !auth.signed_headers.contains(&"host") {
         return Err(invalid("'Host' must be a signed header"));
     }
+    let amz_date = request_date(headers, &auth, now)?;
+    let body_hash = hex::encode(Sha256::digest(body));
+    if let Some(claimed) = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        && claimed != "UNSIGNED-PAYLOAD"
+        && claimed != body_hash
+    {
+        return Err(invalid(
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ));
+    }
+    let canonical_request = canonical_request(method, path, query, headers, &auth, &body_hash)?;
+    let expected = expected_signature(&key.secret_access_key, &auth, amz_date, &canonical_request);
+    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+        Ok(())
+    } else {
+        Err(invalid(
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        ))
+    }
+}
+
+/// The request's `X-Amz-Date`, checked against the credential scope's date
+/// and against `now` within [`CLOCK_SKEW_SECS`].
+fn request_date<'h>(
+    headers: &'h HeaderMap,
+    auth: &Authorization<'_>,
+    now: DateTime<Utc>,
+) -> Result<&'h str, ApiError> {
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
@@ -220,17 +250,19 @@ pub fn verify(
             now.format("%Y%m%dT%H%M%SZ")
         )));
     }
-    let body_hash = hex::encode(Sha256::digest(body));
-    if let Some(claimed) = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        && claimed != "UNSIGNED-PAYLOAD"
-        && claimed != body_hash
-    {
-        return Err(invalid(
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        ));
-    }
+    Ok(amz_date)
+}
+
+/// The canonical request, from exactly the signed headers; refuses a signed
+/// header the request does not have.
+fn canonical_request(
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    auth: &Authorization<'_>,
+    body_hash: &str,
+) -> Result<String, ApiError> {
     let mut canonical_headers = String::new();
     for name in &auth.signed_headers {
         let values: Vec<String> = headers
@@ -248,8 +280,8 @@ pub fn verify(
     let payload_hash = headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(&body_hash);
-    let canonical_request = format!(
+        .unwrap_or(body_hash);
+    Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         method.as_str(),
         uri_encode(
@@ -260,7 +292,17 @@ pub fn verify(
         canonical_headers,
         auth.signed_headers.join(";"),
         payload_hash
-    );
+    ))
+}
+
+/// The signature, hex-encoded, that the secret key makes for this canonical
+/// request.
+fn expected_signature(
+    secret: &str,
+    auth: &Authorization<'_>,
+    amz_date: &str,
+    canonical_request: &str,
+) -> String {
     let scope = format!(
         "{}/{}/{}/aws4_request",
         auth.date, auth.region, auth.service
@@ -269,21 +311,11 @@ pub fn verify(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let k_date = hmac(
-        format!("AWS4{}", key.secret_access_key).as_bytes(),
-        auth.date.as_bytes(),
-    );
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
     let k_region = hmac(&k_date, auth.region.as_bytes());
     let k_service = hmac(&k_region, auth.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
-    let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
-        Ok(())
-    } else {
-        Err(invalid(
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
-        ))
-    }
+    hex::encode(hmac(&k_signing, string_to_sign.as_bytes()))
 }
 
 #[cfg(test)]

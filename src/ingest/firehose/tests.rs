@@ -1,5 +1,7 @@
 //! Parsing of Firehose put requests: one buffer per request, errors named by record.
 
+use base64::Engine;
+
 use super::*;
 
 #[test]

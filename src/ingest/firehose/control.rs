@@ -1,0 +1,244 @@
+//! The control-plane operations: `ListDeliveryStreams`,
+//! `DescribeDeliveryStream` (with the description builders),
+//! `CreateDeliveryStream` and `DeleteDeliveryStream`. Turning a create
+//! request into a stream's config is `config::firehose`'s job (it validates
+//! as YAML does); the handler here checks the name, that the stream is new
+//! and that its Kinesis source exists, then registers the stream and answers.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{check_name, lookup, parse};
+use crate::aws::{self, ACCOUNT};
+use crate::config::firehose::{RequestError, destination_config, stream_from_request};
+use crate::config::{self, Destination, ObjectDestination, StoreConfig};
+use crate::encode::Compression;
+use crate::ingest::AppState;
+use crate::ingest::error::ApiError;
+use crate::streams::{Origin, RegistryError, StreamEntry};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ListIn {
+    limit: Option<i64>,
+    delivery_stream_type: Option<String>,
+    exclusive_start_delivery_stream_name: Option<String>,
+}
+
+pub(super) fn list(state: &AppState, req: ListIn) -> Result<Value, ApiError> {
+    let limit = req.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation(&[format!(
+            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+        )]));
+    }
+    let names: Vec<String> = state
+        .registry
+        .all()
+        .into_iter()
+        .filter(|e| {
+            req.delivery_stream_type
+                .as_deref()
+                .is_none_or(|t| t == stream_type(e))
+        })
+        .map(|e| e.config.name.clone())
+        .filter(|n| {
+            req.exclusive_start_delivery_stream_name
+                .as_ref()
+                .is_none_or(|s| n > s)
+        })
+        .collect();
+    let more = names.len() > limit as usize;
+    let page: Vec<String> = names.into_iter().take(limit as usize).collect();
+    Ok(json!({ "DeliveryStreamNames": page, "HasMoreDeliveryStreams": more }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NameIn {
+    delivery_stream_name: Option<Value>,
+    #[allow(dead_code)]
+    allow_force_delete: Option<bool>,
+    #[allow(dead_code)]
+    limit: Option<i64>,
+    #[allow(dead_code)]
+    exclusive_start_destination_id: Option<String>,
+}
+
+pub(super) fn describe(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let entry = lookup(state, &name)?;
+    Ok(json!({ "DeliveryStreamDescription": description(&entry) }))
+}
+
+fn stream_type(entry: &StreamEntry) -> &'static str {
+    match entry.config.source {
+        config::Source::DirectPut => "DirectPut",
+        config::Source::Kinesis { .. } => "KinesisStreamAsSource",
+    }
+}
+
+fn compression_name(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "UNCOMPRESSED",
+        Compression::Gzip => "GZIP",
+        Compression::Zstd => "ZSTD",
+        Compression::Snappy => "Snappy",
+    }
+}
+
+fn description(entry: &StreamEntry) -> Value {
+    let c = &entry.config;
+    let created = entry.created_ms as f64 / 1000.0;
+    let destination = match &c.destination {
+        Destination::Object(d) => object_description(entry, d),
+        Destination::Http(h) => json!({
+            "HttpEndpointDestinationDescription": {
+                "EndpointConfiguration": { "Url": h.url },
+                "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
+                "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
+                "RequestConfiguration": { "ContentEncoding": if h.gzip { "GZIP" } else { "NONE" } },
+            }
+        }),
+        // Firehose has no PostgreSQL destination; say what it is.
+        Destination::Postgres(p) => {
+            json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
+        }
+    };
+    let mut dest = json!({ "DestinationId": "destinationId-000000000001" });
+    if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
+        o.extend(extra.clone());
+    }
+    let source = match &c.source {
+        config::Source::DirectPut => json!({}),
+        config::Source::Kinesis { stream } => json!({
+            "KinesisStreamSourceDescription": {
+                "KinesisStreamARN": aws::kinesis_stream_arn(stream),
+                "RoleARN": entry
+                    .api_request
+                    .as_ref()
+                    .and_then(|r| r.get("KinesisStreamSourceConfiguration"))
+                    .and_then(|k| k.get("RoleARN").cloned())
+                    .unwrap_or(Value::String(aws::default_role_arn())),
+                "DeliveryStartTimestamp": created,
+            }
+        }),
+    };
+    json!({
+        "DeliveryStreamName": c.name,
+        "DeliveryStreamARN": aws::delivery_stream_arn(&c.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": stream_type(entry),
+        "VersionId": "1",
+        "CreateTimestamp": created,
+        "LastUpdateTimestamp": created,
+        "Source": source,
+        "Destinations": [dest],
+        "HasMoreDestinations": false,
+    })
+}
+
+fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
+    let c = &entry.config;
+    let bucket_arn = match &d.store {
+        StoreConfig::S3(_) => format!("arn:aws:s3:::{}", d.bucket),
+        StoreConfig::File { root } => format!("file://{}", root.join(&d.bucket).display()),
+    };
+    // What the CreateDeliveryStream request gave, for a stream made through the API.
+    let requested = entry
+        .api_request
+        .as_ref()
+        .and_then(|r| destination_config(r).map(|(_, d)| d));
+    let error_prefix = requested
+        .and_then(|r| r.get("ErrorOutputPrefix").cloned())
+        .unwrap_or_else(|| Value::String(d.error_output_prefix.source().to_string()));
+    let s3 = json!({
+        "RoleARN": requested.and_then(|r| r.get("RoleARN").cloned()).unwrap_or(Value::String(aws::default_role_arn())),
+        "BucketARN": bucket_arn,
+        "Prefix": d.prefix.source(),
+        "ErrorOutputPrefix": error_prefix,
+        "BufferingHints": {
+            "SizeInMBs": c.buffer_bytes >> 20,
+            "IntervalInSeconds": c.buffer_interval.as_secs(),
+        },
+        "CompressionFormat": compression_name(c.compression),
+        "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
+    });
+    let mut extended = s3.clone();
+    if let (Some(obj), Some(req)) = (extended.as_object_mut(), requested) {
+        for k in [
+            "DynamicPartitioningConfiguration",
+            "ProcessingConfiguration",
+        ] {
+            if let Some(v) = req.get(k) {
+                obj.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    json!({ "ExtendedS3DestinationDescription": extended, "S3DestinationDescription": s3 })
+}
+
+/// A refused `CreateDeliveryStream`, as Firehose answers it.
+fn request_error(e: RequestError) -> ApiError {
+    match e {
+        RequestError::Validation(v) => ApiError::validation(&v),
+        RequestError::Invalid(m) => ApiError::invalid_argument(m),
+    }
+}
+
+pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+    let req: Value = parse(body)?;
+    let mut v = Vec::new();
+    let name = check_name(req.get("DeliveryStreamName"), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    if state.registry.get(&name).is_some() {
+        return Err(ApiError::in_use(format!(
+            "Firehose {name} under accountId {ACCOUNT} already exists"
+        )));
+    }
+    let cfg = stream_from_request(&name, &req, &state.registry.config).map_err(request_error)?;
+    if let config::Source::Kinesis { stream } = &cfg.source
+        && state.registry.kinesis.get(stream).is_none()
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "Kinesis stream {stream} under account {ACCOUNT} does not exist"
+        )));
+    }
+    match state.registry.create(cfg, req).await {
+        Ok(_) => Ok(json!({ "DeliveryStreamARN": aws::delivery_stream_arn(&name) })),
+        Err(RegistryError::Exists(_)) => Err(ApiError::in_use(format!(
+            "Firehose {name} under accountId {ACCOUNT} already exists"
+        ))),
+        Err(RegistryError::Limit(n)) => Err(ApiError::limit_exceeded(format!(
+            "You have already consumed your firehose quota of {n} hoses. Firehose names: …"
+        ))),
+        Err(e) => Err(ApiError::invalid_argument(e.to_string())),
+    }
+}
+
+pub(super) async fn delete(state: &AppState, req: NameIn) -> Result<Value, ApiError> {
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let entry = lookup(state, &name)?;
+    if entry.origin == Origin::Yaml {
+        return Err(ApiError::in_use(format!(
+            "Firehose {name} is defined in the configuration file and cannot be deleted through the API"
+        )));
+    }
+    match state.registry.delete(&name).await {
+        Ok(()) => Ok(json!({})),
+        Err(RegistryError::NotFound(_)) => Err(ApiError::not_found(format!(
+            "Firehose {name} under account {ACCOUNT} not found."
+        ))),
+        Err(e) => Err(ApiError::in_use(e.to_string())),
+    }
+}

@@ -1,0 +1,288 @@
+//! `PutRecord` and `PutRecordBatch`: parsing and validation of the request
+//! (pure, so it can be fuzzed), then one append to one shard. An answer is
+//! sent only once the log made every record durable; a request that fails
+//! validation appends nothing.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, RECORD_BYTES_MAX, check_name, lookup, parse};
+use crate::config;
+use crate::ingest::AppState;
+use crate::ingest::error::ApiError;
+use crate::log::AppendRecord;
+use crate::metrics::Metrics;
+use crate::streams::StreamEntry;
+
+/// A record as sent: its `Data` left unparsed (borrowed from the body), so
+/// the base64 is decoded straight into the request's one buffer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordIn<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordIn<'a> {
+    delivery_stream_name: Option<Value>,
+    #[serde(borrow)]
+    record: Option<RecordIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBatchIn<'a> {
+    delivery_stream_name: Option<Value>,
+    #[serde(borrow)]
+    records: Option<Vec<RecordIn<'a>>>,
+}
+
+/// Decodes a record's base64 data onto the end of `out` and checks its
+/// size; returns where in `out` it is.
+fn decode_data(
+    data: Option<&RawValue>,
+    at: impl Fn() -> String,
+    v: &mut Vec<String>,
+    out: &mut Vec<u8>,
+) -> Result<Option<std::ops::Range<usize>>, ApiError> {
+    let raw = data.map_or("null", |r| r.get());
+    if raw == "null" {
+        v.push(format!(
+            "Value null at '{}' failed to satisfy constraint: Member must not be null",
+            at()
+        ));
+        return Ok(None);
+    }
+    let not_string = || ApiError::serialization(format!("'{}' must be a base64 string", at()));
+    let escaped;
+    let text = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        // Base64 has no characters JSON must escape; a sender may still
+        // escape some (`\/`), so only then is the string unescaped.
+        Some(inner) if !inner.contains('\\') => inner,
+        Some(_) => {
+            escaped = serde_json::from_str::<String>(raw).map_err(|_| not_string())?;
+            escaped.as_str()
+        }
+        None => return Err(not_string()),
+    };
+    let start = out.len();
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(text.as_bytes(), out)
+        .map_err(|e| ApiError::serialization(format!("'{}' is not valid base64: {e}", at())))?;
+    let n = out.len() - start;
+    if n > RECORD_BYTES_MAX {
+        out.truncate(start);
+        v.push(format!(
+            "Value 'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]' at '{}' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
+            at()
+        ));
+        return Ok(None);
+    }
+    Ok(Some(start..out.len()))
+}
+
+/// A stream producers may put to: not one that reads a Kinesis stream.
+fn lookup_for_put(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
+    let entry = lookup(state, name)?;
+    if entry.config.source != config::Source::DirectPut {
+        return Err(ApiError::invalid_argument(
+            "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
+        ));
+    }
+    Ok(entry)
+}
+
+fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
+    // Opaque to clients; unique across shards and across streams re-created
+    // under the same name. `put_record_batch` writes the same layout.
+    format!("{:020}{:04}{:020}", entry.created_ms.max(0), shard, offset)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Appends the records to one shard; Ok once they are durable.
+async fn append(
+    state: &AppState,
+    entry: &StreamEntry,
+    data: Vec<Bytes>,
+) -> Result<(u32, std::ops::Range<u64>), ApiError> {
+    let shard_no = entry.pick_shard();
+    let Some(shard) = entry.log.shard(shard_no) else {
+        return Err(ApiError::unavailable("shard is not open"));
+    };
+    let n = data.len() as u64;
+    let bytes: u64 = data.iter().map(|d| d.len() as u64).sum();
+    let arrival_ms = now_ms();
+    let records = data
+        .into_iter()
+        .map(|d| AppendRecord {
+            key: Bytes::new(),
+            data: d,
+            arrival_ms,
+        })
+        .collect();
+    let label = Metrics::stream(&entry.config.name);
+    match shard.append(records).await {
+        Ok(range) => {
+            let m = &state.registry.metrics;
+            m.incoming_records.get_or_create(&label).inc_by(n);
+            m.incoming_bytes.get_or_create(&label).inc_by(bytes);
+            m.incoming_put_requests.get_or_create(&label).inc();
+            Ok((shard_no, range))
+        }
+        Err(e) => {
+            state
+                .registry
+                .metrics
+                .throttled_records
+                .get_or_create(&label)
+                .inc_by(n);
+            tracing::warn!(stream = entry.config.name, shard = shard_no, error = %e, "append refused");
+            Err(ApiError::unavailable(if e.is_unavailable() {
+                format!("Slow down. {e}")
+            } else {
+                e.to_string()
+            }))
+        }
+    }
+}
+
+/// A validated `PutRecord` request.
+#[derive(Debug)]
+pub struct PutRecordRequest {
+    pub stream: String,
+    pub data: Bytes,
+}
+
+/// A validated `PutRecordBatch` request.
+#[derive(Debug)]
+pub struct PutRecordBatchRequest {
+    pub stream: String,
+    pub records: Vec<Bytes>,
+}
+
+/// Parses and validates a `PutRecord` body: JSON, base64, Firehose's limits.
+/// Pure, so it can be fuzzed.
+pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
+    let req: PutRecordIn = parse(body)?;
+    let mut v = Vec::new();
+    let stream = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let mut buf = Vec::new();
+    let data = match &req.record {
+        None => {
+            v.push(
+                "Value null at 'record' failed to satisfy constraint: Member must not be null"
+                    .into(),
+            );
+            None
+        }
+        Some(r) => decode_data(r.data, || "record.data".into(), &mut v, &mut buf)?,
+    };
+    match data {
+        Some(_) if v.is_empty() => Ok(PutRecordRequest {
+            stream,
+            data: Bytes::from(buf),
+        }),
+        _ => Err(ApiError::validation(&v)),
+    }
+}
+
+pub(super) async fn put_record(state: &AppState, req: PutRecordRequest) -> Result<Value, ApiError> {
+    let entry = lookup_for_put(state, &req.stream)?;
+    let (shard, range) = append(state, &entry, vec![req.data]).await?;
+    Ok(json!({ "RecordId": record_id(&entry, shard, range.start), "Encrypted": false }))
+}
+
+/// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
+/// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
+pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
+    let req: PutRecordBatchIn = parse(body)?;
+    let mut v = Vec::new();
+    let name = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    // Every record decoded into one buffer; records are slices of it.
+    let mut buf = Vec::with_capacity(body.len() / 4 * 3);
+    let mut ranges = Vec::new();
+    match &req.records {
+        None => v.push("Value null at 'records' failed to satisfy constraint: Member must not be null".into()),
+        Some(rs) if rs.is_empty() => v.push("Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1".into()),
+        Some(rs) if rs.len() > BATCH_RECORDS_MAX => v.push(format!(
+            "Value '[...{} records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to {BATCH_RECORDS_MAX}",
+            rs.len()
+        )),
+        Some(rs) => {
+            ranges.reserve(rs.len());
+            for (i, r) in rs.iter().enumerate() {
+                if let Some(d) = decode_data(r.data, || format!("records.{}.member.data", i + 1), &mut v, &mut buf)? {
+                    ranges.push(d);
+                }
+            }
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::validation(&v));
+    }
+    let total = buf.len();
+    let buf = Bytes::from(buf);
+    let data: Vec<Bytes> = ranges.into_iter().map(|r| buf.slice(r)).collect();
+    if total > BATCH_BYTES_MAX {
+        return Err(ApiError::invalid_argument(
+            "Records size exceeds 4 MB limit",
+        ));
+    }
+    Ok(PutRecordBatchRequest {
+        stream: name,
+        records: data,
+    })
+}
+
+pub(super) async fn put_record_batch(
+    state: &AppState,
+    req: PutRecordBatchRequest,
+) -> Result<String, ApiError> {
+    use std::fmt::Write;
+    let (name, data) = (req.stream, req.records);
+    let entry = lookup_for_put(state, &name)?;
+    let n = data.len();
+    match append(state, &entry, data).await {
+        Ok((shard, range)) => {
+            // Written directly: a value per record costs more than the rest
+            // of the answer.
+            let mut out = String::with_capacity(70 + n * 60);
+            out.push_str(r#"{"FailedPutCount":0,"Encrypted":false,"RequestResponses":["#);
+            for (i, o) in range.enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // record_id's layout, without a String per record.
+                let _ = write!(
+                    out,
+                    r#"{{"RecordId":"{:020}{shard:04}{o:020}"}}"#,
+                    entry.created_ms.max(0)
+                );
+            }
+            out.push_str("]}");
+            Ok(out)
+        }
+        // Firehose reports a refused batch per record with HTTP 200, so that
+        // clients re-send only what failed.
+        Err(e) if e.kind == "ServiceUnavailableException" => {
+            let responses: Vec<Value> = (0..n)
+                .map(|_| json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": e.message }))
+                .collect();
+            Ok(
+                json!({ "FailedPutCount": n, "Encrypted": false, "RequestResponses": responses })
+                    .to_string(),
+            )
+        }
+        Err(e) => Err(e),
+    }
+}

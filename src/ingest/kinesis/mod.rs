@@ -1,0 +1,283 @@
+//! The Kinesis Data Streams API (`X-Amz-Target: Kinesis_20131202.<Op>`) over
+//! the shard log. Requests arrive as JSON values (CBOR requests are turned
+//! into the same values by [`super::cbor`]); field checks follow the Kinesis
+//! model and answer with Kinesis's exception types: `ValidationException`
+//! for a value outside the model's constraints, `InvalidArgumentException`
+//! for a request that is well formed but cannot be done, and
+//! `ResourceNotFoundException`, `ResourceInUseException`,
+//! `LimitExceededException`, `ExpiredIteratorException`,
+//! `ExpiredNextTokenException`, `ProvisionedThroughputExceededException`.
+//!
+//! Puts answer only once their records are durable, as on the Firehose path.
+//!
+//! This file holds dispatch and what every operation shares: the `Req`
+//! field accessor, the error helpers, the limits, paging tokens and sequence
+//! numbers. The operations live in a file per group: `streams` (create,
+//! delete, list, describe, shards, retention), `tags`, `records` (puts) and
+//! `iterators` (reads).
+
+mod iterators;
+mod records;
+mod streams;
+mod tags;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::aws::{ACCOUNT, kinesis_stream_from_arn, valid_kinesis_stream_name};
+use crate::kinesis::position::SequenceNumber;
+use crate::kinesis::{KinesisError, KinesisStream};
+
+/// Kinesis's limits.
+pub const RECORD_BYTES_MAX: usize = 1 << 20;
+pub const PUT_RECORDS_MAX: usize = 500;
+pub const PUT_RECORDS_BYTES_MAX: usize = 5 << 20;
+pub const PARTITION_KEY_CHARS_MAX: usize = 256;
+pub const GET_RECORDS_LIMIT_MAX: u64 = 10_000;
+pub const GET_RECORDS_BYTES_MAX: usize = 10 << 20;
+/// `ListShards` and `ListStreams` tokens expire after 300 s, as Kinesis's.
+const NEXT_TOKEN_TTL_MS: i64 = 300_000;
+
+fn validation(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "ValidationException", message)
+}
+
+fn violation(field: &str, value: impl std::fmt::Display, constraint: &str) -> ApiError {
+    validation(format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+    ))
+}
+
+fn missing(field: &str) -> ApiError {
+    violation(field, "null", "Member must not be null")
+}
+
+fn internal(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalFailureException",
+        message,
+    )
+}
+
+fn throughput(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "ProvisionedThroughputExceededException",
+        message,
+    )
+}
+
+fn from_kinesis(e: KinesisError) -> ApiError {
+    match e {
+        KinesisError::Exists(_) => ApiError::in_use(e.to_string()),
+        KinesisError::NotFound(_) => ApiError::not_found(e.to_string()),
+        KinesisError::InUse(m) => ApiError::in_use(m),
+        KinesisError::Limit(m) => ApiError::limit_exceeded(m),
+        KinesisError::Invalid(m) => ApiError::invalid_argument(m),
+        KinesisError::Io { .. } => internal(e.to_string()),
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("Stream {name} under account {ACCOUNT} not found."))
+}
+
+/// The fields of a request; every accessor names the field it refuses.
+struct Req<'a>(&'a Map<String, Value>);
+
+impl<'a> Req<'a> {
+    fn str(&self, field: &str) -> Result<Option<&'a str>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(ApiError::serialization(format!(
+                "'{field}' must be a string, not {other}"
+            ))),
+        }
+    }
+
+    fn required_str(&self, field: &str, model: &str) -> Result<&'a str, ApiError> {
+        self.str(field)?.ok_or_else(|| missing(model))
+    }
+
+    fn int(&self, field: &str) -> Result<Option<i64>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                ApiError::serialization(format!("'{field}' must be an integer, not {n}"))
+            }),
+            Some(other) => Err(ApiError::serialization(format!(
+                "'{field}' must be an integer, not {other}"
+            ))),
+        }
+    }
+
+    /// An integer within `lo..=hi`, or `default` when absent.
+    fn int_in(
+        &self,
+        field: &str,
+        model: &str,
+        lo: i64,
+        hi: i64,
+        default: i64,
+    ) -> Result<i64, ApiError> {
+        match self.int(field)? {
+            None => Ok(default),
+            Some(v) if v < lo => Err(violation(
+                model,
+                v,
+                &format!("Member must have value greater than or equal to {lo}"),
+            )),
+            Some(v) if v > hi => Err(violation(
+                model,
+                v,
+                &format!("Member must have value less than or equal to {hi}"),
+            )),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// The stream a request names by `StreamName` or `StreamARN`.
+    fn stream_name(&self) -> Result<String, ApiError> {
+        let name = self.str("StreamName")?;
+        let arn = self.str("StreamARN")?;
+        match (name, arn) {
+            (Some(n), _) => {
+                check_name(n)?;
+                if let Some(a) = arn
+                    && kinesis_stream_from_arn(a) != Some(n)
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "StreamARN {a} does not name stream {n}"
+                    )));
+                }
+                Ok(n.to_string())
+            }
+            (None, Some(a)) => kinesis_stream_from_arn(a).map(str::to_string).ok_or_else(|| {
+                violation(
+                    "streamARN",
+                    a,
+                    "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+                )
+            }),
+            (None, None) => Err(ApiError::invalid_argument(
+                "Either StreamName or StreamARN should be provided.",
+            )),
+        }
+    }
+
+    fn stream(&self, state: &AppState) -> Result<Arc<KinesisStream>, ApiError> {
+        let name = self.stream_name()?;
+        state
+            .registry
+            .kinesis
+            .get(&name)
+            .ok_or_else(|| not_found(&name))
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(violation(
+            "streamName",
+            name,
+            "Member must have length between 1 and 128",
+        ));
+    }
+    if !valid_kinesis_stream_name(name) {
+        return Err(violation(
+            "streamName",
+            name,
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+        ));
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Dispatches one operation on a request already parsed to a JSON value.
+pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value, ApiError> {
+    let empty = Map::new();
+    let req = match body {
+        Value::Object(m) => Req(m),
+        Value::Null => Req(&empty),
+        _ => {
+            return Err(ApiError::serialization(
+                "the request body must be a JSON object",
+            ));
+        }
+    };
+    // One arm per operation, so this grows with the API; the handlers live
+    // in a file per operation group.
+    match op {
+        "CreateStream" => streams::create_stream(state, req).await,
+        "DeleteStream" => streams::delete_stream(state, req).await,
+        "ListStreams" => streams::list_streams(state, req),
+        "DescribeStream" => streams::describe_stream(state, req),
+        "DescribeStreamSummary" => streams::describe_stream_summary(state, req),
+        "ListShards" => streams::list_shards(state, req),
+        "PutRecord" => records::put_record(state, req).await,
+        "PutRecords" => records::put_records(state, req).await,
+        "GetShardIterator" => iterators::get_shard_iterator(state, req).await,
+        "GetRecords" => iterators::get_records(state, req).await,
+        "IncreaseStreamRetentionPeriod" => streams::retention(req, state, true),
+        "DecreaseStreamRetentionPeriod" => streams::retention(req, state, false),
+        "AddTagsToStream" => tags::add_tags(state, req),
+        "RemoveTagsFromStream" => tags::remove_tags(state, req),
+        "ListTagsForStream" => tags::list_tags(state, req),
+        other => Err(ApiError::unknown_operation(format!(
+            "Kinesis_20131202.{other} is not an operation Hydrant implements"
+        ))),
+    }
+}
+
+/// A paging token: where the page ended, for which operation, and when.
+fn encode_token(after: &str, op: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{op}\n{}\n{after}", now_ms()))
+}
+
+fn decode_token(token: &str, op: &str) -> Result<(String, i64), ApiError> {
+    let bad = || ApiError::invalid_argument(format!("NextToken {token} is not valid for {op}"));
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token.as_bytes())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '\n');
+    let (Some(o), Some(ms), Some(after)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let ms: i64 = ms.parse().map_err(|_| bad())?;
+    if o != op {
+        return Err(bad());
+    }
+    if now_ms() - ms > NEXT_TOKEN_TTL_MS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ExpiredNextTokenException",
+            format!("The timestamp of the NextToken {token} is too old. Request a new one."),
+        ));
+    }
+    Ok((after.to_string(), ms))
+}
+
+fn sequence(s: &KinesisStream, shard: u32, offset: u64) -> String {
+    SequenceNumber {
+        incarnation: s.incarnation,
+        shard,
+        offset,
+    }
+    .encode()
+}

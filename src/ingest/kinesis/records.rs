@@ -1,0 +1,295 @@
+//! The puts: `PutRecord` and `PutRecords`. Every record is checked before
+//! any is appended; records go to the shard their hash key falls in, each
+//! shard's group in one append, and the answer waits until they are durable.
+//! In `PutRecords` a record over its shard's write limit fails alone.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::{
+    PARTITION_KEY_CHARS_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX, RECORD_BYTES_MAX, Req,
+    internal, missing, now_ms, sequence, throughput, violation,
+};
+use crate::aws::ACCOUNT;
+use crate::ingest::AppState;
+use crate::ingest::error::ApiError;
+use crate::kinesis::KinesisStream;
+use crate::kinesis::position::{hash_key, parse_hash_key, shard_for_hash, shard_id};
+use crate::log::AppendRecord;
+use crate::metrics::Metrics;
+
+/// A record to put, checked.
+struct PutIn {
+    data: Bytes,
+    key: Bytes,
+    hash: u128,
+}
+
+fn record_in(r: &Map<String, Value>, at: &str) -> Result<PutIn, ApiError> {
+    let field = |f: &str| format!("{at}{f}");
+    let data = match r.get("Data") {
+        None | Some(Value::Null) => return Err(missing(&field("data"))),
+        Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(|e| {
+                ApiError::serialization(format!("'{}' is not valid base64: {e}", field("data")))
+            })?,
+        Some(_) => {
+            return Err(ApiError::serialization(format!(
+                "'{}' must be a base64 string",
+                field("data")
+            )));
+        }
+    };
+    if data.len() > RECORD_BYTES_MAX {
+        return Err(violation(
+            &field("data"),
+            format!(
+                "java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]",
+                n = data.len()
+            ),
+            &format!("Member must have length less than or equal to {RECORD_BYTES_MAX}"),
+        ));
+    }
+    let key = match r.get("PartitionKey") {
+        None | Some(Value::Null) => return Err(missing(&field("partitionKey"))),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ApiError::serialization(format!(
+                "'{}' must be a string",
+                field("partitionKey")
+            )));
+        }
+    };
+    let chars = key.chars().count();
+    if chars == 0 || chars > PARTITION_KEY_CHARS_MAX {
+        return Err(violation(
+            &field("partitionKey"),
+            key,
+            &format!("Member must have length between 1 and {PARTITION_KEY_CHARS_MAX}"),
+        ));
+    }
+    let hash = match r.get("ExplicitHashKey") {
+        None | Some(Value::Null) => hash_key(key.as_bytes()),
+        Some(Value::String(h)) => parse_hash_key(h).ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {h}"
+            ))
+        })?,
+        Some(_) => {
+            return Err(ApiError::serialization(format!(
+                "'{}' must be a string",
+                field("explicitHashKey")
+            )));
+        }
+    };
+    Ok(PutIn {
+        data: Bytes::from(data),
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        hash,
+    })
+}
+
+fn over_limit(s: &KinesisStream, shard: u32) -> String {
+    format!(
+        "Rate exceeded for shard {} in stream {} under account {ACCOUNT}.",
+        shard_id(shard),
+        s.name
+    )
+}
+
+/// Appends records to one shard; Ok once durable, with their offsets.
+async fn append(
+    state: &AppState,
+    s: &KinesisStream,
+    shard: u32,
+    records: Vec<PutIn>,
+) -> Result<std::ops::Range<u64>, ApiError> {
+    let log = s
+        .log
+        .shard(shard)
+        .ok_or_else(|| internal(format!("shard {shard} is not open")))?;
+    let n = records.len() as u64;
+    let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+    let arrival_ms = now_ms();
+    let label = Metrics::stream(&s.name);
+    let m = &state.registry.metrics;
+    let append = records
+        .into_iter()
+        .map(|r| AppendRecord {
+            key: r.key,
+            data: r.data,
+            arrival_ms,
+        })
+        .collect();
+    match log.append(append).await {
+        Ok(range) => {
+            m.kinesis_incoming_records.get_or_create(&label).inc_by(n);
+            m.kinesis_incoming_bytes.get_or_create(&label).inc_by(bytes);
+            Ok(range)
+        }
+        Err(e) => {
+            m.kinesis_throttled_records.get_or_create(&label).inc_by(n);
+            tracing::warn!(stream = s.name, shard, error = %e, "Kinesis append refused");
+            // The SDKs back off and retry a throughput error on their own.
+            Err(if e.is_unavailable() {
+                throughput(format!("Slow down. {e}"))
+            } else {
+                internal(e.to_string())
+            })
+        }
+    }
+}
+
+pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let s = req.stream(state)?;
+    let record = record_in(req.0, "")?;
+    if let Some(o) = req.str("SequenceNumberForOrdering")?
+        && !o.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(violation(
+            "sequenceNumberForOrdering",
+            o,
+            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+        ));
+    }
+    let shard = shard_for_hash(record.hash, s.shards);
+    if !s.admit(shard, (record.data.len() + record.key.len()) as u64) {
+        let label = Metrics::stream(&s.name);
+        state
+            .registry
+            .metrics
+            .kinesis_throttled_records
+            .get_or_create(&label)
+            .inc();
+        return Err(throughput(over_limit(&s, shard)));
+    }
+    let range = append(state, &s, shard, vec![record]).await?;
+    Ok(json!({
+        "ShardId": shard_id(shard),
+        "SequenceNumber": sequence(&s, shard, range.start),
+        "EncryptionType": "NONE",
+    }))
+}
+
+pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let s = req.stream(state)?;
+    let parsed = records_in(&req)?;
+    // Group by shard, keeping request order within each shard; a record over
+    // its shard's write limit fails alone, as Kinesis reports it.
+    let n = parsed.len();
+    let mut results: Vec<Option<Result<(u32, u64), ApiError>>> = (0..n).map(|_| None).collect();
+    let mut groups: BTreeMap<u32, (Vec<usize>, Vec<PutIn>)> = BTreeMap::new();
+    let mut throttled = 0u64;
+    for (i, r) in parsed.into_iter().enumerate() {
+        let shard = shard_for_hash(r.hash, s.shards);
+        if s.admit(shard, (r.data.len() + r.key.len()) as u64) {
+            let g = groups.entry(shard).or_default();
+            g.0.push(i);
+            g.1.push(r);
+        } else {
+            throttled += 1;
+            results[i] = Some(Err(throughput(over_limit(&s, shard))));
+        }
+    }
+    if throttled > 0 {
+        state
+            .registry
+            .metrics
+            .kinesis_throttled_records
+            .get_or_create(&Metrics::stream(&s.name))
+            .inc_by(throttled);
+    }
+    let appends = groups.into_iter().map(|(shard, (idx, recs))| {
+        let s = &s;
+        async move { (shard, idx, append(state, s, shard, recs).await) }
+    });
+    for (shard, idx, res) in futures::future::join_all(appends).await {
+        match res {
+            Ok(range) => {
+                for (i, off) in idx.into_iter().zip(range) {
+                    results[i] = Some(Ok((shard, off)));
+                }
+            }
+            Err(e) => {
+                for i in idx {
+                    results[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    Ok(put_records_reply(&s, results))
+}
+
+/// The records of a `PutRecords` request, each checked, within the
+/// request's count and size limits.
+fn records_in(req: &Req<'_>) -> Result<Vec<PutIn>, ApiError> {
+    let records = match req.0.get("Records") {
+        None | Some(Value::Null) => return Err(missing("records")),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ApiError::serialization("'Records' must be a list")),
+    };
+    if records.is_empty() {
+        return Err(violation(
+            "records",
+            "[]",
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if records.len() > PUT_RECORDS_MAX {
+        return Err(violation(
+            "records",
+            format!("[...{} records]", records.len()),
+            &format!("Member must have length less than or equal to {PUT_RECORDS_MAX}"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let r = r
+            .as_object()
+            .ok_or_else(|| ApiError::serialization(format!("'Records[{i}]' must be an object")))?;
+        parsed.push(record_in(r, &format!("records.{}.member.", i + 1))?);
+    }
+    let total: usize = parsed.iter().map(|r| r.data.len() + r.key.len()).sum();
+    if total > PUT_RECORDS_BYTES_MAX {
+        return Err(ApiError::invalid_argument(format!(
+            "Records size exceeds 5 MB limit ({total} bytes of data and partition keys)"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// The `PutRecords` answer: each record's shard and sequence number or its
+/// error, in request order.
+fn put_records_reply(
+    s: &KinesisStream,
+    results: Vec<Option<Result<(u32, u64), ApiError>>>,
+) -> Value {
+    let mut failed = 0;
+    let out: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Some(Ok((shard, off))) => json!({
+                "ShardId": shard_id(shard),
+                "SequenceNumber": sequence(s, shard, off),
+            }),
+            Some(Err(e)) => {
+                failed += 1;
+                let code = if e.kind == "ProvisionedThroughputExceededException" {
+                    e.kind
+                } else {
+                    "InternalFailure"
+                };
+                json!({ "ErrorCode": code, "ErrorMessage": e.message })
+            }
+            None => {
+                failed += 1;
+                json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "not written" })
+            }
+        })
+        .collect();
+    json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE" })
+}

@@ -1,0 +1,328 @@
+//! The stream operations: `CreateStream`, `DeleteStream`, `ListStreams`,
+//! `DescribeStream`, `DescribeStreamSummary`, `ListShards`, and
+//! `IncreaseStreamRetentionPeriod` / `DecreaseStreamRetentionPeriod`. They
+//! change or describe a stream's spec; no record passes through here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{
+    Req, check_name, decode_token, encode_token, from_kinesis, missing, not_found, seconds, tags,
+    violation,
+};
+use crate::aws::kinesis_stream_arn;
+use crate::ingest::AppState;
+use crate::ingest::error::ApiError;
+use crate::kinesis::position::{SequenceNumber, hash_range, parse_shard_id, shard_id};
+use crate::kinesis::{self, KinesisError, KinesisStream};
+
+pub(super) async fn create_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let name = req.required_str("StreamName", "streamName")?;
+    check_name(name)?;
+    let mode = req
+        .0
+        .get("StreamModeDetails")
+        .and_then(|m| m.get("StreamMode"))
+        .and_then(Value::as_str)
+        .unwrap_or("PROVISIONED");
+    let on_demand = match mode {
+        "PROVISIONED" => false,
+        "ON_DEMAND" => true,
+        other => {
+            return Err(violation(
+                "streamModeDetails.streamMode",
+                other,
+                "Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]",
+            ));
+        }
+    };
+    let shards = match (req.int("ShardCount")?, on_demand) {
+        (Some(n), _) if n < 1 => {
+            return Err(violation(
+                "shardCount",
+                n,
+                "Member must have value greater than or equal to 1",
+            ));
+        }
+        (Some(n), false) => u32::try_from(n).map_err(|_| {
+            violation(
+                "shardCount",
+                n,
+                "Member must have value less than or equal to 100000",
+            )
+        })?,
+        (Some(_), true) => {
+            return Err(ApiError::invalid_argument(
+                "ShardCount cannot be given for a stream in ON_DEMAND mode",
+            ));
+        }
+        (None, false) => {
+            return Err(ApiError::invalid_argument(
+                "ShardCount is required for a stream in PROVISIONED mode",
+            ));
+        }
+        (None, true) => kinesis::ON_DEMAND_SHARDS,
+    };
+    let tags = match req.0.get("Tags") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(t) => tags::tag_map(t, "tags")?,
+    };
+    if tags.len() > kinesis::TAGS_MAX {
+        return Err(ApiError::limit_exceeded(format!(
+            "a stream has at most {} tags; {} were given",
+            kinesis::TAGS_MAX,
+            tags.len()
+        )));
+    }
+    state
+        .registry
+        .create_kinesis(name, shards, on_demand, tags)
+        .await
+        .map_err(from_kinesis)?;
+    Ok(json!({}))
+}
+
+pub(super) async fn delete_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let name = req.stream_name()?;
+    state
+        .registry
+        .delete_kinesis(&name)
+        .await
+        .map_err(from_kinesis)?;
+    Ok(json!({}))
+}
+
+fn mode_details(s: &KinesisStream) -> Value {
+    json!({ "StreamMode": if s.on_demand { "ON_DEMAND" } else { "PROVISIONED" } })
+}
+
+pub(super) fn list_streams(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let limit = req.int_in("Limit", "limit", 1, 10_000, 100)? as usize;
+    let start = match (req.str("ExclusiveStartStreamName")?, req.str("NextToken")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_argument(
+                "ExclusiveStartStreamName and NextToken cannot both be given",
+            ));
+        }
+        (Some(s), None) => Some(s.to_string()),
+        (None, Some(t)) => Some(decode_token(t, "ListStreams")?.0),
+        (None, None) => None,
+    };
+    let streams: Vec<Arc<KinesisStream>> = state
+        .registry
+        .kinesis
+        .all()
+        .into_iter()
+        .filter(|s| start.as_ref().is_none_or(|x| &s.name > x))
+        .collect();
+    let more = streams.len() > limit;
+    let page = &streams[..streams.len().min(limit)];
+    let mut out = json!({
+        "StreamNames": page.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "HasMoreStreams": more,
+        "StreamSummaries": page.iter().map(|s| json!({
+            "StreamName": s.name,
+            "StreamARN": kinesis_stream_arn(&s.name),
+            "StreamStatus": "ACTIVE",
+            "StreamModeDetails": mode_details(s),
+            "StreamCreationTimestamp": seconds(s.created_ms),
+        })).collect::<Vec<_>>(),
+    });
+    if more && let (Some(last), Some(o)) = (page.last(), out.as_object_mut()) {
+        o.insert(
+            "NextToken".into(),
+            Value::String(encode_token(&last.name, "ListStreams")),
+        );
+    }
+    Ok(out)
+}
+
+fn shard_json(s: &KinesisStream, i: u32) -> Value {
+    let (start, end) = hash_range(i, s.shards);
+    let first = SequenceNumber {
+        incarnation: s.incarnation,
+        shard: i,
+        offset: 0,
+    };
+    json!({
+        "ShardId": shard_id(i),
+        "HashKeyRange": { "StartingHashKey": start.to_string(), "EndingHashKey": end.to_string() },
+        "SequenceNumberRange": { "StartingSequenceNumber": first.encode() },
+    })
+}
+
+pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let s = req.stream(state)?;
+    let limit = req.int_in("Limit", "limit", 1, 10_000, 100)? as u32;
+    let after = match req.str("ExclusiveStartShardId")? {
+        None => None,
+        Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
+            violation(
+                "exclusiveStartShardId",
+                id,
+                "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
+            )
+        })?),
+    };
+    let first = after.map_or(0, |a| a.saturating_add(1));
+    let last = first.saturating_add(limit).min(s.shards);
+    let spec = s.spec();
+    Ok(json!({
+        "StreamDescription": {
+            "StreamName": s.name,
+            "StreamARN": kinesis_stream_arn(&s.name),
+            "StreamStatus": "ACTIVE",
+            "StreamModeDetails": mode_details(&s),
+            "Shards": (first..last).map(|i| shard_json(&s, i)).collect::<Vec<_>>(),
+            "HasMoreShards": last < s.shards,
+            "RetentionPeriodHours": spec.retention_hours,
+            "StreamCreationTimestamp": seconds(s.created_ms),
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EncryptionType": "NONE",
+        }
+    }))
+}
+
+pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let s = req.stream(state)?;
+    let spec = s.spec();
+    Ok(json!({
+        "StreamDescriptionSummary": {
+            "StreamName": s.name,
+            "StreamARN": kinesis_stream_arn(&s.name),
+            "StreamStatus": "ACTIVE",
+            "StreamModeDetails": mode_details(&s),
+            "RetentionPeriodHours": spec.retention_hours,
+            "StreamCreationTimestamp": seconds(s.created_ms),
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EncryptionType": "NONE",
+            "OpenShardCount": s.shards,
+            "ConsumerCount": 0,
+        }
+    }))
+}
+
+pub(super) fn list_shards(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let limit = req.int_in("MaxResults", "maxResults", 1, 10_000, 1000)? as u32;
+    let (s, mut first) = match req.str("NextToken")? {
+        Some(token) => {
+            if req.str("StreamName")?.is_some() || req.str("ExclusiveStartShardId")?.is_some() {
+                return Err(ApiError::invalid_argument(
+                    "NextToken cannot be given with StreamName or ExclusiveStartShardId",
+                ));
+            }
+            let (after, _) = decode_token(token, "ListShards")?;
+            let (name, next) = after
+                .rsplit_once('/')
+                .and_then(|(n, i)| Some((n.to_string(), i.parse::<u32>().ok()?)))
+                .ok_or_else(|| ApiError::invalid_argument("NextToken is not valid"))?;
+            let s = state
+                .registry
+                .kinesis
+                .get(&name)
+                .ok_or_else(|| not_found(&name))?;
+            (s, next)
+        }
+        None => {
+            let s = req.stream(state)?;
+            let first = match req.str("ExclusiveStartShardId")? {
+                None => 0,
+                Some(id) => parse_shard_id(id)
+                    .ok_or_else(|| {
+                        violation(
+                            "exclusiveStartShardId",
+                            id,
+                            "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
+                        )
+                    })?
+                    .saturating_add(1),
+            };
+            (s, first)
+        }
+    };
+    // Every shard is open and has always been: each filter type but
+    // AFTER_SHARD_ID selects them all.
+    if let Some(filter) = req.0.get("ShardFilter").filter(|f| !f.is_null()) {
+        match filter.get("Type").and_then(Value::as_str) {
+            Some("AFTER_SHARD_ID") => {
+                let id = filter
+                    .get("ShardId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        ApiError::invalid_argument("ShardFilter AFTER_SHARD_ID needs a ShardId")
+                    })?;
+                let after = parse_shard_id(id).ok_or_else(|| {
+                    ApiError::invalid_argument(format!(
+                        "ShardFilter.ShardId {id} is not a shard id"
+                    ))
+                })?;
+                first = first.max(after.saturating_add(1));
+            }
+            Some(
+                "AT_TRIM_HORIZON" | "FROM_TRIM_HORIZON" | "AT_LATEST" | "AT_TIMESTAMP"
+                | "FROM_TIMESTAMP",
+            ) => {}
+            other => {
+                return Err(violation(
+                    "shardFilter.type",
+                    other.unwrap_or("null"),
+                    "Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]",
+                ));
+            }
+        }
+    }
+    let last = first.saturating_add(limit).min(s.shards);
+    let mut out = json!({
+        "Shards": (first.min(last)..last).map(|i| shard_json(&s, i)).collect::<Vec<_>>(),
+    });
+    if last < s.shards
+        && let Some(o) = out.as_object_mut()
+    {
+        o.insert(
+            "NextToken".into(),
+            Value::String(encode_token(&format!("{}/{last}", s.name), "ListShards")),
+        );
+    }
+    Ok(out)
+}
+
+pub(super) fn retention(req: Req<'_>, state: &AppState, increase: bool) -> Result<Value, ApiError> {
+    let s = req.stream(state)?;
+    let hours = req
+        .int("RetentionPeriodHours")?
+        .ok_or_else(|| missing("retentionPeriodHours"))?;
+    if hours < i64::from(kinesis::RETENTION_HOURS_MIN) {
+        return Err(ApiError::invalid_argument(format!(
+            "Minimum allowed retention period is {} hours. Requested retention period ({hours} hours) is too short.",
+            kinesis::RETENTION_HOURS_MIN
+        )));
+    }
+    if hours > i64::from(kinesis::RETENTION_HOURS_MAX) {
+        return Err(ApiError::invalid_argument(format!(
+            "Maximum allowed retention period is {} hours. Requested retention period ({hours} hours) is too long.",
+            kinesis::RETENTION_HOURS_MAX
+        )));
+    }
+    let hours = hours as u32;
+    s.update(|spec| {
+        let current = spec.retention_hours;
+        if increase && hours < current {
+            return Err(KinesisError::Invalid(format!(
+                "Requested retention period ({hours} hours) for stream {} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API.",
+                spec.name
+            )));
+        }
+        if !increase && hours > current {
+            return Err(KinesisError::Invalid(format!(
+                "Requested retention period ({hours} hours) for stream {} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API.",
+                spec.name
+            )));
+        }
+        spec.retention_hours = hours;
+        Ok(())
+    })
+    .map_err(from_kinesis)?;
+    Ok(json!({}))
+}
