@@ -1,7 +1,10 @@
 //! Unit tests of the parent module.
 
+use super::checkpoint::complete;
+use super::upload::{Uploading, offset_runs, reread};
 use super::*;
 use crate::log::{AppendRecord, DiskQuota, LogOptions, StreamLog};
+use crate::record::Record;
 
 async fn log_of(n: usize) -> (tempfile::TempDir, StreamLog) {
     let dir = tempfile::tempdir().unwrap();

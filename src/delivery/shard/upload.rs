@@ -1,0 +1,490 @@
+//! Uploading one closed batch: encoding it (object destinations), delivering
+//! it through the retry loop, and writing what cannot be delivered to the
+//! error output (and, as configured, the backup). An upload reports only
+//! whether its batch is finished with; it never moves the checkpoint, and it
+//! never drops a record: what the destination refused or gave up on is
+//! written to the error output, retried until stored.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::read::{READ_BYTES_MAX, READ_RECORDS_MAX};
+use crate::config::{BackupMode, Destination};
+use crate::delivery::StreamContext;
+use crate::delivery::batcher::{Ready, Route};
+use crate::encode;
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::route::keys::{finish_partition, object_name};
+use crate::sink::Batch;
+use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
+
+/// An uploading batch: its first offset, and the order uploads started in,
+/// since two batches can share a first offset (a backup of source records
+/// and the batch the same records went to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Uploading {
+    pub(super) first: u64,
+    pub(super) seq: u64,
+}
+
+/// Encodes (for object destinations) and delivers one batch (or writes it to
+/// the error output or the backup, as its route says); returns whether it is
+/// finished with: delivered, or what the destination refused written to the
+/// error output (and backup).
+pub(super) async fn upload(
+    ctx: Arc<StreamContext>,
+    shard: u32,
+    ready: Ready,
+    encoder: Option<OwnedSemaphorePermit>,
+    stop: CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (records, route) = ready.into_parts();
+    let (Some(first), Some(last)) = (
+        records.first().map(|f| f.offset),
+        records.last().map(|f| f.offset),
+    ) else {
+        return true;
+    };
+    let partition = match route {
+        Route::Deliver(p) => p,
+        Route::Failed {
+            error_type,
+            reasons,
+        } => {
+            tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
+            let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
+            let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
+            return ok;
+        }
+        Route::Backup => {
+            return write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+        }
+    };
+    let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
+    let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
+    // Indices (ascending) of records the format refused: already in the
+    // error output, so not sent there again if the object later gives up.
+    let mut format_refused: Vec<usize> = Vec::new();
+    let (records, body, key) = match &cfg.destination {
+        Destination::Object(o) => {
+            let opts = encode::EncodeOptions::of(cfg);
+            let ext = opts.extension();
+            let encoded = crate::delivery::background(move || {
+                let body = encode::encode_batch(&records, &opts);
+                (records, body)
+            })
+            .await;
+            drop(encoder);
+            let (records, body) = match encoded {
+                Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
+                    // Records the format refused (not fitting the Parquet
+                    // schema) go to the error output; the rest are written.
+                    let refused: Vec<(&Record, String)> = encoded
+                        .rejected
+                        .iter()
+                        .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+                        .collect();
+                    tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
+                    if !write_error_output(
+                        &ctx,
+                        shard,
+                        &refused,
+                        "format-conversion-failed",
+                        1,
+                        &stop,
+                    )
+                    .await
+                    {
+                        return false;
+                    }
+                    if refused.len() == records.len() {
+                        return true;
+                    }
+                    format_refused = encoded.rejected.iter().map(|(i, _)| *i).collect();
+                    format_refused.sort_unstable();
+                    (records, encoded.body)
+                }
+                Ok((records, Ok(encoded))) => (records, encoded.body),
+                Ok((records, Err(e))) => {
+                    let reason = format!("encoding failed: {e}");
+                    let failed: Vec<(&Record, String)> =
+                        records.iter().map(|r| (r, reason.clone())).collect();
+                    let ok = write_error_output(
+                        &ctx,
+                        shard,
+                        &failed,
+                        "format-conversion-failed",
+                        1,
+                        &stop,
+                    )
+                    .await;
+                    return ok;
+                }
+                Err(e) => {
+                    tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
+                    return false;
+                }
+            };
+            let prefix = match &partition {
+                Some(p) => finish_partition(p),
+                None => o.prefix.render(at, None),
+            };
+            let key = format!(
+                "{prefix}{}",
+                object_name(&cfg.name, shard, first, last, &ext)
+            );
+            (Held::after_encoding(&ctx, records), body, key)
+        }
+        // HTTP and PostgreSQL take the records themselves.
+        _ => (Held::Frames(records), bytes::Bytes::new(), String::new()),
+    };
+    let batch = Batch {
+        stream: &cfg.name,
+        log_id: ctx.log.id(),
+        shard,
+        first_offset: first,
+        last_offset: last,
+        key: &key,
+        body: &body,
+        records: match &records {
+            Held::Frames(f) => f,
+            Held::InLog { .. } => &[],
+        },
+    };
+    let kind = cfg.destination.kind();
+    let label = Metrics::destination(&cfg.name, kind);
+    let policy = RetryPolicy::new(cfg.retry_duration);
+    let outcome = retry(
+        &policy,
+        &stop,
+        |attempt, e| {
+            tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
+            ctx.metrics.delivery_retries.get_or_create(&label).inc();
+            ctx.metrics
+                .delivery_last_error_timestamp_seconds
+                .get_or_create(&label)
+                .set(Utc::now().timestamp());
+            ctx.set_error(e.message.clone());
+        },
+        || ctx.sink.deliver(&batch),
+    )
+    .await;
+    // Firehose's name where it has one.
+    let failed_type = match kind {
+        "http" => "http-endpoint-failed".to_string(),
+        k => format!("{k}-failed"),
+    };
+    match outcome {
+        Outcome::Delivered { attempts, value } => {
+            let m = &ctx.metrics;
+            let accepted = records.len() - value.rejected.len() - format_refused.len();
+            m.delivery_success.get_or_create(&label).inc();
+            m.delivery_records
+                .get_or_create(&label)
+                .inc_by(accepted as u64);
+            let bytes = match &records {
+                Held::Frames(f) if body.is_empty() => f.iter().map(|r| r.data.len()).sum(),
+                _ => body.len(),
+            };
+            m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
+            ctx.delivered();
+            tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
+            // The delivered records are the source records unless a
+            // transform made them; then the sources were backed up as read.
+            let backup_all = ctx.backup_mode() == Some(BackupMode::All) && !ctx.backs_up_sources();
+            if value.rejected.is_empty() && !backup_all {
+                return true;
+            }
+            let Some(records) = records.frames(&ctx, shard, &stop).await else {
+                return false;
+            };
+            let rejected: Vec<(&Record, String)> = value
+                .rejected
+                .iter()
+                .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+                .collect();
+            let mut ok = true;
+            if !rejected.is_empty() {
+                tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
+                ok &=
+                    write_error_output(&ctx, shard, &rejected, &failed_type, attempts, &stop).await;
+            }
+            ok &= match ctx.backup_mode() {
+                Some(BackupMode::All) if backup_all => {
+                    write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await
+                }
+                Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
+                    write_backup(
+                        &ctx,
+                        shard,
+                        &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+                        &stop,
+                    )
+                    .await
+                }
+                _ => true,
+            };
+            ok
+        }
+        Outcome::GaveUp { attempts, error } => {
+            ctx.metrics.delivery_failure.get_or_create(&label).inc();
+            tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
+            let Some(records) = records.frames(&ctx, shard, &stop).await else {
+                return false;
+            };
+            let failed: Vec<(&Record, String)> = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| format_refused.binary_search(i).is_err())
+                .map(|(_, r)| (r, error.message.clone()))
+                .collect();
+            let mut ok =
+                write_error_output(&ctx, shard, &failed, &failed_type, attempts, &stop).await;
+            if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
+                ok &= write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+            }
+            ok
+        }
+        Outcome::Cancelled => false,
+    }
+}
+
+/// A batch's records while its encoded body is delivered.
+enum Held {
+    /// The records themselves.
+    Frames(Vec<Record>),
+    /// Only where they are in the log, as runs of offsets (first, last):
+    /// once encoded, an object's records are needed again only if it goes
+    /// to the error output, and then they are read again from the log, which
+    /// keeps them until the checkpoint passes the batch. A record costs 80
+    /// bytes of `Record` plus its data while held, an offset run 16 bytes.
+    InLog { runs: Vec<(u64, u64)>, count: usize },
+}
+
+impl Held {
+    /// What to hold of an encoded batch: its place in the log where the log
+    /// has the same records for as long as the batch is in flight (the
+    /// stream's own log, no transform, which changes records, and no backup
+    /// of every batch, which needs them after delivery); else the records.
+    fn after_encoding(ctx: &StreamContext, records: Vec<Record>) -> Held {
+        if !ctx.owns_log || ctx.transform.is_some() || ctx.backup_mode() == Some(BackupMode::All) {
+            return Held::Frames(records);
+        }
+        Held::InLog {
+            runs: offset_runs(&records),
+            count: records.len(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Held::Frames(f) => f.len(),
+            Held::InLog { count, .. } => *count,
+        }
+    }
+
+    /// The records, read again from the log if need be (through the retry
+    /// loop until read, as the error output is; a hard stop: `None`).
+    async fn frames(
+        self,
+        ctx: &StreamContext,
+        shard: u32,
+        stop: &CancellationToken,
+    ) -> Option<Vec<Record>> {
+        let (runs, count) = match self {
+            Held::Frames(f) => return Some(f),
+            Held::InLog { runs, count } => (Arc::new(runs), count),
+        };
+        let outcome = retry_forever(
+            stop,
+            |attempt, e| {
+                tracing::error!(stream = ctx.config.name, shard, attempt, error = %e, "cannot read a failed batch's records again from the log; retrying");
+                ctx.set_error(format!("shard {shard}: {}", e.message));
+            },
+            || {
+                let (log, runs) = (ctx.log.clone(), runs.clone());
+                async move {
+                    let message = match crate::delivery::background(move || reread(&log, shard, &runs, count)).await {
+                        Ok(Ok(frames)) => return Ok(frames),
+                        Ok(Err(e)) => e,
+                        Err(e) => format!("log read task failed: {e}"),
+                    };
+                    Err(crate::sink::SinkError {
+                        message,
+                        retryable: true,
+                    })
+                }
+            },
+        )
+        .await;
+        match outcome {
+            Outcome::Delivered { value, .. } => Some(value),
+            Outcome::GaveUp { .. } | Outcome::Cancelled => None,
+        }
+    }
+}
+
+/// The offsets of `records` (ascending) as runs of consecutive ones.
+pub(super) fn offset_runs(records: &[Record]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for f in records {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == f.offset => *last = f.offset,
+            _ => runs.push((f.offset, f.offset)),
+        }
+    }
+    runs
+}
+
+/// Reads the records at `runs` (sorted, inclusive) from a shard's log.
+pub(super) fn reread(
+    log: &crate::log::StreamLog,
+    shard: u32,
+    runs: &[(u64, u64)],
+    count: usize,
+) -> Result<Vec<Record>, String> {
+    let (Some(&(first, _)), Some(&(_, last))) = (runs.first(), runs.last()) else {
+        return Ok(Vec::new());
+    };
+    let shard_log = log.shard(shard).ok_or("the shard's log is closed")?;
+    let mut reader = shard_log.reader(first);
+    let mut out = Vec::with_capacity(count);
+    let mut run = 0;
+    let mut next = first;
+    while next <= last {
+        let frames = reader
+            .read(READ_RECORDS_MAX, READ_BYTES_MAX)
+            .map_err(|e| e.to_string())?;
+        if frames.is_empty() {
+            return Err(format!(
+                "records {next} to {last} of the batch are not in the log"
+            ));
+        }
+        for f in frames {
+            next = f.offset + 1;
+            while run < runs.len() && runs[run].1 < f.offset {
+                run += 1;
+            }
+            if run < runs.len() && runs[run].0 <= f.offset && f.offset <= last {
+                out.push(f);
+            }
+        }
+    }
+    if out.len() != count {
+        return Err(format!(
+            "read {} of the batch's {count} records again from the log",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes one JSON line per record to the error output, with its reason,
+/// retrying until it is stored or a hard stop comes: never dropped.
+async fn write_error_output(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[(&Record, String)],
+    output_type: &str,
+    attempts: u32,
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
+        return true;
+    };
+    let now_ms = Utc::now().timestamp_millis();
+    let mut body = Vec::new();
+    for (r, reason) in records {
+        let line = serde_json::json!({
+            "attemptsMade": attempts,
+            "arrivalTimestamp": r.arrival_ms,
+            "errorCode": output_type,
+            "errorMessage": reason,
+            "attemptEndingTimestamp": now_ms,
+            "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+            "deliveryStreamName": cfg.name,
+            "shard": shard,
+            "offset": r.offset,
+        });
+        body.extend_from_slice(line.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        cfg.error_output
+            .error_output_prefix
+            .render(at, Some(output_type)),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    let stored = put_until_stored(
+        &ctx.errors,
+        &key,
+        bytes::Bytes::from(body),
+        stop,
+        &cfg.name,
+        shard,
+    )
+    .await;
+    if stored {
+        ctx.metrics
+            .error_output_records
+            .get_or_create(&Metrics::stream(&cfg.name))
+            .inc_by(records.len() as u64);
+    }
+    stored
+}
+
+/// Writes the source records, as JSON lines, to the backup store.
+async fn write_backup(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[&Record],
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some(backup), Some(sink)) = (&cfg.backup, &ctx.backup) else {
+        return true;
+    };
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return true;
+    };
+    let mut body = Vec::new();
+    for r in records {
+        body.extend_from_slice(&r.data);
+        if !r.data.ends_with(b"\n") {
+            body.push(b'\n');
+        }
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        backup.target.prefix.render(at, None),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    put_until_stored(sink, &key, bytes::Bytes::from(body), stop, &cfg.name, shard).await
+}
+
+async fn put_until_stored(
+    sink: &crate::sink::object::ObjectSink,
+    key: &str,
+    body: bytes::Bytes,
+    stop: &CancellationToken,
+    stream: &str,
+    shard: u32,
+) -> bool {
+    let outcome = retry_forever(
+        stop,
+        |attempt, e| tracing::error!(stream, shard, key, attempt, error = %e, "cannot write to the error output or backup; retrying"),
+        || sink.put(key, body.clone()),
+    )
+    .await;
+    matches!(outcome, Outcome::Delivered { .. })
+}
