@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::ShardLoop;
 use super::read::{READ_BYTES_MAX, READ_RECORDS_MAX};
 use crate::config::{BackupMode, Destination};
 use crate::delivery::StreamContext;
@@ -32,11 +33,46 @@ pub(super) struct Uploading {
     pub(super) seq: u64,
 }
 
+impl ShardLoop<'_> {
+    /// Starts uploading closed batches while an upload slot is free (and,
+    /// for a destination that encodes, an encoding slot can be had at once).
+    pub(super) fn start_uploads(&mut self) {
+        while self.inflight.len() < self.uploads_max && self.batcher.has_ready() {
+            if self.encodes && self.slot.is_none() {
+                self.slot = self.ctx.encoders.clone().try_acquire_owned().ok();
+                if self.slot.is_none() {
+                    break;
+                }
+            }
+            let Some(ready) = self.batcher.pop_ready() else {
+                break;
+            };
+            if let Some(first) = ready.first_offset() {
+                let id = Uploading {
+                    first,
+                    seq: self.uploads_started,
+                };
+                self.uploads_started += 1;
+                self.inflight_firsts
+                    .insert(id, ready.oldest_arrival().unwrap_or(i64::MAX));
+                let task = upload(
+                    self.ctx.clone(),
+                    self.shard,
+                    ready,
+                    self.slot.take(),
+                    self.stop.clone(),
+                );
+                self.inflight.spawn(async move { (id, task.await) });
+            }
+        }
+    }
+}
+
 /// Encodes (for object destinations) and delivers one batch (or writes it to
 /// the error output or the backup, as its route says); returns whether it is
 /// finished with: delivered, or what the destination refused written to the
 /// error output (and backup).
-pub(super) async fn upload(
+async fn upload(
     ctx: Arc<StreamContext>,
     shard: u32,
     ready: Ready,
