@@ -5,6 +5,7 @@
 //! never drops a record: what the destination refused or gave up on is
 //! written to the error output, retried until stored.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -14,15 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShardLoop;
 use super::read::{READ_BYTES_MAX, READ_RECORDS_MAX};
-use crate::config::{BackupMode, Destination};
+use crate::config::{BackupMode, Destination, ObjectDestination};
 use crate::delivery::StreamContext;
-use crate::delivery::batcher::{Ready, Route};
+use crate::delivery::batcher::{PartitionKey, Ready, Route};
 use crate::encode;
-use crate::metrics::Metrics;
+use crate::metrics::{DestinationLabel, Metrics};
 use crate::record::Record;
 use crate::route::keys::{finish_partition, object_name};
-use crate::sink::Batch;
 use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
+use crate::sink::{Batch, Delivered, SinkError};
 
 /// An uploading batch: its first offset, and the order uploads started in,
 /// since two batches can share a first offset (a backup of source records
@@ -102,115 +103,29 @@ async fn upload(
             return write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
         }
     };
-    let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
-    let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
-    // Indices (ascending) of records the format refused: already in the
-    // error output, so not sent there again if the object later gives up.
-    let mut format_refused: Vec<usize> = Vec::new();
-    let (records, body, key) = match &cfg.destination {
-        Destination::Object(o) => {
-            let opts = encode::EncodeOptions::of(cfg);
-            let ext = opts.extension();
-            let encoded = crate::delivery::background(move || {
-                let body = encode::encode_batch(&records, &opts);
-                (records, body)
-            })
-            .await;
-            drop(encoder);
-            let (records, body) = match encoded {
-                Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
-                    // Records the format refused (not fitting the Parquet
-                    // schema) go to the error output; the rest are written.
-                    let refused: Vec<(&Record, String)> = encoded
-                        .rejected
-                        .iter()
-                        .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
-                        .collect();
-                    tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
-                    if !write_error_output(
-                        &ctx,
-                        shard,
-                        &refused,
-                        "format-conversion-failed",
-                        1,
-                        &stop,
-                    )
-                    .await
-                    {
-                        return false;
-                    }
-                    if refused.len() == records.len() {
-                        return true;
-                    }
-                    format_refused = encoded.rejected.iter().map(|(i, _)| *i).collect();
-                    format_refused.sort_unstable();
-                    (records, encoded.body)
-                }
-                Ok((records, Ok(encoded))) => (records, encoded.body),
-                Ok((records, Err(e))) => {
-                    let reason = format!("encoding failed: {e}");
-                    let failed: Vec<(&Record, String)> =
-                        records.iter().map(|r| (r, reason.clone())).collect();
-                    let ok = write_error_output(
-                        &ctx,
-                        shard,
-                        &failed,
-                        "format-conversion-failed",
-                        1,
-                        &stop,
-                    )
-                    .await;
-                    return ok;
-                }
-                Err(e) => {
-                    tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
-                    return false;
-                }
-            };
-            let prefix = match &partition {
-                Some(p) => finish_partition(p),
-                None => o.prefix.render(at, None),
-            };
-            let key = format!(
-                "{prefix}{}",
-                object_name(&cfg.name, shard, first, last, &ext)
-            );
-            (Held::after_encoding(&ctx, records), body, key)
-        }
-        // HTTP and PostgreSQL take the records themselves.
-        _ => (Held::Frames(records), bytes::Bytes::new(), String::new()),
-    };
-    let batch = Batch {
-        stream: &cfg.name,
-        log_id: ctx.log.id(),
+    let up = Upload {
+        ctx: &ctx,
         shard,
-        first_offset: first,
-        last_offset: last,
-        key: &key,
-        body: &body,
-        records: match &records {
-            Held::Frames(f) => f,
-            Held::InLog { .. } => &[],
+        first,
+        last,
+        stop: &stop,
+    };
+    let out = match &cfg.destination {
+        Destination::Object(o) => match up.encode(records, partition, encoder, o).await {
+            ControlFlow::Continue(out) => out,
+            ControlFlow::Break(finished) => return finished,
+        },
+        // HTTP and PostgreSQL take the records themselves.
+        _ => Outgoing {
+            records: Held::Frames(records),
+            body: bytes::Bytes::new(),
+            key: String::new(),
+            format_refused: Vec::new(),
         },
     };
     let kind = cfg.destination.kind();
     let label = Metrics::destination(&cfg.name, kind);
-    let policy = RetryPolicy::new(cfg.retry_duration);
-    let outcome = retry(
-        &policy,
-        &stop,
-        |attempt, e| {
-            tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
-            ctx.metrics.delivery_retries.get_or_create(&label).inc();
-            ctx.metrics
-                .delivery_last_error_timestamp_seconds
-                .get_or_create(&label)
-                .set(Utc::now().timestamp());
-            ctx.set_error(e.message.clone());
-        },
-        || ctx.sink.deliver(&batch),
-    )
-    .await;
+    let outcome = up.deliver(&out, &label).await;
     // Firehose's name where it has one.
     let failed_type = match kind {
         "http" => "http-endpoint-failed".to_string(),
@@ -218,76 +133,296 @@ async fn upload(
     };
     match outcome {
         Outcome::Delivered { attempts, value } => {
-            let m = &ctx.metrics;
-            let accepted = records.len() - value.rejected.len() - format_refused.len();
-            m.delivery_success.get_or_create(&label).inc();
-            m.delivery_records
-                .get_or_create(&label)
-                .inc_by(accepted as u64);
-            let bytes = match &records {
-                Held::Frames(f) if body.is_empty() => f.iter().map(|r| r.data.len()).sum(),
-                _ => body.len(),
-            };
-            m.delivery_bytes.get_or_create(&label).inc_by(bytes as u64);
-            ctx.delivered();
-            tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
-            // The delivered records are the source records unless a
-            // transform made them; then the sources were backed up as read.
-            let backup_all = ctx.backup_mode() == Some(BackupMode::All) && !ctx.backs_up_sources();
-            if value.rejected.is_empty() && !backup_all {
-                return true;
-            }
-            let Some(records) = records.frames(&ctx, shard, &stop).await else {
-                return false;
-            };
-            let rejected: Vec<(&Record, String)> = value
-                .rejected
-                .iter()
-                .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
-                .collect();
-            let mut ok = true;
-            if !rejected.is_empty() {
-                tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
-                ok &=
-                    write_error_output(&ctx, shard, &rejected, &failed_type, attempts, &stop).await;
-            }
-            ok &= match ctx.backup_mode() {
-                Some(BackupMode::All) if backup_all => {
-                    write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await
-                }
-                Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
-                    write_backup(
-                        &ctx,
-                        shard,
-                        &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
-                        &stop,
-                    )
-                    .await
-                }
-                _ => true,
-            };
-            ok
+            up.delivered(out, attempts, value, &failed_type, &label)
+                .await
         }
         Outcome::GaveUp { attempts, error } => {
-            ctx.metrics.delivery_failure.get_or_create(&label).inc();
-            tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
-            let Some(records) = records.frames(&ctx, shard, &stop).await else {
-                return false;
-            };
-            let failed: Vec<(&Record, String)> = records
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| format_refused.binary_search(i).is_err())
-                .map(|(_, r)| (r, error.message.clone()))
-                .collect();
-            let mut ok =
-                write_error_output(&ctx, shard, &failed, &failed_type, attempts, &stop).await;
-            if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
-                ok &= write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
-            }
-            ok
+            up.gave_up(out, attempts, error, &failed_type, &label).await
         }
         Outcome::Cancelled => false,
+    }
+}
+
+/// One batch's upload: what its steps share.
+struct Upload<'a> {
+    ctx: &'a StreamContext,
+    shard: u32,
+    /// The offsets of the batch's first and last records.
+    first: u64,
+    last: u64,
+    stop: &'a CancellationToken,
+}
+
+/// A batch as it goes to the destination.
+struct Outgoing {
+    records: Held,
+    /// The encoded object (object destinations; else empty).
+    body: bytes::Bytes,
+    /// The object's key (object destinations; else empty).
+    key: String,
+    /// Indices (ascending) of records the format refused: already in the
+    /// error output, so not sent there again if the object later gives up.
+    format_refused: Vec<usize>,
+}
+
+impl Upload<'_> {
+    /// Encodes the batch into an object, off the runtime, giving the
+    /// encoding slot back once encoded; names the object. Records the
+    /// format refuses go to the error output, and a batch that cannot be
+    /// encoded at all goes there whole. Break: the upload ends, finished
+    /// with or not.
+    async fn encode(
+        &self,
+        records: Vec<Record>,
+        partition: PartitionKey,
+        encoder: Option<OwnedSemaphorePermit>,
+        o: &ObjectDestination,
+    ) -> ControlFlow<bool, Outgoing> {
+        let (ctx, cfg, shard, first, last) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+        );
+        let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
+        let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
+        let mut format_refused: Vec<usize> = Vec::new();
+        let opts = encode::EncodeOptions::of(cfg);
+        let ext = opts.extension();
+        let encoded = crate::delivery::background(move || {
+            let body = encode::encode_batch(&records, &opts);
+            (records, body)
+        })
+        .await;
+        drop(encoder);
+        let (records, body) = match encoded {
+            Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
+                format_refused = self.refused_by_format(&records, &encoded.rejected).await?;
+                (records, encoded.body)
+            }
+            Ok((records, Ok(encoded))) => (records, encoded.body),
+            Ok((records, Err(e))) => {
+                let reason = format!("encoding failed: {e}");
+                let failed: Vec<(&Record, String)> =
+                    records.iter().map(|r| (r, reason.clone())).collect();
+                let ok = write_error_output(
+                    ctx,
+                    shard,
+                    &failed,
+                    "format-conversion-failed",
+                    1,
+                    self.stop,
+                )
+                .await;
+                return ControlFlow::Break(ok);
+            }
+            Err(e) => {
+                tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
+                return ControlFlow::Break(false);
+            }
+        };
+        let prefix = match &partition {
+            Some(p) => finish_partition(p),
+            None => o.prefix.render(at, None),
+        };
+        let key = format!(
+            "{prefix}{}",
+            object_name(&cfg.name, shard, first, last, &ext)
+        );
+        ControlFlow::Continue(Outgoing {
+            records: Held::after_encoding(ctx, records),
+            body,
+            key,
+            format_refused,
+        })
+    }
+
+    /// Records the format refused (not fitting the Parquet schema) go to the
+    /// error output; the rest are written. Their indices, sorted. Break: the
+    /// upload ends (the error output was not written, or nothing is left).
+    async fn refused_by_format(
+        &self,
+        records: &[Record],
+        rejected: &[(usize, String)],
+    ) -> ControlFlow<bool, Vec<usize>> {
+        let (cfg, shard, first, last) = (&self.ctx.config, self.shard, self.first, self.last);
+        let refused: Vec<(&Record, String)> = rejected
+            .iter()
+            .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+            .collect();
+        tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
+        if !write_error_output(
+            self.ctx,
+            shard,
+            &refused,
+            "format-conversion-failed",
+            1,
+            self.stop,
+        )
+        .await
+        {
+            return ControlFlow::Break(false);
+        }
+        if refused.len() == records.len() {
+            return ControlFlow::Break(true);
+        }
+        let mut format_refused: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+        format_refused.sort_unstable();
+        ControlFlow::Continue(format_refused)
+    }
+
+    /// Delivers the batch through the retry loop (until the stream's retry
+    /// window closes or a hard stop comes), counting each retry.
+    async fn deliver(&self, out: &Outgoing, label: &DestinationLabel) -> Outcome<Delivered> {
+        let (ctx, cfg, shard, first, last) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+        );
+        let batch = Batch {
+            stream: &cfg.name,
+            log_id: ctx.log.id(),
+            shard,
+            first_offset: first,
+            last_offset: last,
+            key: &out.key,
+            body: &out.body,
+            records: match &out.records {
+                Held::Frames(f) => f,
+                Held::InLog { .. } => &[],
+            },
+        };
+        let policy = RetryPolicy::new(cfg.retry_duration);
+        retry(
+            &policy,
+            self.stop,
+            |attempt, e| {
+                tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
+                ctx.metrics.delivery_retries.get_or_create(label).inc();
+                ctx.metrics
+                    .delivery_last_error_timestamp_seconds
+                    .get_or_create(label)
+                    .set(Utc::now().timestamp());
+                ctx.set_error(e.message.clone());
+            },
+            || ctx.sink.deliver(&batch),
+        )
+        .await
+    }
+
+    /// The destination took the batch: counts it, and writes the records it
+    /// refused to the error output and, as configured, the batch to the
+    /// backup.
+    async fn delivered(
+        &self,
+        out: Outgoing,
+        attempts: u32,
+        value: Delivered,
+        failed_type: &str,
+        label: &DestinationLabel,
+    ) -> bool {
+        let (ctx, cfg, shard, first, last, stop) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+            self.stop,
+        );
+        let Outgoing {
+            records,
+            body,
+            key,
+            format_refused,
+        } = out;
+        let m = &ctx.metrics;
+        let accepted = records.len() - value.rejected.len() - format_refused.len();
+        m.delivery_success.get_or_create(label).inc();
+        m.delivery_records
+            .get_or_create(label)
+            .inc_by(accepted as u64);
+        let bytes = match &records {
+            Held::Frames(f) if body.is_empty() => f.iter().map(|r| r.data.len()).sum(),
+            _ => body.len(),
+        };
+        m.delivery_bytes.get_or_create(label).inc_by(bytes as u64);
+        ctx.delivered();
+        tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
+        // The delivered records are the source records unless a
+        // transform made them; then the sources were backed up as read.
+        let backup_all = ctx.backup_mode() == Some(BackupMode::All) && !ctx.backs_up_sources();
+        if value.rejected.is_empty() && !backup_all {
+            return true;
+        }
+        let Some(records) = records.frames(ctx, shard, stop).await else {
+            return false;
+        };
+        let rejected: Vec<(&Record, String)> = value
+            .rejected
+            .iter()
+            .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+            .collect();
+        let mut ok = true;
+        if !rejected.is_empty() {
+            tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
+            ok &= write_error_output(ctx, shard, &rejected, failed_type, attempts, stop).await;
+        }
+        ok &= match ctx.backup_mode() {
+            Some(BackupMode::All) if backup_all => {
+                write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await
+            }
+            Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
+                write_backup(
+                    ctx,
+                    shard,
+                    &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+                    stop,
+                )
+                .await
+            }
+            _ => true,
+        };
+        ok
+    }
+
+    /// The retry window closed: the batch goes to the error output (less
+    /// what the format refused, already there) and, with a backup of
+    /// failed data, to the backup.
+    async fn gave_up(
+        &self,
+        out: Outgoing,
+        attempts: u32,
+        error: SinkError,
+        failed_type: &str,
+        label: &DestinationLabel,
+    ) -> bool {
+        let (ctx, cfg, shard, first, last, stop) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+            self.stop,
+        );
+        ctx.metrics.delivery_failure.get_or_create(label).inc();
+        tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
+        let Some(records) = out.records.frames(ctx, shard, stop).await else {
+            return false;
+        };
+        let failed: Vec<(&Record, String)> = records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| out.format_refused.binary_search(i).is_err())
+            .map(|(_, r)| (r, error.message.clone()))
+            .collect();
+        let mut ok = write_error_output(ctx, shard, &failed, failed_type, attempts, stop).await;
+        if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
+            ok &= write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await;
+        }
+        ok
     }
 }
 
@@ -351,7 +486,7 @@ impl Held {
                         Ok(Err(e)) => e,
                         Err(e) => format!("log read task failed: {e}"),
                     };
-                    Err(crate::sink::SinkError {
+                    Err(SinkError {
                         message,
                         retryable: true,
                     })
