@@ -9,12 +9,13 @@
 //!
 //! This module holds the loop and its state; its steps live by concern:
 //! [`read`] takes records from the log and prepares them, [`upload`] delivers
-//! closed batches, [`checkpoint`] decides how far the checkpoint moves and
-//! writes it. The loop never moves the checkpoint but through [`checkpoint`],
+//! closed batches (keeping their records as [`held`] says), [`checkpoint`]
+//! decides how far the checkpoint moves and writes it. The loop never moves the checkpoint but through [`checkpoint`],
 //! and it blocks in one place only, [`ShardLoop::wait`] (and a read's pause
 //! after an error), where a hard stop always ends it.
 
 mod checkpoint;
+mod held;
 mod read;
 mod upload;
 

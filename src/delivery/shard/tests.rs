@@ -1,7 +1,8 @@
 //! Unit tests of the parent module.
 
 use super::checkpoint::complete;
-use super::upload::{Uploading, offset_runs, reread};
+use super::held::{offset_runs, reread};
+use super::upload::Uploading;
 use super::*;
 use crate::log::{AppendRecord, DiskQuota, LogOptions, StreamLog};
 use crate::record::Record;
