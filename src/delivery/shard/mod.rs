@@ -1,0 +1,276 @@
+//! The delivery loop of one shard: read durable records from the log, batch
+//! them, upload batches (a bounded number at once), and move the checkpoint
+//! past a batch only once the destination confirmed it (or, after the retry
+//! window, the error output did).
+//!
+//! Memory is bounded: one read chunk, one open batch, at most
+//! `uploads_in_flight_max` batches uploading; the loop stops reading while
+//! every upload slot is busy, and the log absorbs the backlog.
+//!
+//! This module holds the loop and its state; its steps live by concern:
+//! [`read`] takes records from the log and prepares them, [`upload`] delivers
+//! closed batches (keeping their records as [`held`] says), [`checkpoint`]
+//! decides how far the checkpoint moves and writes it. The loop never moves the checkpoint but through [`checkpoint`],
+//! and it blocks in one place only, [`ShardLoop::wait`] (and a read's pause
+//! after an error), where a hard stop always ends it.
+
+mod checkpoint;
+mod held;
+mod read;
+mod upload;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::StreamContext;
+use super::batcher::{Batcher, PartitionLimits};
+use crate::config::{Destination, StreamConfig};
+use crate::log::{ShardLog, ShardReader};
+use crate::metrics::{Metrics, ShardLabel};
+use crate::route::partition::Partitioner;
+use checkpoint::complete;
+use read::ReadBuffers;
+use upload::Uploading;
+
+/// Delivers one shard of the stream until it is drained (`drain`: every
+/// durable record delivered, then stop) or stopped (`stop`: at once; what is
+/// still uploading is abandoned and stays in the log).
+pub(crate) async fn run(
+    ctx: Arc<StreamContext>,
+    shard: u32,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
+    if let Some(shard_loop) = ShardLoop::open(&ctx, shard, drain, stop).await {
+        shard_loop.run().await;
+    }
+}
+
+/// The state of one shard's delivery loop, carried from one step to the next.
+struct ShardLoop<'a> {
+    ctx: &'a Arc<StreamContext>,
+    shard: u32,
+    stream: String,
+    log: &'a ShardLog,
+    ckpt_path: PathBuf,
+    drain: CancellationToken,
+    stop: CancellationToken,
+    /// None only while a read has it, or after a read task failed.
+    reader: Option<ShardReader>,
+    /// The offset after the last record read.
+    read_pos: u64,
+    /// The offset the checkpoint holds.
+    committed: u64,
+    /// The end of the shard's durable records.
+    durable: watch::Receiver<u64>,
+    partitioner: Option<Arc<Partitioner>>,
+    batcher: Batcher,
+    inflight: JoinSet<(Uploading, bool)>,
+    /// Each uploading batch, with its oldest arrival.
+    inflight_firsts: BTreeMap<Uploading, i64>,
+    uploads_started: u64,
+    uploads_max: usize,
+    draining: bool,
+    shard_label: ShardLabel,
+    /// Object destinations encode each batch: a batch leaves the batcher
+    /// only with one of the daemon's encoding slots, so at most
+    /// `encoders_max` batches are being encoded (and held whole in memory
+    /// for it) at once.
+    encodes: bool,
+    /// Firehose's backup of all source data, with a transform: the records
+    /// as read from the log, before the transform changed or dropped them.
+    backs_up_sources: bool,
+    read_bufs: ReadBuffers,
+    /// The encoding slot taken for the next batch.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<'a> ShardLoop<'a> {
+    /// The loop of shard `shard`, from its checkpoint; None if there is no
+    /// such shard or the checkpoint's read task failed (logged).
+    async fn open(
+        ctx: &'a Arc<StreamContext>,
+        shard: u32,
+        drain: CancellationToken,
+        stop: CancellationToken,
+    ) -> Option<ShardLoop<'a>> {
+        let stream = ctx.config.name.clone();
+        let Some(log) = ctx.log.shard(shard) else {
+            tracing::error!(stream, shard, "no such shard in the log");
+            return None;
+        };
+        let ckpt_path =
+            crate::log::checkpoint::checkpoint_path(ctx.log.dir(), &ctx.consumer, shard);
+        let start = checkpoint::start(&stream, shard, log, &ckpt_path).await?;
+        Some(ShardLoop {
+            reader: Some(log.reader(start)),
+            read_pos: start,
+            committed: start,
+            durable: log.subscribe(),
+            partitioner: ctx.config.partitioning.clone(),
+            batcher: batcher(&ctx.config),
+            inflight: JoinSet::new(),
+            inflight_firsts: BTreeMap::new(),
+            uploads_started: 0,
+            uploads_max: ctx.config.uploads_in_flight_max,
+            draining: false,
+            shard_label: Metrics::shard(&stream, shard),
+            encodes: matches!(ctx.config.destination, Destination::Object(_)),
+            backs_up_sources: ctx.backs_up_sources(),
+            read_bufs: ReadBuffers::default(),
+            slot: None,
+            ctx,
+            shard,
+            stream,
+            log,
+            ckpt_path,
+            drain,
+            stop,
+        })
+    }
+
+    /// Runs the loop until the shard is drained or stopped: start uploads,
+    /// note the ones that ended, read while there is room, else wait.
+    async fn run(mut self) {
+        loop {
+            self.start_uploads();
+            let waiting_for_slot = self.encodes
+                && self.slot.is_none()
+                && self.batcher.has_ready()
+                && self.inflight.len() < self.uploads_max;
+            self.collect_finished().await;
+            self.report_oldest_pending();
+            if self.stop.is_cancelled() {
+                break;
+            }
+            if self.drain.is_cancelled() {
+                self.draining = true;
+            }
+            let end = self.durable_end();
+
+            if self.read_pos < end
+                && !self.batcher.has_ready()
+                && self.inflight.len() < self.uploads_max
+            {
+                if self.read().await.is_break() {
+                    break;
+                }
+                continue;
+            }
+            if self.draining && self.read_pos >= end {
+                self.batcher.close();
+                if self.batcher.is_empty() && self.inflight.is_empty() {
+                    break;
+                }
+                if self.batcher.has_ready()
+                    && self.inflight.len() < self.uploads_max
+                    && !waiting_for_slot
+                {
+                    continue;
+                }
+            }
+            if self.wait(waiting_for_slot, end).await.is_break() {
+                break;
+            }
+        }
+        tracing::debug!(
+            stream = self.stream,
+            shard = self.shard,
+            committed = self.committed,
+            "shard delivery stopped"
+        );
+    }
+
+    /// Publishes the arrival of the oldest record read but not yet delivered
+    /// (for DataFreshness).
+    fn report_oldest_pending(&self) {
+        let oldest = self
+            .inflight_firsts
+            .values()
+            .copied()
+            .chain(self.batcher.oldest_arrival())
+            .min();
+        self.ctx.set_oldest_pending(self.shard, oldest);
+    }
+
+    /// The end of the shard's durable records; updates the backlog and log
+    /// size gauges.
+    fn durable_end(&mut self) -> u64 {
+        let end = *self.durable.borrow_and_update();
+        self.ctx
+            .metrics
+            .backlog_records
+            .get_or_create(&self.shard_label)
+            .set(end.saturating_sub(self.committed) as i64);
+        self.ctx
+            .metrics
+            .log_bytes
+            .get_or_create(&self.shard_label)
+            .set(self.log.disk_bytes() as i64);
+        end
+    }
+
+    /// Waits for the first of: a hard stop (Break), an encoding slot, an
+    /// upload's end, a drain, the batcher's deadline, new durable records.
+    async fn wait(&mut self, waiting_for_slot: bool, end: u64) -> ControlFlow<()> {
+        let deadline = self.batcher.deadline();
+        tokio::select! {
+            _ = self.stop.cancelled() => return ControlFlow::Break(()),
+            s = self.ctx.encoders.clone().acquire_owned(), if waiting_for_slot => self.slot = s.ok(),
+            Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                if complete(&self.stream, self.shard, res, &mut self.inflight_firsts) {
+                    self.commit().await;
+                }
+            }
+            _ = self.drain.cancelled(), if !self.draining => self.draining = true,
+            _ = sleep_until_opt(deadline), if deadline.is_some() => self.batcher.tick(Instant::now()),
+            r = self.durable.changed(), if !self.draining && self.read_pos >= end => {
+                if r.is_err() {
+                    tracing::debug!(stream = self.stream, shard = self.shard, "log closed");
+                    self.draining = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The stream's batcher: its buffering hints, and with dynamic partitioning
+/// its partitions' bounds.
+fn batcher(config: &StreamConfig) -> Batcher {
+    let per_record = match &config.encoding {
+        crate::encode::Encoding::JsonLines { delimiter } => delimiter.len() as u64,
+        crate::encode::Encoding::Parquet(_) => 0,
+    };
+    let limits = config
+        .partitioning
+        .as_ref()
+        .map_or(PartitionLimits::SINGLE, |p| PartitionLimits {
+            open_max: p.open_partitions_max,
+            open_bytes_max: p.open_bytes_max,
+            copy_records: true,
+        });
+    Batcher::with_limits(
+        config.buffer_bytes,
+        per_record,
+        config.buffer_interval,
+        limits,
+    )
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

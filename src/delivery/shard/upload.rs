@@ -1,0 +1,531 @@
+//! Uploading one closed batch: encoding it (object destinations), delivering
+//! it through the retry loop, and writing what cannot be delivered to the
+//! error output (and, as configured, the backup). An upload reports only
+//! whether its batch is finished with; it never moves the checkpoint, and it
+//! never drops a record: what the destination refused or gave up on is
+//! written to the error output, retried until stored.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::ShardLoop;
+use super::held::Held;
+use crate::config::{BackupMode, Destination, ObjectDestination};
+use crate::delivery::StreamContext;
+use crate::delivery::batcher::{PartitionKey, Ready, Route};
+use crate::encode;
+use crate::metrics::{DestinationLabel, Metrics};
+use crate::record::Record;
+use crate::route::keys::{finish_partition, object_name};
+use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
+use crate::sink::{Batch, Delivered, SinkError};
+
+/// An uploading batch: its first offset, and the order uploads started in,
+/// since two batches can share a first offset (a backup of source records
+/// and the batch the same records went to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Uploading {
+    pub(super) first: u64,
+    pub(super) seq: u64,
+}
+
+impl ShardLoop<'_> {
+    /// Starts uploading closed batches while an upload slot is free (and,
+    /// for a destination that encodes, an encoding slot can be had at once).
+    pub(super) fn start_uploads(&mut self) {
+        while self.inflight.len() < self.uploads_max && self.batcher.has_ready() {
+            if self.encodes && self.slot.is_none() {
+                self.slot = self.ctx.encoders.clone().try_acquire_owned().ok();
+                if self.slot.is_none() {
+                    break;
+                }
+            }
+            let Some(ready) = self.batcher.pop_ready() else {
+                break;
+            };
+            if let Some(first) = ready.first_offset() {
+                let id = Uploading {
+                    first,
+                    seq: self.uploads_started,
+                };
+                self.uploads_started += 1;
+                self.inflight_firsts
+                    .insert(id, ready.oldest_arrival().unwrap_or(i64::MAX));
+                let task = upload(
+                    self.ctx.clone(),
+                    self.shard,
+                    ready,
+                    self.slot.take(),
+                    self.stop.clone(),
+                );
+                self.inflight.spawn(async move { (id, task.await) });
+            }
+        }
+    }
+}
+
+/// Encodes (for object destinations) and delivers one batch (or writes it to
+/// the error output or the backup, as its route says); returns whether it is
+/// finished with: delivered, or what the destination refused written to the
+/// error output (and backup).
+async fn upload(
+    ctx: Arc<StreamContext>,
+    shard: u32,
+    ready: Ready,
+    encoder: Option<OwnedSemaphorePermit>,
+    stop: CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (records, route) = ready.into_parts();
+    let (Some(first), Some(last)) = (
+        records.first().map(|f| f.offset),
+        records.last().map(|f| f.offset),
+    ) else {
+        return true;
+    };
+    let partition = match route {
+        Route::Deliver(p) => p,
+        Route::Failed {
+            error_type,
+            reasons,
+        } => {
+            tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
+            let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
+            let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
+            return ok;
+        }
+        Route::Backup => {
+            return write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+        }
+    };
+    let up = Upload {
+        ctx: &ctx,
+        shard,
+        first,
+        last,
+        stop: &stop,
+    };
+    let out = match &cfg.destination {
+        Destination::Object(o) => match up.encode(records, partition, encoder, o).await {
+            ControlFlow::Continue(out) => out,
+            ControlFlow::Break(finished) => return finished,
+        },
+        // HTTP and PostgreSQL take the records themselves.
+        _ => Outgoing {
+            records: Held::Frames(records),
+            body: bytes::Bytes::new(),
+            key: String::new(),
+            format_refused: Vec::new(),
+        },
+    };
+    let kind = cfg.destination.kind();
+    let label = Metrics::destination(&cfg.name, kind);
+    let outcome = up.deliver(&out, &label).await;
+    // Firehose's name where it has one.
+    let failed_type = match kind {
+        "http" => "http-endpoint-failed".to_string(),
+        k => format!("{k}-failed"),
+    };
+    match outcome {
+        Outcome::Delivered { attempts, value } => {
+            up.delivered(out, attempts, value, &failed_type, &label)
+                .await
+        }
+        Outcome::GaveUp { attempts, error } => {
+            up.gave_up(out, attempts, error, &failed_type, &label).await
+        }
+        Outcome::Cancelled => false,
+    }
+}
+
+/// One batch's upload: what its steps share.
+struct Upload<'a> {
+    ctx: &'a StreamContext,
+    shard: u32,
+    /// The offsets of the batch's first and last records.
+    first: u64,
+    last: u64,
+    stop: &'a CancellationToken,
+}
+
+/// A batch as it goes to the destination.
+struct Outgoing {
+    records: Held,
+    /// The encoded object (object destinations; else empty).
+    body: bytes::Bytes,
+    /// The object's key (object destinations; else empty).
+    key: String,
+    /// Indices (ascending) of records the format refused: already in the
+    /// error output, so not sent there again if the object later gives up.
+    format_refused: Vec<usize>,
+}
+
+impl Upload<'_> {
+    /// Encodes the batch into an object, off the runtime, giving the
+    /// encoding slot back once encoded; names the object. Records the
+    /// format refuses go to the error output, and a batch that cannot be
+    /// encoded at all goes there whole. Break: the upload ends, finished
+    /// with or not.
+    async fn encode(
+        &self,
+        records: Vec<Record>,
+        partition: PartitionKey,
+        encoder: Option<OwnedSemaphorePermit>,
+        o: &ObjectDestination,
+    ) -> ControlFlow<bool, Outgoing> {
+        let (ctx, cfg, shard, first, last) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+        );
+        let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
+        let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
+        let mut format_refused: Vec<usize> = Vec::new();
+        let opts = cfg.encode_options();
+        let ext = opts.extension();
+        let encoded = crate::delivery::background(move || {
+            let body = encode::encode_batch(&records, &opts);
+            (records, body)
+        })
+        .await;
+        drop(encoder);
+        let (records, body) = match encoded {
+            Ok((records, Ok(encoded))) if !encoded.rejected.is_empty() => {
+                format_refused = self.refused_by_format(&records, &encoded.rejected).await?;
+                (records, encoded.body)
+            }
+            Ok((records, Ok(encoded))) => (records, encoded.body),
+            Ok((records, Err(e))) => {
+                let reason = format!("encoding failed: {e}");
+                let failed: Vec<(&Record, String)> =
+                    records.iter().map(|r| (r, reason.clone())).collect();
+                let ok = write_error_output(
+                    ctx,
+                    shard,
+                    &failed,
+                    "format-conversion-failed",
+                    1,
+                    self.stop,
+                )
+                .await;
+                return ControlFlow::Break(ok);
+            }
+            Err(e) => {
+                tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
+                return ControlFlow::Break(false);
+            }
+        };
+        let prefix = match &partition {
+            Some(p) => finish_partition(p),
+            None => o.prefix.render(at, None),
+        };
+        let key = format!(
+            "{prefix}{}",
+            object_name(&cfg.name, shard, first, last, &ext)
+        );
+        ControlFlow::Continue(Outgoing {
+            records: Held::after_encoding(ctx, records),
+            body,
+            key,
+            format_refused,
+        })
+    }
+
+    /// Records the format refused (not fitting the Parquet schema) go to the
+    /// error output; the rest are written. Their indices, sorted. Break: the
+    /// upload ends (the error output was not written, or nothing is left).
+    async fn refused_by_format(
+        &self,
+        records: &[Record],
+        rejected: &[(usize, String)],
+    ) -> ControlFlow<bool, Vec<usize>> {
+        let (cfg, shard, first, last) = (&self.ctx.config, self.shard, self.first, self.last);
+        let refused: Vec<(&Record, String)> = rejected
+            .iter()
+            .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+            .collect();
+        tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
+        if !write_error_output(
+            self.ctx,
+            shard,
+            &refused,
+            "format-conversion-failed",
+            1,
+            self.stop,
+        )
+        .await
+        {
+            return ControlFlow::Break(false);
+        }
+        if refused.len() == records.len() {
+            return ControlFlow::Break(true);
+        }
+        let mut format_refused: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+        format_refused.sort_unstable();
+        ControlFlow::Continue(format_refused)
+    }
+
+    /// Delivers the batch through the retry loop (until the stream's retry
+    /// window closes or a hard stop comes), counting each retry.
+    async fn deliver(&self, out: &Outgoing, label: &DestinationLabel) -> Outcome<Delivered> {
+        let (ctx, cfg, shard, first, last) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+        );
+        let batch = Batch {
+            stream: &cfg.name,
+            log_id: ctx.log.id(),
+            shard,
+            first_offset: first,
+            last_offset: last,
+            key: &out.key,
+            body: &out.body,
+            records: match &out.records {
+                Held::Frames(f) => f,
+                Held::InLog { .. } => &[],
+            },
+        };
+        let policy = RetryPolicy::new(cfg.retry_duration);
+        retry(
+            &policy,
+            self.stop,
+            |attempt, e| {
+                tracing::warn!(stream = cfg.name, shard, first, last, attempt, destination = %ctx.sink.describe(), error = %e, "delivery failed; retrying");
+                ctx.metrics.delivery_retries.get_or_create(label).inc();
+                ctx.metrics
+                    .delivery_last_error_timestamp_seconds
+                    .get_or_create(label)
+                    .set(Utc::now().timestamp());
+                ctx.set_error(e.message.clone());
+            },
+            || ctx.sink.deliver(&batch),
+        )
+        .await
+    }
+
+    /// The destination took the batch: counts it, and writes the records it
+    /// refused to the error output and, as configured, the batch to the
+    /// backup.
+    async fn delivered(
+        &self,
+        out: Outgoing,
+        attempts: u32,
+        value: Delivered,
+        failed_type: &str,
+        label: &DestinationLabel,
+    ) -> bool {
+        let (ctx, cfg, shard, first, last, stop) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+            self.stop,
+        );
+        let Outgoing {
+            records,
+            body,
+            key,
+            format_refused,
+        } = out;
+        let m = &ctx.metrics;
+        let accepted = records.len() - value.rejected.len() - format_refused.len();
+        m.delivery_success.get_or_create(label).inc();
+        m.delivery_records
+            .get_or_create(label)
+            .inc_by(accepted as u64);
+        let bytes = match &records {
+            Held::Frames(f) if body.is_empty() => f.iter().map(|r| r.data.len()).sum(),
+            _ => body.len(),
+        };
+        m.delivery_bytes.get_or_create(label).inc_by(bytes as u64);
+        ctx.delivered();
+        tracing::debug!(stream = cfg.name, shard, first, last, key, bytes, rejected = value.rejected.len(), destination = %ctx.sink.describe(), "delivered");
+        // The delivered records are the source records unless a
+        // transform made them; then the sources were backed up as read.
+        let backup_all = ctx.backup_mode() == Some(BackupMode::All) && !ctx.backs_up_sources();
+        if value.rejected.is_empty() && !backup_all {
+            return true;
+        }
+        let Some(records) = records.frames(ctx, shard, stop).await else {
+            return false;
+        };
+        let rejected: Vec<(&Record, String)> = value
+            .rejected
+            .iter()
+            .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
+            .collect();
+        let mut ok = true;
+        if !rejected.is_empty() {
+            tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
+            ok &= write_error_output(ctx, shard, &rejected, failed_type, attempts, stop).await;
+        }
+        ok &= match ctx.backup_mode() {
+            Some(BackupMode::All) if backup_all => {
+                write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await
+            }
+            Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
+                write_backup(
+                    ctx,
+                    shard,
+                    &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+                    stop,
+                )
+                .await
+            }
+            _ => true,
+        };
+        ok
+    }
+
+    /// The retry window closed: the batch goes to the error output (less
+    /// what the format refused, already there) and, with a backup of
+    /// failed data, to the backup.
+    async fn gave_up(
+        &self,
+        out: Outgoing,
+        attempts: u32,
+        error: SinkError,
+        failed_type: &str,
+        label: &DestinationLabel,
+    ) -> bool {
+        let (ctx, cfg, shard, first, last, stop) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+            self.stop,
+        );
+        ctx.metrics.delivery_failure.get_or_create(label).inc();
+        tracing::error!(stream = cfg.name, shard, first, last, attempts, destination = %ctx.sink.describe(), error = %error, "retry window closed; sending the batch to the error output");
+        let Some(records) = out.records.frames(ctx, shard, stop).await else {
+            return false;
+        };
+        let failed: Vec<(&Record, String)> = records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| out.format_refused.binary_search(i).is_err())
+            .map(|(_, r)| (r, error.message.clone()))
+            .collect();
+        let mut ok = write_error_output(ctx, shard, &failed, failed_type, attempts, stop).await;
+        if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
+            ok &= write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await;
+        }
+        ok
+    }
+}
+
+/// Writes one JSON line per record to the error output, with its reason,
+/// retrying until it is stored or a hard stop comes: never dropped.
+async fn write_error_output(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[(&Record, String)],
+    output_type: &str,
+    attempts: u32,
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
+        return true;
+    };
+    let now_ms = Utc::now().timestamp_millis();
+    let mut body = Vec::new();
+    for (r, reason) in records {
+        let line = serde_json::json!({
+            "attemptsMade": attempts,
+            "arrivalTimestamp": r.arrival_ms,
+            "errorCode": output_type,
+            "errorMessage": reason,
+            "attemptEndingTimestamp": now_ms,
+            "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+            "deliveryStreamName": cfg.name,
+            "shard": shard,
+            "offset": r.offset,
+        });
+        body.extend_from_slice(line.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        cfg.error_output
+            .error_output_prefix
+            .render(at, Some(output_type)),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    let stored = put_until_stored(
+        &ctx.errors,
+        &key,
+        bytes::Bytes::from(body),
+        stop,
+        &cfg.name,
+        shard,
+    )
+    .await;
+    if stored {
+        ctx.metrics
+            .error_output_records
+            .get_or_create(&Metrics::stream(&cfg.name))
+            .inc_by(records.len() as u64);
+    }
+    stored
+}
+
+/// Writes the source records, as JSON lines, to the backup store.
+async fn write_backup(
+    ctx: &StreamContext,
+    shard: u32,
+    records: &[&Record],
+    stop: &CancellationToken,
+) -> bool {
+    let cfg = &ctx.config;
+    let (Some(backup), Some(sink)) = (&cfg.backup, &ctx.backup) else {
+        return true;
+    };
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return true;
+    };
+    let mut body = Vec::new();
+    for r in records {
+        body.extend_from_slice(&r.data);
+        if !r.data.ends_with(b"\n") {
+            body.push(b'\n');
+        }
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
+    let key = format!(
+        "{}{}",
+        backup.target.prefix.render(at, None),
+        object_name(&cfg.name, shard, first.offset, last.offset, "")
+    );
+    put_until_stored(sink, &key, bytes::Bytes::from(body), stop, &cfg.name, shard).await
+}
+
+async fn put_until_stored(
+    sink: &crate::sink::object::ObjectSink,
+    key: &str,
+    body: bytes::Bytes,
+    stop: &CancellationToken,
+    stream: &str,
+    shard: u32,
+) -> bool {
+    let outcome = retry_forever(
+        stop,
+        |attempt, e| tracing::error!(stream, shard, key, attempt, error = %e, "cannot write to the error output or backup; retrying"),
+        || sink.put(key, body.clone()),
+    )
+    .await;
+    matches!(outcome, Outcome::Delivered { .. })
+}
