@@ -1,7 +1,8 @@
 //! Delivery: reads each shard's durable records, batches them by size or time,
 //! encodes and uploads them, and moves the checkpoint only after the store
-//! confirmed. One task per shard ([`shard`]); batching is pure logic
-//! ([`batcher`]); object keys follow Firehose ([`keys`]).
+//! confirmed. One task per shard (`shard/`); batching is pure logic
+//! ([`batcher`]); where a record goes (its partition and its object's key)
+//! comes from [`crate::route`].
 //!
 //! Delivery never acknowledges anything to producers and never writes to the
 //! log; it only reads it, trims delivered segments and writes checkpoints.
