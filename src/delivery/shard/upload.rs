@@ -251,7 +251,7 @@ impl Upload<'_> {
             .iter()
             .filter_map(|(i, why)| records.get(*i).map(|r| (r, why.clone())))
             .collect();
-        tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused[0].1, "records do not fit the format; sending them to the error output");
+        tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused.first().map_or("", |r| r.1.as_str()), "records do not fit the format; sending them to the error output");
         if !write_error_output(
             self.ctx,
             shard,
