@@ -118,28 +118,8 @@ fn transform_test(
     timeout_ms: u64,
     memory_mb_max: u64,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use hydrant::record::Record;
-    use hydrant::transform::{Outcome, Transform, TransformConfig};
-    let text = if input.as_os_str() == "-" {
-        let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
-        s
-    } else {
-        std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?
-    };
-    let now = chrono::Utc::now().timestamp_millis();
-    let frames: Vec<Record> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| Record {
-            offset: i as u64,
-            arrival_ms: now,
-            key: bytes::Bytes::new(),
-            data: bytes::Bytes::copy_from_slice(l),
-        })
-        .collect();
+    use hydrant::transform::{Transform, TransformConfig};
+    let frames = read_test_records(&input)?;
     let cache = user_cache_dir();
     let t = Transform::load(
         TransformConfig {
@@ -159,35 +139,7 @@ fn transform_test(
     let mut counts = [0usize; 3];
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (i, o) in outcomes.iter().enumerate() {
-        let line = match o {
-            Outcome::Ok { data, keys } => {
-                counts[0] += 1;
-                let keys: serde_json::Map<String, serde_json::Value> = keys
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                let mut j =
-                    serde_json::json!({ "record": i + 1, "outcome": "ok", "partition_keys": keys });
-                match std::str::from_utf8(data) {
-                    Ok(s) => j["data"] = s.into(),
-                    Err(_) => {
-                        use base64::Engine;
-                        j["data_base64"] = base64::engine::general_purpose::STANDARD
-                            .encode(data)
-                            .into()
-                    }
-                }
-                j
-            }
-            Outcome::Dropped => {
-                counts[1] += 1;
-                serde_json::json!({ "record": i + 1, "outcome": "dropped" })
-            }
-            Outcome::Failed(why) => {
-                counts[2] += 1;
-                serde_json::json!({ "record": i + 1, "outcome": "failed", "reason": why })
-            }
-        };
+        let line = outcome_line(i, o, &mut counts);
         std::io::Write::write_all(&mut out, line.to_string().as_bytes())?;
         std::io::Write::write_all(&mut out, b"\n")?;
     }
@@ -201,6 +153,72 @@ fn transform_test(
         took.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The records of `transform test`: one per non-empty line of `input`, or of
+/// standard input for `-`.
+fn read_test_records(input: &std::path::Path) -> anyhow::Result<Vec<hydrant::record::Record>> {
+    use anyhow::Context;
+    use hydrant::record::Record;
+    let text = if input.as_os_str() == "-" {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let frames: Vec<Record> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| Record {
+            offset: i as u64,
+            arrival_ms: now,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::copy_from_slice(l),
+        })
+        .collect();
+    Ok(frames)
+}
+
+/// The JSON line `transform test` prints for the outcome of record `i`
+/// (counted from 0), counting it in `counts` (ok, dropped, failed).
+fn outcome_line(
+    i: usize,
+    o: &hydrant::transform::Outcome,
+    counts: &mut [usize; 3],
+) -> serde_json::Value {
+    use hydrant::transform::Outcome;
+    match o {
+        Outcome::Ok { data, keys } => {
+            counts[0] += 1;
+            let keys: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            let mut j =
+                serde_json::json!({ "record": i + 1, "outcome": "ok", "partition_keys": keys });
+            match std::str::from_utf8(data) {
+                Ok(s) => j["data"] = s.into(),
+                Err(_) => {
+                    use base64::Engine;
+                    j["data_base64"] = base64::engine::general_purpose::STANDARD
+                        .encode(data)
+                        .into()
+                }
+            }
+            j
+        }
+        Outcome::Dropped => {
+            counts[1] += 1;
+            serde_json::json!({ "record": i + 1, "outcome": "dropped" })
+        }
+        Outcome::Failed(why) => {
+            counts[2] += 1;
+            serde_json::json!({ "record": i + 1, "outcome": "failed", "reason": why })
+        }
+    }
 }
 
 fn reload_cmd(path: PathBuf) -> anyhow::Result<()> {
@@ -383,27 +401,12 @@ fn main() -> ExitCode {
             key_files,
             key_envs,
             config,
-        } => match decrypt_cmd(input, output, key_files, key_envs, config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hydrant decrypt: {e:#}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Reload { config } => match reload_cmd(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hydrant reload: {e:#}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Status { config, url } => match status_cmd(config, url) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hydrant status: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(
+            "decrypt",
+            decrypt_cmd(input, output, key_files, key_envs, config),
+        ),
+        Command::Reload { config } => exit_code("reload", reload_cmd(config)),
+        Command::Status { config, url } => exit_code("status", status_cmd(config, url)),
         Command::Transform {
             command:
                 TransformCommand::Test {
@@ -413,85 +416,101 @@ fn main() -> ExitCode {
                     timeout_ms,
                     memory_mb_max,
                 },
-        } => match transform_test(wasm, input, config, timeout_ms, memory_mb_max) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hydrant transform test: {e:#}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Validate { file } => match Config::load(&file) {
-            Ok(c) => {
-                // A transform is checked whole: it compiles, implements the
-                // world, starts and accepts its config.
-                let mut failed = 0;
-                for s in c.streams.values() {
-                    if let Some(t) = &s.transform
-                        && let Err(e) = hydrant::transform::Transform::load(
-                            t.clone(),
-                            user_cache_dir().as_deref(),
-                        )
-                    {
-                        eprintln!("{}: streams.{}.transform.wasm: {e}", file.display(), s.name);
-                        failed += 1;
-                    }
-                }
-                if failed > 0 {
-                    eprintln!("{}: {failed} error(s)", file.display());
-                    return ExitCode::from(1);
-                }
-                println!("{}: ok ({} streams)", file.display(), c.streams.len());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{}: {e}", file.display());
-                }
-                eprintln!("{}: {} error(s)", file.display(), errors.0.len());
-                ExitCode::from(1)
-            }
-        },
-        Command::Run { config, listen } => {
-            init_tracing(&cli.log_format);
-            let config_path = config.clone();
-            let loaded = match &config {
-                Some(path) => Config::load(path),
-                None => Config::embedded_default(),
-            };
-            let config = match loaded {
-                Ok(mut c) => {
-                    if let Some(addr) = listen {
-                        c.listen = addr;
-                    }
-                    c
-                }
-                Err(errors) => {
-                    for e in &errors.0 {
-                        eprintln!("config error: {e}");
-                    }
-                    return ExitCode::from(1);
-                }
-            };
-            limit_malloc_arenas(config.limits.malloc_arenas);
-            hydrant::sched::set_ack_slice(config.limits.ack_slice_us);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .on_thread_start(hydrant::sched::ack_thread)
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            match runtime.block_on(hydrant::daemon::run(config, config_path)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("hydrant: {e:#}");
-                    ExitCode::from(1)
+        } => exit_code(
+            "transform test",
+            transform_test(wasm, input, config, timeout_ms, memory_mb_max),
+        ),
+        Command::Validate { file } => validate_cmd(file),
+        Command::Run { config, listen } => run_cmd(config, listen, &cli.log_format),
+    }
+}
+
+/// The exit code of a subcommand; an error is printed after `hydrant COMMAND:`.
+fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hydrant {command}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn validate_cmd(file: PathBuf) -> ExitCode {
+    match Config::load(&file) {
+        Ok(c) => {
+            // A transform is checked whole: it compiles, implements the
+            // world, starts and accepts its config.
+            let mut failed = 0;
+            for s in c.streams.values() {
+                if let Some(t) = &s.transform
+                    && let Err(e) =
+                        hydrant::transform::Transform::load(t.clone(), user_cache_dir().as_deref())
+                {
+                    eprintln!("{}: streams.{}.transform.wasm: {e}", file.display(), s.name);
+                    failed += 1;
                 }
             }
+            if failed > 0 {
+                eprintln!("{}: {failed} error(s)", file.display());
+                return ExitCode::from(1);
+            }
+            println!("{}: ok ({} streams)", file.display(), c.streams.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_cmd(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    log_format: &str,
+) -> ExitCode {
+    init_tracing(log_format);
+    let config_path = config.clone();
+    let loaded = match &config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    };
+    let config = match loaded {
+        Ok(mut c) => {
+            if let Some(addr) = listen {
+                c.listen = addr;
+            }
+            c
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("config error: {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    limit_malloc_arenas(config.limits.malloc_arenas);
+    hydrant::sched::set_ack_slice(config.limits.ack_slice_us);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(hydrant::sched::ack_thread)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(hydrant::daemon::run(config, config_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hydrant: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -122,150 +122,180 @@ impl Metrics {
             process_start_time_seconds: Gauge::default(),
             registry: Registry::default(),
         };
+        m.register_kinesis(&mut registry);
+        m.register_ingest(&mut registry);
+        m.register_delivery(&mut registry);
+        m.register_shards(&mut registry);
+        m.register_transform(&mut registry);
+        m.process_start_time_seconds
+            .set(chrono::Utc::now().timestamp());
+        m.register_process(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// The Kinesis API: records put and read.
+    fn register_kinesis(&self, registry: &mut Registry) {
         registry.register(
             "kinesis_incoming_records",
             "Records put (durable) to a Kinesis stream",
-            m.kinesis_incoming_records.clone(),
+            self.kinesis_incoming_records.clone(),
         );
         registry.register(
             "kinesis_incoming_bytes",
             "Bytes of record data put to a Kinesis stream",
-            m.kinesis_incoming_bytes.clone(),
+            self.kinesis_incoming_bytes.clone(),
         );
         registry.register(
             "kinesis_outgoing_records",
             "Records returned by GetRecords",
-            m.kinesis_outgoing_records.clone(),
+            self.kinesis_outgoing_records.clone(),
         );
         registry.register(
             "kinesis_outgoing_bytes",
             "Bytes of record data returned by GetRecords",
-            m.kinesis_outgoing_bytes.clone(),
+            self.kinesis_outgoing_bytes.clone(),
         );
         registry.register(
             "kinesis_throttled_records",
             "Records refused by a shard write limit or a full log",
-            m.kinesis_throttled_records.clone(),
+            self.kinesis_throttled_records.clone(),
         );
+    }
+
+    /// Ingest: records accepted and refused, and how fast puts were answered.
+    fn register_ingest(&self, registry: &mut Registry) {
         registry.register(
             "incoming_records",
             "Records accepted (durable) by ingest",
-            m.incoming_records.clone(),
+            self.incoming_records.clone(),
         );
         registry.register(
             "incoming_bytes",
             "Bytes of record data accepted by ingest",
-            m.incoming_bytes.clone(),
+            self.incoming_bytes.clone(),
         );
         registry.register(
             "incoming_put_requests",
             "Put requests that wrote records",
-            m.incoming_put_requests.clone(),
+            self.incoming_put_requests.clone(),
         );
         registry.register(
             "throttled_records",
             "Records refused because the log was full or unavailable",
-            m.throttled_records.clone(),
+            self.throttled_records.clone(),
         );
         registry.register(
             "put_latency_seconds",
             "Time from request to acknowledgement, by operation",
-            m.put_latency_seconds.clone(),
+            self.put_latency_seconds.clone(),
         );
+    }
+
+    /// Delivery to the destination, the error output and freshness.
+    fn register_delivery(&self, registry: &mut Registry) {
         registry.register(
             "delivery_records",
             "Records confirmed by the destination",
-            m.delivery_records.clone(),
+            self.delivery_records.clone(),
         );
         registry.register(
             "delivery_bytes",
             "Object bytes confirmed by the destination",
-            m.delivery_bytes.clone(),
+            self.delivery_bytes.clone(),
         );
         registry.register(
             "delivery_success",
             "Batches confirmed by the destination",
-            m.delivery_success.clone(),
+            self.delivery_success.clone(),
         );
         registry.register(
             "delivery_failure",
             "Batches that exhausted their retry window",
-            m.delivery_failure.clone(),
+            self.delivery_failure.clone(),
         );
         registry.register(
             "delivery_retries",
             "Failed delivery attempts that were retried",
-            m.delivery_retries.clone(),
+            self.delivery_retries.clone(),
         );
         registry.register(
             "delivery_last_error_timestamp_seconds",
             "When the destination last failed (Unix seconds; the message is on /ready and in the log)",
-            m.delivery_last_error_timestamp_seconds.clone(),
+            self.delivery_last_error_timestamp_seconds.clone(),
         );
         registry.register(
             "error_output_records",
             "Records written to the error output",
-            m.error_output_records.clone(),
+            self.error_output_records.clone(),
         );
         registry.register(
             "data_freshness_seconds",
             "Age of the oldest record not yet delivered (0 when everything read is delivered), Firehose's DataFreshness",
-            m.data_freshness_seconds.clone(),
+            self.data_freshness_seconds.clone(),
         );
+    }
+
+    /// Per-shard figures of the log and the partitioner.
+    fn register_shards(&self, registry: &mut Registry) {
         registry.register(
             "backlog_records",
             "Durable records not yet delivered, per shard",
-            m.backlog_records.clone(),
+            self.backlog_records.clone(),
         );
         registry.register(
             "log_bytes",
             "Bytes of log segments on disk, per shard",
-            m.log_bytes.clone(),
+            self.log_bytes.clone(),
         );
         registry.register(
             "open_partitions",
             "Dynamic partitions with an open batch, per shard",
-            m.open_partitions.clone(),
+            self.open_partitions.clone(),
         );
         registry.register(
             "partition_evictions",
             "Partitions flushed early because open_partitions_max or open_buffer_mb_max was reached, per shard since start",
-            m.partition_evictions.clone(),
+            self.partition_evictions.clone(),
         );
+    }
+
+    /// The WebAssembly transform.
+    fn register_transform(&self, registry: &mut Registry) {
         registry.register(
             "transform_records",
             "Records through the WebAssembly transform, by outcome (ok, dropped, failed)",
-            m.transform_records.clone(),
+            self.transform_records.clone(),
         );
         registry.register(
             "transform_seconds",
             "Time to transform (and partition) one chunk of records read from the log",
-            m.transform_seconds.clone(),
+            self.transform_seconds.clone(),
         );
-        m.process_start_time_seconds
-            .set(chrono::Utc::now().timestamp());
+    }
+
+    /// The daemon process (read from /proc at each render).
+    fn register_process(&self, registry: &mut Registry) {
         registry.register(
             "process_resident_memory_bytes",
             "Resident memory of the daemon",
-            m.process_resident_memory_bytes.clone(),
+            self.process_resident_memory_bytes.clone(),
         );
         registry.register(
             "process_cpu_seconds",
             "CPU time (user + system) of the daemon",
-            m.process_cpu_seconds.clone(),
+            self.process_cpu_seconds.clone(),
         );
         registry.register(
             "process_open_fds",
             "Open file descriptors",
-            m.process_open_fds.clone(),
+            self.process_open_fds.clone(),
         );
-        registry.register("process_threads", "Threads", m.process_threads.clone());
+        registry.register("process_threads", "Threads", self.process_threads.clone());
         registry.register(
             "process_start_time_seconds",
             "When the daemon started, in seconds since the epoch",
-            m.process_start_time_seconds.clone(),
+            self.process_start_time_seconds.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// The Prometheus text exposition of every metric.

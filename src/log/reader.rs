@@ -208,43 +208,7 @@ impl ShardReader {
                     });
                     self.next += 1;
                 }
-                Decoded::Incomplete => {
-                    let path = segment::segment_path(&self.shared.dir, seg.base);
-                    let mut want = needed_bytes(&self.buf).max(READ_CHUNK_BYTES);
-                    match self.shared.durable_len(seg.base) {
-                        // The segment being written: up to its durable end,
-                        // and a buffer no larger than what is there.
-                        Some(len) => want = want.min(len.saturating_sub(seg.pos) as usize),
-                        // A finished one: to its end, where the next begins
-                        // (it may have been finished since this read began).
-                        None if seg.end.is_none() => seg.end = self.shared.base_after(seg.base),
-                        None => {}
-                    }
-                    let n = if want == 0 {
-                        0
-                    } else {
-                        read_more(&mut seg.file, &mut self.buf, want)
-                            .map_err(io_err(shard, &path))?
-                    };
-                    seg.pos += n as u64;
-                    if n == 0 {
-                        // End of this segment: move on to the one starting here.
-                        let bases = self.shared.segment_bases();
-                        if self.buf.is_empty()
-                            && bases.contains(&self.next)
-                            && self.next != seg.base
-                        {
-                            self.seg = None;
-                            continue;
-                        }
-                        return Err(LogError::Corrupt {
-                            shard,
-                            offset: self.next,
-                            path,
-                            reason: "segment ends before the durable end".into(),
-                        });
-                    }
-                }
+                Decoded::Incomplete => self.read_more_of_segment()?,
                 Decoded::Corrupt(why) => {
                     return Err(LogError::Corrupt {
                         shard,
@@ -254,6 +218,48 @@ impl ShardReader {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Reads more of the open segment into the buffer, for a frame that is
+    /// not whole yet: up to the durable end in the segment being written. At
+    /// the end of a segment that the next one follows, closes it.
+    fn read_more_of_segment(&mut self) -> Result<(), LogError> {
+        let shard = self.shared.shard;
+        let Some(seg) = self.seg.as_mut() else {
+            return Ok(());
+        };
+        let path = segment::segment_path(&self.shared.dir, seg.base);
+        let mut want = needed_bytes(&self.buf).max(READ_CHUNK_BYTES);
+        match self.shared.durable_len(seg.base) {
+            // The segment being written: up to its durable end,
+            // and a buffer no larger than what is there.
+            Some(len) => want = want.min(len.saturating_sub(seg.pos) as usize),
+            // A finished one: to its end, where the next begins
+            // (it may have been finished since this read began).
+            None if seg.end.is_none() => seg.end = self.shared.base_after(seg.base),
+            None => {}
+        }
+        let n = if want == 0 {
+            0
+        } else {
+            read_more(&mut seg.file, &mut self.buf, want).map_err(io_err(shard, &path))?
+        };
+        seg.pos += n as u64;
+        if n == 0 {
+            // End of this segment: move on to the one starting here.
+            let bases = self.shared.segment_bases();
+            if self.buf.is_empty() && bases.contains(&self.next) && self.next != seg.base {
+                self.seg = None;
+                return Ok(());
+            }
+            return Err(LogError::Corrupt {
+                shard,
+                offset: self.next,
+                path,
+                reason: "segment ends before the durable end".into(),
+            });
         }
         Ok(())
     }

@@ -115,6 +115,43 @@ impl Writer {
             }
             return;
         }
+        let (accepted, next, reserved) = self.encode_group(group);
+        if accepted.is_empty() {
+            return;
+        }
+        let result = self
+            .file
+            .write_all_at(&self.buf, self.active_len)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.active_len += self.buf.len() as u64;
+                self.next_offset = next;
+                self.shared
+                    .bytes
+                    .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
+                self.shared
+                    .tail
+                    .set(next, self.active_base, self.active_len);
+                self.shared.durable.send_replace(next);
+                for (req, range) in accepted {
+                    let _ = req.reply.send(Ok(range));
+                }
+            }
+            Err(e) => self.write_failed(e, accepted, reserved),
+        }
+    }
+
+    /// Encodes the frames of every request of `group` into the buffer at
+    /// the next offsets, answering at once each request whose records cannot
+    /// be framed or whose bytes exceed the quota. Returns the accepted
+    /// requests with their offset ranges, the next offset after them and
+    /// the quota bytes reserved for them.
+    fn encode_group(
+        &mut self,
+        group: Vec<AppendRequest>,
+    ) -> (Vec<(AppendRequest, Range<u64>)>, u64, u64) {
+        let shard = self.shared.shard;
         self.buf.clear();
         let mut accepted: Vec<(AppendRequest, Range<u64>)> = Vec::with_capacity(group.len());
         let mut next = self.next_offset;
@@ -151,51 +188,38 @@ impl Writer {
             reserved += req_bytes;
             accepted.push((req, first..next));
         }
-        if accepted.is_empty() {
-            return;
-        }
+        (accepted, next, reserved)
+    }
+
+    /// After a failed write: gives back the reserved quota, cuts the partial
+    /// write off and answers every accepted request with the error.
+    fn write_failed(
+        &mut self,
+        e: std::io::Error,
+        accepted: Vec<(AppendRequest, Range<u64>)>,
+        reserved: u64,
+    ) {
+        let shard = self.shared.shard;
         let path = segment::segment_path(&self.shared.dir, self.active_base);
-        let result = self
+        self.shared.quota.release(reserved);
+        // Cut the partial write off so the file stays a clean sequence
+        // of acknowledged frames; if even that fails, stop writing.
+        let truncated = self
             .file
-            .write_all_at(&self.buf, self.active_len)
-            .and_then(|()| self.file.sync_data());
-        match result {
-            Ok(()) => {
-                self.active_len += self.buf.len() as u64;
-                self.next_offset = next;
-                self.shared
-                    .bytes
-                    .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
-                self.shared
-                    .tail
-                    .set(next, self.active_base, self.active_len);
-                self.shared.durable.send_replace(next);
-                for (req, range) in accepted {
-                    let _ = req.reply.send(Ok(range));
-                }
-            }
-            Err(e) => {
-                self.shared.quota.release(reserved);
-                // Cut the partial write off so the file stays a clean sequence
-                // of acknowledged frames; if even that fails, stop writing.
-                let truncated = self
-                    .file
-                    .set_len(self.active_len)
-                    .and_then(|()| self.file.sync_all());
-                if let Err(te) = truncated {
-                    tracing::error!(shard, error = %te, "cannot truncate after a failed write; shard stops accepting");
-                    self.shared.failed.store(true, Ordering::Release);
-                }
-                tracing::warn!(shard, error = %e, "log write failed; appends answered as unavailable");
-                let kind = e.kind();
-                let msg = e.to_string();
-                for (req, _) in accepted {
-                    let _ = req.reply.send(Err(io_err(shard, &path)(std::io::Error::new(
-                        kind,
-                        msg.clone(),
-                    ))));
-                }
-            }
+            .set_len(self.active_len)
+            .and_then(|()| self.file.sync_all());
+        if let Err(te) = truncated {
+            tracing::error!(shard, error = %te, "cannot truncate after a failed write; shard stops accepting");
+            self.shared.failed.store(true, Ordering::Release);
+        }
+        tracing::warn!(shard, error = %e, "log write failed; appends answered as unavailable");
+        let kind = e.kind();
+        let msg = e.to_string();
+        for (req, _) in accepted {
+            let _ = req.reply.send(Err(io_err(shard, &path)(std::io::Error::new(
+                kind,
+                msg.clone(),
+            ))));
         }
     }
 

@@ -96,63 +96,12 @@ impl KeyTemplate {
                 return Err("an expression `!{` is never closed with `}`".into());
             };
             let expr = &after[..end];
-            let (ns, value) = expr.split_once(':').unwrap_or((expr, ""));
-            let part = match (ns, value) {
-                ("timestamp", fmt) => Part::Timestamp(java_time_to_chrono(fmt)?),
-                ("firehose", "random-string") => Part::RandomString,
-                ("firehose", "error-output-type") => {
-                    if kind == PrefixKind::Prefix {
-                        return Err("`!{firehose:error-output-type}` is allowed only in error_output_prefix".into());
-                    }
-                    Part::ErrorOutputType
-                }
-                ("partitionKeyFromQuery", name) => {
-                    if kind == PrefixKind::ErrorOutputPrefix {
-                        return Err(format!(
-                            "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
-                        ));
-                    }
-                    let Some(keys) = ctx.query_keys else {
-                        return Err(format!(
-                            "`!{{{expr}}}` needs dynamic_partitioning.keys, which this stream does not configure"
-                        ));
-                    };
-                    match keys.iter().position(|k| k == name) {
-                        Some(i) => Part::QueryKey(i),
-                        None => {
-                            return Err(format!(
-                                "`{name}` in `!{{{expr}}}` is not one of dynamic_partitioning.keys ({})",
-                                keys.join(", ")
-                            ));
-                        }
-                    }
-                }
-                ("partitionKeyFromLambda" | "partitionKeyFromTransform", name) => {
-                    if kind == PrefixKind::ErrorOutputPrefix {
-                        return Err(format!(
-                            "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
-                        ));
-                    }
-                    if !ctx.transform {
-                        return Err(format!(
-                            "`!{{{expr}}}` needs a transform that sets partition keys, which this stream does not configure"
-                        ));
-                    }
-                    if name.is_empty() {
-                        return Err(format!("`!{{{expr}}}` needs a key name"));
-                    }
-                    let i = match transform_keys.iter().position(|k| k == name) {
-                        Some(i) => i,
-                        None => {
-                            transform_keys.push(name.to_string());
-                            transform_keys.len() - 1
-                        }
-                    };
-                    Part::TransformKey(i)
-                }
-                _ => return Err(format!("unknown expression `!{{{expr}}}`")),
-            };
-            parts.push(part);
+            parts.push(Self::parse_expression(
+                expr,
+                kind,
+                ctx,
+                &mut transform_keys,
+            )?);
             rest = &after[end + 1..];
         }
         if !rest.is_empty() {
@@ -178,6 +127,77 @@ impl KeyTemplate {
             source: source.to_string(),
             transform_keys,
         })
+    }
+
+    /// The part an expression `!{ns:value}` stands for (`expr` is what is
+    /// between the braces); a transform key it names is added to
+    /// `transform_keys` if new.
+    fn parse_expression(
+        expr: &str,
+        kind: PrefixKind,
+        ctx: KeyContext<'_>,
+        transform_keys: &mut Vec<String>,
+    ) -> Result<Part, String> {
+        let (ns, value) = expr.split_once(':').unwrap_or((expr, ""));
+        let part = match (ns, value) {
+            ("timestamp", fmt) => Part::Timestamp(java_time_to_chrono(fmt)?),
+            ("firehose", "random-string") => Part::RandomString,
+            ("firehose", "error-output-type") => {
+                if kind == PrefixKind::Prefix {
+                    return Err(
+                        "`!{firehose:error-output-type}` is allowed only in error_output_prefix"
+                            .into(),
+                    );
+                }
+                Part::ErrorOutputType
+            }
+            ("partitionKeyFromQuery", name) => {
+                if kind == PrefixKind::ErrorOutputPrefix {
+                    return Err(format!(
+                        "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
+                    ));
+                }
+                let Some(keys) = ctx.query_keys else {
+                    return Err(format!(
+                        "`!{{{expr}}}` needs dynamic_partitioning.keys, which this stream does not configure"
+                    ));
+                };
+                match keys.iter().position(|k| k == name) {
+                    Some(i) => Part::QueryKey(i),
+                    None => {
+                        return Err(format!(
+                            "`{name}` in `!{{{expr}}}` is not one of dynamic_partitioning.keys ({})",
+                            keys.join(", ")
+                        ));
+                    }
+                }
+            }
+            ("partitionKeyFromLambda" | "partitionKeyFromTransform", name) => {
+                if kind == PrefixKind::ErrorOutputPrefix {
+                    return Err(format!(
+                        "`!{{{expr}}}` is allowed only in prefix: a record in the error output may have no key"
+                    ));
+                }
+                if !ctx.transform {
+                    return Err(format!(
+                        "`!{{{expr}}}` needs a transform that sets partition keys, which this stream does not configure"
+                    ));
+                }
+                if name.is_empty() {
+                    return Err(format!("`!{{{expr}}}` needs a key name"));
+                }
+                let i = match transform_keys.iter().position(|k| k == name) {
+                    Some(i) => i,
+                    None => {
+                        transform_keys.push(name.to_string());
+                        transform_keys.len() - 1
+                    }
+                };
+                Part::TransformKey(i)
+            }
+            _ => return Err(format!("unknown expression `!{{{expr}}}`")),
+        };
+        Ok(part)
     }
 
     /// The template as configured.

@@ -118,20 +118,7 @@ impl HttpSink {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let mut text = Vec::new();
-        let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            fail(format!(
-                "HttpEndpoint.ConnectionReset: reading the response failed: {e}"
-            ))
-        })? {
-            if text.len() + chunk.len() > RESPONSE_BYTES_MAX {
-                return Err(fail(
-                    "HttpEndpoint.ResponseTooLarge: the response exceeds 1 MiB".into(),
-                ));
-            }
-            text.extend_from_slice(&chunk);
-        }
+        let text = read_body(resp).await?;
         let parsed: Option<serde_json::Value> = serde_json::from_slice(&text).ok();
         if status.as_u16() != 200 {
             let msg = parsed
@@ -162,6 +149,24 @@ impl HttpSink {
         }
         Ok(())
     }
+}
+
+/// The response body, refused past [`RESPONSE_BYTES_MAX`].
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, SinkError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        fail(format!(
+            "HttpEndpoint.ConnectionReset: reading the response failed: {e}"
+        ))
+    })? {
+        if text.len() + chunk.len() > RESPONSE_BYTES_MAX {
+            return Err(fail(
+                "HttpEndpoint.ResponseTooLarge: the response exceeds 1 MiB".into(),
+            ));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    Ok(text)
 }
 
 #[async_trait]

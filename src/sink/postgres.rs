@@ -251,20 +251,19 @@ impl PostgresSink {
     }
 }
 
-#[async_trait]
-impl Sink for PostgresSink {
-    async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| transient(format!("cannot connect to PostgreSQL: {e}")))?;
-        self.ensure_loads_table(&client).await?;
-        let mut tx = client
-            .transaction()
-            .await
-            .map_err(|e| transient(db_message(&e)))?;
-        let shard = batch.shard as i32;
+/// A record to load: its index in the batch, the record, its COPY fields and
+/// the JSON object that loads it as one row.
+type Row<'a> = (usize, &'a Record, Vec<Option<String>>, Value);
+
+impl PostgresSink {
+    /// Takes the load lock of (log, table, shard) and returns the offset
+    /// runs of the batch that are already loaded.
+    async fn lock_and_read_loaded(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &Batch<'_>,
+        shard: i32,
+    ) -> Result<Vec<(u64, u64)>, SinkError> {
         // One load at a time per (log, table, shard): a transaction of a
         // killed process may still be committing on the server when its
         // successor starts, and under READ COMMITTED the successor must not
@@ -289,10 +288,139 @@ impl Sink for PostgresSink {
             .iter()
             .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
             .collect();
+        Ok(done)
+    }
+
+    /// Loads `rows` with one `COPY` under a savepoint. False when PostgreSQL
+    /// refused the data: the savepoint is rolled back and nothing is loaded.
+    async fn copy_rows(
+        &self,
+        tx: &mut deadpool_postgres::Transaction<'_>,
+        rows: &[Row<'_>],
+    ) -> Result<bool, SinkError> {
+        let mut copy = Vec::new();
+        for (_, _, fields, _) in rows {
+            push_copy_row(&mut copy, fields);
+        }
+        let bulk = {
+            let sp = tx
+                .savepoint("hydrant_bulk")
+                .await
+                .map_err(|e| transient(db_message(&e)))?;
+            let res: Result<u64, tokio_postgres::Error> = async {
+                let sink = sp
+                    .copy_in::<_, Bytes>(&format!(
+                        "COPY {} ({}) FROM STDIN",
+                        self.table, self.columns
+                    ))
+                    .await?;
+                futures::pin_mut!(sink);
+                sink.send(Bytes::from(copy)).await?;
+                sink.finish().await
+            }
+            .await;
+            match res {
+                Ok(_) => {
+                    sp.commit().await.map_err(|e| transient(db_message(&e)))?;
+                    true
+                }
+                Err(e) if is_data_error(&e) => {
+                    sp.rollback().await.map_err(|e| transient(db_message(&e)))?;
+                    false
+                }
+                Err(e) => {
+                    return Err(transient(format!(
+                        "COPY into {} failed: {}",
+                        self.cfg.table,
+                        db_message(&e)
+                    )));
+                }
+            }
+        };
+        Ok(bulk)
+    }
+
+    /// Loads `rows` one at a time, each under a savepoint: the offset of each
+    /// loaded row goes to `loaded_offsets`, each row PostgreSQL refuses to
+    /// `rejected` with its reason.
+    async fn insert_rows(
+        &self,
+        tx: &mut deadpool_postgres::Transaction<'_>,
+        rows: &[Row<'_>],
+        loaded_offsets: &mut Vec<u64>,
+        rejected: &mut Vec<(usize, String)>,
+    ) -> Result<(), SinkError> {
+        let insert = format!(
+            "INSERT INTO {t} ({c}) SELECT {c} FROM json_populate_record(NULL::{t}, $1::text::json)",
+            t = self.table,
+            c = self.columns
+        );
+        let stmt = tx
+            .prepare(&insert)
+            .await
+            .map_err(|e| transient(db_message(&e)))?;
+        for (i, r, _, obj) in rows {
+            let sp = tx
+                .savepoint("hydrant_row")
+                .await
+                .map_err(|e| transient(db_message(&e)))?;
+            match sp.execute(&stmt, &[&obj.to_string()]).await {
+                Ok(_) => {
+                    sp.commit().await.map_err(|e| transient(db_message(&e)))?;
+                    loaded_offsets.push(r.offset);
+                }
+                Err(e) if is_data_error(&e) => {
+                    sp.rollback().await.map_err(|e| transient(db_message(&e)))?;
+                    rejected.push((
+                        *i,
+                        format!("PostgreSQL refused the row: {}", db_message(&e)),
+                    ));
+                }
+                Err(e) => return Err(transient(db_message(&e))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the loaded offsets in `hydrant_loads`, one row per run.
+    async fn record_loads(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &Batch<'_>,
+        shard: i32,
+        loaded_offsets: &[u64],
+    ) -> Result<(), SinkError> {
+        for (first, last) in runs(loaded_offsets) {
+            tx.execute(
+                &format!("INSERT INTO {LOADS_TABLE} (log_id, target, stream, shard, first_offset, last_offset) VALUES ($1, $2, $3, $4, $5, $6)"),
+                &[&batch.log_id, &self.cfg.table, &batch.stream, &shard, &(first as i64), &(last as i64)],
+            )
+            .await
+            .map_err(|e| transient(db_message(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| transient(format!("cannot connect to PostgreSQL: {e}")))?;
+        self.ensure_loads_table(&client).await?;
+        let mut tx = client
+            .transaction()
+            .await
+            .map_err(|e| transient(db_message(&e)))?;
+        let shard = batch.shard as i32;
+        let done = self.lock_and_read_loaded(&tx, batch, shard).await?;
         let is_done = |o: u64| done.iter().any(|(f, l)| *f <= o && o <= *l);
 
         let mut rejected = Vec::new();
-        let mut rows: Vec<(usize, &Record, Vec<Option<String>>, Value)> = Vec::new();
+        let mut rows: Vec<Row<'_>> = Vec::new();
         for (i, r) in batch.records.iter().enumerate() {
             if is_done(r.offset) {
                 continue;
@@ -304,88 +432,17 @@ impl Sink for PostgresSink {
         }
         let mut loaded_offsets: Vec<u64> = Vec::new();
         if !rows.is_empty() {
-            let mut copy = Vec::new();
-            for (_, _, fields, _) in &rows {
-                push_copy_row(&mut copy, fields);
-            }
-            let bulk = {
-                let sp = tx
-                    .savepoint("hydrant_bulk")
-                    .await
-                    .map_err(|e| transient(db_message(&e)))?;
-                let res: Result<u64, tokio_postgres::Error> = async {
-                    let sink = sp
-                        .copy_in::<_, Bytes>(&format!(
-                            "COPY {} ({}) FROM STDIN",
-                            self.table, self.columns
-                        ))
-                        .await?;
-                    futures::pin_mut!(sink);
-                    sink.send(Bytes::from(copy)).await?;
-                    sink.finish().await
-                }
-                .await;
-                match res {
-                    Ok(_) => {
-                        sp.commit().await.map_err(|e| transient(db_message(&e)))?;
-                        true
-                    }
-                    Err(e) if is_data_error(&e) => {
-                        sp.rollback().await.map_err(|e| transient(db_message(&e)))?;
-                        false
-                    }
-                    Err(e) => {
-                        return Err(transient(format!(
-                            "COPY into {} failed: {}",
-                            self.cfg.table,
-                            db_message(&e)
-                        )));
-                    }
-                }
-            };
+            let bulk = self.copy_rows(&mut tx, &rows).await?;
             if bulk {
                 loaded_offsets.extend(rows.iter().map(|(_, r, _, _)| r.offset));
             } else {
                 // Find the bad rows one by one; keep the good ones.
-                let insert = format!(
-                    "INSERT INTO {t} ({c}) SELECT {c} FROM json_populate_record(NULL::{t}, $1::text::json)",
-                    t = self.table,
-                    c = self.columns
-                );
-                let stmt = tx
-                    .prepare(&insert)
-                    .await
-                    .map_err(|e| transient(db_message(&e)))?;
-                for (i, r, _, obj) in &rows {
-                    let sp = tx
-                        .savepoint("hydrant_row")
-                        .await
-                        .map_err(|e| transient(db_message(&e)))?;
-                    match sp.execute(&stmt, &[&obj.to_string()]).await {
-                        Ok(_) => {
-                            sp.commit().await.map_err(|e| transient(db_message(&e)))?;
-                            loaded_offsets.push(r.offset);
-                        }
-                        Err(e) if is_data_error(&e) => {
-                            sp.rollback().await.map_err(|e| transient(db_message(&e)))?;
-                            rejected.push((
-                                *i,
-                                format!("PostgreSQL refused the row: {}", db_message(&e)),
-                            ));
-                        }
-                        Err(e) => return Err(transient(db_message(&e))),
-                    }
-                }
+                self.insert_rows(&mut tx, &rows, &mut loaded_offsets, &mut rejected)
+                    .await?;
             }
         }
-        for (first, last) in runs(&loaded_offsets) {
-            tx.execute(
-                &format!("INSERT INTO {LOADS_TABLE} (log_id, target, stream, shard, first_offset, last_offset) VALUES ($1, $2, $3, $4, $5, $6)"),
-                &[&batch.log_id, &self.cfg.table, &batch.stream, &shard, &(first as i64), &(last as i64)],
-            )
-            .await
-            .map_err(|e| transient(db_message(&e)))?;
-        }
+        self.record_loads(&tx, batch, shard, &loaded_offsets)
+            .await?;
         tx.commit()
             .await
             .map_err(|e| transient(format!("commit failed: {}", db_message(&e))))?;
