@@ -1,0 +1,271 @@
+//! `hydrant-bench kinesis`: the Kinesis Data Streams API. `PutRecords` from
+//! closed-loop clients with distinct partition keys, then every shard read
+//! back from `TRIM_HORIZON` with `GetRecords`, one consumer per shard at
+//! once; per shard and in total, beside Kinesis's per-shard figures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use serde_json::json;
+
+use crate::daemon::{bench_config, peak_rss_kib, start_daemon, stop};
+use crate::load::{closed_loop, percentile};
+use crate::records::json_record;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "target/release/hydrant")]
+    hydrant: PathBuf,
+    #[arg(long, default_value = "/tmp/hydrant-bench")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    #[arg(long, default_value_t = 500)]
+    records_per_call: usize,
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
+}
+
+/// One Kinesis API call; the reply's JSON, or an error with its body.
+async fn kinesis_call(
+    http: &reqwest::Client,
+    url: &str,
+    op: &str,
+    body: impl Into<reqwest::Body>,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = http
+        .post(url)
+        .header("X-Amz-Target", format!("Kinesis_20131202.{op}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{op}: {status}: {}", String::from_utf8_lossy(&bytes));
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecordsOut {
+    records: Vec<GetRecord>,
+    next_shard_iterator: String,
+    millis_behind_latest: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecord {
+    data: String,
+}
+
+/// What the `PutRecords` phase measured.
+struct Put {
+    /// Acknowledged calls' latencies, sorted.
+    lat: Vec<Duration>,
+    failed: u64,
+    records: u64,
+    mib: f64,
+    secs: f64,
+}
+
+/// What one shard's consumer read: records, bytes (decoded), how long it
+/// took, and each `GetRecords` call's time.
+type ShardRead = (u64, u64, Duration, Vec<Duration>);
+
+/// What the `GetRecords` phase measured, over every shard.
+struct Read {
+    records: u64,
+    bytes: u64,
+    /// MiB/s of each shard's consumer.
+    per_shard: Vec<f64>,
+    /// Every `GetRecords` call's time, sorted.
+    calls: Vec<Duration>,
+    secs: f64,
+}
+
+/// Creates the stream, puts, reads every shard back, prints the two rows
+/// and checks that every acknowledged record was read.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let (port, cfg) = bench_config(&args.dir, "streams: {}\n")?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let mut child = start_daemon(&args.hydrant, &cfg, &http, &url).await?;
+    kinesis_call(
+        &http,
+        &url,
+        "CreateStream",
+        json!({ "StreamName": "bench", "ShardCount": args.shards }).to_string(),
+    )
+    .await?;
+    let put = put_phase(&args, &http, &url).await?;
+    let read = read_phase(args.shards, &http, &url).await?;
+    let rss = peak_rss_kib(child.id()).unwrap_or(0);
+    stop(&mut child)?;
+    print(&args, &put, &read, rss);
+    let (got_records, put_records) = (read.records, put.records);
+    if got_records != put_records {
+        bail!("read back {got_records} records of {put_records} acknowledged");
+    }
+    let _ = std::fs::remove_dir_all(&args.dir);
+    Ok(())
+}
+
+/// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
+async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Result<Put> {
+    let per_call = args.records_per_call;
+    // A few bodies with different partition keys, so every shard gets records.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bodies: Vec<bytes::Bytes> = (0..16)
+        .map(|b| {
+            let records: Vec<serde_json::Value> = (0..per_call)
+                .map(|i| {
+                    json!({
+                        "Data": b64.encode(json_record(b * per_call + i, args.record_bytes)),
+                        "PartitionKey": format!("key-{b}-{i}"),
+                    })
+                })
+                .collect();
+            bytes::Bytes::from(json!({ "StreamName": "bench", "Records": records }).to_string())
+        })
+        .collect();
+    let start = Instant::now();
+    let (h, u, bodies) = (http.clone(), url.to_string(), Arc::new(bodies));
+    let (mut lat, failed) = closed_loop(args.clients, args.duration_secs, move |c, n| {
+        let (http, url) = (h.clone(), u.clone());
+        let body = bodies[(c + n) % bodies.len()].clone();
+        async move {
+            kinesis_call(&http, &url, "PutRecords", body)
+                .await
+                .is_ok_and(|v| v["FailedRecordCount"].as_u64() == Some(0))
+        }
+    })
+    .await?;
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let records = lat.len() as u64 * per_call as u64;
+    let mib = (records * args.record_bytes as u64) as f64 / (1 << 20) as f64;
+    Ok(Put {
+        lat,
+        failed,
+        records,
+        mib,
+        secs,
+    })
+}
+
+/// Every shard read back from TRIM_HORIZON at once, one consumer each.
+async fn read_phase(shards: u32, http: &reqwest::Client, url: &str) -> anyhow::Result<Read> {
+    let read_start = Instant::now();
+    let mut readers = Vec::new();
+    for shard in 0..shards {
+        let (http, url) = (http.clone(), url.to_string());
+        readers.push(tokio::spawn(
+            async move { read_shard(&http, &url, shard).await },
+        ));
+    }
+    let mut read = Read {
+        records: 0,
+        bytes: 0,
+        per_shard: Vec::new(),
+        calls: Vec::new(),
+        secs: 0.0,
+    };
+    for r in readers {
+        let (n, b, el, c) = r.await??;
+        read.records += n;
+        read.bytes += b;
+        read.per_shard
+            .push(b as f64 / (1 << 20) as f64 / el.as_secs_f64());
+        read.calls.extend(c);
+    }
+    read.secs = read_start.elapsed().as_secs_f64();
+    read.calls.sort();
+    Ok(read)
+}
+
+/// One shard read from TRIM_HORIZON until it is caught up and empty.
+async fn read_shard(http: &reqwest::Client, url: &str, shard: u32) -> anyhow::Result<ShardRead> {
+    let it = kinesis_call(
+        http,
+        url,
+        "GetShardIterator",
+        json!({ "StreamName": "bench", "ShardId": format!("shardId-{shard:012}"), "ShardIteratorType": "TRIM_HORIZON" }).to_string(),
+    )
+    .await?;
+    let mut it = it["ShardIterator"].as_str().unwrap_or_default().to_string();
+    let (mut records, mut bytes, mut calls) = (0u64, 0u64, Vec::new());
+    let t0 = Instant::now();
+    loop {
+        let t = Instant::now();
+        let resp = http
+            .post(url)
+            .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .body(json!({ "ShardIterator": it, "Limit": 10_000 }).to_string())
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let out: GetRecordsOut = serde_json::from_slice(&resp)
+            .with_context(|| String::from_utf8_lossy(&resp[..resp.len().min(300)]).to_string())?;
+        calls.push(t.elapsed());
+        records += out.records.len() as u64;
+        bytes += out
+            .records
+            .iter()
+            .map(|r| r.data.len() as u64 * 3 / 4)
+            .sum::<u64>();
+        it = out.next_shard_iterator;
+        if out.records.is_empty() && out.millis_behind_latest == 0 {
+            break;
+        }
+    }
+    Ok((records, bytes, t0.elapsed(), calls))
+}
+
+/// The two table rows: `PutRecords`, then `GetRecords`.
+fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
+    let Args {
+        clients,
+        shards,
+        record_bytes,
+        records_per_call: per_call,
+        ..
+    } = args;
+    let failed = put.failed;
+    println!(
+        "| kinesis PutRecords: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} |",
+        put.records as f64 / put.secs,
+        put.records as f64 / put.secs / *shards as f64,
+        put.mib / put.secs,
+        put.mib / put.secs / *shards as f64,
+        percentile(&put.lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&put.lat, 0.99).as_secs_f64() * 1e3,
+    );
+    println!(
+        "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB |",
+        read.records as f64 / read.secs,
+        read.bytes as f64 / (1 << 20) as f64 / read.secs,
+        read.per_shard
+            .iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join("/"),
+        percentile(&read.calls, 0.5).as_secs_f64() * 1e3,
+        percentile(&read.calls, 0.99).as_secs_f64() * 1e3,
+        rss as f64 / 1024.0,
+    );
+}

@@ -1,0 +1,150 @@
+//! The suite's report: what each workload measured (the shape of the
+//! results file), the two tables printed at the end, and the results file
+//! `<date>-<machine>.json`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::stages::Stage;
+use crate::suite::Args;
+
+/// What one workload measured: an entry of the results file's `workloads`.
+#[derive(Debug, Serialize)]
+pub struct WorkloadResult {
+    pub id: String,
+    pub description: String,
+    pub record_bytes: usize,
+    pub ingest_records_per_sec: f64,
+    pub ingest_mb_per_sec: f64,
+    pub delivered_records_per_sec: f64,
+    pub delivered_mb_per_sec: f64,
+    pub half_load_records_per_sec: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_p999_ms: f64,
+    pub ack_failed: u64,
+    pub freshness_p50_ms: f64,
+    pub freshness_p99_ms: f64,
+    pub peak_rss_mib: f64,
+    pub cpu_seconds_per_gb: f64,
+    pub slowest_stage: String,
+    pub ceiling_mb_per_sec: f64,
+    pub fraction_of_ceiling: f64,
+    /// The CPU stages one after another on every core: cores / sum(1/rate).
+    pub cpu_ceiling_mb_per_sec: f64,
+    pub fraction_of_cpu_ceiling: f64,
+    /// The daemon's own p99 acknowledgement time at half load, as an upper
+    /// bound from its `put_latency_seconds` histogram (buckets √2 apart).
+    pub server_ack_p99_ms_at_most: f64,
+    /// How late the generator began a request after its scheduled time, p99:
+    /// the generator's own error, included in the acknowledgement times.
+    pub send_lag_p99_ms: f64,
+}
+
+/// The stage ceilings, then the workloads, as Markdown tables.
+pub fn print_tables(args: &Args, cores: usize, ceilings: &[Stage], results: &[WorkloadResult]) {
+    println!("\nStage ceilings (one core; disk and store as a whole):\n");
+    println!("| stage | MB/s | records/s |");
+    println!("|---|---|---|");
+    for s in ceilings {
+        println!(
+            "| {}{} | {:.1} | {:.0} |",
+            s.name,
+            if s.per_core { "" } else { " (whole machine)" },
+            s.mb_per_sec,
+            s.records_per_sec
+        );
+    }
+    println!(
+        "\nWorkloads ({} s at saturation with {} clients, {} s at half load, {cores} cores):\n",
+        args.secs, args.clients, args.half_secs
+    );
+    println!(
+        "| workload | ingest rec/s | delivered rec/s | delivered MB/s | slowest stage (x{cores} cores if CPU) | of it | CPU stages in series (x{cores}) | of it | ack p50/p99/p99.9 at half load | daemon's p99 | generator's lag p99 | freshness p50/p99 | peak RSS | CPU s/GB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        print_workload_row(r);
+    }
+}
+
+fn print_workload_row(r: &WorkloadResult) {
+    println!(
+        "| {} {} | {:.0} | {:.0} | {:.1} | {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% | {:.1} / {:.1} / {:.1} ms{} | ≤ {:.1} ms | {:.2} ms | {:.0} / {:.0} ms | {:.0} MiB | {:.1} |",
+        r.id,
+        r.description,
+        r.ingest_records_per_sec,
+        r.delivered_records_per_sec,
+        r.delivered_mb_per_sec,
+        r.slowest_stage,
+        r.ceiling_mb_per_sec,
+        r.fraction_of_ceiling * 100.0,
+        r.cpu_ceiling_mb_per_sec,
+        r.fraction_of_cpu_ceiling * 100.0,
+        r.ack_p50_ms,
+        r.ack_p99_ms,
+        r.ack_p999_ms,
+        if r.ack_failed > 0 {
+            format!(" ({} failed)", r.ack_failed)
+        } else {
+            String::new()
+        },
+        r.server_ack_p99_ms_at_most,
+        r.send_lag_p99_ms,
+        r.freshness_p50_ms,
+        r.freshness_p99_ms,
+        r.peak_rss_mib,
+        r.cpu_seconds_per_gb
+    );
+}
+
+/// Writes `<results>/<date>-<machine>.json`; its path.
+pub fn write(
+    args: &Args,
+    cores: usize,
+    ceilings: &[Stage],
+    results: &[WorkloadResult],
+) -> anyhow::Result<PathBuf> {
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let machine = machine();
+    std::fs::create_dir_all(&args.results)?;
+    let path = args.results.join(format!("{date}-{machine}.json"));
+    let doc = json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": machine,
+        "cores": cores,
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": Command::new("git").args(["rev-parse", "--short", "HEAD"]).stderr(Stdio::null()).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        "saturation_secs": args.secs,
+        "half_load_secs": args.half_secs,
+        "clients": args.clients,
+        "stages": ceilings,
+        "workloads": results,
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
+    Ok(path)
+}
+
+/// `<hostname>-<cores>c-<memory GiB>g`, naming the results file.
+fn machine() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "{}-{cores}c-{}g",
+        if host.is_empty() { "host" } else { &host },
+        (mem as f64 / 1048576.0).round()
+    )
+}

@@ -1,0 +1,48 @@
+//! The suite's workloads, W1 to W5: one module each, saying what a workload
+//! sends, how its stream is configured and which stages it goes through;
+//! and the driver they share: the requests and their sending
+//! ([`requests`]), the closed-loop saturation phase ([`saturation`]), the
+//! paced open-loop half-load phase ([`half_load`]) and the freshness watcher
+//! ([`freshness`]).
+
+use std::path::Path;
+
+pub mod freshness;
+pub mod half_load;
+pub mod requests;
+pub mod saturation;
+mod w1_logs;
+mod w2_clickstream;
+mod w3_transform;
+mod w4_small;
+mod w5_encrypted;
+
+pub struct Workload {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub record_bytes: usize,
+    pub ndjson: bool,
+    pub make: fn(usize) -> Vec<u8>,
+    /// The stream's YAML (after `streams:\n  bench:\n`), given the bucket.
+    pub stream: fn(&str, &Path) -> String,
+    /// Stages it goes through (names of [`Stage`](crate::stages::Stage)s).
+    pub stages: &'static [&'static str],
+    /// Object store bucket, or None for the file destination.
+    pub s3: bool,
+}
+
+/// Every workload, in order.
+pub fn all() -> Vec<Workload> {
+    vec![
+        w1_logs::workload(),
+        w2_clickstream::workload(),
+        w3_transform::workload(),
+        w4_small::workload(),
+        w5_encrypted::workload(),
+    ]
+}
+
+/// The destination's `error_output_prefix`, in YAML.
+pub fn errors_prefix() -> &'static str {
+    "error_output_prefix: \"errors/!{firehose:error-output-type}/\""
+}

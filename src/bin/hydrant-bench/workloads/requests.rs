@@ -1,0 +1,95 @@
+//! The requests a workload sends: a pool of bodies built ahead of time
+//! (`PutRecordBatch` or NDJSON), and sending one, noting where its records
+//! went and when the answer arrived.
+
+use std::time::Instant;
+
+use base64::Engine;
+use serde_json::json;
+
+use super::Workload;
+
+/// A request to send: its body and how many records it holds.
+#[derive(Clone)]
+pub struct Request {
+    pub body: bytes::Bytes,
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// `count` requests of `per_request` of the workload's records, numbered
+/// on from one request to the next.
+pub fn requests(w: &Workload, count: usize, per_request: usize) -> anyhow::Result<Vec<Request>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::with_capacity(count);
+    for r in 0..count {
+        let recs: Vec<Vec<u8>> = (0..per_request)
+            .map(|i| (w.make)(r * per_request + i))
+            .collect();
+        let bytes = recs.iter().map(Vec::len).sum();
+        let body = if w.ndjson {
+            let mut b = Vec::with_capacity(bytes + per_request);
+            for rec in &recs {
+                b.extend_from_slice(rec);
+                if rec.last() != Some(&b'\n') {
+                    b.push(b'\n');
+                }
+            }
+            b
+        } else {
+            let records: Vec<serde_json::Value> = recs
+                .iter()
+                .map(|d| json!({ "Data": b64.encode(d) }))
+                .collect();
+            serde_json::to_vec(&json!({ "DeliveryStreamName": "bench", "Records": records }))?
+        };
+        out.push(Request {
+            body: bytes::Bytes::from(body),
+            records: per_request,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Sends one request; on success, where its records went (shard, first
+/// offset) and when the whole answer had arrived (before it is parsed: the
+/// acknowledgement is the answer, not the generator's work on it).
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    ndjson: bool,
+    body: bytes::Bytes,
+) -> Option<((u32, u64), Instant)> {
+    let req = if ndjson {
+        http.post(format!("{url}v1/streams/bench/records"))
+            .body(body)
+    } else {
+        http.post(url)
+            .header("X-Amz-Target", "Firehose_20150804.PutRecordBatch")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .body(body)
+    };
+    let resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let answer = resp.bytes().await.ok()?;
+    let at = Instant::now();
+    let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+    if ndjson {
+        return Some((
+            (v["shard"].as_u64()? as u32, v["first_offset"].as_u64()?),
+            at,
+        ));
+    }
+    if v["FailedPutCount"].as_u64() != Some(0) {
+        return None;
+    }
+    // RecordId: creation ms (20 digits), shard (4), offset (20).
+    let id = v["RequestResponses"][0]["RecordId"].as_str()?;
+    Some((
+        (id.get(20..24)?.parse().ok()?, id.get(24..44)?.parse().ok()?),
+        at,
+    ))
+}
