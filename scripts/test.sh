@@ -71,7 +71,7 @@ fi
 
 step "building the hydrant binary for the end-to-end tests"
 cargo build --bin hydrant
-export HYDRANT_BIN="$PWD/target/debug/hydrant"
+export HYDRANT_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/hydrant"
 
 step "end-to-end tests (pytest: real daemon, Garage, boto3, AWS CLI)"
 python -m pytest tests -q -p no:cacheprovider "$@"
