@@ -1,9 +1,12 @@
-//! Hydrant: a self-hosted streaming delivery daemon with Amazon Kinesis Data
-//! Firehose's API.
+//! Hydrant: a self-hosted Amazon Kinesis: the Firehose and Kinesis Data
+//! Streams APIs over a durable shard log, delivering to object stores, HTTP
+//! endpoints and PostgreSQL.
 //!
-//! Records flow `ingest` → `log` → `delivery` (`encode`) → `sink`; `config`
-//! describes the pipelines and `ops` runs them as a daemon. See ARCHITECTURE.md
-//! for the map and the invariants.
+//! Records flow `ingest` → `log` → `delivery` (`route`, `transform`,
+//! `encode`) → `sink`; `config` describes the streams, `streams` runs them
+//! and `daemon` wires it all together. Each module lives on a floor and
+//! imports only the floors below it: ARCHITECTURE.md has the map, the
+//! floors and the invariants, and `tests/architecture.rs` checks the floors.
 
 pub mod aws;
 pub mod config;

@@ -86,7 +86,7 @@ def test_grafana_dashboard_uses_only_exported_metrics(hydrant_factory, tmp_path)
     assert len(used) >= 10
     # A family appears on /metrics once it has a series; the registered names
     # are the complete list.
-    registered = set(re.findall(r'registry\.register\(\s*"([a-z_]+)"', (ROOT / "src/ops/metrics.rs").read_text()))
+    registered = set(re.findall(r'registry\.register\(\s*"([a-z_]+)"', (ROOT / "src/metrics.rs").read_text()))
     assert len(registered) >= 15
     exported = set()
     for f in registered:
