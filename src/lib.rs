@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod encode;
+pub mod failpoint;
 pub mod fuzzing;
 pub mod ingest;
 pub mod kinesis;

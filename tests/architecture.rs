@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 const FLOORS: &[(&str, u32)] = &[
     // Ground: nothing of Hydrant's below them.
     ("aws", 0),
+    ("failpoint", 0),
     ("metrics", 0),
     ("record", 0),
     ("sched", 0),

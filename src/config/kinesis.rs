@@ -11,8 +11,13 @@ use crate::aws;
 /// Settings of the Kinesis Data Streams API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KinesisOptions {
-    /// Shards of all Kinesis streams together (each is a log writer thread).
+    /// Open shards of all Kinesis streams together (each is a log writer
+    /// thread).
     pub shards_max: u32,
+    /// Open shards of one stream (Kinesis's per-stream limit).
+    pub stream_shards_max: u32,
+    /// `UpdateShardCount` calls per stream in 24 hours (Kinesis: 10).
+    pub scalings_per_day_max: u32,
     /// How long a shard iterator stays valid (Kinesis: 5 minutes).
     pub iterator_ttl: Duration,
     /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
@@ -32,6 +37,8 @@ impl Default for KinesisOptions {
     fn default() -> Self {
         KinesisOptions {
             shards_max: 200,
+            stream_shards_max: 10_000,
+            scalings_per_day_max: 10,
             iterator_ttl: Duration::from_secs(300),
             shard_write_limits: false,
             streams: BTreeMap::new(),
@@ -47,6 +54,20 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             errors,
             "kinesis.shards_max",
             rk.shards_max.unwrap_or(200),
+            1,
+            10_000,
+        ),
+        stream_shards_max: range_check(
+            errors,
+            "kinesis.stream_shards_max",
+            rk.stream_shards_max.unwrap_or(10_000),
+            1,
+            10_000,
+        ),
+        scalings_per_day_max: range_check(
+            errors,
+            "kinesis.scalings_per_day_max",
+            rk.scalings_per_day_max.unwrap_or(10),
             1,
             10_000,
         ),

@@ -26,6 +26,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawKinesis {
     pub shards_max: Option<u32>,
+    pub stream_shards_max: Option<u32>,
+    pub scalings_per_day_max: Option<u32>,
     pub iterator_ttl_secs: Option<u64>,
     pub shard_write_limits: Option<bool>,
     #[serde(default)]

@@ -10,9 +10,18 @@
 //! each with its own checkpoints in the log's `checkpoints/`) is past them:
 //! Hydrant does not drop what a delivery stream has not delivered. The API
 //! itself lives in `ingest::kinesis`; [`position`] maps Kinesis's names for
-//! places (hash keys, sequence numbers, iterators) onto offsets.
+//! places (hash keys, sequence numbers, iterators) onto offsets; [`shards`]
+//! keeps which shard owns which hash keys and where closed shards ended;
+//! [`reshard`] splits and merges them while producers keep putting.
+//!
+//! A stream's shards change only under its gate ([`KinesisStream::gate`]):
+//! every put holds it shared from routing its records until they are
+//! durable, a reshard holds it alone, so a parent shard is sealed with no
+//! put in flight and every record acknowledged before is below its end.
 
 pub mod position;
+pub mod reshard;
+pub mod shards;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +29,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::aws;
 use crate::config::KinesisOptions;
 use crate::log::files::write_atomic;
 use crate::log::{DiskQuota, LogOptions, StreamLog, checkpoint};
+use shards::{Layout, ShardMap};
 
 pub const RETENTION_HOURS_DEFAULT: u32 = 24;
 pub const RETENTION_HOURS_MIN: u32 = 24;
@@ -43,12 +54,31 @@ const SPEC_FILE: &str = "stream.json";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub name: String,
+    /// The shards the stream was created with; its shards now are in
+    /// `shard_map` (absent in definitions written before resharding existed:
+    /// then `shards` equal ranges, all open).
     pub shards: u32,
     pub retention_hours: u32,
     pub created_ms: i64,
     pub on_demand: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_map: Option<ShardMap>,
+    /// When `UpdateShardCount` ran, epoch milliseconds, within the last day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scalings_ms: Vec<i64>,
+}
+
+impl Spec {
+    /// The stream's shards, as persisted (or, for an old definition, as
+    /// the stream was created).
+    pub fn shard_map(&self) -> Result<ShardMap, String> {
+        match &self.shard_map {
+            Some(m) => m.clone().checked(),
+            None => Ok(ShardMap::uniform(self.shards, self.created_ms)),
+        }
+    }
 }
 
 /// Why a stream could not be created, found, changed or deleted.
@@ -60,6 +90,9 @@ pub enum KinesisError {
     NotFound(String),
     #[error("{0}")]
     InUse(String),
+    /// A shard the request names does not exist (the message says which).
+    #[error("{0}")]
+    ShardNotFound(String),
     #[error("{0}")]
     Limit(String),
     #[error("{0}")]
@@ -107,16 +140,19 @@ impl Bucket {
 /// A running Kinesis stream.
 pub struct KinesisStream {
     pub name: String,
-    pub shards: u32,
     pub created_ms: i64,
-    pub on_demand: bool,
     /// From the log's id: tells this stream's sequence numbers and iterators
     /// from those of an earlier stream of the same name.
     pub incarnation: u32,
     pub log: Arc<StreamLog>,
     dir: PathBuf,
     spec: Mutex<Spec>,
-    limits: Option<Vec<Mutex<Bucket>>>,
+    /// Per shard index, when shard write limits are on.
+    limits: Option<RwLock<Vec<Mutex<Bucket>>>>,
+    /// The shards and their router; subscribers learn of every reshard.
+    layout: watch::Sender<Arc<Layout>>,
+    /// Held shared by every put from routing to durable, alone by a reshard.
+    pub gate: tokio::sync::RwLock<()>,
 }
 
 impl KinesisStream {
@@ -129,6 +165,25 @@ impl KinesisStream {
 
     pub fn retention_hours(&self) -> u32 {
         self.spec().retention_hours
+    }
+
+    pub fn on_demand(&self) -> bool {
+        self.spec().on_demand
+    }
+
+    /// The stream's shards now.
+    pub fn layout(&self) -> Arc<Layout> {
+        self.layout.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the stream's shards.
+    pub fn subscribe_layout(&self) -> watch::Receiver<Arc<Layout>> {
+        self.layout.subscribe()
+    }
+
+    /// How many shards are open.
+    pub fn open_shards(&self) -> u32 {
+        self.layout().map.open_count()
     }
 
     /// Changes the definition and persists it; nothing changes if `f` refuses
@@ -151,6 +206,7 @@ impl KinesisStream {
         let Some(limits) = &self.limits else {
             return true;
         };
+        let limits = limits.read().unwrap_or_else(|p| p.into_inner());
         match limits.get(shard as usize) {
             Some(b) => b.lock().map(|mut b| b.take(bytes)).unwrap_or(true),
             None => true,
@@ -169,7 +225,7 @@ impl KinesisStream {
             return;
         };
         let consumers = consumer_names(self.log.dir());
-        for shard in self.log.shards() {
+        for shard in self.log.shards().iter() {
             let mut below = shard.offset_written_before(cutoff);
             for c in &consumers {
                 let path = checkpoint::checkpoint_path(self.log.dir(), c, shard.shard());
@@ -264,33 +320,56 @@ impl Streams {
             .collect()
     }
 
+    /// Open shards of every stream together (what `kinesis.shards_max` bounds).
     fn shards_in_use(&self) -> u32 {
-        self.all().iter().map(|s| s.shards).sum()
+        self.all().iter().map(|s| s.open_shards()).sum()
     }
 
+    /// Opens a stream's log as its shard map says: closed shards read-only,
+    /// and no shard past the map's (a reshard that did not complete).
     fn open(&self, spec: Spec) -> Result<Arc<KinesisStream>, KinesisError> {
         let dir = self.dir.join(&spec.name);
-        let log = StreamLog::open(&dir, spec.shards, &self.log_opts, self.quota.clone()).map_err(
-            |e| KinesisError::Io {
-                stream: spec.name.clone(),
-                message: e.to_string(),
-            },
-        )?;
-        let limits = self.opts.shard_write_limits.then(|| {
-            (0..spec.shards)
-                .map(|_| Mutex::new(Bucket::full()))
-                .collect()
-        });
+        let io = |message: String| KinesisError::Io {
+            stream: spec.name.clone(),
+            message,
+        };
+        let map = spec
+            .shard_map()
+            .map_err(|e| io(format!("its shard map: {e}")))?;
+        StreamLog::remove_unused_shards(&dir, map.len()).map_err(|e| io(e.to_string()))?;
+        let log =
+            StreamLog::open_with_sealed(&dir, map.len(), &self.log_opts, self.quota.clone(), |i| {
+                map.get(i).is_some_and(|s| !s.is_open())
+            })
+            .map_err(|e| io(e.to_string()))?;
+        for s in map.all() {
+            if let (Some(c), Some(l)) = (s.closed, log.shard(s.index))
+                && l.durable_end() != c.end_offset
+            {
+                tracing::warn!(
+                    stream = spec.name,
+                    shard = s.index,
+                    end = c.end_offset,
+                    durable = l.durable_end(),
+                    "a closed shard's log does not end where the shard closed"
+                );
+            }
+        }
+        let limits = self
+            .opts
+            .shard_write_limits
+            .then(|| RwLock::new((0..map.len()).map(|_| Mutex::new(Bucket::full())).collect()));
+        let (layout, _) = watch::channel(Arc::new(Layout::new(map)));
         Ok(Arc::new(KinesisStream {
             name: spec.name.clone(),
-            shards: spec.shards,
             created_ms: spec.created_ms,
-            on_demand: spec.on_demand,
             incarnation: position::incarnation(log.id()),
             log: Arc::new(log),
             dir,
             spec: Mutex::new(spec),
             limits,
+            layout,
+            gate: tokio::sync::RwLock::new(()),
         }))
     }
 
@@ -327,7 +406,11 @@ impl Streams {
                 }
             };
             let s = self.open(spec)?;
-            tracing::info!(stream = s.name, shards = s.shards, "Kinesis stream opened");
+            tracing::info!(
+                stream = s.name,
+                shards = s.open_shards(),
+                "Kinesis stream opened"
+            );
             self.streams
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -372,6 +455,8 @@ impl Streams {
             created_ms: chrono::Utc::now().timestamp_millis(),
             on_demand,
             tags,
+            shard_map: None,
+            scalings_ms: Vec::new(),
         };
         let stream = self.open(spec.clone())?;
         if let Err(e) = save_spec(&dir, &spec) {
@@ -389,15 +474,18 @@ impl Streams {
 
     /// Creates the streams the config file declares that do not exist yet,
     /// and gives existing ones the declared retention. A declared stream
-    /// that exists with another shard count is an error: its records would
-    /// land on other shards.
+    /// that exists with another shard count, never resharded, is an error:
+    /// its records would land on other shards. The declared count is the
+    /// one a stream starts with; once resharded through the API, its shards
+    /// are what the API made them.
     pub fn ensure_declared(&self) -> Result<(), KinesisError> {
         for (name, decl) in &self.opts.streams {
             let s = match self.get(name) {
-                Some(s) if s.shards != decl.shards => {
+                Some(s) if s.layout().map.is_initial() && s.open_shards() != decl.shards => {
                     return Err(KinesisError::Invalid(format!(
-                        "kinesis.streams.{name}.shards: the stream exists with {} shards, not {}; a shard count cannot change on a running log",
-                        s.shards, decl.shards
+                        "kinesis.streams.{name}.shards: the stream exists with {} shards, not {}; a shard count cannot change on a running log (reshard it through the API)",
+                        s.open_shards(),
+                        decl.shards
                     )));
                 }
                 Some(s) => s,

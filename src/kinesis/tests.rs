@@ -20,9 +20,8 @@ async fn put(s: &KinesisStream, shard: u32, n: usize, bytes: usize) {
             arrival_ms: 1,
         })
         .collect();
-    let r = s.log.shard(shard).map(|l| l.append(records));
-    match r {
-        Some(f) => assert!(f.await.is_ok()),
+    match s.log.shard(shard) {
+        Some(l) => assert!(l.append(records).await.is_ok()),
         None => panic!("no shard {shard}"),
     }
 }
@@ -149,7 +148,7 @@ async fn declared_streams_are_created_kept_and_not_deleted_through_the_api() {
     s.load().unwrap_or_else(|e| panic!("{e}"));
     s.ensure_declared().unwrap_or_else(|e| panic!("{e}"));
     let o = s.get("orders").unwrap_or_else(|| panic!("not created"));
-    assert_eq!((o.shards, o.retention_hours()), (3, 72));
+    assert_eq!((o.open_shards(), o.retention_hours()), (3, 72));
     assert!(matches!(s.delete("orders"), Err(KinesisError::InUse(_))));
     drop(o);
     drop(s);
@@ -169,5 +168,5 @@ async fn declared_streams_are_created_kept_and_not_deleted_through_the_api() {
             .is_some_and(|m| m.contains("kinesis.streams.orders.shards")),
         "{e:?}"
     );
-    assert_eq!(s.get("orders").map(|o| o.shards), Some(3));
+    assert_eq!(s.get("orders").map(|o| o.open_shards()), Some(3));
 }

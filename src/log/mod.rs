@@ -17,6 +17,7 @@ pub mod files;
 pub mod frame;
 pub mod reader;
 pub mod segment;
+mod stream;
 pub mod writer;
 
 use std::fs;
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use reader::ShardReader;
+pub use stream::{StreamLog, shard_dir};
 
 /// Settings of the log that are fixed for the life of a shard.
 #[derive(Clone, Debug)]
@@ -193,6 +195,9 @@ pub(crate) struct ShardShared {
     /// Bytes of the spare segment ([`segment::spare_path`]), 0 if there is
     /// none. They stay counted by the quota until the writer takes it.
     pub spare: std::sync::Mutex<u64>,
+    /// Set once the shard is sealed: its writer has stopped and no record
+    /// will ever be added.
+    pub sealed: AtomicBool,
 }
 
 /// Where the durable end is: (its offset, segment base, byte position).
@@ -343,7 +348,7 @@ impl ShardShared {
 /// One shard of a stream's log: append to it, read from it, trim it.
 pub struct ShardLog {
     shared: Arc<ShardShared>,
-    tx: mpsc::Sender<AppendRequest>,
+    tx: mpsc::Sender<writer::WriterMsg>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -370,6 +375,18 @@ impl ShardLog {
         shard: u32,
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
+    ) -> Result<ShardLog, LogError> {
+        Self::open_as(dir, shard, opts, quota, false)
+    }
+
+    /// Opens the shard in `dir`; a `sealed` shard gets no writer and refuses
+    /// every append (see [`Self::seal`]).
+    pub fn open_as(
+        dir: &Path,
+        shard: u32,
+        opts: &LogOptions,
+        quota: Arc<DiskQuota>,
+        sealed: bool,
     ) -> Result<ShardLog, LogError> {
         fs::create_dir_all(dir).map_err(io_err(shard, dir))?;
         let mut bases = segment::list_segments(dir).map_err(io_err(shard, dir))?;
@@ -433,8 +450,17 @@ impl ShardLog {
             tail: Tail::new(next, active_base, active_len),
             segment_bytes: opts.segment_bytes,
             spare: std::sync::Mutex::new(spare),
+            sealed: AtomicBool::new(sealed),
         });
         let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
+        if sealed {
+            drop(rx);
+            return Ok(ShardLog {
+                shared,
+                tx,
+                writer: None,
+            });
+        }
         let writer = writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
         Ok(ShardLog {
             shared,
@@ -453,10 +479,36 @@ impl ShardLog {
         let shard = self.shared.shard;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(AppendRequest { records, reply })
+            .send(writer::WriterMsg::Append(AppendRequest { records, reply }))
             .await
             .map_err(|_| LogError::Closed { shard })?;
         rx.await.map_err(|_| LogError::Closed { shard })?
+    }
+
+    /// Seals the shard: the appends queued before this are written, later
+    /// ones are refused ([`LogError::Closed`]), the writer thread stops, and
+    /// the shard stays readable. Resolves with the shard's end offset, which
+    /// no record will ever reach. Sealing a sealed shard answers its end.
+    pub async fn seal(&self) -> Result<u64, LogError> {
+        let shard = self.shared.shard;
+        if self.is_sealed() {
+            return Ok(self.durable_end());
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(writer::WriterMsg::Seal(reply)).await.is_err() {
+            // The writer stopped: sealed meanwhile, or failed.
+            return if self.is_sealed() {
+                Ok(self.durable_end())
+            } else {
+                Err(LogError::Closed { shard })
+            };
+        }
+        rx.await.map_err(|_| LogError::Closed { shard })
+    }
+
+    /// Whether the shard is sealed (read-only for good).
+    pub fn is_sealed(&self) -> bool {
+        self.shared.sealed.load(Ordering::Acquire)
     }
 
     /// One past the newest durable offset.
@@ -598,80 +650,6 @@ impl ShardLog {
         // A segment kept as the spare still takes its space.
         self.shared.quota.release(freed - kept);
         Ok(freed)
-    }
-}
-
-/// All shards of one stream's log.
-pub struct StreamLog {
-    dir: PathBuf,
-    id: String,
-    shards: Vec<ShardLog>,
-}
-
-/// Reads the log's identity, creating it with a new random id the first time.
-/// Destinations key what they loaded by it, so a log that is deleted and
-/// created again under the same name (its offsets start at 0 again) is never
-/// mistaken for the old one.
-fn log_id(dir: &Path) -> Result<String, LogError> {
-    let path = dir.join("log-id");
-    match fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(0, &path)(e)),
-    }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    files::write_atomic(&path, id.as_bytes()).map_err(io_err(0, &path))?;
-    Ok(id)
-}
-
-impl StreamLog {
-    /// Opens `shards` shards under `dir` (`dir/shard-N`).
-    pub fn open(
-        dir: &Path,
-        shards: u32,
-        opts: &LogOptions,
-        quota: Arc<DiskQuota>,
-    ) -> Result<StreamLog, LogError> {
-        fs::create_dir_all(dir).map_err(io_err(0, dir))?;
-        let id = log_id(dir)?;
-        let mut v = Vec::with_capacity(shards as usize);
-        for shard in 0..shards {
-            v.push(ShardLog::open(
-                &dir.join(format!("shard-{shard}")),
-                shard,
-                opts,
-                quota.clone(),
-            )?);
-        }
-        Ok(StreamLog {
-            dir: dir.to_path_buf(),
-            id,
-            shards: v,
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The log's identity (random, fixed for the life of its directory).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub fn shards(&self) -> &[ShardLog] {
-        &self.shards
-    }
-
-    /// Bytes the whole log holds of the disk quota, to give back when its
-    /// directory is removed.
-    pub fn quota_bytes(&self) -> u64 {
-        self.shards.iter().map(ShardLog::quota_bytes).sum()
-    }
-
-    pub fn shard(&self, i: u32) -> Option<&ShardLog> {
-        self.shards.get(i as usize)
     }
 }
 

@@ -6,6 +6,11 @@
 //! answers every waiting append. It must never answer an append before the
 //! sync returned, and never leave a partial write in the file after an error.
 //!
+//! A seal ([`WriterMsg::Seal`]) is taken in queue order: the appends queued
+//! before it are written, then the writer answers with the shard's end
+//! offset, refuses whatever was queued after it, and stops; the shard is
+//! read-only from then on.
+//!
 //! Frames are written at the segment's known length, not appended at the
 //! file's end: a segment made from the spare is already longer than its
 //! frames, with old frames past them (see [`segment::spare_path`]).
@@ -18,7 +23,16 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
+use tokio::sync::oneshot;
+
 use super::{AppendRequest, LogError, LogOptions, ShardShared, frame, io_err, segment};
+
+/// What the writer's queue carries.
+pub(crate) enum WriterMsg {
+    Append(AppendRequest),
+    /// Write what was queued before, then answer with the end offset and stop.
+    Seal(oneshot::Sender<u64>),
+}
 
 struct Writer {
     shared: Arc<ShardShared>,
@@ -32,7 +46,7 @@ struct Writer {
 
 pub(crate) fn spawn(
     shared: Arc<ShardShared>,
-    rx: mpsc::Receiver<AppendRequest>,
+    rx: mpsc::Receiver<WriterMsg>,
     opts: LogOptions,
     next_offset: u64,
     active_len: u64,
@@ -63,24 +77,51 @@ pub(crate) fn spawn(
 }
 
 impl Writer {
-    fn run(&mut self, mut rx: mpsc::Receiver<AppendRequest>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut bytes = request_bytes(&first);
-            let mut group = vec![first];
-            while bytes < self.opts.group_commit_bytes_max {
-                match rx.try_recv() {
-                    Ok(req) => {
+    fn run(&mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+        let mut seal = None;
+        while seal.is_none() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut group = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    WriterMsg::Append(req) => {
                         bytes += request_bytes(&req);
                         group.push(req);
                     }
-                    Err(_) => break,
+                    WriterMsg::Seal(reply) => seal = Some(reply),
+                }
+                if seal.is_none() && bytes < self.opts.group_commit_bytes_max {
+                    next = rx.try_recv().ok();
                 }
             }
-            self.commit(group);
+            if !group.is_empty() {
+                self.commit(group);
+            }
         }
-        // Closed: cut a reused segment to its frames, so that the next start
-        // finds nothing after them to report.
+        // Closed or sealed: cut a reused segment to its frames, so that the
+        // next start finds nothing after them to report.
         self.cut_to_frames(true);
+        if let Some(reply) = seal {
+            self.shared.sealed.store(true, Ordering::Release);
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    WriterMsg::Append(req) => {
+                        let _ = req.reply.send(Err(LogError::Closed {
+                            shard: self.shared.shard,
+                        }));
+                    }
+                    WriterMsg::Seal(r) => {
+                        let _ = r.send(self.next_offset);
+                    }
+                }
+            }
+            let _ = reply.send(self.next_offset);
+        }
     }
 
     /// Cuts the active file to its frames if it is longer (made from the

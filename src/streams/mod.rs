@@ -177,7 +177,7 @@ impl Registry {
                         "its source, Kinesis stream {stream}, does not exist"
                     ))
                 })?;
-                config.shards = k.shards;
+                config.shards = k.log.shard_count();
                 let consumer = kinesis_consumer(&name);
                 start_at_latest(&k, &consumer).map_err(|e| fail(e.to_string()))?;
                 (k.log.clone(), consumer)
@@ -261,6 +261,17 @@ impl Registry {
     ) -> Result<Arc<KinesisStream>, KinesisError> {
         let _g = self.admin.lock().await;
         self.kinesis.create(name, shards, on_demand, tags)
+    }
+
+    /// Splits or merges a Kinesis stream's shards (serialized with creating
+    /// and deleting streams); returns the open shards it had before.
+    pub async fn reshard_kinesis(
+        &self,
+        stream: &Arc<KinesisStream>,
+        op: crate::kinesis::reshard::Reshard,
+    ) -> Result<u32, KinesisError> {
+        let _g = self.admin.lock().await;
+        self.kinesis.reshard(stream, op).await
     }
 
     /// Deletes a Kinesis stream, unless a delivery stream reads it.

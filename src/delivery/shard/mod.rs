@@ -58,7 +58,7 @@ struct ShardLoop<'a> {
     ctx: &'a Arc<StreamContext>,
     shard: u32,
     stream: String,
-    log: &'a ShardLog,
+    log: Arc<ShardLog>,
     ckpt_path: PathBuf,
     drain: CancellationToken,
     stop: CancellationToken,
@@ -108,7 +108,7 @@ impl<'a> ShardLoop<'a> {
         };
         let ckpt_path =
             crate::log::checkpoint::checkpoint_path(ctx.log.dir(), &ctx.consumer, shard);
-        let start = checkpoint::start(&stream, shard, log, &ckpt_path).await?;
+        let start = checkpoint::start(&stream, shard, &log, &ckpt_path).await?;
         Some(ShardLoop {
             reader: Some(log.reader(start)),
             read_pos: start,

@@ -82,7 +82,7 @@ impl ShardLoop<'_> {
             Err(e) => {
                 self.reader = handle_read_error(
                     self.ctx,
-                    self.log,
+                    &self.log,
                     shard,
                     e,
                     &mut self.read_pos,

@@ -1,7 +1,8 @@
 //! The reads: `GetShardIterator` turns a position (trim horizon, latest, a
 //! sequence number or a time) into an iterator; `GetRecords` reads from the
 //! shard log at an iterator and hands out the next one. Reads never change
-//! the log.
+//! the log. At the end of a closed shard `GetRecords` answers its children
+//! and no next iterator, so a reader walks on to them.
 
 use std::sync::Arc;
 
@@ -9,9 +10,10 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::streams::hash_key_range;
 use super::{
     GET_RECORDS_BYTES_MAX, GET_RECORDS_LIMIT_MAX, RECORD_BYTES_MAX, Req, internal, not_found,
-    now_ms, seconds, sequence, violation,
+    now_ms, seconds, sequence, timestamp_ms, violation,
 };
 use crate::aws::{ACCOUNT, kinesis_stream_from_arn};
 use crate::ingest::AppState;
@@ -21,24 +23,6 @@ use crate::kinesis::position::{SequenceNumber, ShardIterator, parse_shard_id, sh
 use crate::log::LogError;
 use crate::metrics::Metrics;
 use crate::record::Record;
-
-/// Epoch milliseconds from a `Timestamp`: seconds as a number (JSON, and
-/// CBOR after conversion) or an ISO 8601 string.
-fn timestamp_ms(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_f64().map(|s| (s * 1000.0).round() as i64),
-        Value::String(s) => s
-            .parse::<f64>()
-            .ok()
-            .map(|x| (x * 1000.0).round() as i64)
-            .or_else(|| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .ok()
-                    .map(|t| t.timestamp_millis())
-            }),
-        _ => None,
-    }
-}
 
 pub(super) async fn get_shard_iterator(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
@@ -51,7 +35,7 @@ pub(super) async fn get_shard_iterator(state: &AppState, req: Req<'_>) -> Result
         ))
     };
     let shard = parse_shard_id(id)
-        .filter(|i| *i < s.shards)
+        .filter(|i| s.layout().map.get(*i).is_some())
         .ok_or_else(no_shard)?;
     let log = s.log.shard(shard).ok_or_else(no_shard)?;
     let end = log.durable_end();
@@ -267,6 +251,13 @@ fn records_reply(
         resume,
         end,
     } = read;
+    let layout = s.layout();
+    // A closed shard read to its end: its children, and no next iterator.
+    let ended = layout
+        .map
+        .get(shard)
+        .and_then(|x| x.closed)
+        .is_some_and(|c| next >= c.end_offset);
     let behind = match frames.last() {
         Some(f) if next < end => (now - f.arrival_ms).max(0),
         _ => 0,
@@ -290,6 +281,25 @@ fn records_reply(
             })
         })
         .collect();
+    if ended {
+        let children: Vec<Value> = layout
+            .map
+            .children(shard)
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "ShardId": shard_id(c.index),
+                    "ParentShards": c.parents().map(shard_id).collect::<Vec<_>>(),
+                    "HashKeyRange": hash_key_range(c),
+                })
+            })
+            .collect();
+        return json!({
+            "Records": records,
+            "MillisBehindLatest": 0,
+            "ChildShards": children,
+        });
+    }
     let next_it = ShardIterator {
         stream: s.name.clone(),
         incarnation: s.incarnation,

@@ -18,6 +18,7 @@
 
 mod iterators;
 mod records;
+mod reshard;
 mod streams;
 mod tags;
 
@@ -77,6 +78,7 @@ fn from_kinesis(e: KinesisError) -> ApiError {
     match e {
         KinesisError::Exists(_) => ApiError::in_use(e.to_string()),
         KinesisError::NotFound(_) => ApiError::not_found(e.to_string()),
+        KinesisError::ShardNotFound(m) => ApiError::not_found(m),
         KinesisError::InUse(m) => ApiError::in_use(m),
         KinesisError::Limit(m) => ApiError::limit_exceeded(m),
         KinesisError::Invalid(m) => ApiError::invalid_argument(m),
@@ -238,6 +240,10 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "AddTagsToStream" => tags::add_tags(state, req),
         "RemoveTagsFromStream" => tags::remove_tags(state, req),
         "ListTagsForStream" => tags::list_tags(state, req),
+        "SplitShard" => reshard::split_shard(state, req).await,
+        "MergeShards" => reshard::merge_shards(state, req).await,
+        "UpdateShardCount" => reshard::update_shard_count(state, req).await,
+        "UpdateStreamMode" => reshard::update_stream_mode(state, req).await,
         other => Err(ApiError::unknown_operation(format!(
             "Kinesis_20131202.{other} is not an operation Hydrant implements"
         ))),
@@ -280,4 +286,22 @@ fn sequence(s: &KinesisStream, shard: u32, offset: u64) -> String {
         offset,
     }
     .encode()
+}
+
+/// Epoch milliseconds from a `Timestamp`: seconds as a number (JSON, and
+/// CBOR after conversion) or an ISO 8601 string.
+pub(super) fn timestamp_ms(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_f64().map(|s| (s * 1000.0).round() as i64),
+        Value::String(s) => s
+            .parse::<f64>()
+            .ok()
+            .map(|x| (x * 1000.0).round() as i64)
+            .or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            }),
+        _ => None,
+    }
 }

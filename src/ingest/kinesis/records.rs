@@ -2,6 +2,10 @@
 //! any is appended; records go to the shard their hash key falls in, each
 //! shard's group in one append, and the answer waits until they are durable.
 //! In `PutRecords` a record over its shard's write limit fails alone.
+//!
+//! A put holds its stream's gate (shared) from routing its records to their
+//! open shards until they are durable, so a reshard, which takes the gate
+//! alone, never closes a shard under a put in flight.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,7 @@ use crate::aws::ACCOUNT;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
 use crate::kinesis::KinesisStream;
-use crate::kinesis::position::{hash_key, parse_hash_key, shard_for_hash, shard_id};
+use crate::kinesis::position::{hash_key, parse_hash_key, shard_id};
 use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 
@@ -156,7 +160,8 @@ pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, 
             "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
         ));
     }
-    let shard = shard_for_hash(record.hash, s.shards);
+    let _gate = s.gate.read().await;
+    let shard = s.layout().router.route(record.hash);
     if !s.admit(shard, (record.data.len() + record.key.len()) as u64) {
         let label = Metrics::stream(&s.name);
         state
@@ -184,8 +189,10 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
     let mut results: Vec<Option<Result<(u32, u64), ApiError>>> = (0..n).map(|_| None).collect();
     let mut groups: BTreeMap<u32, (Vec<usize>, Vec<PutIn>)> = BTreeMap::new();
     let mut throttled = 0u64;
+    let _gate = s.gate.read().await;
+    let layout = s.layout();
     for (i, r) in parsed.into_iter().enumerate() {
-        let shard = shard_for_hash(r.hash, s.shards);
+        let shard = layout.router.route(r.hash);
         if s.admit(shard, (r.data.len() + r.key.len()) as u64) {
             let g = groups.entry(shard).or_default();
             g.0.push(i);

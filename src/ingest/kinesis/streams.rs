@@ -9,13 +9,14 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{
-    Req, check_name, decode_token, encode_token, from_kinesis, missing, not_found, seconds, tags,
-    violation,
+    Req, check_name, decode_token, encode_token, from_kinesis, missing, not_found, now_ms, seconds,
+    tags, timestamp_ms, violation,
 };
 use crate::aws::kinesis_stream_arn;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
-use crate::kinesis::position::{SequenceNumber, hash_range, parse_shard_id, shard_id};
+use crate::kinesis::position::{SequenceNumber, parse_shard_id, shard_id};
+use crate::kinesis::shards::{ShardInfo, ShardMap};
 use crate::kinesis::{self, KinesisError, KinesisStream};
 
 pub(super) async fn create_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
@@ -95,7 +96,7 @@ pub(super) async fn delete_stream(state: &AppState, req: Req<'_>) -> Result<Valu
 }
 
 fn mode_details(s: &KinesisStream) -> Value {
-    json!({ "StreamMode": if s.on_demand { "ON_DEMAND" } else { "PROVISIONED" } })
+    json!({ "StreamMode": if s.on_demand() { "ON_DEMAND" } else { "PROVISIONED" } })
 }
 
 pub(super) fn list_streams(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
@@ -139,18 +140,56 @@ pub(super) fn list_streams(state: &AppState, req: Req<'_>) -> Result<Value, ApiE
     Ok(out)
 }
 
-fn shard_json(s: &KinesisStream, i: u32) -> Value {
-    let (start, end) = hash_range(i, s.shards);
-    let first = SequenceNumber {
-        incarnation: s.incarnation,
-        shard: i,
-        offset: 0,
+/// A shard as `DescribeStream` and `ListShards` show it: a closed shard
+/// with its ending sequence number, a child with its parents.
+pub(super) fn shard_json(s: &KinesisStream, shard: &ShardInfo) -> Value {
+    let seq = |offset: u64| {
+        SequenceNumber {
+            incarnation: s.incarnation,
+            shard: shard.index,
+            offset,
+        }
+        .encode()
     };
+    let mut range = json!({ "StartingSequenceNumber": seq(0) });
+    if let (Some(c), Some(o)) = (shard.closed, range.as_object_mut()) {
+        o.insert(
+            "EndingSequenceNumber".into(),
+            Value::String(seq(c.end_offset.saturating_sub(1))),
+        );
+    }
+    let mut out = json!({
+        "ShardId": shard_id(shard.index),
+        "HashKeyRange": hash_key_range(shard),
+        "SequenceNumberRange": range,
+    });
+    if let Some(o) = out.as_object_mut() {
+        if let Some(p) = shard.parent {
+            o.insert("ParentShardId".into(), Value::String(shard_id(p)));
+        }
+        if let Some(p) = shard.adjacent_parent {
+            o.insert("AdjacentParentShardId".into(), Value::String(shard_id(p)));
+        }
+    }
+    out
+}
+
+pub(super) fn hash_key_range(shard: &ShardInfo) -> Value {
     json!({
-        "ShardId": shard_id(i),
-        "HashKeyRange": { "StartingHashKey": start.to_string(), "EndingHashKey": end.to_string() },
-        "SequenceNumberRange": { "StartingSequenceNumber": first.encode() },
+        "StartingHashKey": shard.hash_start.to_string(),
+        "EndingHashKey": shard.hash_end.to_string(),
     })
+}
+
+/// The shards still listed: the open ones and those closed within the
+/// retention period (Kinesis drops a closed shard from its lists once its
+/// records have all expired).
+fn listed<'a>(s: &KinesisStream, map: &'a ShardMap, now: i64) -> Vec<&'a ShardInfo> {
+    let retention_ms = i64::from(s.retention_hours()) * 3_600_000;
+    map.all()
+        .iter()
+        .filter(|x| x.closed.is_none_or(|c| c.at_ms + retention_ms > now))
+        .collect()
 }
 
 pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
@@ -166,8 +205,12 @@ pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, A
             )
         })?),
     };
-    let first = after.map_or(0, |a| a.saturating_add(1));
-    let last = first.saturating_add(limit).min(s.shards);
+    let layout = s.layout();
+    let shards: Vec<&ShardInfo> = listed(&s, &layout.map, now_ms())
+        .into_iter()
+        .filter(|x| after.is_none_or(|a| x.index > a))
+        .collect();
+    let page = &shards[..shards.len().min(limit as usize)];
     let spec = s.spec();
     Ok(json!({
         "StreamDescription": {
@@ -175,8 +218,8 @@ pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, A
             "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
             "StreamModeDetails": mode_details(&s),
-            "Shards": (first..last).map(|i| shard_json(&s, i)).collect::<Vec<_>>(),
-            "HasMoreShards": last < s.shards,
+            "Shards": page.iter().map(|x| shard_json(&s, x)).collect::<Vec<_>>(),
+            "HasMoreShards": shards.len() > page.len(),
             "RetentionPeriodHours": spec.retention_hours,
             "StreamCreationTimestamp": seconds(s.created_ms),
             "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
@@ -198,15 +241,15 @@ pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<
             "StreamCreationTimestamp": seconds(s.created_ms),
             "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
             "EncryptionType": "NONE",
-            "OpenShardCount": s.shards,
+            "OpenShardCount": s.open_shards(),
             "ConsumerCount": 0,
         }
     }))
 }
 
 pub(super) fn list_shards(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
-    let limit = req.int_in("MaxResults", "maxResults", 1, 10_000, 1000)? as u32;
-    let (s, mut first) = match req.str("NextToken")? {
+    let limit = req.int_in("MaxResults", "maxResults", 1, 10_000, 1000)? as usize;
+    let (s, after) = match req.str("NextToken")? {
         Some(token) => {
             if req.str("StreamName")?.is_some() || req.str("ExclusiveStartShardId")?.is_some() {
                 return Err(ApiError::invalid_argument(
@@ -223,69 +266,120 @@ pub(super) fn list_shards(state: &AppState, req: Req<'_>) -> Result<Value, ApiEr
                 .kinesis
                 .get(&name)
                 .ok_or_else(|| not_found(&name))?;
-            (s, next)
+            (s, next.checked_sub(1))
         }
         None => {
             let s = req.stream(state)?;
-            let first = match req.str("ExclusiveStartShardId")? {
-                None => 0,
-                Some(id) => parse_shard_id(id)
-                    .ok_or_else(|| {
-                        violation(
-                            "exclusiveStartShardId",
-                            id,
-                            "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
-                        )
-                    })?
-                    .saturating_add(1),
+            let after = match req.str("ExclusiveStartShardId")? {
+                None => None,
+                Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
+                    violation(
+                        "exclusiveStartShardId",
+                        id,
+                        "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
+                    )
+                })?),
             };
-            (s, first)
+            (s, after)
         }
     };
-    // Every shard is open and has always been: each filter type but
-    // AFTER_SHARD_ID selects them all.
-    if let Some(filter) = req.0.get("ShardFilter").filter(|f| !f.is_null()) {
-        match filter.get("Type").and_then(Value::as_str) {
-            Some("AFTER_SHARD_ID") => {
-                let id = filter
-                    .get("ShardId")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        ApiError::invalid_argument("ShardFilter AFTER_SHARD_ID needs a ShardId")
-                    })?;
-                let after = parse_shard_id(id).ok_or_else(|| {
-                    ApiError::invalid_argument(format!(
-                        "ShardFilter.ShardId {id} is not a shard id"
-                    ))
-                })?;
-                first = first.max(after.saturating_add(1));
-            }
-            Some(
-                "AT_TRIM_HORIZON" | "FROM_TRIM_HORIZON" | "AT_LATEST" | "AT_TIMESTAMP"
-                | "FROM_TIMESTAMP",
-            ) => {}
-            other => {
-                return Err(violation(
-                    "shardFilter.type",
-                    other.unwrap_or("null"),
-                    "Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]",
-                ));
-            }
-        }
-    }
-    let last = first.saturating_add(limit).min(s.shards);
+    let filter = shard_filter(&req)?;
+    let layout = s.layout();
+    let now = now_ms();
+    let trim_horizon = (now - i64::from(s.retention_hours()) * 3_600_000).max(s.created_ms);
+    let shards: Vec<&ShardInfo> = listed(&s, &layout.map, now)
+        .into_iter()
+        .filter(|x| after.is_none_or(|a| x.index > a))
+        .filter(|x| filter.admits(x, trim_horizon))
+        .collect();
+    let page = &shards[..shards.len().min(limit)];
     let mut out = json!({
-        "Shards": (first.min(last)..last).map(|i| shard_json(&s, i)).collect::<Vec<_>>(),
+        "Shards": page.iter().map(|x| shard_json(&s, x)).collect::<Vec<_>>(),
     });
-    if last < s.shards
-        && let Some(o) = out.as_object_mut()
+    if shards.len() > page.len()
+        && let (Some(last), Some(o)) = (page.last(), out.as_object_mut())
     {
+        let next = last.index + 1;
         o.insert(
             "NextToken".into(),
-            Value::String(encode_token(&format!("{}/{last}", s.name), "ListShards")),
+            Value::String(encode_token(&format!("{}/{next}", s.name), "ListShards")),
         );
     }
     Ok(out)
+}
+
+/// `ListShards`'s `ShardFilter`, checked.
+enum ShardFilter {
+    /// No filter: every listed shard (Kinesis's default, `FROM_TRIM_HORIZON`).
+    All,
+    AfterShard(u32),
+    AtTrimHorizon,
+    AtLatest,
+    /// Shards open at this time, epoch milliseconds.
+    AtTimestamp(i64),
+    /// Shards open at this time or opened since.
+    FromTimestamp(i64),
+}
+
+impl ShardFilter {
+    fn admits(&self, x: &ShardInfo, trim_horizon: i64) -> bool {
+        let open_at = |t: i64| x.created_ms <= t && x.closed.is_none_or(|c| c.at_ms >= t);
+        match *self {
+            ShardFilter::All => true,
+            ShardFilter::AfterShard(a) => x.index > a,
+            ShardFilter::AtTrimHorizon => open_at(trim_horizon),
+            ShardFilter::AtLatest => x.is_open(),
+            ShardFilter::AtTimestamp(t) => open_at(t),
+            ShardFilter::FromTimestamp(t) => {
+                x.closed.is_none_or(|c| c.at_ms >= t.max(trim_horizon))
+            }
+        }
+    }
+}
+
+fn shard_filter(req: &Req<'_>) -> Result<ShardFilter, ApiError> {
+    let Some(filter) = req.0.get("ShardFilter").filter(|f| !f.is_null()) else {
+        return Ok(ShardFilter::All);
+    };
+    let kind = filter.get("Type").and_then(Value::as_str);
+    let timestamp = || {
+        let ts = filter
+            .get("Timestamp")
+            .filter(|t| !t.is_null())
+            .ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "ShardFilter type {} needs a Timestamp",
+                    kind.unwrap_or_default()
+                ))
+            })?;
+        timestamp_ms(ts)
+            .ok_or_else(|| ApiError::serialization(format!("Timestamp {ts} is not a timestamp")))
+    };
+    Ok(match kind {
+        Some("AFTER_SHARD_ID") => {
+            let id = filter
+                .get("ShardId")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::invalid_argument("ShardFilter AFTER_SHARD_ID needs a ShardId")
+                })?;
+            ShardFilter::AfterShard(parse_shard_id(id).ok_or_else(|| {
+                ApiError::invalid_argument(format!("ShardFilter.ShardId {id} is not a shard id"))
+            })?)
+        }
+        Some("AT_TRIM_HORIZON") => ShardFilter::AtTrimHorizon,
+        Some("FROM_TRIM_HORIZON") => ShardFilter::All,
+        Some("AT_LATEST") => ShardFilter::AtLatest,
+        Some("AT_TIMESTAMP") => ShardFilter::AtTimestamp(timestamp()?),
+        Some("FROM_TIMESTAMP") => ShardFilter::FromTimestamp(timestamp()?),
+        other => {
+            return Err(violation(
+                "shardFilter.type",
+                other.unwrap_or("null"),
+                "Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]",
+            ));
+        }
+    })
 }
 
 pub(super) fn retention(req: Req<'_>, state: &AppState, increase: bool) -> Result<Value, ApiError> {

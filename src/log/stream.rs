@@ -1,0 +1,159 @@
+//! A stream's log: its shards, by number, and the log's identity. Shards
+//! are added while the log runs (a Kinesis reshard opens its children) and
+//! never removed from a running log.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
+
+/// All shards of one stream's log. A stream may gain shards while it runs
+/// (a Kinesis stream's split or merge opens new ones); a shard is never
+/// removed from a running log.
+pub struct StreamLog {
+    dir: PathBuf,
+    id: String,
+    opts: LogOptions,
+    quota: Arc<DiskQuota>,
+    shards: RwLock<Vec<Arc<ShardLog>>>,
+}
+
+/// Reads the log's identity, creating it with a new random id the first time.
+/// Destinations key what they loaded by it, so a log that is deleted and
+/// created again under the same name (its offsets start at 0 again) is never
+/// mistaken for the old one.
+fn log_id(dir: &Path) -> Result<String, LogError> {
+    let path = dir.join("log-id");
+    match fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(0, &path)(e)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    files::write_atomic(&path, id.as_bytes()).map_err(io_err(0, &path))?;
+    Ok(id)
+}
+
+/// The directory of shard `i` of the log in `dir`.
+pub fn shard_dir(dir: &Path, i: u32) -> PathBuf {
+    dir.join(format!("shard-{i}"))
+}
+
+impl StreamLog {
+    /// Opens `shards` shards under `dir` (`dir/shard-N`).
+    pub fn open(
+        dir: &Path,
+        shards: u32,
+        opts: &LogOptions,
+        quota: Arc<DiskQuota>,
+    ) -> Result<StreamLog, LogError> {
+        Self::open_with_sealed(dir, shards, opts, quota, |_| false)
+    }
+
+    /// Opens `shards` shards under `dir`, those `sealed` says read-only.
+    pub fn open_with_sealed(
+        dir: &Path,
+        shards: u32,
+        opts: &LogOptions,
+        quota: Arc<DiskQuota>,
+        sealed: impl Fn(u32) -> bool,
+    ) -> Result<StreamLog, LogError> {
+        fs::create_dir_all(dir).map_err(io_err(0, dir))?;
+        let id = log_id(dir)?;
+        let mut v = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            v.push(Arc::new(ShardLog::open_as(
+                &shard_dir(dir, shard),
+                shard,
+                opts,
+                quota.clone(),
+                sealed(shard),
+            )?));
+        }
+        Ok(StreamLog {
+            dir: dir.to_path_buf(),
+            id,
+            opts: opts.clone(),
+            quota,
+            shards: RwLock::new(v),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's identity (random, fixed for the life of its directory).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ShardLog>>> {
+        self.shards.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every shard, by number.
+    pub fn shards(&self) -> Vec<Arc<ShardLog>> {
+        self.read().clone()
+    }
+
+    /// How many shards the log has.
+    pub fn shard_count(&self) -> u32 {
+        self.read().len() as u32
+    }
+
+    /// Bytes the whole log holds of the disk quota, to give back when its
+    /// directory is removed.
+    pub fn quota_bytes(&self) -> u64 {
+        self.read().iter().map(|s| s.quota_bytes()).sum()
+    }
+
+    pub fn shard(&self, i: u32) -> Option<Arc<ShardLog>> {
+        self.read().get(i as usize).cloned()
+    }
+
+    /// Opens the next shard (`shard-N` for a log of N shards), empty: a
+    /// directory of that name left by a change that never completed holds
+    /// nothing anyone could read, and is removed first.
+    pub fn add_shard(&self) -> Result<Arc<ShardLog>, LogError> {
+        let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
+        let i = shards.len() as u32;
+        let dir = shard_dir(&self.dir, i);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(i, &dir)(e)),
+        }
+        let log = Arc::new(ShardLog::open(&dir, i, &self.opts, self.quota.clone())?);
+        shards.push(log.clone());
+        Ok(log)
+    }
+
+    /// Removes the directories of shards past the log's `shards` that a
+    /// change left behind before it completed (see [`Self::add_shard`]).
+    pub fn remove_unused_shards(dir: &Path, shards: u32) -> io::Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(i) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("shard-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if i >= shards {
+                tracing::warn!(dir = %e.path().display(), "removing a shard a reshard left unfinished");
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+        Ok(())
+    }
+}
