@@ -543,6 +543,10 @@ class Receiver:
         self.request_ids = []
         self.all_ids = []
         self.mode = "ok"
+        # Seconds to wait before answering each request: a slow endpoint.
+        self.delay = 0
+        # When set, a request whose records it refuses is answered 500.
+        self.accept = None
         self.requests = 0
         receiver = self
 
@@ -563,6 +567,8 @@ class Receiver:
                 if mode == "hang":
                     time.sleep(5)
                     return
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 rid = self.headers.get("X-Amz-Firehose-Request-Id", "")
                 check = receiver._check(self.headers, body, gz)
                 if check is not None:
@@ -574,6 +580,9 @@ class Receiver:
                     self._answer(400, {"requestId": rid, "errorMessage": "bad request"})
                     return
                 records, rid = check
+                if receiver.accept is not None and not receiver.accept(records):
+                    self._answer(500, {"requestId": rid, "timestamp": int(time.time() * 1000), "errorMessage": "not these records yet"})
+                    return
                 receiver.request_ids.append(rid)
                 receiver.records.extend(records)
                 echoed = "wrong-" + rid if mode == "wrong_id" else rid

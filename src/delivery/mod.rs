@@ -8,16 +8,20 @@
 //! log; it only reads it, trims delivered segments and writes checkpoints.
 
 pub mod batcher;
+mod lineage;
 mod shard;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
+use crate::kinesis::shards::Layout;
 use crate::log::StreamLog;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
@@ -52,11 +56,14 @@ pub struct StreamContext {
     /// Daemon-wide slots for encoding a batch (`limits.encoders_max`): a
     /// shard takes one before it takes a batch out of its batcher.
     pub encoders: Arc<tokio::sync::Semaphore>,
+    /// The shards of the Kinesis stream read, as they change; None for a
+    /// stream's own log, whose shards never change.
+    pub layouts: Option<watch::Receiver<Arc<Layout>>>,
     last_error: Mutex<Option<String>>,
     last_delivery_ms: AtomicI64,
     /// Per shard: arrival (epoch ms) of the oldest record read but not yet
-    /// delivered; 0 when there is none.
-    oldest_pending_ms: Vec<AtomicI64>,
+    /// delivered (absent or 0 when there is none).
+    oldest_pending_ms: Mutex<BTreeMap<u32, i64>>,
 }
 
 impl StreamContext {
@@ -72,10 +79,10 @@ impl StreamContext {
         metrics: Arc<Metrics>,
         encoders: Arc<tokio::sync::Semaphore>,
     ) -> Self {
-        let oldest_pending_ms = (0..config.shards).map(|_| AtomicI64::new(0)).collect();
         let owns_log = consumer == CONSUMER;
         StreamContext {
-            oldest_pending_ms,
+            oldest_pending_ms: Mutex::new(BTreeMap::new()),
+            layouts: None,
             config,
             log,
             consumer,
@@ -120,9 +127,25 @@ impl StreamContext {
         self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
+    /// Reads the shards of a Kinesis stream as `layouts` says, in lineage
+    /// order (see [`lineage`]).
+    pub fn with_lineage(mut self, layouts: watch::Receiver<Arc<Layout>>) -> Self {
+        self.layouts = Some(layouts);
+        self
+    }
+
     pub(crate) fn set_oldest_pending(&self, shard: u32, arrival_ms: Option<i64>) {
-        if let Some(a) = self.oldest_pending_ms.get(shard as usize) {
-            a.store(arrival_ms.unwrap_or(0), Ordering::Release);
+        let mut g = self
+            .oldest_pending_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match arrival_ms {
+            Some(ms) => {
+                g.insert(shard, ms);
+            }
+            None => {
+                g.remove(&shard);
+            }
         }
     }
 
@@ -130,9 +153,12 @@ impl StreamContext {
     /// shards (Firehose's DataFreshness); 0 when nothing read is pending.
     pub fn data_freshness_secs(&self) -> i64 {
         let now = chrono::Utc::now().timestamp_millis();
-        self.oldest_pending_ms
-            .iter()
-            .map(|a| a.load(Ordering::Acquire))
+        let g = self
+            .oldest_pending_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        g.values()
+            .copied()
             .filter(|&ms| ms > 0)
             .map(|ms| (now - ms).max(0) / 1000)
             .max()
@@ -173,8 +199,23 @@ impl Delivery {
         let drain = CancellationToken::new();
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        for shard in 0..ctx.config.shards {
-            tasks.spawn(shard::run(ctx.clone(), shard, drain.clone(), stop.clone()));
+        match ctx.layouts.clone() {
+            Some(layouts) => {
+                tasks.spawn(lineage::supervise(
+                    ctx,
+                    layouts,
+                    drain.clone(),
+                    stop.clone(),
+                ));
+            }
+            None => {
+                for shard in 0..ctx.config.shards {
+                    let run = shard::run(ctx.clone(), shard, drain.clone(), stop.clone());
+                    tasks.spawn(async move {
+                        run.await;
+                    });
+                }
+            }
         }
         Delivery { drain, stop, tasks }
     }

@@ -170,7 +170,7 @@ impl Registry {
             stream: name.clone(),
             message,
         };
-        let (log, consumer) = match &config.source {
+        let (log, consumer, layouts) = match &config.source {
             Source::Kinesis { stream } => {
                 let k = self.kinesis.get(stream).ok_or_else(|| {
                     fail(format!(
@@ -180,11 +180,12 @@ impl Registry {
                 config.shards = k.log.shard_count();
                 let consumer = kinesis_consumer(&name);
                 start_at_latest(&k, &consumer).map_err(|e| fail(e.to_string()))?;
-                (k.log.clone(), consumer)
+                (k.log.clone(), consumer, Some(k.subscribe_layout()))
             }
             Source::DirectPut => (
                 self.own_log(&config, log).map_err(fail)?,
                 CONSUMER.to_string(),
+                None,
             ),
         };
         let errors = sink::object(&config.error_output).map_err(|e| fail(e.message))?;
@@ -206,7 +207,7 @@ impl Registry {
             None => None,
         };
         let config = Arc::new(config);
-        let ctx = Arc::new(StreamContext::new(
+        let mut ctx = StreamContext::new(
             config.clone(),
             log,
             consumer,
@@ -216,7 +217,11 @@ impl Registry {
             transform,
             self.metrics.clone(),
             self.encoders.clone(),
-        ));
+        );
+        if let Some(layouts) = layouts {
+            ctx = ctx.with_lineage(layouts);
+        }
+        let ctx = Arc::new(ctx);
         let delivery = Delivery::start(ctx.clone());
         tracing::info!(stream = name, shards = config.shards, destination = %ctx.sink.describe(), origin = ?origin, "stream started");
         Ok(Arc::new(StreamEntry {
@@ -327,9 +332,14 @@ impl Registry {
 }
 
 /// Makes a new reader of a Kinesis stream start at its tip, as Firehose
-/// starts reading a source stream at LATEST: a shard without a checkpoint
-/// of `consumer` gets one at its durable end.
+/// starts reading a source stream at LATEST: the first time `consumer`
+/// starts (it has no checkpoints yet), each shard gets a checkpoint at its
+/// durable end. A known reader's shards without a checkpoint are shards
+/// created since (a reshard's children): it reads them from their start.
 fn start_at_latest(k: &KinesisStream, consumer: &str) -> std::io::Result<()> {
+    if k.consumer_dir(consumer).exists() {
+        return Ok(());
+    }
     for shard in k.log.shards() {
         let path = checkpoint::checkpoint_path(k.log.dir(), consumer, shard.shard());
         if checkpoint::read(&path)?.is_none() {

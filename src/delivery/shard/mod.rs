@@ -39,17 +39,29 @@ use checkpoint::complete;
 use read::ReadBuffers;
 use upload::Uploading;
 
+/// How a shard's delivery ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShardEnd {
+    /// A closed (sealed) shard, delivered and checkpointed to its end: its
+    /// children may be delivered now.
+    Done,
+    /// Drained or stopped; what is not checkpointed stays in the log.
+    Stopped,
+}
+
 /// Delivers one shard of the stream until it is drained (`drain`: every
-/// durable record delivered, then stop) or stopped (`stop`: at once; what is
-/// still uploading is abandoned and stays in the log).
+/// durable record delivered, then stop), stopped (`stop`: at once; what is
+/// still uploading is abandoned and stays in the log), or, for a closed
+/// shard, delivered to its end.
 pub(crate) async fn run(
     ctx: Arc<StreamContext>,
     shard: u32,
     drain: CancellationToken,
     stop: CancellationToken,
-) {
-    if let Some(shard_loop) = ShardLoop::open(&ctx, shard, drain, stop).await {
-        shard_loop.run().await;
+) -> ShardEnd {
+    match ShardLoop::open(&ctx, shard, drain, stop).await {
+        Some(shard_loop) => shard_loop.run().await,
+        None => ShardEnd::Stopped,
     }
 }
 
@@ -137,8 +149,10 @@ impl<'a> ShardLoop<'a> {
     }
 
     /// Runs the loop until the shard is drained or stopped: start uploads,
-    /// note the ones that ended, read while there is room, else wait.
-    async fn run(mut self) {
+    /// note the ones that ended, read while there is room, else wait. A
+    /// sealed shard read to its end flushes as a drain does, and is done
+    /// once everything is checkpointed.
+    async fn run(mut self) -> ShardEnd {
         loop {
             self.start_uploads();
             let waiting_for_slot = self.encodes
@@ -154,6 +168,9 @@ impl<'a> ShardLoop<'a> {
                 self.draining = true;
             }
             let end = self.durable_end();
+            if self.log.is_sealed() && self.read_pos >= end {
+                self.draining = true;
+            }
 
             if self.read_pos < end
                 && !self.batcher.has_ready()
@@ -180,12 +197,21 @@ impl<'a> ShardLoop<'a> {
                 break;
             }
         }
+        let done = self.log.is_sealed()
+            && self.committed >= self.log.durable_end()
+            && !self.stop.is_cancelled();
         tracing::debug!(
             stream = self.stream,
             shard = self.shard,
             committed = self.committed,
+            done,
             "shard delivery stopped"
         );
+        if done {
+            ShardEnd::Done
+        } else {
+            ShardEnd::Stopped
+        }
     }
 
     /// Publishes the arrival of the oldest record read but not yet delivered
