@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh machine: installs what the tests need
-# (Garage, PostgreSQL, the pinned Python packages, the WebAssembly toolchains
-# of the transform examples), checks formatting and lints, runs the
+# (Garage, PostgreSQL, the pinned Python packages, the AWS SDK for
+# JavaScript, the WebAssembly toolchains of the transform examples), checks formatting and lints, runs the
 # Rust unit and integration tests, then the pytest suite against the real
 # binary, real Garage and real AWS clients. Everything it installs is cached
 # in the usual per-user places (~/.cargo/bin, ~/.cache/hydrant-test).
@@ -52,6 +52,18 @@ if [ ! -f "$VENV/.installed-$REQ_HASH" ]; then
   touch "$VENV/.installed-$REQ_HASH"
 fi
 export PATH="$VENV/bin:$PATH"
+
+JS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/hydrant-test/js"
+JS_HASH=$(sha256sum tests/js/package.json | cut -c1-16)
+if [ ! -f "$JS_DIR/.installed-$JS_HASH" ]; then
+  step "installing the AWS SDK for JavaScript v3 into $JS_DIR (npm)"
+  rm -rf "$JS_DIR"
+  mkdir -p "$JS_DIR"
+  cp tests/js/package.json "$JS_DIR/"
+  (cd "$JS_DIR" && npm install --no-audit --no-fund --silent)
+  touch "$JS_DIR/.installed-$JS_HASH"
+fi
+export HYDRANT_JS_MODULES="$JS_DIR/node_modules"
 
 step "disk space for target/ (a clean run needs about 4.5 GB)"
 df -h . | tail -n 1

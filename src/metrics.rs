@@ -39,6 +39,19 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabel {
+    pub stream: String,
+    pub consumer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerShardLabel {
+    pub stream: String,
+    pub consumer: String,
+    pub shard: String,
+}
+
 type LatencyFamily = Family<OperationLabel, Histogram, fn() -> Histogram>;
 
 /// Buckets from 0.5 ms to 23 s, each √2 times the one before, so that a p99
@@ -74,6 +87,13 @@ pub struct Metrics {
     pub kinesis_outgoing_records: Family<StreamLabel, Counter>,
     pub kinesis_outgoing_bytes: Family<StreamLabel, Counter>,
     pub kinesis_throttled_records: Family<StreamLabel, Counter>,
+    pub kinesis_open_shards: Family<StreamLabel, Gauge>,
+    pub kinesis_reshards: Family<StreamLabel, Counter>,
+    pub kinesis_subscriptions_open: Family<StreamLabel, Gauge>,
+    pub kinesis_subscription_events: Family<ConsumerLabel, Counter>,
+    pub kinesis_subscription_records: Family<ConsumerLabel, Counter>,
+    pub kinesis_subscription_bytes: Family<ConsumerLabel, Counter>,
+    pub kinesis_subscription_millis_behind: Family<ConsumerShardLabel, Gauge>,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -115,6 +135,13 @@ impl Metrics {
             kinesis_outgoing_records: Family::default(),
             kinesis_outgoing_bytes: Family::default(),
             kinesis_throttled_records: Family::default(),
+            kinesis_open_shards: Family::default(),
+            kinesis_reshards: Family::default(),
+            kinesis_subscriptions_open: Family::default(),
+            kinesis_subscription_events: Family::default(),
+            kinesis_subscription_records: Family::default(),
+            kinesis_subscription_bytes: Family::default(),
+            kinesis_subscription_millis_behind: Family::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -159,6 +186,46 @@ impl Metrics {
             "kinesis_throttled_records",
             "Records refused by a shard write limit or a full log",
             self.kinesis_throttled_records.clone(),
+        );
+        registry.register(
+            "kinesis_open_shards",
+            "Open shards of a Kinesis stream",
+            self.kinesis_open_shards.clone(),
+        );
+        registry.register(
+            "kinesis_reshards",
+            "Splits, merges and shard count updates of a Kinesis stream",
+            self.kinesis_reshards.clone(),
+        );
+        self.register_fan_out(registry);
+    }
+
+    /// Enhanced fan-out: subscriptions and what they pushed.
+    fn register_fan_out(&self, registry: &mut Registry) {
+        registry.register(
+            "kinesis_subscriptions_open",
+            "SubscribeToShard subscriptions open on a stream",
+            self.kinesis_subscriptions_open.clone(),
+        );
+        registry.register(
+            "kinesis_subscription_events",
+            "SubscribeToShardEvents sent to a consumer",
+            self.kinesis_subscription_events.clone(),
+        );
+        registry.register(
+            "kinesis_subscription_records",
+            "Records sent to a consumer in SubscribeToShardEvents",
+            self.kinesis_subscription_records.clone(),
+        );
+        registry.register(
+            "kinesis_subscription_bytes",
+            "Bytes of record data sent to a consumer in SubscribeToShardEvents",
+            self.kinesis_subscription_bytes.clone(),
+        );
+        registry.register(
+            "kinesis_subscription_millis_behind",
+            "How far behind the shard's tip a consumer's last event was",
+            self.kinesis_subscription_millis_behind.clone(),
         );
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::RawKinesis;
+use super::raw::{RawKinesis, RawKinesisStream};
 use super::{ConfigError, err, range_check};
 use crate::aws;
 
@@ -18,6 +18,18 @@ pub struct KinesisOptions {
     pub stream_shards_max: u32,
     /// `UpdateShardCount` calls per stream in 24 hours (Kinesis: 10).
     pub scalings_per_day_max: u32,
+    /// Enhanced fan-out consumers a stream may register (Kinesis: 20).
+    pub consumers_per_stream_max: usize,
+    /// `SubscribeToShard` subscriptions open at once, over all streams.
+    pub subscriptions_max: usize,
+    /// How long a subscription lasts before the client must renew it
+    /// (Kinesis: 5 minutes).
+    pub subscription_duration: Duration,
+    /// Events a subscription may have queued for a slow client before it
+    /// stops reading the shard.
+    pub subscription_queue_events: usize,
+    /// How long a registered consumer stays `CREATING`.
+    pub consumer_activation: Duration,
     /// How long a shard iterator stays valid (Kinesis: 5 minutes).
     pub iterator_ttl: Duration,
     /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
@@ -39,6 +51,11 @@ impl Default for KinesisOptions {
             shards_max: 200,
             stream_shards_max: 10_000,
             scalings_per_day_max: 10,
+            consumers_per_stream_max: 20,
+            subscriptions_max: 1024,
+            subscription_duration: Duration::from_secs(300),
+            subscription_queue_events: 4,
+            consumer_activation: Duration::from_millis(500),
             iterator_ttl: Duration::from_secs(300),
             shard_write_limits: false,
             streams: BTreeMap::new(),
@@ -71,6 +88,41 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             1,
             10_000,
         ),
+        consumers_per_stream_max: range_check(
+            errors,
+            "kinesis.consumers_per_stream_max",
+            rk.consumers_per_stream_max.unwrap_or(20),
+            1,
+            1000,
+        ),
+        subscriptions_max: range_check(
+            errors,
+            "kinesis.subscriptions_max",
+            rk.subscriptions_max.unwrap_or(1024),
+            1,
+            65_536,
+        ),
+        subscription_duration: Duration::from_secs(range_check(
+            errors,
+            "kinesis.subscription_secs",
+            rk.subscription_secs.unwrap_or(300),
+            1,
+            300,
+        )),
+        subscription_queue_events: range_check(
+            errors,
+            "kinesis.subscription_queue_events",
+            rk.subscription_queue_events.unwrap_or(4),
+            1,
+            64,
+        ),
+        consumer_activation: Duration::from_millis(range_check(
+            errors,
+            "kinesis.consumer_activation_ms",
+            rk.consumer_activation_ms.unwrap_or(500),
+            0,
+            60_000,
+        )),
         iterator_ttl: Duration::from_secs(range_check(
             errors,
             "kinesis.iterator_ttl_secs",
@@ -81,8 +133,20 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
         shard_write_limits: rk.shard_write_limits.unwrap_or(false),
         streams: BTreeMap::new(),
     };
+    kinesis.streams = declared(errors, rk.streams, kinesis.shards_max);
+    kinesis
+}
+
+/// `kinesis.streams`: each declared stream, whose shards together must fit
+/// `shards_max`.
+fn declared(
+    errors: &mut Vec<ConfigError>,
+    raw: BTreeMap<String, RawKinesisStream>,
+    shards_max: u32,
+) -> BTreeMap<String, KinesisStreamConfig> {
+    let mut streams = BTreeMap::new();
     let mut declared_shards = 0u32;
-    for (name, ks) in rk.streams {
+    for (name, ks) in raw {
         let path = format!("kinesis.streams.{name}");
         if !aws::valid_kinesis_stream_name(&name) {
             errors.push(err(
@@ -105,7 +169,7 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             8760,
         );
         declared_shards = declared_shards.saturating_add(shards);
-        kinesis.streams.insert(
+        streams.insert(
             name,
             KinesisStreamConfig {
                 shards,
@@ -113,14 +177,14 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             },
         );
     }
-    if declared_shards > kinesis.shards_max {
+    if declared_shards > shards_max {
         errors.push(err(
             "kinesis.streams",
             format!(
                 "declare {declared_shards} shards in all, more than kinesis.shards_max ({})",
-                kinesis.shards_max
+                shards_max
             ),
         ));
     }
-    kinesis
+    streams
 }

@@ -28,6 +28,11 @@ pub struct RawKinesis {
     pub shards_max: Option<u32>,
     pub stream_shards_max: Option<u32>,
     pub scalings_per_day_max: Option<u32>,
+    pub consumers_per_stream_max: Option<usize>,
+    pub subscriptions_max: Option<usize>,
+    pub subscription_secs: Option<u64>,
+    pub subscription_queue_events: Option<usize>,
+    pub consumer_activation_ms: Option<u64>,
     pub iterator_ttl_secs: Option<u64>,
     pub shard_write_limits: Option<bool>,
     #[serde(default)]

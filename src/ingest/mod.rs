@@ -176,6 +176,9 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
             cbor,
         );
     }
+    if matches!(service, Service::Kinesis) && op == "SubscribeToShard" {
+        return subscribe(&state, &body, cbor).await;
+    }
     let result = match service {
         Service::Firehose if cbor => Err(ApiError::serialization(
             "the Firehose API takes application/x-amz-json-1.1",
@@ -214,6 +217,35 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
             .observe(started.elapsed().as_secs_f64());
     }
     reply(result, cbor)
+}
+
+/// `SubscribeToShard`: an event stream, not a JSON reply. The request's
+/// permit is given back when the stream starts; the subscription is
+/// bounded on its own (`kinesis.subscriptions_max`).
+async fn subscribe(state: &AppState, body: &[u8], cbor: bool) -> Response {
+    if cbor {
+        return reply(
+            Err(ApiError::serialization(
+                "SubscribeToShard takes application/x-amz-json-1.1 (CBOR event streams are not supported)",
+            )),
+            true,
+        );
+    }
+    let req: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                Err(ApiError::serialization(format!(
+                    "cannot parse the request body as JSON: {e}"
+                ))),
+                false,
+            );
+        }
+    };
+    match kinesis::subscribe::subscribe_to_shard(state, &req).await {
+        Ok(r) => r,
+        Err(e) => reply(Err(e), false),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -407,6 +439,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .data_freshness_seconds
             .get_or_create(&crate::metrics::Metrics::stream(&e.config.name))
             .set(e.ctx.data_freshness_secs());
+    }
+    for k in state.registry.kinesis.all() {
+        state
+            .registry
+            .metrics
+            .kinesis_open_shards
+            .get_or_create(&crate::metrics::Metrics::stream(&k.name))
+            .set(i64::from(k.open_shards()));
     }
     let mut resp = state.registry.metrics.render().into_response();
     resp.headers_mut().insert(

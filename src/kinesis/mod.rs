@@ -19,6 +19,7 @@
 //! durable, a reshard holds it alone, so a parent shard is sealed with no
 //! put in flight and every record acknowledged before is below its end.
 
+pub mod consumers;
 pub mod position;
 pub mod reshard;
 pub mod shards;
@@ -68,6 +69,9 @@ pub struct Spec {
     /// When `UpdateShardCount` ran, epoch milliseconds, within the last day.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scalings_ms: Vec<i64>,
+    /// Enhanced fan-out's registered consumers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<consumers::ConsumerSpec>,
 }
 
 impl Spec {
@@ -90,9 +94,10 @@ pub enum KinesisError {
     NotFound(String),
     #[error("{0}")]
     InUse(String),
-    /// A shard the request names does not exist (the message says which).
+    /// A shard or consumer the request names does not exist (the message
+    /// says which).
     #[error("{0}")]
-    ShardNotFound(String),
+    ResourceNotFound(String),
     #[error("{0}")]
     Limit(String),
     #[error("{0}")]
@@ -153,6 +158,9 @@ pub struct KinesisStream {
     layout: watch::Sender<Arc<Layout>>,
     /// Held shared by every put from routing to durable, alone by a reshard.
     pub gate: tokio::sync::RwLock<()>,
+    /// Open enhanced fan-out subscriptions, by (consumer, shard).
+    subscriptions: consumers::Subscriptions,
+    next_subscription: std::sync::atomic::AtomicUsize,
 }
 
 impl KinesisStream {
@@ -280,6 +288,8 @@ pub struct Streams {
     log_opts: LogOptions,
     quota: Arc<DiskQuota>,
     streams: RwLock<BTreeMap<String, Arc<KinesisStream>>>,
+    /// Enhanced fan-out subscriptions open over all streams.
+    subscriptions_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Streams {
@@ -295,7 +305,39 @@ impl Streams {
             log_opts,
             quota,
             streams: RwLock::new(BTreeMap::new()),
+            subscriptions_open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
+    }
+
+    /// Enhanced fan-out's bounds.
+    pub fn fan_out_limits(&self) -> consumers::FanOutLimits {
+        consumers::FanOutLimits {
+            consumers_per_stream_max: self.opts.consumers_per_stream_max,
+            subscriptions_max: self.opts.subscriptions_max,
+            activation: self.opts.consumer_activation,
+        }
+    }
+
+    /// Opens a subscription of `consumer` to shard `shard` of `s`, within
+    /// the daemon's bound on subscriptions.
+    pub fn subscribe(
+        &self,
+        s: &Arc<KinesisStream>,
+        consumer: &str,
+        shard: u32,
+    ) -> Result<consumers::Subscription, KinesisError> {
+        s.subscribe(
+            consumer,
+            shard,
+            &self.subscriptions_open,
+            self.fan_out_limits(),
+        )
+    }
+
+    /// Subscriptions open over all streams.
+    pub fn subscriptions_open(&self) -> usize {
+        self.subscriptions_open
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn options(&self) -> &KinesisOptions {
@@ -370,6 +412,8 @@ impl Streams {
             limits,
             layout,
             gate: tokio::sync::RwLock::new(()),
+            subscriptions: Mutex::new(BTreeMap::new()),
+            next_subscription: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -457,6 +501,7 @@ impl Streams {
             tags,
             shard_map: None,
             scalings_ms: Vec::new(),
+            consumers: Vec::new(),
         };
         let stream = self.open(spec.clone())?;
         if let Err(e) = save_spec(&dir, &spec) {

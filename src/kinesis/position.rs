@@ -114,6 +114,24 @@ impl SequenceNumber {
     }
 }
 
+/// The sequence number before a shard's first record: a `3` where a
+/// record's begins with `4`, so it sorts below all of them. A subscription
+/// that has delivered nothing yet gives it as its continuation, and a
+/// position after (or at) it is the shard's first record.
+pub fn before_first(incarnation: u32, shard: u32) -> String {
+    format!("3{incarnation:09}{shard:06}{:020}", 0)
+}
+
+/// Decodes a sequence number this daemon issued, or the marker
+/// [`before_first`] (as the record at offset 0, with `true`).
+pub fn decode_position(s: &str) -> Option<(SequenceNumber, bool)> {
+    if let Some(rest) = s.strip_prefix('3') {
+        let seq = SequenceNumber::decode(&format!("4{rest}"))?;
+        return (seq.offset == 0).then_some((seq, true));
+    }
+    SequenceNumber::decode(s).map(|seq| (seq, false))
+}
+
 const ITERATOR_VERSION: u8 = 1;
 /// `offset` has no known position in the log.
 const NO_POSITION: u64 = u64::MAX;

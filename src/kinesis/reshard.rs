@@ -174,7 +174,7 @@ impl Streams {
 /// Kinesis's answer to a split or merge the shard map refuses.
 fn reshard_error(s: &KinesisStream, map: &ShardMap, e: ReshardError) -> KinesisError {
     match e {
-        ReshardError::NoShard(i) => KinesisError::ShardNotFound(format!(
+        ReshardError::NoShard(i) => KinesisError::ResourceNotFound(format!(
             "Could not find shard {} in stream {} under account {ACCOUNT}.",
             shard_id(i),
             s.name

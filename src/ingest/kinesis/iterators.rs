@@ -19,7 +19,8 @@ use crate::aws::{ACCOUNT, kinesis_stream_from_arn};
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
 use crate::kinesis::KinesisStream;
-use crate::kinesis::position::{SequenceNumber, ShardIterator, parse_shard_id, shard_id};
+use crate::kinesis::position::{ShardIterator, decode_position, parse_shard_id, shard_id};
+use crate::kinesis::shards::ShardMap;
 use crate::log::LogError;
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -28,93 +29,151 @@ pub(super) async fn get_shard_iterator(state: &AppState, req: Req<'_>) -> Result
     let s = req.stream(state)?;
     let id = req.required_str("ShardId", "shardId")?;
     let kind = req.required_str("ShardIteratorType", "shardIteratorType")?;
-    let no_shard = || {
-        ApiError::not_found(format!(
-            "Shard {id} in stream {} under account {ACCOUNT} does not exist",
-            s.name
-        ))
+    let shard = shard_of(&s, id)?;
+    let start = start_at(
+        &s,
+        shard,
+        id,
+        Position {
+            op: "GetShardIterator",
+            kind,
+            kind_field: "shardIteratorType",
+            sequence: req.str("StartingSequenceNumber")?,
+            sequence_field: "StartingSequenceNumber",
+            timestamp: req.0.get("Timestamp").filter(|t| !t.is_null()),
+        },
+    )
+    .await?;
+    let it = ShardIterator {
+        stream: s.name.clone(),
+        incarnation: s.incarnation,
+        shard,
+        offset: start.offset,
+        position: start.position,
+        issued_ms: now_ms(),
     };
-    let shard = parse_shard_id(id)
+    Ok(json!({ "ShardIterator": it.encode() }))
+}
+
+/// The shard a `ShardId` names in `s`, or Kinesis's not-found answer.
+pub(super) fn shard_of(s: &KinesisStream, id: &str) -> Result<u32, ApiError> {
+    parse_shard_id(id)
         .filter(|i| s.layout().map.get(*i).is_some())
-        .ok_or_else(no_shard)?;
-    let log = s.log.shard(shard).ok_or_else(no_shard)?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Shard {id} in stream {} under account {ACCOUNT} does not exist",
+                s.name
+            ))
+        })
+}
+
+/// A starting position as a request gives it (`GetShardIterator`'s fields,
+/// or `SubscribeToShard`'s `StartingPosition`).
+pub(super) struct Position<'a> {
+    pub op: &'a str,
+    pub kind: &'a str,
+    pub kind_field: &'a str,
+    pub sequence: Option<&'a str>,
+    pub sequence_field: &'a str,
+    pub timestamp: Option<&'a Value>,
+}
+
+/// Where a reader starts: the offset, and where it is in the log if known.
+pub(super) struct Start {
+    pub offset: u64,
+    pub position: Option<(u64, u64)>,
+}
+
+/// Resolves a starting position in shard `shard` of `s` (never below the
+/// oldest record the log still holds).
+pub(super) async fn start_at(
+    s: &Arc<KinesisStream>,
+    shard: u32,
+    id: &str,
+    p: Position<'_>,
+) -> Result<Start, ApiError> {
+    let log = s
+        .log
+        .shard(shard)
+        .ok_or_else(|| internal(format!("shard {shard} has no log")))?;
     let end = log.durable_end();
     let oldest = log.oldest_offset();
-    let at_sequence = |after: bool| -> Result<u64, ApiError> {
-        let raw = req.str("StartingSequenceNumber")?.ok_or_else(|| {
-            ApiError::invalid_argument(format!(
-                "StartingSequenceNumber must be given for ShardIteratorType {kind}"
-            ))
-        })?;
-        let invalid = || {
-            ApiError::invalid_argument(format!(
-                "StartingSequenceNumber {raw} used in GetShardIterator on shard {id} in stream {} under account {ACCOUNT} is invalid.",
-                s.name
-            ))
-        };
-        let seq = SequenceNumber::decode(raw).ok_or_else(invalid)?;
-        if seq.incarnation != s.incarnation {
-            return Err(invalid());
-        }
-        if seq.shard != shard {
-            return Err(ApiError::invalid_argument(format!(
-                "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {id}",
-                shard_id(seq.shard)
-            )));
-        }
-        if seq.offset >= end {
-            return Err(ApiError::invalid_argument(format!(
-                "StartingSequenceNumber {raw} used in GetShardIterator on shard {id} in stream {} under account {ACCOUNT} has not been issued yet.",
-                s.name
-            )));
-        }
-        Ok(if after { seq.offset + 1 } else { seq.offset })
-    };
-    let (offset, position) = match kind {
+    let (offset, position) = match p.kind {
         "TRIM_HORIZON" => (oldest, Some((oldest, 0))),
         "LATEST" => (end, log.tail_position(end)),
-        "AT_SEQUENCE_NUMBER" => (at_sequence(false)?, None),
-        "AFTER_SEQUENCE_NUMBER" => (at_sequence(true)?, None),
+        "AT_SEQUENCE_NUMBER" => (at_sequence(s, shard, id, end, &p, false)?, None),
+        "AFTER_SEQUENCE_NUMBER" => (at_sequence(s, shard, id, end, &p, true)?, None),
         "AT_TIMESTAMP" => {
-            let ts = req
-                .0
-                .get("Timestamp")
-                .filter(|t| !t.is_null())
-                .ok_or_else(|| {
-                    ApiError::invalid_argument(
-                        "Timestamp must be given for ShardIteratorType AT_TIMESTAMP",
-                    )
-                })?;
+            let ts = p.timestamp.ok_or_else(|| {
+                ApiError::invalid_argument(
+                    "Timestamp must be given for ShardIteratorType AT_TIMESTAMP",
+                )
+            })?;
             let ms = timestamp_ms(ts).ok_or_else(|| {
                 ApiError::serialization(format!("Timestamp {ts} is not a timestamp"))
             })?;
-            let s2 = s.clone();
-            let offset = tokio::task::spawn_blocking(move || match s2.log.shard(shard) {
-                Some(l) => l.offset_at_time(ms),
-                None => Ok(0),
-            })
-            .await
-            .map_err(|e| internal(e.to_string()))?
-            .map_err(|e| internal(e.to_string()))?;
+            let offset = tokio::task::spawn_blocking(move || log.offset_at_time(ms))
+                .await
+                .map_err(|e| internal(e.to_string()))?
+                .map_err(|e| internal(e.to_string()))?;
             (offset, None)
         }
         other => {
             return Err(violation(
-                "shardIteratorType",
+                p.kind_field,
                 other,
                 "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
             ));
         }
     };
-    let it = ShardIterator {
-        stream: s.name.clone(),
-        incarnation: s.incarnation,
-        shard,
+    Ok(Start {
         offset: offset.max(oldest),
         position: position.filter(|_| offset >= oldest),
-        issued_ms: now_ms(),
+    })
+}
+
+/// The offset at (or after) a position's sequence number, which must be one
+/// this stream issued on this shard, or the marker before its first record.
+fn at_sequence(
+    s: &KinesisStream,
+    shard: u32,
+    id: &str,
+    end: u64,
+    p: &Position<'_>,
+    after: bool,
+) -> Result<u64, ApiError> {
+    let (op, kind, field) = (p.op, p.kind, p.sequence_field);
+    let raw = p.sequence.ok_or_else(|| {
+        ApiError::invalid_argument(format!(
+            "{field} must be given for ShardIteratorType {kind}"
+        ))
+    })?;
+    let invalid = || {
+        ApiError::invalid_argument(format!(
+            "{field} {raw} used in {op} on shard {id} in stream {} under account {ACCOUNT} is invalid.",
+            s.name
+        ))
     };
-    Ok(json!({ "ShardIterator": it.encode() }))
+    let (seq, before_first) = decode_position(raw).ok_or_else(invalid)?;
+    if seq.incarnation != s.incarnation {
+        return Err(invalid());
+    }
+    if seq.shard != shard {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid {field}. It encodes {}, while it was used in a call to a shard with {id}",
+            shard_id(seq.shard)
+        )));
+    }
+    if before_first {
+        return Ok(0);
+    }
+    if seq.offset >= end {
+        return Err(ApiError::invalid_argument(format!(
+            "{field} {raw} used in {op} on shard {id} in stream {} under account {ACCOUNT} has not been issued yet.",
+            s.name
+        )));
+    }
+    Ok(if after { seq.offset + 1 } else { seq.offset })
 }
 
 pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
@@ -151,7 +210,9 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
         )));
     }
     let shard = it.shard;
-    let read = read_shard(s.clone(), it, limit).await?;
+    // Less than a record under Kinesis's 10 MiB, so the reply stays within it.
+    let bytes_max = GET_RECORDS_BYTES_MAX - RECORD_BYTES_MAX;
+    let read = read_shard(s.clone(), shard, it.offset, it.position, limit, bytes_max).await?;
     Ok(records_reply(state, &s, shard, read, now))
 }
 
@@ -177,36 +238,36 @@ fn check_expiry(state: &AppState, it: &ShardIterator, now: i64) -> Result<(), Ap
 }
 
 /// What one `GetRecords` read found.
-struct ShardRead {
-    frames: Vec<Record>,
+pub(super) struct ShardRead {
+    pub frames: Vec<Record>,
     /// The offset the next read starts at.
-    next: u64,
+    pub next: u64,
     /// Where in the log that offset is, when known.
-    resume: Option<(u64, u64)>,
+    pub resume: Option<(u64, u64)>,
     /// The shard's durable end after the read.
-    end: u64,
+    pub end: u64,
 }
 
 /// Reads up to `limit` records from the iterator's shard at its offset, on a
 /// blocking thread (reads are blocking file I/O).
-async fn read_shard(
+pub(super) async fn read_shard(
     s: Arc<KinesisStream>,
-    it: ShardIterator,
+    shard: u32,
+    offset: u64,
+    position: Option<(u64, u64)>,
     limit: usize,
+    bytes_max: usize,
 ) -> Result<ShardRead, ApiError> {
-    let shard = it.shard;
     tokio::task::spawn_blocking(move || {
         let log = s
             .log
             .shard(shard)
             .ok_or_else(|| format!("shard {shard} is not open"))?;
-        let mut from = it.offset.max(log.oldest_offset());
-        let mut reader = match it.position {
-            Some((base, pos)) if from == it.offset => log.reader_at(from, base, pos),
+        let mut from = offset.max(log.oldest_offset());
+        let mut reader = match position {
+            Some((base, pos)) if from == offset => log.reader_at(from, base, pos),
             _ => log.reader(from),
         };
-        // Less than a record under Kinesis's 10 MiB, so the reply stays within it.
-        let bytes_max = GET_RECORDS_BYTES_MAX - RECORD_BYTES_MAX;
         let frames = match reader.read(limit, bytes_max) {
             Err(LogError::Trimmed { oldest, .. }) => {
                 // Retention removed the segment since: go on from the oldest.
@@ -222,7 +283,7 @@ async fn read_shard(
         // nothing was read, the iterator's own hint or the log's tail.
         let resume = reader
             .resume_point()
-            .or_else(|| it.position.filter(|_| next == it.offset))
+            .or_else(|| position.filter(|_| next == offset))
             .or_else(|| log.tail_position(next));
         Ok::<_, String>(ShardRead {
             frames,
@@ -234,6 +295,30 @@ async fn read_shard(
     .await
     .map_err(|e| internal(e.to_string()))?
     .map_err(internal)
+}
+
+/// A record as `GetRecords` and `SubscribeToShard` hand it out.
+pub(super) fn record_json(s: &KinesisStream, shard: u32, f: &Record) -> Value {
+    json!({
+        "SequenceNumber": sequence(s, shard, f.offset),
+        "ApproximateArrivalTimestamp": seconds(f.arrival_ms),
+        "Data": base64::engine::general_purpose::STANDARD.encode(&f.data),
+        "PartitionKey": String::from_utf8_lossy(&f.key),
+    })
+}
+
+/// A closed shard's children, as the end of its reading names them.
+pub(super) fn child_shards(map: &ShardMap, shard: u32) -> Vec<Value> {
+    map.children(shard)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "ShardId": shard_id(c.index),
+                "ParentShards": c.parents().map(shard_id).collect::<Vec<_>>(),
+                "HashKeyRange": hash_key_range(c),
+            })
+        })
+        .collect()
 }
 
 /// The `GetRecords` answer for what was read, with the next iterator; counts
@@ -269,35 +354,12 @@ fn records_reply(
         .get_or_create(&label)
         .inc_by(frames.len() as u64);
     m.kinesis_outgoing_bytes.get_or_create(&label).inc_by(bytes);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<Value> = frames
-        .iter()
-        .map(|f| {
-            json!({
-                "SequenceNumber": sequence(s, shard, f.offset),
-                "ApproximateArrivalTimestamp": seconds(f.arrival_ms),
-                "Data": b64.encode(&f.data),
-                "PartitionKey": String::from_utf8_lossy(&f.key),
-            })
-        })
-        .collect();
+    let records: Vec<Value> = frames.iter().map(|f| record_json(s, shard, f)).collect();
     if ended {
-        let children: Vec<Value> = layout
-            .map
-            .children(shard)
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "ShardId": shard_id(c.index),
-                    "ParentShards": c.parents().map(shard_id).collect::<Vec<_>>(),
-                    "HashKeyRange": hash_key_range(c),
-                })
-            })
-            .collect();
         return json!({
             "Records": records,
             "MillisBehindLatest": 0,
-            "ChildShards": children,
+            "ChildShards": child_shards(&layout.map, shard),
         });
     }
     let next_it = ShardIterator {

@@ -16,10 +16,12 @@
 //! delete, list, describe, shards, retention), `tags`, `records` (puts) and
 //! `iterators` (reads).
 
+mod consumers;
 mod iterators;
 mod records;
 mod reshard;
 mod streams;
+pub mod subscribe;
 mod tags;
 
 use std::sync::Arc;
@@ -78,7 +80,7 @@ fn from_kinesis(e: KinesisError) -> ApiError {
     match e {
         KinesisError::Exists(_) => ApiError::in_use(e.to_string()),
         KinesisError::NotFound(_) => ApiError::not_found(e.to_string()),
-        KinesisError::ShardNotFound(m) => ApiError::not_found(m),
+        KinesisError::ResourceNotFound(m) => ApiError::not_found(m),
         KinesisError::InUse(m) => ApiError::in_use(m),
         KinesisError::Limit(m) => ApiError::limit_exceeded(m),
         KinesisError::Invalid(m) => ApiError::invalid_argument(m),
@@ -244,6 +246,10 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "MergeShards" => reshard::merge_shards(state, req).await,
         "UpdateShardCount" => reshard::update_shard_count(state, req).await,
         "UpdateStreamMode" => reshard::update_stream_mode(state, req).await,
+        "RegisterStreamConsumer" => consumers::register(state, req),
+        "DescribeStreamConsumer" => consumers::describe(state, req),
+        "ListStreamConsumers" => consumers::list(state, req),
+        "DeregisterStreamConsumer" => consumers::deregister(state, req),
         other => Err(ApiError::unknown_operation(format!(
             "Kinesis_20131202.{other} is not an operation Hydrant implements"
         ))),

@@ -13,6 +13,17 @@ use crate::ingest::error::ApiError;
 use crate::kinesis::KinesisStream;
 use crate::kinesis::position::{parse_hash_key, parse_shard_id};
 use crate::kinesis::reshard::Reshard;
+use crate::metrics::Metrics;
+
+/// Counts a reshard that was made.
+fn count(state: &AppState, s: &KinesisStream) {
+    state
+        .registry
+        .metrics
+        .kinesis_reshards
+        .get_or_create(&Metrics::stream(&s.name))
+        .inc();
+}
 
 /// A `ShardId` field: well formed, or Kinesis's "not found" for the stream.
 fn shard_field(
@@ -65,6 +76,7 @@ pub(super) async fn split_shard(state: &AppState, req: Req<'_>) -> Result<Value,
         .reshard_kinesis(&s, Reshard::Split { shard, new_start })
         .await
         .map_err(from_kinesis)?;
+    count(state, &s);
     Ok(json!({}))
 }
 
@@ -78,6 +90,7 @@ pub(super) async fn merge_shards(state: &AppState, req: Req<'_>) -> Result<Value
         .reshard_kinesis(&s, Reshard::Merge { shard, adjacent })
         .await
         .map_err(from_kinesis)?;
+    count(state, &s);
     Ok(json!({}))
 }
 
@@ -110,6 +123,7 @@ pub(super) async fn update_shard_count(state: &AppState, req: Req<'_>) -> Result
         .reshard_kinesis(&s, Reshard::Uniform { target })
         .await
         .map_err(from_kinesis)?;
+    count(state, &s);
     Ok(json!({
         "StreamName": s.name,
         "StreamARN": kinesis_stream_arn(&s.name),

@@ -242,7 +242,7 @@ pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<
             "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
             "EncryptionType": "NONE",
             "OpenShardCount": s.open_shards(),
-            "ConsumerCount": 0,
+            "ConsumerCount": s.spec().consumers.len(),
         }
     }))
 }
