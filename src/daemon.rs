@@ -62,6 +62,28 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             }
         }
     });
+    // ON_DEMAND Kinesis streams split their hot shards.
+    let scaler = registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::kinesis::on_demand::WINDOW);
+        loop {
+            tick.tick().await;
+            for (s, op) in scaler.kinesis.hot_shards() {
+                match scaler.reshard_kinesis(&s, op).await {
+                    Ok(_) => {
+                        scaler
+                            .metrics
+                            .kinesis_reshards
+                            .get_or_create(&Metrics::stream(&s.name))
+                            .inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = s.name, error = %e, "cannot split a hot shard of an ON_DEMAND stream")
+                    }
+                }
+            }
+        }
+    });
     let state = AppState::new(registry.clone());
     let listener = TcpListener::bind(config.listen)
         .await

@@ -420,3 +420,28 @@ streams:
         assert doc["i"] > last.get(doc["k"], -1), f"{rec} arrived after {last.get(doc['k'])}"
         last[doc["k"]] = doc["i"]
     receiver.close()
+
+
+def test_an_on_demand_stream_splits_a_shard_kept_over_its_write_limit(hydrant_factory):
+    h = hydrant_factory("kinesis:\n  on_demand_split_secs: 5\n").start()
+    k = h.kinesis()
+    k.create_stream(StreamName="od", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    assert len(open_shards(k, "od")) == 4
+    # One partition key, far over 1,000 records/s, until the stream splits.
+    acked = set()
+    i = 0
+    deadline = time.time() + 60
+    while time.time() < deadline and len(open_shards(k, "od")) == 4:
+        batch = [(KEYS[0], i + j) for j in range(500)]
+        r = k.put_records(StreamName="od", Records=[
+            {"Data": json.dumps({"k": key, "i": n}).encode(), "PartitionKey": key} for key, n in batch])
+        acked.update(x for x, res in zip(batch, r["Records"]) if "SequenceNumber" in res)
+        i += 500
+    shards = list_shards(k, "od")
+    assert len(open_shards(k, "od")) >= 5, "the hot shard was split"
+    closed = [s for s in shards if "EndingSequenceNumber" in s["SequenceNumberRange"]]
+    assert closed, "a parent closed"
+    check_tiling_and_lineage(shards)
+    _, got = read_back(k, "od")
+    assert_once_in_key_order(got, acked)
+    assert h.metric("kinesis_reshards", stream="od") >= 1

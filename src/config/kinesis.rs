@@ -30,6 +30,9 @@ pub struct KinesisOptions {
     pub subscription_queue_events: usize,
     /// How long a registered consumer stays `CREATING`.
     pub consumer_activation: Duration,
+    /// How long an ON_DEMAND stream's shard must stay over its write limit
+    /// before it is split.
+    pub on_demand_split_after: Duration,
     /// How long a shard iterator stays valid (Kinesis: 5 minutes).
     pub iterator_ttl: Duration,
     /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
@@ -56,6 +59,7 @@ impl Default for KinesisOptions {
             subscription_duration: Duration::from_secs(300),
             subscription_queue_events: 4,
             consumer_activation: Duration::from_millis(500),
+            on_demand_split_after: Duration::from_secs(60),
             iterator_ttl: Duration::from_secs(300),
             shard_write_limits: false,
             streams: BTreeMap::new(),
@@ -122,6 +126,13 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             rk.consumer_activation_ms.unwrap_or(500),
             0,
             60_000,
+        )),
+        on_demand_split_after: Duration::from_secs(range_check(
+            errors,
+            "kinesis.on_demand_split_secs",
+            rk.on_demand_split_secs.unwrap_or(60),
+            5,
+            86_400,
         )),
         iterator_ttl: Duration::from_secs(range_check(
             errors,

@@ -33,6 +33,7 @@ pub struct RawKinesis {
     pub subscription_secs: Option<u64>,
     pub subscription_queue_events: Option<usize>,
     pub consumer_activation_ms: Option<u64>,
+    pub on_demand_split_secs: Option<u64>,
     pub iterator_ttl_secs: Option<u64>,
     pub shard_write_limits: Option<bool>,
     #[serde(default)]

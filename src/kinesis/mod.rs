@@ -20,6 +20,7 @@
 //! put in flight and every record acknowledged before is below its end.
 
 pub mod consumers;
+pub mod on_demand;
 pub mod position;
 pub mod reshard;
 pub mod shards;
@@ -161,6 +162,10 @@ pub struct KinesisStream {
     /// Open enhanced fan-out subscriptions, by (consumer, shard).
     subscriptions: consumers::Subscriptions,
     next_subscription: std::sync::atomic::AtomicUsize,
+    /// Records and bytes written per shard since the last look (ON_DEMAND).
+    writes: Mutex<BTreeMap<u32, (u64, u64)>>,
+    /// Windows in a row each shard was over its write limit (ON_DEMAND).
+    hot: Mutex<BTreeMap<u32, u32>>,
 }
 
 impl KinesisStream {
@@ -414,6 +419,8 @@ impl Streams {
             gate: tokio::sync::RwLock::new(()),
             subscriptions: Mutex::new(BTreeMap::new()),
             next_subscription: std::sync::atomic::AtomicUsize::new(0),
+            writes: Mutex::new(BTreeMap::new()),
+            hot: Mutex::new(BTreeMap::new()),
         }))
     }
 

@@ -131,6 +131,7 @@ async fn append(
         .collect();
     match log.append(append).await {
         Ok(range) => {
+            s.note_write(shard, n, bytes);
             m.kinesis_incoming_records.get_or_create(&label).inc_by(n);
             m.kinesis_incoming_bytes.get_or_create(&label).inc_by(bytes);
             Ok(range)
