@@ -50,40 +50,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let metrics = Arc::new(Metrics::new());
     let registry = Registry::new(config.clone(), metrics);
     registry.start_all().context("cannot start streams")?;
-    // Kinesis retention: checked every minute (segments are deleted whole).
-    let trimmer = registry.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let r = trimmer.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || r.kinesis.trim()).await {
-                tracing::error!(error = %e, "Kinesis retention task failed");
-            }
-        }
-    });
-    // ON_DEMAND Kinesis streams split their hot shards.
-    let scaler = registry.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::kinesis::on_demand::WINDOW);
-        loop {
-            tick.tick().await;
-            for (s, op) in scaler.kinesis.hot_shards() {
-                match scaler.reshard_kinesis(&s, op).await {
-                    Ok(_) => {
-                        scaler
-                            .metrics
-                            .kinesis_reshards
-                            .get_or_create(&Metrics::stream(&s.name))
-                            .inc();
-                    }
-                    Err(e) => {
-                        tracing::warn!(stream = s.name, error = %e, "cannot split a hot shard of an ON_DEMAND stream")
-                    }
-                }
-            }
-        }
-    });
+    spawn_kinesis_tasks(&registry);
     let state = AppState::new(registry.clone());
     let listener = TcpListener::bind(config.listen)
         .await
@@ -189,3 +156,43 @@ async fn reload(registry: &Registry, path: Option<&Path>) {
 
 /// How long the HTTP server may take to finish in-flight requests.
 pub const HTTP_DRAIN: Duration = Duration::from_secs(10);
+
+/// The Kinesis streams' background work: retention, checked every minute
+/// (segments are deleted whole), and ON_DEMAND streams' splits of their hot
+/// shards.
+fn spawn_kinesis_tasks(registry: &Arc<Registry>) {
+    // Kinesis retention: checked every minute (segments are deleted whole).
+    let trimmer = registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let r = trimmer.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || r.kinesis.trim()).await {
+                tracing::error!(error = %e, "Kinesis retention task failed");
+            }
+        }
+    });
+    // ON_DEMAND Kinesis streams split their hot shards.
+    let scaler = registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::kinesis::on_demand::WINDOW);
+        loop {
+            tick.tick().await;
+            for (s, op) in scaler.kinesis.hot_shards() {
+                match scaler.reshard_kinesis(&s, op).await {
+                    Ok(_) => {
+                        scaler
+                            .metrics
+                            .kinesis_reshards
+                            .get_or_create(&Metrics::stream(&s.name))
+                            .inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = s.name, error = %e, "cannot split a hot shard of an ON_DEMAND stream")
+                    }
+                }
+            }
+        }
+    });
+}
