@@ -627,7 +627,13 @@ impl ShardLog {
                 segs.retain(|b| b != base);
             }
             freed += len;
-            match self.shared.keep_as_spare(&path, len) {
+            // A sealed shard never rolls again: it has no use for a spare.
+            let spare = if self.is_sealed() {
+                Ok(false)
+            } else {
+                self.shared.keep_as_spare(&path, len)
+            };
+            match spare {
                 Ok(true) => {
                     kept = len;
                     continue;
