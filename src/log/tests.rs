@@ -582,3 +582,55 @@ async fn read_into_reuses_the_callers_vector() {
     }
     assert_eq!(seen, (0..100).collect::<Vec<u64>>());
 }
+
+#[tokio::test]
+async fn a_sealed_shard_keeps_its_records_refuses_more_and_reopens_sealed() {
+    let (dir, log) = hundred_records().await;
+    // Appends queued before the seal are written; the end is after them.
+    let (more, seal) = tokio::join!(log.append(vec![rec("last")]), log.seal());
+    assert_eq!(more.unwrap(), 100..101);
+    assert_eq!(seal.unwrap(), 101);
+    assert!(log.is_sealed());
+    assert!(matches!(
+        log.append(vec![rec("late")]).await,
+        Err(LogError::Closed { .. })
+    ));
+    assert_eq!(
+        log.seal().await.unwrap(),
+        101,
+        "sealing again answers the end"
+    );
+    assert_eq!(read_all(&log, 99), vec!["r099", "last"]);
+    drop(log);
+    let reopened = ShardLog::open_as(
+        dir.path(),
+        0,
+        &LogOptions::default(),
+        DiskQuota::new(u64::MAX),
+        true,
+    )
+    .unwrap();
+    assert!(reopened.is_sealed());
+    assert_eq!(reopened.durable_end(), 101);
+    assert!(reopened.append(vec![rec("x")]).await.is_err());
+    assert_eq!(read_all(&reopened, 100), vec!["last"]);
+}
+
+#[tokio::test]
+async fn a_stream_log_gains_shards_and_an_unfinished_one_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = DiskQuota::new(u64::MAX);
+    let log = StreamLog::open(dir.path(), 2, &LogOptions::default(), quota.clone()).unwrap();
+    let added = log.add_shard().unwrap();
+    assert_eq!((added.shard(), log.shard_count()), (2, 3));
+    added.append(vec![rec("child")]).await.unwrap();
+    assert_eq!(read_all(&added, 0), vec!["child"]);
+    drop(added);
+    drop(log);
+    // A shard past the count a change recorded is a leftover: removed.
+    StreamLog::remove_unused_shards(dir.path(), 2).unwrap();
+    assert!(!shard_dir(dir.path(), 2).exists());
+    assert!(shard_dir(dir.path(), 1).exists());
+    let log = StreamLog::open(dir.path(), 2, &LogOptions::default(), quota).unwrap();
+    assert_eq!(log.shard_count(), 2);
+}
