@@ -177,7 +177,8 @@ class Hydrant:
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
         )
         if wait:
-            wait_until(self.healthy, timeout=30, what="hydrant /health")
+            # Generous: a first start compiles its WebAssembly components.
+            wait_until(self.healthy, timeout=90, what="hydrant /health")
         return self
 
     def healthy(self):

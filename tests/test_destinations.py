@@ -60,7 +60,9 @@ def test_http_endpoint_delivers_in_firehose_format(hydrant_factory, receiver):
     wait_until(lambda: len(receiver.records) >= 1000, timeout=30, what="1000 records at the receiver")
     assert receiver.violations == []
     assert sorted(receiver.records) == sorted(sent)
-    assert h.metric("delivery_records", stream="app", destination="http") == 1000
+    # The daemon counts a batch once the receiver's answer is back.
+    wait_until(lambda: h.metric("delivery_records", stream="app", destination="http") == 1000,
+               timeout=10, what="1000 delivered records counted")
 
 
 def test_http_request_id_is_kept_across_retries(hydrant_factory, receiver):
@@ -93,7 +95,10 @@ def test_http_misbehaving_receiver_retries_then_error_output(hydrant_factory, re
     assert all(k.startswith("http-endpoint-failed/") for k in read_objects(None, errors_dir(h)))
     print(f"\n{mode}: {rows[0]['errorMessage'][:160]}")
     assert receiver.requests >= 2, "the batch was not retried"
-    assert sorted(records_in(read_objects(None, backup))) == sorted(x.decode() for x in sent)
+    # The backup of failed data is written after the error output.
+    want = sorted(x.decode() for x in sent)
+    wait_until(lambda: sorted(records_in(read_objects(None, backup))) == want, timeout=30,
+               what="the failed records in the backup")
     assert h.metric("delivery_records", stream="app") == 0
 
 
