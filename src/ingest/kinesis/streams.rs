@@ -192,19 +192,24 @@ fn listed<'a>(s: &KinesisStream, map: &'a ShardMap, now: i64) -> Vec<&'a ShardIn
         .collect()
 }
 
+/// `ExclusiveStartShardId`: list the shards after it.
+fn exclusive_start_shard(req: &Req<'_>) -> Result<Option<u32>, ApiError> {
+    let Some(id) = req.str("ExclusiveStartShardId")? else {
+        return Ok(None);
+    };
+    parse_shard_id(id).map(Some).ok_or_else(|| {
+        violation(
+            "exclusiveStartShardId",
+            id,
+            "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
+        )
+    })
+}
+
 pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
     let limit = req.int_in("Limit", "limit", 1, 10_000, 100)? as u32;
-    let after = match req.str("ExclusiveStartShardId")? {
-        None => None,
-        Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-            violation(
-                "exclusiveStartShardId",
-                id,
-                "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
-            )
-        })?),
-    };
+    let after = exclusive_start_shard(&req)?;
     let layout = s.layout();
     let shards: Vec<&ShardInfo> = listed(&s, &layout.map, now_ms())
         .into_iter()
@@ -270,17 +275,7 @@ pub(super) fn list_shards(state: &AppState, req: Req<'_>) -> Result<Value, ApiEr
         }
         None => {
             let s = req.stream(state)?;
-            let after = match req.str("ExclusiveStartShardId")? {
-                None => None,
-                Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-                    violation(
-                        "exclusiveStartShardId",
-                        id,
-                        "Member must satisfy regular expression pattern: shardId-[0-9]{12}",
-                    )
-                })?),
-            };
-            (s, after)
+            (s, exclusive_start_shard(&req)?)
         }
     };
     let filter = shard_filter(&req)?;
