@@ -64,14 +64,6 @@ fn hash_step(n: u32) -> Option<u128> {
     Some(HASH_KEY_MAX / n + u128::from(HASH_KEY_MAX % n == n - 1))
 }
 
-/// The shard whose hash-key range holds `hash` (of `n` shards).
-pub fn shard_for_hash(hash: u128, n: u32) -> u32 {
-    match hash_step(n) {
-        None => 0,
-        Some(step) => ((hash / step) as u32).min(n - 1),
-    }
-}
-
 /// Parses an `ExplicitHashKey`: a decimal number from 0 to 2^128 − 1.
 pub fn parse_hash_key(s: &str) -> Option<u128> {
     if s.is_empty() || s.len() > 39 || !s.bytes().all(|b| b.is_ascii_digit()) {

@@ -27,8 +27,9 @@ fn every_hash_lands_in_the_shard_whose_range_holds_it() {
             let (s, e) = hash_range(i, n);
             edges.extend([s, e, s.saturating_add(1), e.saturating_sub(1)]);
         }
+        let router = crate::kinesis::shards::ShardMap::uniform(n, 0).router();
         for h in edges {
-            let shard = shard_for_hash(h, n);
+            let shard = router.route(h);
             let (s, e) = hash_range(shard, n);
             assert!(s <= h && h <= e, "n={n} hash={h} shard={shard} [{s},{e}]");
         }
