@@ -1,7 +1,18 @@
-//! `hydrant-bench kinesis`: the Kinesis Data Streams API. `PutRecords` from
-//! closed-loop clients with distinct partition keys, then every shard read
-//! back from `TRIM_HORIZON` with `GetRecords`, one consumer per shard at
-//! once; per shard and in total, beside Kinesis's per-shard figures.
+//! `hydrant-bench kinesis`: the Kinesis Data Streams API, each measurement
+//! against a daemon of its own (`--measure`):
+//!
+//! * `records`: `PutRecords` from closed-loop clients with distinct partition
+//!   keys, then every shard read back from `TRIM_HORIZON` with `GetRecords`,
+//!   one consumer per shard at once; per shard and in total, beside
+//!   Kinesis's per-shard figures;
+//! * `fan-out`: enhanced fan-out's latency, put acknowledged to
+//!   `SubscribeToShard` event received, with 1, 5 and 20 subscribers on one
+//!   shard ([`fanout`]);
+//! * `split`: what a `SplitShard` costs producers under load ([`split`]).
+
+mod fanout;
+mod split;
+mod subscriber;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,26 +26,56 @@ use crate::daemon::{bench_config, peak_rss_kib, start_daemon, stop};
 use crate::load::{closed_loop, percentile};
 use crate::records::json_record;
 
+/// What `hydrant-bench kinesis` measures.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Measure {
+    /// PutRecords throughput, then GetRecords read-back.
+    Records,
+    /// Enhanced fan-out: put acknowledged to SubscribeToShard event.
+    FanOut,
+    /// A SplitShard under PutRecords load.
+    Split,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
+    /// The daemon binary.
     #[arg(long, default_value = "target/release/hydrant")]
     hydrant: PathBuf,
+    /// Scratch directory for the daemon's config and data (removed first).
     #[arg(long, default_value = "/tmp/hydrant-bench")]
     dir: PathBuf,
+    /// What to measure, comma-separated; each runs against a daemon of its own.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "records,fan-out,split"
+    )]
+    measure: Vec<Measure>,
+    /// Closed-loop PutRecords clients (records and split).
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Shards of the stream (records and split; fan-out uses one).
     #[arg(long, default_value_t = 4)]
     shards: u32,
+    /// Bytes of each record's data (records and split).
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
+    /// Records in each PutRecords call (records and split).
     #[arg(long, default_value_t = 500)]
     records_per_call: usize,
+    /// Seconds of PutRecords before the read-back (records).
     #[arg(long, default_value_t = 20)]
     duration_secs: u64,
+    #[command(flatten)]
+    fanout: fanout::Args,
+    #[command(flatten)]
+    split: split::Args,
 }
 
 /// One Kinesis API call; the reply's JSON, or an error with its body.
-async fn kinesis_call(
+pub async fn kinesis_call(
     http: &reqwest::Client,
     url: &str,
     op: &str,
@@ -94,9 +135,37 @@ struct Read {
     secs: f64,
 }
 
+/// Runs each measurement asked for, in turn.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.measure.contains(&Measure::Records) {
+        records(&args).await?;
+        settle(&args).await;
+    }
+    if args.measure.contains(&Measure::FanOut) {
+        fanout::run(&args).await?;
+        settle(&args).await;
+    }
+    if args.measure.contains(&Measure::Split) {
+        split::run(&args).await?;
+        settle(&args).await;
+    }
+    Ok(())
+}
+
+/// Removes a measurement's data and waits for the disk to write everything
+/// out (`sync`), so that no measurement is timed against the writeback of
+/// the one before it.
+async fn settle(args: &Args) {
+    let _ = std::fs::remove_dir_all(&args.dir);
+    let synced = tokio::process::Command::new("sync").status().await;
+    if !synced.is_ok_and(|s| s.success()) {
+        eprintln!("  (sync failed: the last measurement's writeback may overlap the next one)");
+    }
+}
+
 /// Creates the stream, puts, reads every shard back, prints the two rows
 /// and checks that every acknowledged record was read.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+async fn records(args: &Args) -> anyhow::Result<()> {
     let (port, cfg) = bench_config(&args.dir, "streams: {}\n")?;
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::builder()
@@ -110,25 +179,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         json!({ "StreamName": "bench", "ShardCount": args.shards }).to_string(),
     )
     .await?;
-    let put = put_phase(&args, &http, &url).await?;
+    let put = put_phase(args, &http, &url).await?;
     let read = read_phase(args.shards, &http, &url).await?;
     let rss = peak_rss_kib(child.id()).unwrap_or(0);
     stop(&mut child)?;
-    print(&args, &put, &read, rss);
+    print(args, &put, &read, rss);
     let (got_records, put_records) = (read.records, put.records);
     if got_records != put_records {
         bail!("read back {got_records} records of {put_records} acknowledged");
     }
-    let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
 }
 
-/// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
-async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Result<Put> {
+/// A few `PutRecords` bodies for `stream`, `records_per_call` records of
+/// `record_bytes` each, with different partition keys so that every shard
+/// gets records.
+fn put_bodies(args: &Args, stream: &str) -> Vec<bytes::Bytes> {
     let per_call = args.records_per_call;
-    // A few bodies with different partition keys, so every shard gets records.
     let b64 = base64::engine::general_purpose::STANDARD;
-    let bodies: Vec<bytes::Bytes> = (0..16)
+    (0..16)
         .map(|b| {
             let records: Vec<serde_json::Value> = (0..per_call)
                 .map(|i| {
@@ -138,9 +207,15 @@ async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Re
                     })
                 })
                 .collect();
-            bytes::Bytes::from(json!({ "StreamName": "bench", "Records": records }).to_string())
+            bytes::Bytes::from(json!({ "StreamName": stream, "Records": records }).to_string())
         })
-        .collect();
+        .collect()
+}
+
+/// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
+async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Result<Put> {
+    let per_call = args.records_per_call;
+    let bodies = put_bodies(args, "bench");
     let start = Instant::now();
     let (h, u, bodies) = (http.clone(), url.to_string(), Arc::new(bodies));
     let (mut lat, failed) = closed_loop(args.clients, args.duration_secs, move |c, n| {

@@ -1,5 +1,6 @@
-//! Load shared by the subcommands: closed-loop producers, one
-//! `PutRecordBatch` call, and percentiles of the latencies recorded.
+//! Load shared by the subcommands: closed-loop producers (with or without
+//! their calls' timeline), one `PutRecordBatch` call, and percentiles of the
+//! latencies recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,15 @@ pub async fn put_record_batch(http: &reqwest::Client, url: &str, body: bytes::By
     }
 }
 
+/// One call of a closed-loop producer: when it began, how long it took and
+/// whether it was acknowledged.
+#[derive(Clone, Copy)]
+pub struct Call {
+    pub start: Instant,
+    pub lat: Duration,
+    pub ok: bool,
+}
+
 /// `clients` closed-loop producers for `secs`: each awaits `call(client, n)`
 /// (true: acknowledged) and sends the next. The acknowledged calls' latencies
 /// and the number that failed.
@@ -44,31 +54,47 @@ where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let calls = closed_loop_timeline(clients, Duration::from_secs(secs), call).await?;
+    let lat = calls.iter().filter(|c| c.ok).map(|c| c.lat).collect();
+    let failed = calls.iter().filter(|c| !c.ok).count() as u64;
+    Ok((lat, failed))
+}
+
+/// [`closed_loop`] with every call kept, in no particular order: the
+/// latency timeline.
+pub async fn closed_loop_timeline<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    call: F,
+) -> anyhow::Result<Vec<Call>>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (call, stop) = (call.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut failed, mut n) = (Vec::new(), 0u64, 0usize);
+            let (mut calls, mut n) = (Vec::new(), 0usize);
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if call(c, n).await {
-                    lat.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
+                let start = Instant::now();
+                let ok = call(c, n).await;
+                calls.push(Call {
+                    start,
+                    lat: start.elapsed(),
+                    ok,
+                });
                 n += 1;
             }
-            (lat, failed)
+            calls
         }));
     }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let (mut lat, mut failed) = (Vec::new(), 0);
+    let mut calls = Vec::new();
     for t in tasks {
-        let (l, f) = t.await?;
-        lat.extend(l);
-        failed += f;
+        calls.extend(t.await?);
     }
-    Ok((lat, failed))
+    Ok(calls)
 }

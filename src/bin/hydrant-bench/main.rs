@@ -11,7 +11,9 @@
 //!   `bench/results/<date>-<machine>.json` ([`suite`]).
 //! * `kinesis`: the Kinesis Data Streams API: `PutRecords` from several
 //!   clients with random partition keys, then every shard read back with
-//!   `GetRecords`, per shard and in total, beside Kinesis's per-shard figures.
+//!   `GetRecords`, per shard and in total, beside Kinesis's per-shard figures;
+//!   enhanced fan-out's latency with 1, 5 and 20 subscribers; and what a
+//!   `SplitShard` under load costs producers.
 //!
 //! This file parses the command line and dispatches; each subcommand lives in
 //! its own module, with its flags.
@@ -62,7 +64,9 @@ enum Cmd {
     /// Garage started here and the local filesystem; prints the table and
     /// writes `bench/results/<date>-<machine>.json`.
     Suite(suite::Args),
-    /// The Kinesis API: PutRecords records/s, then GetRecords MB/s per shard.
+    /// The Kinesis API: PutRecords records/s, then GetRecords MB/s per
+    /// shard; SubscribeToShard latency with 1, 5 and 20 subscribers; the cost
+    /// of a SplitShard under load.
     Kinesis(kinesis::Args),
     /// The real daemon under PutRecordBatch load.
     Ingest(ingest::Args),
