@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -65,6 +66,14 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     tokio::spawn(async move {
         let name = wait_for_signal(reloader, config_path).await;
         let _ = signal_tx.send(name);
+    });
+    // Small answers and fan-out events go out at once: without TCP_NODELAY
+    // each waits for the client's acknowledgement of the one before (Nagle),
+    // up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let name = signal_rx.await.unwrap_or("channel closed");
