@@ -74,6 +74,8 @@ pub struct Metrics {
     pub kinesis_outgoing_records: Family<StreamLabel, Counter>,
     pub kinesis_outgoing_bytes: Family<StreamLabel, Counter>,
     pub kinesis_throttled_records: Family<StreamLabel, Counter>,
+    pub kpl_user_records: Family<StreamLabel, Counter>,
+    pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -115,6 +117,8 @@ impl Metrics {
             kinesis_outgoing_records: Family::default(),
             kinesis_outgoing_bytes: Family::default(),
             kinesis_throttled_records: Family::default(),
+            kpl_user_records: Family::default(),
+            kpl_corrupt_aggregates: Family::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -159,6 +163,16 @@ impl Metrics {
             "kinesis_throttled_records",
             "Records refused by a shard write limit or a full log",
             self.kinesis_throttled_records.clone(),
+        );
+        registry.register(
+            "kpl_user_records",
+            "User records taken out of KPL aggregates by a delivery stream reading a Kinesis stream",
+            self.kpl_user_records.clone(),
+        );
+        registry.register(
+            "kpl_corrupt_aggregates",
+            "KPL aggregates that could not be taken apart, sent to the error output",
+            self.kpl_corrupt_aggregates.clone(),
         );
     }
 

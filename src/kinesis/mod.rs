@@ -19,6 +19,7 @@
 //! durable, a reshard holds it alone, so a parent shard is sealed with no
 //! put in flight and every record acknowledged before is below its end.
 
+pub mod kpl;
 pub mod position;
 pub mod reshard;
 pub mod shards;
