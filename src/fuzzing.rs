@@ -41,3 +41,35 @@ pub fn firehose_request(data: &[u8]) {
         assert!(crate::aws::valid_delivery_stream_name(&req.stream));
     }
 }
+
+/// The KPL de-aggregator: any data, and any data behind the magic with a
+/// valid MD5 (so that it reaches the protobuf decoder), is either refused
+/// whole or taken apart into user records that keep the aggregate's place
+/// and whose data lies within the aggregate's.
+pub fn kpl_aggregate(data: &[u8]) {
+    use crate::kinesis::kpl;
+    use md5::{Digest, Md5};
+    let digest: [u8; 16] = Md5::digest(data).into();
+    let wrapped = [&kpl::MAGIC[..], data, &digest[..]].concat();
+    for bytes in [data.to_vec(), wrapped] {
+        let agg = crate::record::Record {
+            offset: 42,
+            arrival_ms: 7,
+            key: bytes::Bytes::from_static(b"k"),
+            data: bytes::Bytes::from(bytes),
+        };
+        let mut out = Vec::new();
+        match kpl::deaggregate_into(&agg, &mut out) {
+            Ok(n) => {
+                assert_eq!(n, out.len());
+                assert!(n <= kpl::USER_RECORDS_MAX);
+                let within = agg.data.as_ptr_range();
+                for r in &out {
+                    assert_eq!((r.offset, r.arrival_ms), (42, 7));
+                    assert!(r.data.is_empty() || within.contains(&r.data.as_ptr()));
+                }
+            }
+            Err(_) => assert!(out.is_empty(), "a refused aggregate left user records"),
+        }
+    }
+}

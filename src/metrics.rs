@@ -94,6 +94,8 @@ pub struct Metrics {
     pub kinesis_subscription_records: Family<ConsumerLabel, Counter>,
     pub kinesis_subscription_bytes: Family<ConsumerLabel, Counter>,
     pub kinesis_subscription_millis_behind: Family<ConsumerShardLabel, Gauge>,
+    pub kpl_user_records: Family<StreamLabel, Counter>,
+    pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -142,6 +144,8 @@ impl Metrics {
             kinesis_subscription_records: Family::default(),
             kinesis_subscription_bytes: Family::default(),
             kinesis_subscription_millis_behind: Family::default(),
+            kpl_user_records: Family::default(),
+            kpl_corrupt_aggregates: Family::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -196,6 +200,16 @@ impl Metrics {
             "kinesis_reshards",
             "Splits, merges and shard count updates of a Kinesis stream",
             self.kinesis_reshards.clone(),
+        );
+        registry.register(
+            "kpl_user_records",
+            "User records taken out of KPL aggregates by a delivery stream reading a Kinesis stream",
+            self.kpl_user_records.clone(),
+        );
+        registry.register(
+            "kpl_corrupt_aggregates",
+            "KPL aggregates that could not be taken apart, sent to the error output",
+            self.kpl_corrupt_aggregates.clone(),
         );
         self.register_fan_out(registry);
     }

@@ -29,3 +29,9 @@ fn firehose_request_corpus() {
     let n = replay("firehose_request", hydrant::fuzzing::firehose_request);
     assert!(n >= 5, "only {n} inputs in the firehose_request corpus");
 }
+
+#[test]
+fn kpl_aggregate_corpus() {
+    let n = replay("kpl_aggregate", hydrant::fuzzing::kpl_aggregate);
+    assert!(n >= 5, "only {n} inputs in the kpl_aggregate corpus");
+}

@@ -362,65 +362,102 @@ impl Batcher {
     /// if the record would make it pass the size hint. A record larger than
     /// the hint forms a batch alone.
     pub fn push_to(&mut self, key: PartitionKey, frame: Record, now: Instant) {
-        let len = frame.data.len() as u64 + self.per_record_bytes;
-        if let Some(b) = self.open.get(&key)
+        let len = self.record_bytes(&frame);
+        self.open_for(&key, len, now);
+        self.append(&key, frame, len);
+        self.settle(&key);
+    }
+
+    /// Adds records that must stay in one batch (the user records of one KPL
+    /// aggregate bound for one partition, which share an offset), as
+    /// [`Batcher::push_to`] adds one: the hint closes the batch before them
+    /// or after them, never between them, so no two batches of a partition
+    /// hold records of the same offset.
+    pub fn push_group_to(&mut self, key: PartitionKey, frames: Vec<Record>, now: Instant) {
+        let len = frames.iter().map(|f| self.record_bytes(f)).sum();
+        self.open_for(&key, len, now);
+        for f in frames {
+            let len = self.record_bytes(&f);
+            self.append(&key, f, len);
+        }
+        self.settle(&key);
+    }
+
+    /// What a record counts toward the size hint: its data and what the
+    /// encoding adds to it.
+    fn record_bytes(&self, frame: &Record) -> u64 {
+        frame.data.len() as u64 + self.per_record_bytes
+    }
+
+    /// Makes room in `key`'s partition for `len` more bytes: closes its
+    /// batch if they would pass the hint, and opens one if it has none
+    /// (closing the oldest partitions while too many are open).
+    fn open_for(&mut self, key: &PartitionKey, len: u64, now: Instant) {
+        if let Some(b) = self.open.get(key)
             && b.bytes + len > self.bytes_max
         {
-            self.close_one(&key);
+            self.close_one(key);
         }
-        if !self.open.contains_key(&key) {
-            while self.open.len() >= self.limits.open_max {
-                if !self.close_oldest() {
-                    break;
-                }
-                self.evictions += 1;
-            }
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.order.insert(seq, key.clone());
-            let expected = if self.limits.open_max == 1 {
-                self.last_full_count + self.last_full_count / 16
-            } else {
-                0
-            };
-            self.open.insert(
-                key.clone(),
-                OpenBatch {
-                    records: if self.limits.copy_records {
-                        OpenRecords::Packed(Packed::default())
-                    } else {
-                        OpenRecords::Frames(Vec::with_capacity(expected))
-                    },
-                    bytes: 0,
-                    held: 0,
-                    started: now,
-                    seq,
-                    oldest_arrival: i64::MAX,
-                },
-            );
+        if self.open.contains_key(key) {
+            return;
         }
-        let (full, held) = match self.open.get_mut(&key) {
-            Some(b) => {
-                b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
-                let held = match &mut b.records {
-                    OpenRecords::Frames(v) => {
-                        v.push(frame);
-                        len
-                    }
-                    OpenRecords::Packed(p) => p.push(&frame, b.bytes),
-                };
-                b.bytes += len;
-                b.held += held;
-                (b.bytes >= self.bytes_max, held)
+        while self.open.len() >= self.limits.open_max {
+            if !self.close_oldest() {
+                break;
             }
-            None => (false, 0),
+            self.evictions += 1;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, key.clone());
+        let expected = if self.limits.open_max == 1 {
+            self.last_full_count + self.last_full_count / 16
+        } else {
+            0
         };
-        self.open_bytes += held;
-        if full {
-            if let Some(b) = self.open.get(&key) {
-                self.last_full_count = b.records.len();
+        self.open.insert(
+            key.clone(),
+            OpenBatch {
+                records: if self.limits.copy_records {
+                    OpenRecords::Packed(Packed::default())
+                } else {
+                    OpenRecords::Frames(Vec::with_capacity(expected))
+                },
+                bytes: 0,
+                held: 0,
+                started: now,
+                seq,
+                oldest_arrival: i64::MAX,
+            },
+        );
+    }
+
+    /// Adds a record of `len` bytes to `key`'s open batch.
+    fn append(&mut self, key: &PartitionKey, frame: Record, len: u64) {
+        let Some(b) = self.open.get_mut(key) else {
+            return;
+        };
+        b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
+        let held = match &mut b.records {
+            OpenRecords::Frames(v) => {
+                v.push(frame);
+                len
             }
-            self.close_one(&key);
+            OpenRecords::Packed(p) => p.push(&frame, b.bytes),
+        };
+        b.bytes += len;
+        b.held += held;
+        self.open_bytes += held;
+    }
+
+    /// Closes `key`'s batch if it reached the hint, then the oldest
+    /// partitions while the open ones hold too much.
+    fn settle(&mut self, key: &PartitionKey) {
+        if let Some(b) = self.open.get(key)
+            && b.bytes >= self.bytes_max
+        {
+            self.last_full_count = b.records.len();
+            self.close_one(key);
         }
         while self.open_bytes > self.limits.open_bytes_max {
             if !self.close_oldest() {

@@ -108,6 +108,12 @@ impl StreamContext {
         self.transform.is_some() && self.backup_mode() == Some(crate::config::BackupMode::All)
     }
 
+    /// Whether KPL aggregates are taken apart into their user records, as
+    /// Firehose does for a delivery stream reading a Kinesis stream.
+    pub(crate) fn deaggregates(&self) -> bool {
+        self.layouts.is_some()
+    }
+
     pub(crate) fn set_error(&self, e: String) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(e);

@@ -12,7 +12,11 @@
 //! itself lives in `ingest::kinesis`; [`position`] maps Kinesis's names for
 //! places (hash keys, sequence numbers, iterators) onto offsets; [`shards`]
 //! keeps which shard owns which hash keys and where closed shards ended;
-//! [`reshard`] splits and merges them while producers keep putting.
+//! [`reshard`] splits and merges them while producers keep putting;
+//! [`consumers`] holds enhanced fan-out's consumers and subscriptions,
+//! [`on_demand`] splits an ON_DEMAND stream's hot shards, and [`kpl`] reads
+//! the KPL's aggregated records (for delivery streams; the API returns them
+//! as put).
 //!
 //! A stream's shards change only under its gate ([`KinesisStream::gate`]):
 //! every put holds it shared from routing its records until they are
@@ -20,6 +24,7 @@
 //! put in flight and every record acknowledged before is below its end.
 
 pub mod consumers;
+pub mod kpl;
 pub mod on_demand;
 pub mod position;
 pub mod reshard;

@@ -5,6 +5,9 @@
 //!
 //! The request id is derived from (stream, shard, offsets), so it stays the
 //! same across retries and restarts and receivers can use it to deduplicate.
+//! The user records of a KPL aggregate share its offset; a request that
+//! begins part way through them has that in its id too, so no two requests
+//! of a batch share one.
 
 use std::io::Write;
 
@@ -15,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{Batch, Delivered, Sink, SinkError};
 use crate::aws::delivery_stream_arn;
 use crate::config::HttpDestination;
+use crate::record::Record;
 
 /// Largest response body read (Firehose's limit).
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
@@ -45,14 +49,44 @@ impl HttpSink {
     }
 }
 
-/// A GUID derived from the batch's place in the log.
-pub fn request_id(log_id: &str, stream: &str, shard: u32, first: u64, last: u64) -> String {
-    let h = Sha256::digest(format!("{log_id}/{stream}/{shard}/{first}/{last}").as_bytes());
+/// A GUID derived from the request's place in the log: its first and last
+/// offsets and, for a request that begins part way through the user
+/// records of an aggregate, how many of them came before it.
+pub fn request_id(
+    log_id: &str,
+    stream: &str,
+    shard: u32,
+    (first, last): (u64, u64),
+    into: usize,
+) -> String {
+    let place = match into {
+        0 => format!("{log_id}/{stream}/{shard}/{first}/{last}"),
+        n => format!("{log_id}/{stream}/{shard}/{first}/{last}/{n}"),
+    };
+    let h = Sha256::digest(place.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
     b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout
     b[8] = (b[8] & 0x3f) | 0x80;
     uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// `records` as requests of at most `per` records, each with how many
+/// records of its first offset came before it in the batch: 0 but where the
+/// user records of an aggregate run on from the request before.
+fn requests(records: &[Record], per: usize) -> impl Iterator<Item = (&[Record], usize)> {
+    let per = per.max(1);
+    records.chunks(per).enumerate().map(move |(i, chunk)| {
+        let before = records.get(..i * per).unwrap_or_default();
+        let into = chunk.first().map_or(0, |f| {
+            before
+                .iter()
+                .rev()
+                .take_while(|r| r.offset == f.offset)
+                .count()
+        });
+        (chunk, into)
+    })
 }
 
 fn fail(message: String) -> SinkError {
@@ -66,11 +100,19 @@ impl HttpSink {
     async fn send(
         &self,
         batch: &Batch<'_>,
-        first: u64,
-        last: u64,
+        into: usize,
         records: &[crate::record::Record],
     ) -> Result<(), SinkError> {
-        let id = request_id(batch.log_id, batch.stream, batch.shard, first, last);
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        let id = request_id(
+            batch.log_id,
+            batch.stream,
+            batch.shard,
+            (first.offset, last.offset),
+            into,
+        );
         let b64 = base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({
             "requestId": id,
@@ -174,14 +216,8 @@ impl Sink for HttpSink {
     async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
         // Firehose sends at most 10,000 records per request; larger batches
         // go as several requests, each with its own (stable) request id.
-        for chunk in batch
-            .records
-            .chunks(self.cfg.records_per_request_max.max(1))
-        {
-            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
-                continue;
-            };
-            self.send(batch, first.offset, last.offset, chunk).await?;
+        for (chunk, into) in requests(batch.records, self.cfg.records_per_request_max) {
+            self.send(batch, into, chunk).await?;
         }
         Ok(Delivered::default())
     }
@@ -190,3 +226,6 @@ impl Sink for HttpSink {
         self.cfg.url.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,13 @@
 //! the wrong type, a constraint), the batch is loaded row by row under
 //! savepoints: good rows are kept and each bad row is reported as rejected,
 //! with PostgreSQL's reason, for the error output.
+//!
+//! The user records of a KPL aggregate (read from a Kinesis stream) share
+//! its offset, and delivery never splits them between two batches. Their
+//! offset is recorded only if every one of them loaded: one refused is
+//! refused again when the batch is replayed (after a crash or a reload,
+//! before the checkpoint passed it), at the price of its siblings' rows
+//! loading again then.
 
 use std::sync::Arc;
 
@@ -213,12 +220,13 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Contiguous runs of offsets, for `hydrant_loads`.
+/// Contiguous runs of offsets (ascending, an offset perhaps repeated), for
+/// `hydrant_loads`.
 fn runs(offsets: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for &o in offsets {
         match out.last_mut() {
-            Some((_, last)) if *last + 1 == o => *last = o,
+            Some((_, last)) if *last == o || *last + 1 == o => *last = o,
             _ => out.push((o, o)),
         }
     }
@@ -440,6 +448,14 @@ impl Sink for PostgresSink {
                 self.insert_rows(&mut tx, &rows, &mut loaded_offsets, &mut rejected)
                     .await?;
             }
+        }
+        if !rejected.is_empty() {
+            let refused: std::collections::HashSet<u64> = rejected
+                .iter()
+                .filter_map(|(i, _)| batch.records.get(*i))
+                .map(|r| r.offset)
+                .collect();
+            loaded_offsets.retain(|o| !refused.contains(o));
         }
         self.record_loads(&tx, batch, shard, &loaded_offsets)
             .await?;

@@ -334,3 +334,62 @@ async fn the_open_bytes_bound_counts_what_packed_records_take() {
     assert_eq!(r.route, Route::Deliver(key("a")));
     assert_eq!(r.records.len(), 5);
 }
+
+/// The user records of one KPL aggregate: `n` records of `len` bytes, all
+/// at `offset`.
+fn group(offset: u64, n: usize, len: usize) -> Vec<Record> {
+    (0..n).map(|_| frame(offset, len)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_size_hint_never_splits_a_group() {
+    let mut b = Batcher::new(100, 0, Duration::from_secs(300));
+    let now = Instant::now();
+    b.push(frame(0, 60), now);
+    // 60 + 3 × 30 passes the hint: the batch closes before the group, and
+    // the group stays whole although a third record alone would have fit.
+    b.push_group_to(None, group(1, 3, 30), now);
+    assert_eq!(b.pop_ready().map(frames).map(|v| v.len()), Some(1));
+    assert_eq!(b.lowest_offset(), Some(1));
+    b.push(frame(2, 30), now);
+    let closed = frames(b.pop_ready().unwrap());
+    assert_eq!(
+        closed.iter().map(|f| f.offset).collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+    assert_eq!(b.lowest_offset(), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_larger_than_the_hint_is_a_batch_of_its_own() {
+    let mut b = Batcher::new(100, 1, Duration::from_secs(300));
+    let now = Instant::now();
+    b.push(frame(0, 10), now);
+    b.push_group_to(None, group(1, 5, 30), now);
+    assert_eq!(b.pop_ready().map(frames).map(|v| v.len()), Some(1));
+    assert_eq!(b.pop_ready().map(frames).map(|v| v.len()), Some(5));
+    assert!(b.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn evictions_close_a_partition_after_its_group_not_within_it() {
+    // One open partition at most: each group opening a partition closes
+    // the one before it, which already holds all of its records of the
+    // aggregate, so no partition has two batches holding offset 1.
+    let mut b = Batcher::with_limits(1 << 20, 0, Duration::from_secs(300), limits(1, 1 << 20));
+    let now = Instant::now();
+    for k in ["a", "b", "c"] {
+        b.push_group_to(key(k), group(1, 4, 10), now);
+    }
+    b.close();
+    let mut seen = Vec::new();
+    while let Some(r) = b.pop_ready() {
+        let (records, route) = r.into_parts();
+        assert_eq!(records.len(), 4);
+        seen.push(route);
+    }
+    assert_eq!(
+        seen,
+        ["a", "b", "c"].map(|k| Route::Deliver(key(k))).to_vec()
+    );
+}

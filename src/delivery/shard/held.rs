@@ -33,8 +33,15 @@ impl Held {
     /// has the same records for as long as the batch is in flight (the
     /// stream's own log, no transform, which changes records, and no backup
     /// of every batch, which needs them after delivery); else the records.
+    /// A Kinesis stream's log is never the stream's own, and it holds KPL
+    /// aggregates where the batch holds their user records, so its batches
+    /// are always held whole.
     pub(super) fn after_encoding(ctx: &StreamContext, records: Vec<Record>) -> Held {
-        if !ctx.owns_log || ctx.transform.is_some() || ctx.backup_mode() == Some(BackupMode::All) {
+        if !ctx.owns_log
+            || ctx.deaggregates()
+            || ctx.transform.is_some()
+            || ctx.backup_mode() == Some(BackupMode::All)
+        {
             return Held::Frames(records);
         }
         Held::InLog {

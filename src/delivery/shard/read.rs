@@ -1,9 +1,17 @@
 //! Reading a shard's durable records and preparing them for batching:
-//! the transform and the partitioner run here, beside the read, off the
-//! async runtime. A read never moves the checkpoint; a read error reopens
-//! the log where it stopped (or at the oldest record, if the log was
-//! trimmed under it) and never skips records the log still has.
+//! KPL aggregates read from a Kinesis stream are taken apart into their
+//! user records, then the transform and the partitioner run, all beside the
+//! read, off the async runtime. A read never moves the checkpoint; a read
+//! error reopens the log where it stopped (or at the oldest record, if the
+//! log was trimmed under it) and never skips records the log still has.
+//!
+//! The user records of one aggregate share its offset. Each partition gets
+//! them in one batch ([`Batcher::push_group_to`]), so no two batches of a
+//! partition share an offset, and the checkpoint, which never passes the
+//! first offset of a batch still held, stays at the aggregate until every
+//! batch holding its user records is confirmed.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -11,6 +19,8 @@ use tokio::time::Instant;
 
 use super::ShardLoop;
 use crate::delivery::StreamContext;
+use crate::delivery::batcher::{Batcher, PartitionKey};
+use crate::kinesis::kpl;
 use crate::log::{LogError, ShardLog, ShardReader};
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -20,8 +30,14 @@ use crate::transform::Transform;
 /// Records and bytes taken from the log in one blocking read.
 pub(super) const READ_RECORDS_MAX: usize = 10_000;
 pub(super) const READ_BYTES_MAX: usize = 4 << 20;
+/// Records a read's vectors may keep room for between reads. A chunk of
+/// small user records taken out of KPL aggregates can grow them far past a
+/// chunk of ordinary records (at most [`READ_RECORDS_MAX`]); past this they
+/// give back all but an ordinary chunk's room.
+const KEPT_RECORDS_MAX: usize = 4 * READ_RECORDS_MAX;
 
 /// What happens next to a record read from the log.
+#[derive(Debug, PartialEq)]
 enum Step {
     /// Batch it, under this partition's prefix (None: the stream's).
     Deliver(Option<String>),
@@ -31,13 +47,64 @@ enum Step {
     TransformFailed(String),
     /// It cannot be partitioned (the frame is the transformed record).
     PartitionFailed(String),
+    /// A KPL aggregate that cannot be taken apart (the frame is the
+    /// aggregate as read).
+    Corrupt(String),
 }
 
 /// The vectors a shard's reads go through, kept from one read to the next.
 #[derive(Default)]
 pub(super) struct ReadBuffers {
     frames: Vec<Record>,
+    /// Where aggregates are taken apart into, then swapped with `frames`.
+    spare: Vec<Record>,
     prepared: Vec<(Record, Step)>,
+}
+
+impl ReadBuffers {
+    /// Gives back the room that a chunk of many user records took (the
+    /// vectors are empty between reads).
+    fn trim(&mut self) {
+        for v in [&mut self.frames, &mut self.spare] {
+            if v.capacity() > KEPT_RECORDS_MAX {
+                v.shrink_to(READ_RECORDS_MAX);
+            }
+        }
+        if self.prepared.capacity() > KEPT_RECORDS_MAX {
+            self.prepared.shrink_to(READ_RECORDS_MAX);
+        }
+    }
+}
+
+/// How the records of one chunk went, for the metrics and the error output.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    dropped: u64,
+    corrupt: u64,
+    untransformed: Vec<(Record, String)>,
+    unpartitioned: Vec<(Record, String)>,
+}
+
+impl Tally {
+    /// Notes what became of a record; the record and its partition if it
+    /// is to be batched.
+    fn note(&mut self, f: Record, step: Step) -> Option<(PartitionKey, Record)> {
+        match step {
+            Step::Deliver(prefix) => {
+                self.ok += 1;
+                return Some((prefix.map(Into::into), f));
+            }
+            Step::PartitionFailed(why) => self.unpartitioned.push((f, why)),
+            Step::TransformFailed(why) => self.untransformed.push((f, why)),
+            Step::Corrupt(why) => {
+                self.corrupt += 1;
+                self.untransformed.push((f, why));
+            }
+            Step::Dropped => self.dropped += 1,
+        }
+        None
+    }
 }
 
 impl ShardLoop<'_> {
@@ -53,12 +120,15 @@ impl ShardLoop<'_> {
         let part = self.partitioner.clone();
         let transform = self.ctx.transform.clone();
         let backs_up_sources = self.backs_up_sources;
+        let deaggregates = self.ctx.deaggregates();
         let res = crate::delivery::background(move || {
-            // Transforming and partitioning are CPU work on every record:
-            // done here, off the runtime, beside the read.
+            // Taking aggregates apart, transforming and partitioning are
+            // CPU work on every record: done here, off the runtime, beside
+            // the read.
             let r = read_and_prepare(
                 &mut rd,
                 &mut bufs,
+                deaggregates,
                 transform.as_deref(),
                 part.as_deref(),
                 backs_up_sources,
@@ -78,7 +148,10 @@ impl ShardLoop<'_> {
         };
         self.reader = Some(rd);
         match result {
-            Ok((sources, took)) => self.batch(sources, took, &mut bufs.prepared),
+            Ok((sources, took, user_records)) => {
+                self.batch(sources, took, &mut bufs.prepared);
+                self.count_user_records(user_records);
+            }
             Err(e) => {
                 self.reader = handle_read_error(
                     self.ctx,
@@ -94,13 +167,15 @@ impl ShardLoop<'_> {
                 }
             }
         }
+        bufs.trim();
         self.read_bufs = bufs;
         ControlFlow::Continue(())
     }
 
     /// Hands records just read and prepared to the batcher: to their
     /// partition's open batch, or, failed by the transform or the
-    /// partitioner, toward the error output; `sources` to the backup.
+    /// partitioner (or corrupt aggregates), toward the error output;
+    /// `sources` to the backup.
     fn batch(&mut self, sources: Vec<Record>, took: Duration, prepared: &mut Vec<(Record, Step)>) {
         let now = Instant::now();
         self.batcher.push_backup(sources);
@@ -111,36 +186,34 @@ impl ShardLoop<'_> {
                 .get_or_create(&Metrics::stream(&self.stream))
                 .observe(took.as_secs_f64());
         }
-        let (mut unpartitioned, mut untransformed) = (Vec::new(), Vec::new());
-        let (mut ok, mut dropped) = (0u64, 0u64);
-        for (f, step) in prepared.drain(..) {
+        let mut tally = Tally::default();
+        let mut steps = prepared.drain(..).peekable();
+        while let Some((f, step)) = steps.next() {
             self.read_pos = f.offset + 1;
-            match step {
-                Step::Deliver(None) => {
-                    ok += 1;
-                    self.batcher.push(f, now)
+            let offset = f.offset;
+            if steps.peek().is_none_or(|(next, _)| next.offset != offset) {
+                if let Some((key, f)) = tally.note(f, step) {
+                    self.batcher.push_to(key, f, now);
                 }
-                Step::Deliver(Some(prefix)) => {
-                    ok += 1;
-                    self.batcher.push_to(Some(prefix.into()), f, now)
-                }
-                Step::PartitionFailed(why) => unpartitioned.push((f, why)),
-                Step::TransformFailed(why) => untransformed.push((f, why)),
-                Step::Dropped => dropped += 1,
+                continue;
             }
+            // The user records of one aggregate: each partition's go to
+            // one batch.
+            let mut groups = Groups::default();
+            let mut next = Some((f, step));
+            while let Some((f, step)) = next {
+                if let Some((key, f)) = tally.note(f, step) {
+                    groups.add(key, f);
+                }
+                next = steps.next_if(|(n, _)| n.offset == offset);
+            }
+            groups.push_into(&mut self.batcher, now);
         }
-        if self.ctx.transform.is_some() {
-            let m = &self.ctx.metrics.transform_records;
-            let stream = &self.stream;
-            m.get_or_create(&Metrics::outcome(stream, "ok")).inc_by(ok);
-            m.get_or_create(&Metrics::outcome(stream, "dropped"))
-                .inc_by(dropped);
-            m.get_or_create(&Metrics::outcome(stream, "failed"))
-                .inc_by(untransformed.len() as u64);
-        }
-        self.batcher.push_failed("processing-failed", untransformed);
+        self.count(&tally);
         self.batcher
-            .push_failed("partitioning-failed", unpartitioned);
+            .push_failed("processing-failed", tally.untransformed);
+        self.batcher
+            .push_failed("partitioning-failed", tally.unpartitioned);
         if self.partitioner.is_some() {
             self.ctx
                 .metrics
@@ -154,31 +227,151 @@ impl ShardLoop<'_> {
                 .set(self.batcher.evictions() as i64);
         }
     }
+
+    /// Counts a chunk's outcomes: the transform's, and corrupt aggregates.
+    fn count(&self, tally: &Tally) {
+        let stream = &self.stream;
+        if self.ctx.transform.is_some() {
+            let m = &self.ctx.metrics.transform_records;
+            m.get_or_create(&Metrics::outcome(stream, "ok"))
+                .inc_by(tally.ok);
+            m.get_or_create(&Metrics::outcome(stream, "dropped"))
+                .inc_by(tally.dropped);
+            let failed = tally.untransformed.len() as u64 - tally.corrupt;
+            m.get_or_create(&Metrics::outcome(stream, "failed"))
+                .inc_by(failed);
+        }
+        if self.ctx.deaggregates() {
+            self.ctx
+                .metrics
+                .kpl_corrupt_aggregates
+                .get_or_create(&Metrics::stream(stream))
+                .inc_by(tally.corrupt);
+        }
+    }
+
+    /// Counts the user records taken out of aggregates in a chunk.
+    fn count_user_records(&self, n: u64) {
+        if self.ctx.deaggregates() {
+            self.ctx
+                .metrics
+                .kpl_user_records
+                .get_or_create(&Metrics::stream(&self.stream))
+                .inc_by(n);
+        }
+    }
+}
+
+/// The user records of one aggregate bound for the batcher, by partition,
+/// in the order their partitions first came.
+#[derive(Default)]
+struct Groups {
+    groups: Vec<(PartitionKey, Vec<Record>)>,
+    index: HashMap<PartitionKey, usize>,
+}
+
+impl Groups {
+    fn add(&mut self, key: PartitionKey, f: Record) {
+        let i = *self.index.entry(key.clone()).or_insert_with(|| {
+            self.groups.push((key, Vec::new()));
+            self.groups.len() - 1
+        });
+        if let Some((_, records)) = self.groups.get_mut(i) {
+            records.push(f);
+        }
+    }
+
+    fn push_into(self, batcher: &mut Batcher, now: Instant) {
+        for (key, records) in self.groups {
+            batcher.push_group_to(key, records, now);
+        }
+    }
 }
 
 /// Reads the next chunk into `bufs` and prepares it (see [`prepare`]).
 /// Blocking. Returns the records as read, for a backup of source data (else
-/// empty), and how long preparing took.
+/// empty), how long preparing took, and how many user records came out of
+/// aggregates.
 fn read_and_prepare(
     rd: &mut ShardReader,
     bufs: &mut ReadBuffers,
+    deaggregates: bool,
     transform: Option<&Transform>,
     part: Option<&Partitioner>,
     backs_up_sources: bool,
-) -> Result<(Vec<Record>, Duration), LogError> {
+) -> Result<(Vec<Record>, Duration, u64), LogError> {
     rd.read_into(&mut bufs.frames, READ_RECORDS_MAX, READ_BYTES_MAX)
         .map(|()| {
             let started = std::time::Instant::now();
             // The transform replaces the records' data: a backup of
-            // all source data keeps them as read (sharing their bytes).
+            // all source data keeps them as read (sharing their bytes),
+            // aggregates whole.
             let sources = if backs_up_sources {
                 bufs.frames.clone()
             } else {
                 Vec::new()
             };
-            prepare(&mut bufs.frames, transform, part, &mut bufs.prepared);
-            (sources, started.elapsed())
+            let user_records = prepare_chunk(
+                (&mut bufs.frames, &mut bufs.spare),
+                deaggregates,
+                transform,
+                part,
+                &mut bufs.prepared,
+            );
+            (sources, started.elapsed(), user_records)
         })
+}
+
+/// Prepares a chunk just read (taking it out of `frames`) into `out`, in
+/// offset order: takes its KPL aggregates apart first if `deaggregates`
+/// (reading a Kinesis stream), then runs [`prepare`] over the records. A
+/// corrupt aggregate is not transformed or partitioned. Returns the number
+/// of user records taken out of aggregates. Blocking.
+fn prepare_chunk(
+    (frames, spare): (&mut Vec<Record>, &mut Vec<Record>),
+    deaggregates: bool,
+    transform: Option<&Transform>,
+    part: Option<&Partitioner>,
+    out: &mut Vec<(Record, Step)>,
+) -> u64 {
+    let (corrupt, user_records) = if deaggregates {
+        deaggregate(frames, spare)
+    } else {
+        (Vec::new(), 0)
+    };
+    prepare(frames, transform, part, out);
+    if !corrupt.is_empty() {
+        // In offset order, as the error output's batches and the read
+        // position take them (stable: user records keep theirs).
+        out.extend(corrupt.into_iter().map(|(f, why)| (f, Step::Corrupt(why))));
+        out.sort_by_key(|(f, _)| f.offset);
+    }
+    user_records
+}
+
+/// Takes the KPL aggregates among records just read apart, in place (into
+/// `spare`, then swapped), each into its user records. Returns the corrupt
+/// ones, each with its reason, and the number of user records. Costs a
+/// four-byte comparison per record when there are none.
+fn deaggregate(frames: &mut Vec<Record>, spare: &mut Vec<Record>) -> (Vec<(Record, String)>, u64) {
+    let mut corrupt = Vec::new();
+    if !frames.iter().any(|f| kpl::is_aggregate(&f.data)) {
+        return (corrupt, 0);
+    }
+    spare.clear();
+    let mut user_records = 0;
+    for f in frames.drain(..) {
+        if !kpl::is_aggregate(&f.data) {
+            spare.push(f);
+            continue;
+        }
+        match kpl::deaggregate_into(&f, spare) {
+            Ok(n) => user_records += n as u64,
+            Err(e) => corrupt.push((f, e.to_string())),
+        }
+    }
+    std::mem::swap(frames, spare);
+    (corrupt, user_records)
 }
 
 /// Runs the transform and the partitioner over records just read (taking
@@ -249,3 +442,6 @@ fn handle_read_error(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,3 +82,35 @@ async fn records_missing_from_the_log_are_an_error_not_a_short_batch() {
     let e = reread(&log, 7, &[(0, 1)], 2).unwrap_err();
     assert!(e.contains("closed"), "{e}");
 }
+
+#[test]
+fn error_output_names_tell_partitions_and_outputs_apart_when_records_share_offsets() {
+    use super::upload::output_object_name;
+    // A stream's own log: one record per offset, the names as ever.
+    assert_eq!(
+        output_object_name("s", 1, (5, 9), None),
+        crate::route::keys::object_name("s", 1, 5, 9, "")
+    );
+    // Read from a Kinesis stream, the user records of an aggregate at
+    // offset 5 can fail in two partitions, or be refused by the format in
+    // one batch while the rest of it gives up: four names.
+    let names: std::collections::HashSet<String> = [
+        ("k=a/", "s3-failed"),
+        ("k=b/", "s3-failed"),
+        ("k=a/", "format-conversion-failed"),
+        ("k=a/", "backup"),
+    ]
+    .into_iter()
+    .map(|tag| output_object_name("s", 1, (5, 5), Some(tag)))
+    .collect();
+    assert_eq!(names.len(), 4);
+    // The same records under the same name on every try.
+    assert_eq!(
+        output_object_name("s", 1, (5, 5), Some(("k=a/", "s3-failed"))),
+        output_object_name("s", 1, (5, 5), Some(("k=a/", "s3-failed")))
+    );
+    assert!(
+        output_object_name("s", 1, (5, 5), Some(("", "processing-failed")))
+            .starts_with("s-1-00000000000000000005-00000000000000000005-")
+    );
+}

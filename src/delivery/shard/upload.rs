@@ -24,6 +24,7 @@ use crate::record::Record;
 use crate::route::keys::{finish_partition, object_name};
 use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
 use crate::sink::{Batch, Delivered, SinkError};
+use md5::{Digest, Md5};
 
 /// An uploading batch: its first offset, and the order uploads started in,
 /// since two batches can share a first offset (a backup of source records
@@ -96,16 +97,18 @@ async fn upload(
         } => {
             tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
             let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
-            let ok = write_error_output(&ctx, shard, &failed, error_type, 1, &stop).await;
-            return ok;
+            let origin = Origin::chunk(shard);
+            return write_error_output(&ctx, origin, &failed, error_type, 1, &stop).await;
         }
         Route::Backup => {
-            return write_backup(&ctx, shard, &records.iter().collect::<Vec<_>>(), &stop).await;
+            let records = records.iter().collect::<Vec<_>>();
+            return write_backup(&ctx, Origin::chunk(shard), &records, &stop).await;
         }
     };
     let up = Upload {
         ctx: &ctx,
         shard,
+        partition: partition.clone(),
         first,
         last,
         stop: &stop,
@@ -147,6 +150,7 @@ async fn upload(
 struct Upload<'a> {
     ctx: &'a StreamContext,
     shard: u32,
+    partition: PartitionKey,
     /// The offsets of the batch's first and last records.
     first: u64,
     last: u64,
@@ -166,6 +170,15 @@ struct Outgoing {
 }
 
 impl Upload<'_> {
+    /// Where the batch's records come from, for the error output and the
+    /// backup.
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            shard: self.shard,
+            partition: self.partition.as_deref(),
+        }
+    }
+
     /// Encodes the batch into an object, off the runtime, giving the
     /// encoding slot back once encoded; names the object. Records the
     /// format refuses go to the error output, and a batch that cannot be
@@ -208,7 +221,7 @@ impl Upload<'_> {
                     records.iter().map(|r| (r, reason.clone())).collect();
                 let ok = write_error_output(
                     ctx,
-                    shard,
+                    self.origin(),
                     &failed,
                     "format-conversion-failed",
                     1,
@@ -254,7 +267,7 @@ impl Upload<'_> {
         tracing::warn!(stream = cfg.name, shard, first, last, refused = refused.len(), reason = %refused.first().map_or("", |r| r.1.as_str()), "records do not fit the format; sending them to the error output");
         if !write_error_output(
             self.ctx,
-            shard,
+            self.origin(),
             &refused,
             "format-conversion-failed",
             1,
@@ -368,16 +381,23 @@ impl Upload<'_> {
         let mut ok = true;
         if !rejected.is_empty() {
             tracing::warn!(stream = cfg.name, shard, first, last, rejected = rejected.len(), destination = %ctx.sink.describe(), reason = %rejected[0].1, "records refused by the destination go to the error output");
-            ok &= write_error_output(ctx, shard, &rejected, failed_type, attempts, stop).await;
+            ok &= write_error_output(ctx, self.origin(), &rejected, failed_type, attempts, stop)
+                .await;
         }
         ok &= match ctx.backup_mode() {
             Some(BackupMode::All) if backup_all => {
-                write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await
+                write_backup(
+                    ctx,
+                    self.origin(),
+                    &records.iter().collect::<Vec<_>>(),
+                    stop,
+                )
+                .await
             }
             Some(BackupMode::FailedOnly) if !rejected.is_empty() => {
                 write_backup(
                     ctx,
-                    shard,
+                    self.origin(),
                     &rejected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
                     stop,
                 )
@@ -418,25 +438,79 @@ impl Upload<'_> {
             .filter(|(i, _)| out.format_refused.binary_search(i).is_err())
             .map(|(_, r)| (r, error.message.clone()))
             .collect();
-        let mut ok = write_error_output(ctx, shard, &failed, failed_type, attempts, stop).await;
+        let origin = self.origin();
+        let mut ok = write_error_output(ctx, origin, &failed, failed_type, attempts, stop).await;
         if ctx.backup_mode().is_some() && !ctx.backs_up_sources() {
-            ok &= write_backup(ctx, shard, &records.iter().collect::<Vec<_>>(), stop).await;
+            ok &= write_backup(ctx, origin, &records.iter().collect::<Vec<_>>(), stop).await;
         }
         ok
     }
+}
+
+/// Where records bound for the error output or the backup come from: their
+/// shard and, for a batch that was to be delivered, its partition.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    shard: u32,
+    partition: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    /// Records of a chunk read from the log (failed before batching, or
+    /// its source records).
+    fn chunk(shard: u32) -> Origin<'static> {
+        Origin {
+            shard,
+            partition: None,
+        }
+    }
+
+    /// The name of the error output or backup object (`output`: its type,
+    /// or `backup`) holding records from `first` to `last`. A delivery
+    /// stream reading a Kinesis stream adds a tag of the partition and the
+    /// output: the user records of a KPL aggregate share its offset, so
+    /// records of two partitions, or the records of one batch refused by the
+    /// format and the rest of it, can begin and end at the same offsets,
+    /// and would otherwise be written under one name, the later over the
+    /// earlier.
+    fn object_name(&self, ctx: &StreamContext, first: u64, last: u64, output: &str) -> String {
+        let tag = ctx
+            .deaggregates()
+            .then(|| (self.partition.unwrap_or_default(), output));
+        output_object_name(&ctx.config.name, self.shard, (first, last), tag)
+    }
+}
+
+/// [`object_name`] of an error output or backup object, with the tag of
+/// `(partition, output)` if given (see [`Origin::object_name`]).
+pub(super) fn output_object_name(
+    stream: &str,
+    shard: u32,
+    (first, last): (u64, u64),
+    tag: Option<(&str, &str)>,
+) -> String {
+    let name = object_name(stream, shard, first, last, "");
+    let Some((partition, output)) = tag else {
+        return name;
+    };
+    let digest: [u8; 16] = Md5::digest(format!("{partition}\n{output}").as_bytes()).into();
+    format!(
+        "{name}-{}",
+        hex::encode(digest.get(..8).unwrap_or_default())
+    )
 }
 
 /// Writes one JSON line per record to the error output, with its reason,
 /// retrying until it is stored or a hard stop comes: never dropped.
 async fn write_error_output(
     ctx: &StreamContext,
-    shard: u32,
+    origin: Origin<'_>,
     records: &[(&Record, String)],
     output_type: &str,
     attempts: u32,
     stop: &CancellationToken,
 ) -> bool {
-    let cfg = &ctx.config;
+    let (cfg, shard) = (&ctx.config, origin.shard);
     let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
         return true;
     };
@@ -463,7 +537,7 @@ async fn write_error_output(
         cfg.error_output
             .error_output_prefix
             .render(at, Some(output_type)),
-        object_name(&cfg.name, shard, first.offset, last.offset, "")
+        origin.object_name(ctx, first.offset, last.offset, output_type)
     );
     let stored = put_until_stored(
         &ctx.errors,
@@ -486,11 +560,11 @@ async fn write_error_output(
 /// Writes the source records, as JSON lines, to the backup store.
 async fn write_backup(
     ctx: &StreamContext,
-    shard: u32,
+    origin: Origin<'_>,
     records: &[&Record],
     stop: &CancellationToken,
 ) -> bool {
-    let cfg = &ctx.config;
+    let (cfg, shard) = (&ctx.config, origin.shard);
     let (Some(backup), Some(sink)) = (&cfg.backup, &ctx.backup) else {
         return true;
     };
@@ -508,7 +582,7 @@ async fn write_backup(
     let key = format!(
         "{}{}",
         backup.target.prefix.render(at, None),
-        object_name(&cfg.name, shard, first.offset, last.offset, "")
+        origin.object_name(ctx, first.offset, last.offset, "backup")
     );
     put_until_stored(sink, &key, bytes::Bytes::from(body), stop, &cfg.name, shard).await
 }

@@ -70,6 +70,12 @@ fn offset_runs() {
 }
 
 #[test]
+fn user_records_sharing_an_offset_make_one_run() {
+    // Offsets 2 and 5 are KPL aggregates: their user records share them.
+    assert_eq!(runs(&[1, 2, 2, 2, 3, 5, 5]), vec![(1, 3), (5, 5)]);
+}
+
+#[test]
 fn identifiers_are_quoted() {
     assert_eq!(quote_ident("public.events"), "\"public\".\"events\"");
 }
