@@ -40,12 +40,6 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConsumerLabel {
-    pub stream: String,
-    pub consumer: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerShardLabel {
     pub stream: String,
     pub consumer: String,
@@ -89,10 +83,10 @@ pub struct Metrics {
     pub kinesis_throttled_records: Family<StreamLabel, Counter>,
     pub kinesis_open_shards: Family<StreamLabel, Gauge>,
     pub kinesis_reshards: Family<StreamLabel, Counter>,
-    pub kinesis_subscriptions_open: Family<StreamLabel, Gauge>,
-    pub kinesis_subscription_events: Family<ConsumerLabel, Counter>,
-    pub kinesis_subscription_records: Family<ConsumerLabel, Counter>,
-    pub kinesis_subscription_bytes: Family<ConsumerLabel, Counter>,
+    pub kinesis_subscriptions_open: Family<ShardLabel, Gauge>,
+    pub kinesis_subscription_events: Family<ConsumerShardLabel, Counter>,
+    pub kinesis_subscription_records: Family<ConsumerShardLabel, Counter>,
+    pub kinesis_subscription_bytes: Family<ConsumerShardLabel, Counter>,
     pub kinesis_subscription_millis_behind: Family<ConsumerShardLabel, Gauge>,
     pub kpl_user_records: Family<StreamLabel, Counter>,
     pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
@@ -218,7 +212,7 @@ impl Metrics {
     fn register_fan_out(&self, registry: &mut Registry) {
         registry.register(
             "kinesis_subscriptions_open",
-            "SubscribeToShard subscriptions open on a stream",
+            "SubscribeToShard subscriptions open on a shard",
             self.kinesis_subscriptions_open.clone(),
         );
         registry.register(

@@ -35,7 +35,7 @@ use crate::ingest::error::ApiError;
 use crate::kinesis::KinesisStream;
 use crate::kinesis::consumers::{ConsumerStatus, Subscription};
 use crate::kinesis::position::before_first;
-use crate::metrics::{ConsumerLabel, ConsumerShardLabel, Metrics};
+use crate::metrics::{ConsumerShardLabel, Metrics};
 
 /// Records in one event, at most.
 const EVENT_RECORDS_MAX: usize = 10_000;
@@ -91,9 +91,10 @@ pub async fn subscribe_to_shard(state: &AppState, body: &Value) -> Result<Respon
     let (tx, rx) = mpsc::channel(opts.subscription_queue_events);
     let pump = Pump {
         metrics: state.registry.metrics.clone(),
-        label: ConsumerLabel {
+        label: ConsumerShardLabel {
             stream: s.name.clone(),
             consumer: consumer.name.clone(),
+            shard: shard.to_string(),
         },
         s,
         shard,
@@ -164,7 +165,7 @@ struct Pump {
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
     until: Instant,
     metrics: Arc<Metrics>,
-    label: ConsumerLabel,
+    label: ConsumerShardLabel,
 }
 
 impl Pump {
@@ -172,7 +173,7 @@ impl Pump {
         let open = self
             .metrics
             .kinesis_subscriptions_open
-            .get_or_create(&Metrics::stream(&self.s.name))
+            .get_or_create(&Metrics::shard(&self.s.name, self.shard))
             .clone();
         open.inc();
         self.pump(start).await;
@@ -278,11 +279,7 @@ impl Pump {
             .get_or_create(&self.label)
             .inc_by(bytes);
         m.kinesis_subscription_millis_behind
-            .get_or_create(&ConsumerShardLabel {
-                stream: s.name.clone(),
-                consumer: self.label.consumer.clone(),
-                shard: shard.to_string(),
-            })
+            .get_or_create(&self.label)
             .set(behind);
         let mut payload = json!({
             "Records": records,
