@@ -231,6 +231,14 @@ impl KinesisStream {
         })
     }
 
+    /// Ends every subscription of the stream (it is being deleted).
+    pub fn end_subscriptions(&self) {
+        let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        for open in subs.values() {
+            open.cancel.cancel();
+        }
+    }
+
     /// How many subscriptions of this stream are open.
     pub fn subscriptions_open(&self) -> usize {
         self.subscriptions

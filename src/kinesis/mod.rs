@@ -164,6 +164,8 @@ pub struct KinesisStream {
     layout: watch::Sender<Arc<Layout>>,
     /// Held shared by every put from routing to durable, alone by a reshard.
     pub gate: tokio::sync::RwLock<()>,
+    /// The definition's `on_demand`, for the put path.
+    on_demand: std::sync::atomic::AtomicBool,
     /// Open enhanced fan-out subscriptions, by (consumer, shard).
     subscriptions: consumers::Subscriptions,
     next_subscription: std::sync::atomic::AtomicUsize,
@@ -185,8 +187,10 @@ impl KinesisStream {
         self.spec().retention_hours
     }
 
+    /// Whether the stream is in ON_DEMAND mode (read on every put: kept
+    /// beside the definition rather than cloned from it).
     pub fn on_demand(&self) -> bool {
-        self.spec().on_demand
+        self.on_demand.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The stream's shards now.
@@ -214,6 +218,8 @@ impl KinesisStream {
         let mut next = g.clone();
         f(&mut next)?;
         save_spec(&self.dir, &next)?;
+        self.on_demand
+            .store(next.on_demand, std::sync::atomic::Ordering::Release);
         *g = next;
         Ok(())
     }
@@ -418,6 +424,7 @@ impl Streams {
             incarnation: position::incarnation(log.id()),
             log: Arc::new(log),
             dir,
+            on_demand: std::sync::atomic::AtomicBool::new(spec.on_demand),
             spec: Mutex::new(spec),
             limits,
             layout,
@@ -585,6 +592,7 @@ impl Streams {
         }
         let quota = self.quota.clone();
         let bytes = stream.log.quota_bytes();
+        stream.end_subscriptions();
         drop(stream);
         std::thread::spawn(move || {
             if gone.exists() {
