@@ -48,8 +48,18 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             .with_context(|| format!("cannot write {}", lock_path.display()))?;
     }
 
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let cluster = crate::log::jetstream::Cluster::connect(&c.node_id, c.nats.clone())
+                .await
+                .context("cannot use the NATS cluster (cluster.nats)")?;
+            tracing::info!(node = c.node_id, servers = ?c.nats.servers, replicas = c.nats.replicas, "cluster mode: logs in NATS JetStream");
+            Some(cluster)
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
-    let registry = Registry::new(config.clone(), metrics);
+    let registry = Registry::new(config.clone(), metrics, cluster);
     registry.start_all().context("cannot start streams")?;
     spawn_kinesis_tasks(&registry);
     let state = AppState::new(registry.clone());

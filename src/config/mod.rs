@@ -8,6 +8,7 @@
 //! sees an invalid value: this is the only place config is checked.
 
 mod auth;
+mod cluster;
 mod destination;
 mod encoding;
 mod env;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use auth::AccessKey;
+pub use cluster::ClusterConfig;
 pub use destination::{Backup, BackupMode, Destination, ObjectDestination};
 pub use env::interpolate_env;
 pub use http::HttpDestination;
@@ -88,6 +90,8 @@ pub struct Config {
     /// Where the buckets of streams created through the API live.
     pub object_store: StoreConfig,
     pub kinesis: KinesisOptions,
+    /// Cluster mode: the logs and shared state in NATS JetStream.
+    pub cluster: Option<ClusterConfig>,
     pub streams: BTreeMap<String, StreamConfig>,
 }
 
@@ -209,6 +213,9 @@ impl Config {
         if self.kinesis != other.kinesis {
             out.push("kinesis");
         }
+        if self.cluster != other.cluster {
+            out.push("cluster");
+        }
         out
     }
 }
@@ -261,6 +268,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         Some(s) => store::store_config(&mut errors, "object_store", &s, &data_dir),
     };
     let kinesis = kinesis::kinesis(&mut errors, raw.kinesis.unwrap_or_default());
+    let cluster = raw.cluster.and_then(|c| cluster::cluster(&mut errors, c));
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
@@ -289,6 +297,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         disk_quota_bytes,
         object_store,
         kinesis,
+        cluster,
         streams,
     })
 }

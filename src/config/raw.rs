@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub object_store: Option<RawStore>,
     pub kinesis: Option<RawKinesis>,
+    pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawStream>,
 }
@@ -281,4 +282,31 @@ pub struct RawKey {
     pub file: Option<String>,
     /// An environment variable holding 64 hex characters or base64.
     pub env: Option<String>,
+}
+
+/// `cluster`: run on NATS JetStream with other nodes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub node_id: Option<String>,
+    pub nats: Option<RawNats>,
+    pub lease_secs: Option<u64>,
+}
+
+/// `cluster.nats`: how to reach and use the NATS servers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNats {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    pub replicas: Option<usize>,
+    pub monitor: Option<Vec<String>>,
+    pub allow_unsynced: Option<bool>,
+    pub publishes_in_flight: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub credentials_file: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub tls_ca_file: Option<String>,
 }

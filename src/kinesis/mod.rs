@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use crate::aws;
 use crate::config::KinesisOptions;
 use crate::log::files::write_atomic;
+use crate::log::jetstream::{Cluster, log_name};
 use crate::log::{DiskQuota, LogOptions, StreamLog, checkpoint};
 use shards::{Layout, ShardMap};
 
@@ -303,6 +304,8 @@ pub struct Streams {
     opts: KinesisOptions,
     log_opts: LogOptions,
     quota: Arc<DiskQuota>,
+    /// Cluster mode: logs in JetStream.
+    cluster: Option<Arc<Cluster>>,
     streams: RwLock<BTreeMap<String, Arc<KinesisStream>>>,
     /// Enhanced fan-out subscriptions open over all streams.
     subscriptions_open: Arc<std::sync::atomic::AtomicUsize>,
@@ -320,9 +323,16 @@ impl Streams {
             opts,
             log_opts,
             quota,
+            cluster: None,
             streams: RwLock::new(BTreeMap::new()),
             subscriptions_open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
+    }
+
+    /// Keeps the streams' logs in JetStream (cluster mode).
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Enhanced fan-out's bounds.
@@ -394,12 +404,28 @@ impl Streams {
         let map = spec
             .shard_map()
             .map_err(|e| io(format!("its shard map: {e}")))?;
-        StreamLog::remove_unused_shards(&dir, map.len()).map_err(|e| io(e.to_string()))?;
-        let log =
-            StreamLog::open_with_sealed(&dir, map.len(), &self.log_opts, self.quota.clone(), |i| {
-                map.get(i).is_some_and(|s| !s.is_open())
-            })
-            .map_err(|e| io(e.to_string()))?;
+        let sealed = |i| map.get(i).is_some_and(|s| !s.is_open());
+        let log = match &self.cluster {
+            Some(c) => StreamLog::open_jetstream(
+                c.clone(),
+                &log_name("kds", &spec.name),
+                &dir,
+                map.len(),
+                Some(Duration::from_secs(u64::from(spec.retention_hours) * 3600)),
+                sealed,
+            ),
+            None => {
+                StreamLog::remove_unused_shards(&dir, map.len()).map_err(|e| io(e.to_string()))?;
+                StreamLog::open_with_sealed(
+                    &dir,
+                    map.len(),
+                    &self.log_opts,
+                    self.quota.clone(),
+                    sealed,
+                )
+            }
+        }
+        .map_err(|e| io(e.to_string()))?;
         for s in map.all() {
             if let (Some(c), Some(l)) = (s.closed, log.shard(s.index))
                 && l.durable_end() != c.end_offset
@@ -592,6 +618,9 @@ impl Streams {
         }
         let quota = self.quota.clone();
         let bytes = stream.log.quota_bytes();
+        if let Err(e) = stream.log.destroy() {
+            tracing::warn!(stream = name, error = %e, "cannot delete the stream's log");
+        }
         stream.end_subscriptions();
         drop(stream);
         std::thread::spawn(move || {

@@ -15,8 +15,10 @@
 pub mod checkpoint;
 pub mod files;
 pub mod frame;
+pub mod jetstream;
 pub mod reader;
 pub mod segment;
+mod shard;
 mod stream;
 pub mod writer;
 
@@ -30,7 +32,8 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use reader::ShardReader;
+pub use reader::DiskReader;
+pub use shard::{ShardLog, ShardReader};
 pub use stream::{StreamLog, shard_dir};
 
 /// Settings of the log that are fixed for the life of a shard.
@@ -125,6 +128,8 @@ pub enum LogError {
     WriterFailed { shard: u32 },
     #[error("shard {shard}: the log is closed")]
     Closed { shard: u32 },
+    #[error("shard {shard}: {message}")]
+    Cluster { shard: u32, message: String },
     #[error("shard {shard}: corrupt log at offset {offset} in {path}: {reason}")]
     Corrupt {
         shard: u32,
@@ -150,6 +155,7 @@ impl LogError {
                 | LogError::Io { .. }
                 | LogError::WriterFailed { .. }
                 | LogError::Closed { .. }
+                | LogError::Cluster { .. }
         )
     }
 }
@@ -346,13 +352,13 @@ impl ShardShared {
 }
 
 /// One shard of a stream's log: append to it, read from it, trim it.
-pub struct ShardLog {
+pub struct DiskShard {
     shared: Arc<ShardShared>,
     tx: mpsc::Sender<writer::WriterMsg>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for ShardLog {
+impl Drop for DiskShard {
     /// Closes the append queue and waits for the writer to finish what was
     /// queued and cut a reused segment to its frames, so that the shard is
     /// closed when this returns and can be opened again at once.
@@ -367,7 +373,7 @@ impl Drop for ShardLog {
     }
 }
 
-impl ShardLog {
+impl DiskShard {
     /// Opens (creating if needed) the shard in `dir`, recovers a torn tail and
     /// starts its writer thread.
     pub fn open(
@@ -375,7 +381,7 @@ impl ShardLog {
         shard: u32,
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
-    ) -> Result<ShardLog, LogError> {
+    ) -> Result<DiskShard, LogError> {
         Self::open_as(dir, shard, opts, quota, false)
     }
 
@@ -387,7 +393,7 @@ impl ShardLog {
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
         sealed: bool,
-    ) -> Result<ShardLog, LogError> {
+    ) -> Result<DiskShard, LogError> {
         fs::create_dir_all(dir).map_err(io_err(shard, dir))?;
         let mut bases = segment::list_segments(dir).map_err(io_err(shard, dir))?;
         let (next, active_len) = match bases.last() {
@@ -455,14 +461,14 @@ impl ShardLog {
         let (tx, rx) = mpsc::channel(opts.append_queue_max.max(1));
         if sealed {
             drop(rx);
-            return Ok(ShardLog {
+            return Ok(DiskShard {
                 shared,
                 tx,
                 writer: None,
             });
         }
         let writer = writer::spawn(shared.clone(), rx, opts.clone(), next, active_len)?;
-        Ok(ShardLog {
+        Ok(DiskShard {
             shared,
             tx,
             writer: Some(writer),
@@ -522,14 +528,14 @@ impl ShardLog {
     }
 
     /// A reader positioned at `from`.
-    pub fn reader(&self, from: u64) -> ShardReader {
-        ShardReader::new(self.shared.clone(), from)
+    pub fn reader(&self, from: u64) -> DiskReader {
+        DiskReader::new(self.shared.clone(), from)
     }
 
     /// A reader at `from`, which starts at byte `pos` of the segment based at
     /// `base`, as an earlier reader's [`ShardReader::resume_point`] said.
-    pub fn reader_at(&self, from: u64, base: u64, pos: u64) -> ShardReader {
-        ShardReader::with_hint(self.shared.clone(), from, base, pos)
+    pub fn reader_at(&self, from: u64, base: u64, pos: u64) -> DiskReader {
+        DiskReader::with_hint(self.shared.clone(), from, base, pos)
     }
 
     /// The first offset whose record arrived at or after `arrival_ms`, or the

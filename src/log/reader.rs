@@ -30,7 +30,7 @@ struct OpenSegment {
 }
 
 /// A cursor over one shard.
-pub struct ShardReader {
+pub struct DiskReader {
     shared: Arc<ShardShared>,
     next: u64,
     seg: Option<OpenSegment>,
@@ -40,9 +40,9 @@ pub struct ShardReader {
     hint: Option<(u64, u64)>,
 }
 
-impl ShardReader {
+impl DiskReader {
     pub(crate) fn new(shared: Arc<ShardShared>, from: u64) -> Self {
-        ShardReader {
+        DiskReader {
             shared,
             next: from,
             seg: None,
@@ -62,7 +62,7 @@ impl ShardReader {
     }
 
     /// Where the next record starts: its segment's base and byte position,
-    /// for [`ShardLog::reader_at`](super::ShardLog::reader_at). None when the
+    /// for [`DiskShard::reader_at`](super::DiskShard::reader_at). None when the
     /// reader has no segment open.
     pub fn resume_point(&mut self) -> Option<(u64, u64)> {
         let seg = self.seg.as_ref()?;
@@ -122,7 +122,7 @@ impl ShardReader {
         Ok(out)
     }
 
-    /// [`ShardReader::read`] into `out`, which it clears first: a reader
+    /// [`DiskReader::read`] into `out`, which it clears first: a reader
     /// polled again and again keeps one vector instead of growing a new one
     /// by doubling each time (the sizes freed along the way fragment the
     /// heap). On an error `out` is left empty.

@@ -1,13 +1,30 @@
 //! A stream's log: its shards, by number, and the log's identity. Shards
 //! are added while the log runs (a Kinesis reshard opens its children) and
-//! never removed from a running log.
+//! never removed from a running log. The shards live on the local disk or,
+//! in cluster mode, in JetStream ([`Store`]).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use super::jetstream::{Cluster, JetShard};
 use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
+
+/// Where a log's shards are kept.
+#[derive(Clone)]
+enum Store {
+    Disk {
+        opts: LogOptions,
+        quota: Arc<DiskQuota>,
+    },
+    JetStream {
+        cluster: Arc<Cluster>,
+        /// The log's name in JetStream ([`super::jetstream::log_name`]).
+        name: String,
+        max_age: Option<std::time::Duration>,
+    },
+}
 
 /// All shards of one stream's log. A stream may gain shards while it runs
 /// (a Kinesis stream's split or merge opens new ones); a shard is never
@@ -15,8 +32,7 @@ use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
 pub struct StreamLog {
     dir: PathBuf,
     id: String,
-    opts: LogOptions,
-    quota: Arc<DiskQuota>,
+    store: Store,
     shards: RwLock<Vec<Arc<ShardLog>>>,
 }
 
@@ -76,10 +92,78 @@ impl StreamLog {
         Ok(StreamLog {
             dir: dir.to_path_buf(),
             id,
-            opts: opts.clone(),
-            quota,
+            store: Store::Disk {
+                opts: opts.clone(),
+                quota,
+            },
             shards: RwLock::new(v),
         })
+    }
+
+    /// Opens `shards` shards of the log `name` (a
+    /// [`log_name`](super::jetstream::log_name)) in JetStream, creating the
+    /// streams that do not exist, those `sealed` says read-only. `dir` keeps
+    /// what stays on this node (checkpoints); `max_age` is the retention
+    /// JetStream applies (None: until delivery trims). The log's identity is
+    /// the one shard 0's stream holds, so every node sees the same.
+    pub fn open_jetstream(
+        cluster: Arc<Cluster>,
+        name: &str,
+        dir: &Path,
+        shards: u32,
+        max_age: Option<std::time::Duration>,
+        sealed: impl Fn(u32) -> bool,
+    ) -> Result<StreamLog, LogError> {
+        fs::create_dir_all(dir).map_err(io_err(0, dir))?;
+        let mut id = uuid::Uuid::new_v4().simple().to_string();
+        let mut v = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            let (log, held) = cluster.block_on(JetShard::open(
+                cluster.clone(),
+                name,
+                shard,
+                &id,
+                max_age,
+                sealed(shard),
+            ))?;
+            if shard == 0 {
+                id = held;
+            }
+            v.push(Arc::new(ShardLog::JetStream(log)));
+        }
+        Ok(StreamLog {
+            dir: dir.to_path_buf(),
+            id,
+            store: Store::JetStream {
+                cluster,
+                name: name.to_string(),
+                max_age,
+            },
+            shards: RwLock::new(v),
+        })
+    }
+
+    /// Whether the log is kept in JetStream.
+    pub fn is_clustered(&self) -> bool {
+        matches!(self.store, Store::JetStream { .. })
+    }
+
+    /// Deletes the log's JetStream streams (a deleted stream's log); the
+    /// local directory is the caller's. Nothing to do for a local log.
+    pub fn destroy(&self) -> Result<(), LogError> {
+        let Store::JetStream { cluster, name, .. } = &self.store else {
+            return Ok(());
+        };
+        let n = self.shard_count();
+        cluster.block_on(async {
+            for i in 0..n {
+                let (stream, _) = super::jetstream::shard_names(name, i);
+                if let Err(e) = cluster.js.delete_stream(&stream).await {
+                    tracing::warn!(stream, error = %e, "cannot delete a JetStream stream");
+                }
+            }
+        });
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -121,13 +205,33 @@ impl StreamLog {
     pub fn add_shard(&self) -> Result<Arc<ShardLog>, LogError> {
         let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
         let i = shards.len() as u32;
-        let dir = shard_dir(&self.dir, i);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(i, &dir)(e)),
-        }
-        let log = Arc::new(ShardLog::open(&dir, i, &self.opts, self.quota.clone())?);
+        let log = match &self.store {
+            Store::Disk { opts, quota } => {
+                let dir = shard_dir(&self.dir, i);
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(i, &dir)(e)),
+                }
+                ShardLog::open(&dir, i, opts, quota.clone())?
+            }
+            Store::JetStream {
+                cluster,
+                name,
+                max_age,
+            } => {
+                let (log, _) = cluster.block_on(JetShard::open(
+                    cluster.clone(),
+                    name,
+                    i,
+                    &self.id,
+                    *max_age,
+                    false,
+                ))?;
+                ShardLog::JetStream(log)
+            }
+        };
+        let log = Arc::new(log);
         shards.push(log.clone());
         Ok(log)
     }

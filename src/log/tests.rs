@@ -387,13 +387,13 @@ async fn a_deleted_segment_is_written_over_as_the_next_and_reads_stay_exact() {
         i += 1;
         assert!(i < 200, "the spare was never reused");
     }
-    let active = *log.shared.segment_bases().last().unwrap();
+    let active = *log.disk().shared.segment_bases().last().unwrap();
     let active_path = segment::segment_path(dir.path(), active);
     let meta = fs::metadata(&active_path).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), spare_inode);
     // The reused file is longer than its one new frame: old frames follow.
     assert_eq!(meta.len(), spare_len);
-    let (_, _, active_len) = log.shared.tail.get();
+    let (_, _, active_len) = log.disk().shared.tail.get();
     assert!(active_len < spare_len);
     let want = |from: usize, to: usize| (from..to).map(|i| format!("r{i:03}")).collect::<Vec<_>>();
     let oldest = log.oldest_offset() as usize;
@@ -413,7 +413,7 @@ async fn a_deleted_segment_is_written_over_as_the_next_and_reads_stay_exact() {
         .collect();
     assert_eq!(got, want(i - 30, i));
     // Rolled past, the reused segment was cut to its frames.
-    let bases = log.shared.segment_bases();
+    let bases = log.disk().shared.segment_bases();
     let next = bases.iter().find(|b| **b > active).unwrap();
     assert_eq!(
         fs::metadata(&active_path).unwrap().len(),
@@ -497,7 +497,7 @@ async fn bytes_past_the_durable_end_are_never_read() {
     for i in 0..3 {
         log.append(vec![rec(&format!("r{i}"))]).await.unwrap();
     }
-    let (_, base, len) = log.shared.tail.get();
+    let (_, base, len) = log.disk().shared.tail.get();
     let mut ghost = Vec::new();
     frame::encode(&mut ghost, 3, 1_700_000_000_000, b"", b"ghost").unwrap();
     let path = segment::segment_path(dir.path(), base);

@@ -137,6 +137,11 @@ impl Registry {
             } else {
                 0
             };
+            if entry.ctx.owns_log
+                && let Err(e) = entry.log.destroy()
+            {
+                tracing::warn!(stream = name, error = %e, "cannot delete the stream's log");
+            }
             drop(entry);
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => this.quota.release(held),

@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::config::{Config, Source, StreamConfig};
 use crate::delivery::{CONSUMER, Delivery, StreamContext, kinesis_consumer};
 use crate::kinesis::{KinesisError, KinesisStream, Streams};
+use crate::log::jetstream::{Cluster, log_name};
 use crate::log::{DiskQuota, StreamLog, checkpoint};
 use crate::metrics::Metrics;
 use crate::sink;
@@ -91,6 +92,8 @@ pub struct Registry {
     /// The Kinesis streams; delivery streams may read them.
     pub kinesis: Streams,
     quota: Arc<DiskQuota>,
+    /// Cluster mode: every log in JetStream.
+    pub cluster: Option<Arc<Cluster>>,
     /// Encoding slots shared by every stream (`limits.encoders_max`).
     encoders: Arc<tokio::sync::Semaphore>,
     streams: RwLock<BTreeMap<String, Arc<StreamEntry>>>,
@@ -99,20 +102,27 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(config: Config, metrics: Arc<Metrics>) -> Arc<Registry> {
+    /// The registry of a node; `cluster` keeps every log in JetStream.
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Registry> {
         let quota = DiskQuota::new(config.disk_quota_bytes);
         let kinesis = Streams::new(
             &config.data_dir,
             config.kinesis.clone(),
             config.log.clone(),
             quota.clone(),
-        );
+        )
+        .with_cluster(cluster.clone());
         let encoders = Arc::new(tokio::sync::Semaphore::new(config.limits.encoders_max));
         Arc::new(Registry {
             config,
             metrics,
             kinesis,
             quota,
+            cluster,
             encoders,
             streams: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
@@ -243,17 +253,23 @@ impl Registry {
         config: &StreamConfig,
         log: Option<Arc<StreamLog>>,
     ) -> Result<Arc<StreamLog>, String> {
-        match log {
-            Some(l) => Ok(l),
-            None => StreamLog::open(
-                &self.stream_dir(&config.name),
-                config.shards,
-                &self.config.log,
-                self.quota.clone(),
-            )
-            .map(Arc::new)
-            .map_err(|e| e.to_string()),
+        let dir = self.stream_dir(&config.name);
+        if let Some(l) = log {
+            return Ok(l);
         }
+        match &self.cluster {
+            Some(c) => StreamLog::open_jetstream(
+                c.clone(),
+                &log_name("fh", &config.name),
+                &dir,
+                config.shards,
+                None,
+                |_| false,
+            ),
+            None => StreamLog::open(&dir, config.shards, &self.config.log, self.quota.clone()),
+        }
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
     }
 
     /// Creates a Kinesis stream.

@@ -1,0 +1,212 @@
+//! The clustered log: each shard is one replicated NATS JetStream stream.
+//!
+//! A shard's records are JetStream messages on the shard's own subject, with
+//! the partition key and arrival time as headers and the data as the
+//! payload; a record's offset is its JetStream sequence minus one, so offsets
+//! (and the Kinesis sequence numbers and iterators made of them) mean the
+//! same on every node. An append is acknowledged only once JetStream has
+//! acknowledged every record of it, which it does after a quorum of the
+//! stream's replicas stored it; a batch of records is published as one
+//! atomic batch (ADR-50), so it gets consecutive offsets or none.
+//!
+//! [`Cluster`] is the connection every shard of the node shares, and checks
+//! at start that every server syncs each write to disk before acknowledging
+//! it ([`check`]). [`JetShard`] and [`JetReader`] implement the log seam
+//! ([`super::ShardLog`]).
+
+mod check;
+mod reader;
+mod shard;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+pub use reader::JetReader;
+pub use shard::JetShard;
+
+/// How to reach the NATS cluster and how to use it. Built by the config's
+/// `cluster.nats` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JetStreamOptions {
+    /// `nats://HOST:PORT` of the servers; the client fails over between them.
+    pub servers: Vec<String>,
+    /// Replicas of every shard's stream (JetStream allows 1 to 5).
+    pub replicas: usize,
+    /// The servers' HTTP monitoring endpoints (`http://HOST:8222`), read at
+    /// start to check that JetStream syncs every write.
+    pub monitor: Vec<String>,
+    /// Start even if a server's JetStream does not sync every write.
+    pub allow_unsynced: bool,
+    /// Appends in flight per shard from this node (JetStream takes at most
+    /// 50 atomic batches in flight per stream).
+    pub publishes_in_flight: usize,
+    /// How long a publish or read may wait for JetStream.
+    pub request_timeout: Duration,
+    /// A NATS credentials file (JWT and seed), if the servers want one.
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// User and password, if the servers want them.
+    pub user: Option<(String, String)>,
+    /// A token, if the servers want one.
+    pub token: Option<String>,
+    /// A PEM file of CA certificates to verify the servers' TLS with; TLS is
+    /// required when it is set.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+/// Why the cluster cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to NATS at {servers}: {reason}")]
+    Connect { servers: String, reason: String },
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    Request(String),
+}
+
+/// The node's connection to JetStream, shared by all its shards.
+pub struct Cluster {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) opts: JetStreamOptions,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("servers", &self.opts.servers)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Connects, then checks that JetStream is there and safe to use
+    /// ([`check::servers`]).
+    pub async fn connect(
+        node_id: &str,
+        opts: JetStreamOptions,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let servers = opts.servers.join(",");
+        let fail = |reason: String| ClusterError::Connect {
+            servers: servers.clone(),
+            reason,
+        };
+        let mut co = async_nats::ConnectOptions::new()
+            .name(format!("hydrant-{node_id}"))
+            .request_timeout(Some(opts.request_timeout))
+            .connection_timeout(opts.request_timeout);
+        if let Some(path) = &opts.credentials_file {
+            co = co
+                .credentials_file(path)
+                .await
+                .map_err(|e| fail(format!("credentials_file {}: {e}", path.display())))?;
+        }
+        if let Some((user, password)) = &opts.user {
+            co = co.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &opts.token {
+            co = co.token(token.clone());
+        }
+        if let Some(ca) = &opts.tls_ca_file {
+            co = co.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let addrs = opts
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        let client = co.connect(addrs).await.map_err(|e| fail(e.to_string()))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(opts.request_timeout);
+        js.query_account()
+            .await
+            .map_err(|e| fail(format!("JetStream is not enabled or not reachable: {e}")))?;
+        check::servers(&opts).await?;
+        Ok(Arc::new(Cluster {
+            client,
+            js,
+            opts,
+            handle: tokio::runtime::Handle::current(),
+        }))
+    }
+
+    /// Runs `f` to completion from synchronous code: a blocking thread, or a
+    /// worker of the (multi-threaded) runtime, which it steps aside from.
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(f))
+            }
+            _ => self.handle.block_on(f),
+        }
+    }
+
+    /// Whether the node's connection to NATS is up.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The servers the client knows of.
+    pub fn servers(&self) -> &[String] {
+        &self.opts.servers
+    }
+
+    /// Stream and consumer counts and bytes of the account, for `status`.
+    pub async fn account(&self) -> Result<serde_json::Value, ClusterError> {
+        let a = self
+            .js
+            .query_account()
+            .await
+            .map_err(|e| ClusterError::Request(e.to_string()))?;
+        Ok(serde_json::json!({
+            "streams": a.streams,
+            "consumers": a.consumers,
+            "storage_bytes": a.storage,
+        }))
+    }
+}
+
+/// A log's name in JetStream: `kind` keeps the namespaces apart (delivery
+/// streams and Kinesis streams may share a name), and the characters a
+/// stream name allows but JetStream does not (`.`) are escaped as `=XX`.
+pub fn log_name(kind: &str, name: &str) -> String {
+    let mut out = format!("hydrant_{kind}_");
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("={b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The JetStream stream of shard `shard` of the log named `log` (a
+/// [`log_name`]), and the subject its records are published on.
+pub(crate) fn shard_names(log: &str, shard: u32) -> (String, String) {
+    (format!("{log}_{shard}"), format!("{log}.{shard}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_escape_dots_and_keep_namespaces_apart() {
+        assert_eq!(log_name("kds", "app.logs-1"), "hydrant_kds_app=2Elogs-1");
+        assert_ne!(log_name("kds", "a"), log_name("fh", "a"));
+        let (stream, subject) = shard_names(&log_name("fh", "x_y"), 3);
+        assert_eq!(stream, "hydrant_fh_x_y_3");
+        assert_eq!(subject, "hydrant_fh_x_y.3");
+        // No character JetStream refuses in a stream name.
+        assert!(!stream.contains(['.', '*', '>', '/', '\\', ' ']));
+    }
+}
