@@ -50,9 +50,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
 
     let cluster = match &config.cluster {
         Some(c) => {
-            let cluster = crate::log::jetstream::Cluster::connect(&c.node_id, c.nats.clone())
-                .await
-                .context("cannot use the NATS cluster (cluster.nats)")?;
+            let cluster =
+                crate::log::jetstream::Cluster::connect(&c.node_id, c.nats.clone(), c.lease)
+                    .await
+                    .context("cannot use the NATS cluster (cluster.nats)")?;
             tracing::info!(node = c.node_id, servers = ?c.nats.servers, replicas = c.nats.replicas, "cluster mode: logs in NATS JetStream");
             Some(cluster)
         }
@@ -180,6 +181,21 @@ pub const HTTP_DRAIN: Duration = Duration::from_secs(10);
 /// (segments are deleted whole), and ON_DEMAND streams' splits of their hot
 /// shards.
 fn spawn_kinesis_tasks(registry: &Arc<Registry>) {
+    if let Some(cluster) = registry.cluster.clone() {
+        // Kinesis streams created, resharded or deleted on other nodes.
+        let follower = registry.clone();
+        tokio::spawn(async move { follower.kinesis.follow_cluster().await });
+        // This node's heartbeat, for `status`.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(cluster.leases.ttl() / 3);
+            loop {
+                tick.tick().await;
+                if let Err(e) = cluster.leases.heartbeat().await {
+                    tracing::warn!(error = %e, "cannot write the node's heartbeat");
+                }
+            }
+        });
+    }
     // Kinesis retention: checked every minute (segments are deleted whole).
     let trimmer = registry.clone();
     tokio::spawn(async move {

@@ -317,7 +317,61 @@ fn status_cmd(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()
             s["last_error"].as_str().unwrap_or("-"),
         );
     }
+    print_cluster(&b["cluster"]);
     Ok(())
+}
+
+/// The cluster part of `status`: nodes, JetStream's health, and which node
+/// delivers which shard.
+fn print_cluster(c: &serde_json::Value) {
+    if c.is_null() {
+        return;
+    }
+    let empty = Vec::new();
+    let js = &c["jetstream"];
+    println!(
+        "\nCLUSTER  node {}  NATS {}  JetStream {}  replicas {}",
+        c["node"].as_str().unwrap_or("?"),
+        if c["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        },
+        if js["ok"].as_bool() == Some(true) {
+            format!(
+                "ok ({} streams, {} bytes)",
+                js["streams"].as_u64().unwrap_or(0),
+                js["storage_bytes"].as_u64().unwrap_or(0)
+            )
+        } else {
+            format!("FAILING: {}", js["error"].as_str().unwrap_or("?"))
+        },
+        c["replicas"].as_u64().unwrap_or(0),
+    );
+    println!("{:<24} {:>8} {:>14}", "NODE", "ALIVE", "SEEN");
+    for n in c["nodes"].as_array().unwrap_or(&empty) {
+        println!(
+            "{:<24} {:>8} {:>12}ms",
+            n["node"].as_str().unwrap_or("?"),
+            if n["alive"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            n["seen_ms_ago"].as_i64().unwrap_or(0),
+        );
+    }
+    println!("{:<56} {:<16} CHECKPOINT", "DELIVERY LEASE", "OWNER");
+    for l in c["leases"].as_array().unwrap_or(&empty) {
+        println!(
+            "{:<56} {:<16} {}",
+            l["lease"].as_str().unwrap_or("?"),
+            l["owner"].as_str().unwrap_or("-"),
+            l["checkpoint"]
+                .as_u64()
+                .map_or("-".to_string(), |o| o.to_string()),
+        );
+    }
 }
 
 /// Where the CLI caches compiled transforms: `$XDG_CACHE_HOME/hydrant/transforms`

@@ -422,10 +422,15 @@ async fn status(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
+    let cluster = match &state.registry.cluster {
+        Some(c) => Some(c.status().await),
+        None => None,
+    };
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "accepting": state.accepting.load(Ordering::Acquire),
         "streams": streams,
+        "cluster": cluster,
     }))
     .into_response()
 }

@@ -29,6 +29,7 @@ pub mod on_demand;
 pub mod position;
 pub mod reshard;
 pub mod shards;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,6 +171,8 @@ pub struct KinesisStream {
     /// Open enhanced fan-out subscriptions, by (consumer, shard).
     subscriptions: consumers::Subscriptions,
     next_subscription: std::sync::atomic::AtomicUsize,
+    /// Cluster mode: the definition is shared through JetStream.
+    cluster: Option<Arc<Cluster>>,
     /// Records and bytes written per shard since the last look (ON_DEMAND).
     writes: Mutex<BTreeMap<u32, (u64, u64)>>,
     /// Windows in a row each shard was over its write limit (ON_DEMAND).
@@ -218,11 +221,20 @@ impl KinesisStream {
         let mut g = self.spec.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = g.clone();
         f(&mut next)?;
-        save_spec(&self.dir, &next)?;
+        self.persist(&next)?;
         self.on_demand
             .store(next.on_demand, std::sync::atomic::Ordering::Release);
         *g = next;
         Ok(())
+    }
+
+    /// Writes the definition where it lives: the shared bucket in cluster
+    /// mode, else `stream.json` beside the log.
+    fn persist(&self, spec: &Spec) -> Result<(), KinesisError> {
+        match &self.cluster {
+            Some(c) => shared::put(c, spec),
+            None => save_spec(&self.dir, spec),
+        }
     }
 
     /// Whether a record of `bytes` (data and partition key) may be written
@@ -454,6 +466,7 @@ impl Streams {
             spec: Mutex::new(spec),
             limits,
             layout,
+            cluster: self.cluster.clone(),
             gate: tokio::sync::RwLock::new(()),
             subscriptions: Mutex::new(BTreeMap::new()),
             next_subscription: std::sync::atomic::AtomicUsize::new(0),
@@ -466,6 +479,12 @@ impl Streams {
     /// a definition is what a creation cut short or a deletion left behind:
     /// it holds nothing anyone can still read, so it is removed.
     pub fn load(&self) -> Result<(), KinesisError> {
+        if let Some(c) = &self.cluster {
+            for spec in shared::all(c)? {
+                self.insert_opened(spec)?;
+            }
+            return Ok(());
+        }
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return Ok(());
         };
@@ -494,18 +513,30 @@ impl Streams {
                     });
                 }
             };
-            let s = self.open(spec)?;
-            tracing::info!(
-                stream = s.name,
-                shards = s.open_shards(),
-                "Kinesis stream opened"
-            );
-            self.streams
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(s.name.clone(), s);
+            self.insert_opened(spec)?;
         }
         Ok(())
+    }
+
+    /// In cluster mode, follows the streams other nodes create, reshard and
+    /// delete, for as long as the node runs ([`shared::follow`]).
+    pub async fn follow_cluster(&self) {
+        shared::follow(self).await
+    }
+
+    /// Opens the stream `spec` defines and makes it known.
+    fn insert_opened(&self, spec: Spec) -> Result<Arc<KinesisStream>, KinesisError> {
+        let s = self.open(spec)?;
+        tracing::info!(
+            stream = s.name,
+            shards = s.open_shards(),
+            "Kinesis stream opened"
+        );
+        self.streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(s.name.clone(), s.clone());
+        Ok(s)
     }
 
     /// Creates a stream: its log, then its definition (which makes it exist
@@ -548,8 +579,19 @@ impl Streams {
             scalings_ms: Vec::new(),
             consumers: Vec::new(),
         };
+        if let Some(c) = &self.cluster
+            && shared::get(c, name)?.is_some()
+        {
+            return Err(KinesisError::Exists(name.to_string()));
+        }
         let stream = self.open(spec.clone())?;
-        if let Err(e) = save_spec(&dir, &spec) {
+        if let Some(c) = &self.cluster {
+            // Another node may have created it meanwhile: then its log is
+            // that stream's, and stays.
+            if !shared::create(c, &spec)? {
+                return Err(KinesisError::Exists(name.to_string()));
+            }
+        } else if let Err(e) = save_spec(&dir, &spec) {
             drop(stream);
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
@@ -618,6 +660,9 @@ impl Streams {
         }
         let quota = self.quota.clone();
         let bytes = stream.log.quota_bytes();
+        if let Some(c) = &self.cluster {
+            shared::delete(c, name)?;
+        }
         if let Err(e) = stream.log.destroy() {
             tracing::warn!(stream = name, error = %e, "cannot delete the stream's log");
         }

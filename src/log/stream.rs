@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::jetstream::{Cluster, JetShard};
+use super::jetstream::{Cluster, JetShard, Leases, lease_key};
 use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
 
 /// Where a log's shards are kept.
@@ -146,6 +146,54 @@ impl StreamLog {
     /// Whether the log is kept in JetStream.
     pub fn is_clustered(&self) -> bool {
         matches!(self.store, Store::JetStream { .. })
+    }
+
+    /// In cluster mode, makes a new reader `consumer` start at the log's
+    /// end: if no shard has a lease for it yet, each gets a first
+    /// checkpoint at its durable end. False for a local log (its
+    /// checkpoints are files, the caller's). Blocking.
+    pub fn start_consumer_at_end(&self, consumer: &str) -> Result<bool, LogError> {
+        let Store::JetStream { cluster, .. } = &self.store else {
+            return Ok(false);
+        };
+        let shards = self.shards();
+        cluster.block_on(async {
+            let mut keys = Vec::new();
+            for s in &shards {
+                let (leases, key) = self
+                    .lease(consumer, s.shard())
+                    .ok_or(LogError::Closed { shard: s.shard() })?;
+                let known = leases.peek(&key).await.map_err(|e| LogError::Cluster {
+                    shard: s.shard(),
+                    message: e.to_string(),
+                })?;
+                if known.is_some() {
+                    return Ok(true);
+                }
+                keys.push((leases, key, s.durable_end(), s.shard()));
+            }
+            for (leases, key, end, shard) in keys {
+                leases
+                    .seed(&key, end)
+                    .await
+                    .map_err(|e| LogError::Cluster {
+                        shard,
+                        message: e.to_string(),
+                    })?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// In cluster mode, the lease bucket and the key of shard `shard`'s
+    /// delivery lease for `consumer` (see [`super::jetstream::Leases`]).
+    pub fn lease(&self, consumer: &str, shard: u32) -> Option<(Arc<Leases>, String)> {
+        match &self.store {
+            Store::JetStream { cluster, name, .. } => {
+                Some((cluster.leases.clone(), lease_key(name, consumer, shard)))
+            }
+            Store::Disk { .. } => None,
+        }
     }
 
     /// Deletes the log's JetStream streams (a deleted stream's log); the

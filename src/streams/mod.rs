@@ -353,6 +353,12 @@ impl Registry {
 /// durable end. A known reader's shards without a checkpoint are shards
 /// created since (a reshard's children): it reads them from their start.
 fn start_at_latest(k: &KinesisStream, consumer: &str) -> std::io::Result<()> {
+    if k.log
+        .start_consumer_at_end(consumer)
+        .map_err(std::io::Error::other)?
+    {
+        return Ok(());
+    }
     if k.consumer_dir(consumer).exists() {
         return Ok(());
     }

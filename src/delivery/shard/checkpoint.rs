@@ -5,16 +5,27 @@
 //! On the stream's own log, the segments below it are deleted first.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use super::ShardLoop;
 use super::upload::Uploading;
+use super::{Ckpt, ShardLoop};
+use crate::log::jetstream::LeaseError;
 use crate::log::{ShardLog, checkpoint};
 
 /// Where the shard's delivery starts: its checkpoint, or the oldest record
 /// in the log when there is none or it is unreadable, and never below the
 /// oldest record the log still has. None if the read task failed (logged).
-pub(super) async fn start(stream: &str, shard: u32, log: &ShardLog, path: &Path) -> Option<u64> {
+pub(super) async fn start(stream: &str, shard: u32, log: &ShardLog, ckpt: &Ckpt) -> Option<u64> {
+    let path = match ckpt {
+        Ckpt::File(p) => p,
+        Ckpt::Lease(l) => {
+            return Some(
+                l.offset()
+                    .await
+                    .unwrap_or_else(|| log.oldest_offset())
+                    .max(log.oldest_offset()),
+            );
+        }
+    };
     let start = {
         let p = path.to_path_buf();
         match tokio::task::spawn_blocking(move || checkpoint::read(&p)).await {
@@ -91,16 +102,41 @@ impl ShardLoop<'_> {
         // space the checkpoint's temp file needs; the other order could never
         // free anything. Retention is 0 for a delivery stream; a Kinesis
         // stream's log, shared with other readers, is trimmed by its retention.
-        let p = self.ckpt_path.clone();
+        let p = match &self.ckpt {
+            Ckpt::File(p) => Some(p.clone()),
+            Ckpt::Lease(_) => None,
+        };
         let stream_log = ctx.log.clone();
         let owns_log = ctx.owns_log;
         let done = crate::delivery::background(move || {
             let deleted = owns_log
                 .then(|| stream_log.shard(shard).map(|l| l.delete_before(safe)))
                 .flatten();
-            (deleted, checkpoint::write(&p, safe))
+            (
+                deleted,
+                p.map(|p| checkpoint::write(&p, safe).map_err(|e| e.to_string())),
+            )
         })
         .await;
+        let done = match (done, &self.ckpt) {
+            (Ok((deleted, Some(written))), _) => Ok((deleted, written)),
+            (Ok((deleted, None)), Ckpt::Lease(lease)) => {
+                let written = lease.checkpoint(safe).await;
+                if let Err(LeaseError::Fenced(_)) = &written {
+                    // Another node delivers this shard now: stop at once,
+                    // leaving what is in flight to it.
+                    tracing::warn!(
+                        stream = ctx.config.name,
+                        shard,
+                        "lost the shard's lease; its checkpoint write was refused; stopping"
+                    );
+                    self.stop.cancel();
+                }
+                Ok((deleted, written.map_err(|e| e.to_string())))
+            }
+            (Ok((deleted, None)), Ckpt::File(_)) => Ok((deleted, Ok(()))),
+            (Err(e), _) => Err(e),
+        };
         match done {
             Ok((deleted, written)) => {
                 if let Some(Err(e)) = deleted {

@@ -16,6 +16,7 @@
 
 mod checkpoint;
 mod held;
+mod leased;
 mod read;
 mod upload;
 
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::StreamContext;
 use super::batcher::{Batcher, PartitionLimits};
 use crate::config::{Destination, StreamConfig};
+use crate::log::jetstream::Lease;
 use crate::log::{ShardLog, ShardReader};
 use crate::metrics::{Metrics, ShardLabel};
 use crate::route::partition::Partitioner;
@@ -52,17 +54,42 @@ pub(crate) enum ShardEnd {
 /// Delivers one shard of the stream until it is drained (`drain`: every
 /// durable record delivered, then stop), stopped (`stop`: at once; what is
 /// still uploading is abandoned and stays in the log), or, for a closed
-/// shard, delivered to its end.
+/// shard, delivered to its end. In cluster mode the shard is delivered by
+/// whichever node holds its lease ([`leased`]).
 pub(crate) async fn run(
     ctx: Arc<StreamContext>,
     shard: u32,
     drain: CancellationToken,
     stop: CancellationToken,
 ) -> ShardEnd {
-    match ShardLoop::open(&ctx, shard, drain, stop).await {
+    if let Some((leases, key)) = ctx.log.lease(&ctx.consumer, shard) {
+        return leased::run(ctx, shard, drain, stop, leases, key).await;
+    }
+    run_with(&ctx, shard, drain, stop, None).await
+}
+
+/// Runs the loop of `shard`, its checkpoint in `lease` if given, else in
+/// its file.
+async fn run_with(
+    ctx: &Arc<StreamContext>,
+    shard: u32,
+    drain: CancellationToken,
+    stop: CancellationToken,
+    lease: Option<Arc<Lease>>,
+) -> ShardEnd {
+    match ShardLoop::open(ctx, shard, drain, stop, lease).await {
         Some(shard_loop) => shard_loop.run().await,
         None => ShardEnd::Stopped,
     }
+}
+
+/// Where a shard's checkpoint is kept.
+pub(super) enum Ckpt {
+    /// A file beside the local log (or the Kinesis stream's).
+    File(PathBuf),
+    /// The shard's delivery lease in JetStream: a write is refused once
+    /// another node took the lease.
+    Lease(Arc<Lease>),
 }
 
 /// The state of one shard's delivery loop, carried from one step to the next.
@@ -71,7 +98,7 @@ struct ShardLoop<'a> {
     shard: u32,
     stream: String,
     log: Arc<ShardLog>,
-    ckpt_path: PathBuf,
+    ckpt: Ckpt,
     drain: CancellationToken,
     stop: CancellationToken,
     /// None only while a read has it, or after a read task failed.
@@ -112,15 +139,22 @@ impl<'a> ShardLoop<'a> {
         shard: u32,
         drain: CancellationToken,
         stop: CancellationToken,
+        lease: Option<Arc<Lease>>,
     ) -> Option<ShardLoop<'a>> {
         let stream = ctx.config.name.clone();
         let Some(log) = ctx.log.shard(shard) else {
             tracing::error!(stream, shard, "no such shard in the log");
             return None;
         };
-        let ckpt_path =
-            crate::log::checkpoint::checkpoint_path(ctx.log.dir(), &ctx.consumer, shard);
-        let start = checkpoint::start(&stream, shard, &log, &ckpt_path).await?;
+        let ckpt = match lease {
+            Some(l) => Ckpt::Lease(l),
+            None => Ckpt::File(crate::log::checkpoint::checkpoint_path(
+                ctx.log.dir(),
+                &ctx.consumer,
+                shard,
+            )),
+        };
+        let start = checkpoint::start(&stream, shard, &log, &ckpt).await?;
         Some(ShardLoop {
             reader: Some(log.reader(start)),
             read_pos: start,
@@ -142,7 +176,7 @@ impl<'a> ShardLoop<'a> {
             shard,
             stream,
             log,
-            ckpt_path,
+            ckpt,
             drain,
             stop,
         })

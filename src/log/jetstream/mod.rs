@@ -15,6 +15,8 @@
 //! ([`super::ShardLog`]).
 
 mod check;
+mod defs;
+mod lease;
 mod reader;
 mod shard;
 
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
+pub use defs::{DefChange, Defs};
+pub use lease::{Lease, LeaseError, LeaseState, Leases, lease_key};
 pub use reader::JetReader;
 pub use shard::JetShard;
 
@@ -72,6 +76,12 @@ pub struct Cluster {
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) opts: JetStreamOptions,
+    /// Delivery leases and checkpoints, and node heartbeats.
+    pub leases: Arc<Leases>,
+    /// Kinesis streams' definitions, shared by every node.
+    pub kinesis_defs: Arc<Defs>,
+    /// This node's name.
+    pub node_id: String,
     handle: tokio::runtime::Handle,
 }
 
@@ -89,6 +99,7 @@ impl Cluster {
     pub async fn connect(
         node_id: &str,
         opts: JetStreamOptions,
+        lease_ttl: Duration,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let servers = opts.servers.join(",");
         let fail = |reason: String| ClusterError::Connect {
@@ -127,10 +138,24 @@ impl Cluster {
             .await
             .map_err(|e| fail(format!("JetStream is not enabled or not reachable: {e}")))?;
         check::servers(&opts).await?;
+        let leases = Leases::open(&js, opts.replicas, node_id, lease_ttl)
+            .await
+            .map_err(ClusterError::Request)?;
+        let kinesis_defs = Defs::open(
+            &js,
+            opts.replicas,
+            "hydrant_kinesis",
+            "Hydrant's Kinesis stream definitions",
+        )
+        .await
+        .map_err(ClusterError::Request)?;
         Ok(Arc::new(Cluster {
+            kinesis_defs: Arc::new(kinesis_defs),
+            node_id: node_id.to_string(),
             client,
             js,
             opts,
+            leases: Arc::new(leases),
             handle: tokio::runtime::Handle::current(),
         }))
     }
@@ -156,18 +181,52 @@ impl Cluster {
         &self.opts.servers
     }
 
-    /// Stream and consumer counts and bytes of the account, for `status`.
-    pub async fn account(&self) -> Result<serde_json::Value, ClusterError> {
-        let a = self
-            .js
-            .query_account()
-            .await
-            .map_err(|e| ClusterError::Request(e.to_string()))?;
-        Ok(serde_json::json!({
-            "streams": a.streams,
-            "consumers": a.consumers,
-            "storage_bytes": a.storage,
-        }))
+    /// The cluster as this node sees it, for `status`: its connection,
+    /// JetStream's account usage, the nodes alive (by heartbeat) and who
+    /// holds each delivery lease.
+    pub async fn status(&self) -> serde_json::Value {
+        use serde_json::json;
+        let now = chrono::Utc::now().timestamp_millis();
+        let jetstream = match self.js.query_account().await {
+            Ok(a) => json!({
+                "ok": true,
+                "streams": a.streams,
+                "consumers": a.consumers,
+                "storage_bytes": a.storage,
+            }),
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        };
+        let (mut nodes, mut leases) = (Vec::new(), Vec::new());
+        match self.leases.all().await {
+            Ok(all) => {
+                for (key, s) in all {
+                    if let Some(node) = key.strip_prefix("node.") {
+                        nodes.push(json!({
+                            "node": node,
+                            "alive": s.expires_ms > now,
+                            "seen_ms_ago": (now - (s.expires_ms - self.leases.ttl().as_millis() as i64)).max(0),
+                        }));
+                    } else if let Some(lease) = key.strip_prefix("lease.") {
+                        let held = !s.owner.is_empty() && s.expires_ms > now;
+                        leases.push(json!({
+                            "lease": lease,
+                            "owner": if held { Some(s.owner) } else { None },
+                            "checkpoint": s.offset,
+                        }));
+                    }
+                }
+            }
+            Err(e) => leases.push(json!({ "error": e.to_string() })),
+        }
+        json!({
+            "node": self.node_id,
+            "connected": self.connected(),
+            "servers": self.opts.servers,
+            "replicas": self.opts.replicas,
+            "jetstream": jetstream,
+            "nodes": nodes,
+            "leases": leases,
+        })
     }
 }
 

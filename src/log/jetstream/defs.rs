@@ -1,0 +1,114 @@
+//! Definitions every node shares, in a JetStream key-value bucket: JSON
+//! values by key, written by the node that changes them and followed by the
+//! others (a Kinesis stream created, resharded or deleted on one node is
+//! created, resharded or deleted on every node).
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+/// A change another node (or this one) made.
+#[derive(Debug)]
+pub enum DefChange {
+    Put(String, Bytes),
+    Delete(String),
+}
+
+/// One bucket of shared definitions.
+pub struct Defs {
+    kv: kv::Store,
+    bucket: String,
+}
+
+impl Defs {
+    /// Opens (creating if needed) the bucket `bucket`.
+    pub(crate) async fn open(
+        js: &async_nats::jetstream::Context,
+        replicas: usize,
+        bucket: &str,
+        description: &str,
+    ) -> Result<Defs, String> {
+        let kv = match js.get_key_value(bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.to_string(),
+                    description: description.to_string(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?,
+        };
+        Ok(Defs {
+            kv,
+            bucket: bucket.to_string(),
+        })
+    }
+
+    fn err(&self, key: &str, e: impl std::fmt::Display) -> String {
+        format!("{}/{key}: {e}", self.bucket)
+    }
+
+    /// The value of `key`, if it has one.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, String> {
+        self.kv.get(key).await.map_err(|e| self.err(key, e))
+    }
+
+    /// Writes `key` only if it has no value; false if it had one.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<bool, String> {
+        match self.kv.create(key, value.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Writes `key`.
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.kv
+            .put(key, value.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(key, e))
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), String> {
+        self.kv.delete(key).await.map_err(|e| self.err(key, e))
+    }
+
+    /// Every key with its value.
+    pub async fn all(&self) -> Result<Vec<(String, Bytes)>, String> {
+        let mut keys = self.kv.keys().await.map_err(|e| self.err("*", e))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| self.err("*", e))?);
+        }
+        let mut out = Vec::new();
+        for k in names {
+            if let Some(v) = self.get(&k).await? {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every key's value now, then every change as it happens.
+    pub async fn follow(&self) -> Result<impl Stream<Item = DefChange> + use<>, String> {
+        let watch = self
+            .kv
+            .watch_with_history(">")
+            .await
+            .map_err(|e| self.err(">", e))?;
+        Ok(watch.filter_map(|e| async move {
+            let e = e.ok()?;
+            Some(match e.operation {
+                kv::Operation::Put => DefChange::Put(e.key, e.value),
+                kv::Operation::Delete | kv::Operation::Purge => DefChange::Delete(e.key),
+            })
+        }))
+    }
+}

@@ -1,0 +1,281 @@
+//! Delivery leases with fenced checkpoints, in a JetStream key-value bucket.
+//!
+//! Each (log, consumer, shard) has one key whose value says which node
+//! delivers the shard, until when, and the shard's checkpoint. Every write
+//! is a compare-and-swap on the key's revision: a node takes a free or
+//! expired lease by writing over the revision it read, renews and moves the
+//! checkpoint by writing over the revision it last wrote. Once another node
+//! has taken the lease, the old owner's next write finds a newer revision
+//! and is refused — it is fenced, and stops delivering the shard. A lease
+//! expires `ttl` after its last renewal by the owner's wall clock; nodes'
+//! clocks must agree to well within the ttl.
+//!
+//! The same bucket holds each node's heartbeat (`node.<id>`), for `status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The bucket's name.
+const BUCKET: &str = "hydrant_leases";
+
+/// A lease key's value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseState {
+    /// The node delivering the shard; empty when released.
+    pub owner: String,
+    /// When the lease lapses unless renewed (epoch ms).
+    pub expires_ms: i64,
+    /// The shard's checkpoint: delivery resumes here.
+    pub offset: Option<u64>,
+}
+
+/// Why a lease write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("the lease on {0} was taken by another node")]
+    Fenced(String),
+    #[error("lease {key}: {message}")]
+    Store { key: String, message: String },
+}
+
+/// The node's handle on the lease bucket.
+pub struct Leases {
+    kv: kv::Store,
+    node: String,
+    ttl: Duration,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The key of shard `shard` of consumer `consumer` on the log `log`.
+pub fn lease_key(log: &str, consumer: &str, shard: u32) -> String {
+    let consumer: String = consumer
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '='
+            }
+        })
+        .collect();
+    format!("lease.{log}.{consumer}.{shard}")
+}
+
+impl Leases {
+    /// Opens (creating if needed) the bucket, replicated as the logs are.
+    pub async fn open(
+        js: &async_nats::jetstream::Context,
+        replicas: usize,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<Leases, String> {
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.to_string(),
+                    description: "Hydrant delivery leases and checkpoints".to_string(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create the lease bucket {BUCKET}: {e}"))?,
+        };
+        Ok(Leases {
+            kv,
+            node: node.to_string(),
+            ttl,
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn store_err(key: &str, e: impl std::fmt::Display) -> LeaseError {
+        LeaseError::Store {
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The key's state and revision, if it has one.
+    pub async fn peek(&self, key: &str) -> Result<Option<(LeaseState, u64)>, LeaseError> {
+        let entry = self
+            .kv
+            .entry(key)
+            .await
+            .map_err(|e| Self::store_err(key, e))?;
+        Ok(entry.and_then(|e| {
+            if e.operation != kv::Operation::Put {
+                return None;
+            }
+            let state = serde_json::from_slice(&e.value).unwrap_or_default();
+            Some((state, e.revision))
+        }))
+    }
+
+    /// Takes the lease on `key` if it is free, expired, or already this
+    /// node's; None if another node holds it.
+    pub async fn try_acquire(self: &Arc<Self>, key: &str) -> Result<Option<Lease>, LeaseError> {
+        let current = self.peek(key).await?;
+        let offset = current.as_ref().and_then(|(s, _)| s.offset);
+        if let Some((s, _)) = &current
+            && !s.owner.is_empty()
+            && s.owner != self.node
+            && s.expires_ms > now_ms()
+        {
+            return Ok(None);
+        }
+        let state = LeaseState {
+            owner: self.node.clone(),
+            expires_ms: now_ms() + self.ttl.as_millis() as i64,
+            offset,
+        };
+        let value = Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
+        let written = match &current {
+            Some((_, rev)) => self
+                .kv
+                .update(key, value, *rev)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self.kv.create(key, value).await.map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(revision) => Ok(Some(Lease {
+                leases: self.clone(),
+                key: key.to_string(),
+                state: tokio::sync::Mutex::new((state, revision)),
+            })),
+            // Another node was quicker.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Gives `key` a first checkpoint at `offset`, unowned, unless it has a
+    /// state already. Answers whether it wrote.
+    pub async fn seed(&self, key: &str, offset: u64) -> Result<bool, LeaseError> {
+        let state = LeaseState {
+            offset: Some(offset),
+            ..Default::default()
+        };
+        let value = Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
+        match self.kv.create(key, value).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Self::store_err(key, e)),
+        }
+    }
+
+    /// Every lease and node heartbeat, for `status`.
+    pub async fn all(&self) -> Result<Vec<(String, LeaseState)>, LeaseError> {
+        use futures::StreamExt;
+        let mut keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| Self::store_err(BUCKET, e))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let Ok(k) = k else { continue };
+            if let Some((s, _)) = self.peek(&k).await? {
+                out.push((k, s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes this node's heartbeat (`node.<id>`), valid for one ttl.
+    pub async fn heartbeat(&self) -> Result<(), LeaseError> {
+        let key = format!("node.{}", self.node);
+        let state = LeaseState {
+            owner: self.node.clone(),
+            expires_ms: now_ms() + self.ttl.as_millis() as i64,
+            offset: None,
+        };
+        self.kv
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&state).unwrap_or_default()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Self::store_err(&key, e))
+    }
+}
+
+/// A lease this node holds.
+pub struct Lease {
+    leases: Arc<Leases>,
+    key: String,
+    /// The state last written and its revision: the next write must find
+    /// exactly this revision.
+    state: tokio::sync::Mutex<(LeaseState, u64)>,
+}
+
+impl Lease {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The checkpoint the lease held when it was taken.
+    pub async fn offset(&self) -> Option<u64> {
+        self.state.lock().await.0.offset
+    }
+
+    /// Writes `f`'s change of the state over the revision last written,
+    /// with the expiry pushed out by a ttl.
+    async fn write(&self, f: impl FnOnce(&mut LeaseState)) -> Result<(), LeaseError> {
+        let mut g = self.state.lock().await;
+        let mut next = g.0.clone();
+        f(&mut next);
+        if !next.owner.is_empty() {
+            next.expires_ms = now_ms() + self.leases.ttl.as_millis() as i64;
+        }
+        let value = Bytes::from(serde_json::to_vec(&next).unwrap_or_default());
+        match self.leases.kv.update(&self.key, value, g.1).await {
+            Ok(revision) => {
+                *g = (next, revision);
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(LeaseError::Fenced(self.key.clone()))
+            }
+            Err(e) => Err(Leases::store_err(&self.key, e)),
+        }
+    }
+
+    /// Extends the lease by a ttl.
+    pub async fn renew(&self) -> Result<(), LeaseError> {
+        self.write(|_| {}).await
+    }
+
+    /// Moves the checkpoint to `offset` (and renews): refused once another
+    /// node took the lease.
+    pub async fn checkpoint(&self, offset: u64) -> Result<(), LeaseError> {
+        self.write(|s| s.offset = Some(offset)).await
+    }
+
+    /// Gives the lease up, keeping the checkpoint, so another node may take
+    /// it at once.
+    pub async fn release(&self) -> Result<(), LeaseError> {
+        self.write(|s| {
+            s.owner.clear();
+            s.expires_ms = 0;
+        })
+        .await
+    }
+}
