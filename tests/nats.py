@@ -72,7 +72,7 @@ class NatsCluster:
     def healthz(self, i) -> bool:
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http[i]}/healthz?js-enabled-only=true", timeout=1
+                f"http://127.0.0.1:{self.http[i]}/healthz", timeout=1
             ) as r:
                 return r.status == 200
         except OSError:
@@ -111,7 +111,7 @@ class NatsCluster:
                             return int(leader[1:])
         raise RuntimeError(f"no leader known for {stream}")
 
-    def yaml(self, node_id, replicas=None, extra="") -> str:
+    def yaml(self, node_id, replicas=None, lease_secs=3, extra="", nats_extra="") -> str:
         servers = ", ".join(f"nats://127.0.0.1:{p}" for p in self.ports)
         monitor = ", ".join(f"http://127.0.0.1:{p}" for p in self.http)
         replicas = replicas or self.size
@@ -122,5 +122,7 @@ class NatsCluster:
             f"    servers: [{servers}]\n"
             f"    monitor: [{monitor}]\n"
             f"    replicas: {replicas}\n"
+            + nats_extra
+            + f"  lease_secs: {lease_secs}\n"
             + extra
         )

@@ -31,6 +31,9 @@ pub use lease::{Lease, LeaseError, LeaseState, Leases, lease_key};
 pub use reader::JetReader;
 pub use shard::JetShard;
 
+/// How long a node waits at start for JetStream to answer.
+const JETSTREAM_WAIT: Duration = Duration::from_secs(60);
+
 /// How to reach the NATS cluster and how to use it. Built by the config's
 /// `cluster.nats` section.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,9 +137,23 @@ impl Cluster {
         let client = co.connect(addrs).await.map_err(|e| fail(e.to_string()))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(opts.request_timeout);
-        js.query_account()
-            .await
-            .map_err(|e| fail(format!("JetStream is not enabled or not reachable: {e}")))?;
+        // A cluster starting beside Hydrant may still be electing its
+        // JetStream leader: wait for it a while.
+        let started = std::time::Instant::now();
+        loop {
+            match js.query_account().await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() < JETSTREAM_WAIT => {
+                    tracing::info!(error = %e, "waiting for JetStream");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(fail(format!(
+                        "JetStream is not enabled or not reachable after {JETSTREAM_WAIT:?}: {e}"
+                    )));
+                }
+            }
+        }
         check::servers(&opts).await?;
         let leases = Leases::open(&js, opts.replicas, node_id, lease_ttl)
             .await

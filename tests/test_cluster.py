@@ -1,0 +1,285 @@
+"""Cluster mode on real NATS JetStream clusters on loopback: three NATS
+servers (sync_interval: always) and two or three Hydrant nodes, real boto3
+clients, Garage and PostgreSQL as destinations."""
+
+import json
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import s3_store_yaml
+from harness import Hydrant, Postgres, Producers, read_objects, records_in, wait_until
+from nats import NatsCluster
+
+
+@pytest.fixture
+def nats(tmp_path):
+    c = NatsCluster(tmp_path / "nats").start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    made = []
+
+    def make(nats, count, body, lease_secs=3):
+        for i in range(count):
+            node = Hydrant(tmp_path / f"node{i}", nats.yaml(f"node{i}", lease_secs=lease_secs) + body)
+            made.append(node)
+        for node in made[-count:]:
+            node.start()
+        return made[-count:]
+
+    yield make
+    for n in made:
+        if n.proc and n.proc.poll() is None:
+            try:
+                n.proc.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        n.kill()
+
+
+def status(node) -> dict:
+    code, body, _ = node.get("/v1/status")
+    assert code == 200, body
+    return json.loads(body)
+
+
+def lease_owners(node, prefix) -> dict:
+    """{lease: owner} of the leases whose name starts with `prefix`."""
+    return {
+        l["lease"]: l.get("owner")
+        for l in status(node)["cluster"]["leases"]
+        if l.get("lease", "").startswith(prefix)
+    }
+
+
+class KinesisProducers:
+    """Threads putting uniquely numbered records to a Kinesis stream, one
+    thread per node, remembering which were acknowledged."""
+
+    def __init__(self, nodes, stream, batch=50):
+        self.nodes, self.stream, self.batch = nodes, stream, batch
+        self.acked = set()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(len(nodes))]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, i):
+        k = self.nodes[i].kinesis()
+        n = 0
+        while not self.stop_event.is_set():
+            ids = [f"k{i}-{n + j}" for j in range(self.batch)]
+            n += self.batch
+            try:
+                r = k.put_records(StreamName=self.stream,
+                                  Records=[{"Data": x.encode(), "PartitionKey": x} for x in ids])
+            except Exception:  # noqa: BLE001 - a node or a NATS server is down on purpose
+                time.sleep(0.05)
+                continue
+            for x, res in zip(ids, r["Records"]):
+                if "SequenceNumber" in res:
+                    self.acked.add(x)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def read_whole_stream(k, stream) -> list:
+    """Every record of every shard (open and closed), from TRIM_HORIZON."""
+    out = []
+    for s in k.list_shards(StreamName=stream)["Shards"]:
+        it = k.get_shard_iterator(StreamName=stream, ShardId=s["ShardId"],
+                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while it:
+            r = k.get_records(ShardIterator=it, Limit=10000)
+            out.extend(r["Records"])
+            if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
+                break
+            it = r.get("NextShardIterator")
+    return out
+
+
+def test_nothing_acknowledged_is_lost_when_a_nats_leader_and_a_delivery_owner_die(nats, nodes, garage, bucket):
+    body = s3_store_yaml(garage) + f"""kinesis:
+  streams:
+    ks: {{ shards: 2 }}
+streams:
+  app:
+    shards: 2
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    destination: {{ type: s3, bucket: {bucket}, prefix: logs/ }}
+"""
+    cluster = nodes(nats, 3, body)
+    turn = iter(range(1000))
+    fh = Producers(lambda: cluster[next(turn) % 3].firehose(), threads=3, batch=50, pad=50).start()
+    kp = KinesisProducers(cluster, "ks").start()
+    time.sleep(2)
+    leader = nats.stream_leader("hydrant_fh_app_0")
+    nats.kill(leader)
+    time.sleep(3)
+    owners = lease_owners(cluster[(leader + 1) % 3], "hydrant_fh_app")
+    busiest = max(range(3), key=lambda i: sum(1 for o in owners.values() if o == f"node{i}"))
+    cluster[busiest].kill()
+    time.sleep(3)
+    nats.start_server(leader)
+    cluster[busiest].start()
+    time.sleep(2)
+    fh.stop()
+    kp.stop()
+    assert len(fh.acked) > 1000 and len(kp.acked) > 1000, (len(fh.acked), len(kp.acked))
+
+    s3 = garage.s3()
+
+    def delivered():
+        ids = [json.loads(x)["id"] for x in records_in(read_objects(s3, bucket, "logs/"))]
+        return ids if fh.acked <= set(ids) else None
+
+    ids = wait_until(delivered, timeout=120, what="every acknowledged Firehose record in Garage")
+    dup = len(ids) - len(set(ids))
+    got = [r["Data"].decode() for r in read_whole_stream(cluster[0].kinesis(), "ks")]
+    missing = kp.acked - set(got)
+    kdup = len(got) - len(set(got))
+    print(f"\nFirehose: {len(fh.acked)} acknowledged, {len(ids)} delivered, {dup} duplicates; "
+          f"Kinesis: {len(kp.acked)} acknowledged, {len(got)} read back, {kdup} duplicates, {len(missing)} missing")
+    assert not missing, f"{len(missing)} acknowledged Kinesis records lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_an_iterator_from_one_node_reads_on_another_and_sequence_numbers_agree(nats, nodes):
+    a, b = nodes(nats, 2, "")
+    ka, kb = a.kinesis(), b.kinesis()
+    ka.create_stream(StreamName="s", ShardCount=2)
+    wait_until(lambda: "s" in kb.list_streams()["StreamNames"], timeout=10, what="the stream on the other node")
+    put = kb.put_records(StreamName="s", Records=[{"Data": f"r{i}".encode(), "PartitionKey": f"p{i}"} for i in range(40)])
+    assert put["FailedRecordCount"] == 0
+    first = put["Records"][0]
+    it = ka.get_shard_iterator(StreamName="s", ShardId=first["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                               StartingSequenceNumber=first["SequenceNumber"])["ShardIterator"]
+    on_b = kb.get_records(ShardIterator=it)["Records"]
+    on_a = ka.get_records(ShardIterator=it)["Records"]
+    assert on_b and on_b[0]["SequenceNumber"] == first["SequenceNumber"] and on_b[0]["Data"] == b"r0"
+    assert [r["SequenceNumber"] for r in on_a] == [r["SequenceNumber"] for r in on_b]
+    da = ka.describe_stream(StreamName="s")["StreamDescription"]["Shards"]
+    db = kb.describe_stream(StreamName="s")["StreamDescription"]["Shards"]
+    assert da == db
+
+    # A split on one node reaches the other: puts there go to the children,
+    # the parent is closed with the same end on both.
+    ka.split_shard(StreamName="s", ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**126))
+
+    def split_seen():
+        shards = kb.list_shards(StreamName="s")["Shards"]
+        return shards if len(shards) == 4 else None
+
+    wait_until(split_seen, timeout=10, what="the split on the other node")
+    after = [kb.put_record(StreamName="s", Data=b"x", PartitionKey=f"q{i}") for i in range(20)]
+    assert "shardId-000000000000" not in {r["ShardId"] for r in after}
+    end_a = [s for s in ka.list_shards(StreamName="s")["Shards"] if s["ShardId"] == "shardId-000000000000"][0]
+    end_b = [s for s in kb.list_shards(StreamName="s")["Shards"] if s["ShardId"] == "shardId-000000000000"][0]
+    assert end_a["SequenceNumberRange"]["EndingSequenceNumber"] == end_b["SequenceNumberRange"]["EndingSequenceNumber"]
+
+    ka.delete_stream(StreamName="s")
+    wait_until(lambda: "s" not in kb.list_streams()["StreamNames"], timeout=10, what="the deletion on the other node")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = Postgres().start()
+    yield pg
+    pg.cleanup()
+
+
+def test_a_paused_owner_is_fenced_and_postgres_loads_every_record_once(nats, nodes, postgres):
+    table = f"events_{uuid.uuid4().hex[:8]}"
+    postgres.psql(f"CREATE TABLE {table} (id text)")
+    body = f"""streams:
+  app:
+    shards: 1
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    destination:
+      type: postgres
+      connection: {postgres.dsn}
+      table: {table}
+      columns:
+        - {{ column: id }}
+"""
+    a, b = nodes(nats, 2, body)
+    turn = iter(range(1000))
+    p = Producers(lambda: (a, b)[next(turn) % 2].firehose(), threads=2, batch=50, pad=10).start()
+    owner = wait_until(lambda: lease_owners(a, "hydrant_fh_app").get("hydrant_fh_app.delivery.0"),
+                       timeout=20, what="an owner of the shard's lease")
+    paused, other = (a, b) if owner == "node0" else (b, a)
+    time.sleep(1)
+    paused.proc.send_signal(signal.SIGSTOP)
+    other_id = "node1" if owner == "node0" else "node0"
+    wait_until(lambda: lease_owners(other, "hydrant_fh_app").get("hydrant_fh_app.delivery.0") == other_id,
+               timeout=30, what="the other node taking the lease over")
+    time.sleep(2)
+    paused.proc.send_signal(signal.SIGCONT)
+    time.sleep(3)
+    p.stop()
+    wait_until(lambda: "lease" in paused.logs() and ("refused" in paused.logs() or "lost the shard" in paused.logs()),
+               timeout=30, what="the resumed node noticing it was fenced")
+    assert lease_owners(other, "hydrant_fh_app").get("hydrant_fh_app.delivery.0") == other_id
+
+    def loaded():
+        ids = set(postgres.psql(f"SELECT id FROM {table}").split())
+        return ids if p.acked <= ids else None
+
+    wait_until(loaded, timeout=90, what="every acknowledged record in PostgreSQL")
+    total, distinct = postgres.psql(f"SELECT count(*), count(DISTINCT id) FROM {table}").split("|")
+    print(f"\n{len(p.acked)} acknowledged, {total} rows, {distinct} distinct, across a paused owner's takeover")
+    assert total == distinct, f"{int(total) - int(distinct)} duplicate rows"
+
+
+def test_a_nats_server_that_does_not_sync_every_write_is_refused(tmp_path):
+    unsafe = NatsCluster(tmp_path / "nats", size=1, sync_always=False).start()
+    try:
+        node = Hydrant(tmp_path / "node", unsafe.yaml("n", replicas=1) + "streams: {}\n")
+        node.start(wait=False)
+        assert node.proc.wait(60) != 0
+        logs = node.logs()
+        assert "sync_interval" in logs and "allow_unsynced" in logs, logs[-2000:]
+        # The user may accept the risk, explicitly.
+        ok = Hydrant(tmp_path / "node2",
+                     unsafe.yaml("n", replicas=1, nats_extra="    allow_unsynced: true\n") + "streams: {}\n")
+        ok.start()
+        assert "cluster mode" in ok.logs()
+        ok.kill()
+    finally:
+        unsafe.stop()
+
+
+def test_the_whole_nats_cluster_restarted_loses_nothing_acknowledged(nats, nodes):
+    (a,) = nodes(nats, 1, "kinesis:\n  streams:\n    ks: { shards: 2 }\n")
+    kp = KinesisProducers([a], "ks").start()
+    time.sleep(2)
+    nats.stop()
+    time.sleep(1)
+    for i in range(nats.size):
+        nats.start_server(i)
+    wait_until(nats.ready, timeout=60, what="the NATS cluster back")
+    time.sleep(3)
+    kp.stop()
+    assert len(kp.acked) > 500
+
+    def all_back():
+        try:
+            got = {r["Data"].decode() for r in read_whole_stream(a.kinesis(), "ks")}
+        except Exception:  # noqa: BLE001 - JetStream may still be electing leaders
+            return None
+        return got if kp.acked <= got else None
+
+    got = wait_until(all_back, timeout=60, what="every acknowledged record after the restart")
+    print(f"\n{len(kp.acked)} acknowledged, {len(got)} distinct read back after the whole NATS cluster restarted")
