@@ -185,6 +185,8 @@ fn spawn_kinesis_tasks(registry: &Arc<Registry>) {
         // Kinesis streams created, resharded or deleted on other nodes.
         let follower = registry.clone();
         tokio::spawn(async move { follower.kinesis.follow_cluster().await });
+        // Delivery streams created and deleted through the API elsewhere.
+        tokio::spawn(registry.clone().follow_cluster());
         // This node's heartbeat, for `status`.
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(cluster.leases.ttl() / 3);

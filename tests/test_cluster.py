@@ -283,3 +283,38 @@ def test_the_whole_nats_cluster_restarted_loses_nothing_acknowledged(nats, nodes
 
     got = wait_until(all_back, timeout=60, what="every acknowledged record after the restart")
     print(f"\n{len(kp.acked)} acknowledged, {len(got)} distinct read back after the whole NATS cluster restarted")
+
+
+def test_a_delivery_stream_created_on_one_node_runs_on_every_node(nats, nodes, garage, bucket):
+    a, b = nodes(nats, 2, s3_store_yaml(garage))
+    fa, fb = a.firehose(), b.firehose()
+    fa.create_delivery_stream(
+        DeliveryStreamName="api",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": "api/",
+            "ErrorOutputPrefix": "err/",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+        },
+    )
+    wait_until(lambda: "api" in fb.list_delivery_streams()["DeliveryStreamNames"], timeout=10,
+               what="the stream on the other node")
+    with pytest.raises(fb.exceptions.ResourceInUseException):
+        fb.create_delivery_stream(DeliveryStreamName="api", ExtendedS3DestinationConfiguration={
+            "RoleARN": "r", "BucketARN": f"arn:aws:s3:::{bucket}"})
+    sent = []
+    for i, f in enumerate([fa, fb] * 5):
+        batch = [json.dumps({"i": i, "j": j}) for j in range(20)]
+        sent += batch
+        assert f.put_record_batch(DeliveryStreamName="api", Records=[{"Data": (x + "\n").encode()} for x in batch])["FailedPutCount"] == 0
+    s3 = garage.s3()
+    got = wait_until(lambda: (lambda r: r if len(r) >= len(sent) else None)(records_in(read_objects(s3, bucket, "api/"))),
+                     timeout=60, what="every record delivered")
+    assert sorted(got) == sorted(sent)
+    fb.delete_delivery_stream(DeliveryStreamName="api")
+    wait_until(lambda: "api" not in fa.list_delivery_streams()["DeliveryStreamNames"], timeout=10,
+               what="the deletion on the other node")
+    # Created again, it starts empty: nothing of the old stream's log or checkpoints.
+    wait_until(lambda: all("hydrant_fh_api" not in l.get("lease", "") for l in status(a)["cluster"]["leases"]),
+               timeout=30, what="the deleted stream's leases gone")

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::jetstream::{Cluster, JetShard, Leases, lease_key};
+use super::jetstream::{Cluster, JetShard, Leases, lease_key, lease_prefix};
 use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
 
 /// Where a log's shards are kept.
@@ -185,6 +185,17 @@ impl StreamLog {
         })
     }
 
+    /// In cluster mode, the lease bucket and the start of the keys of
+    /// `consumer`'s leases on this log (every consumer's, for None).
+    pub fn leases_of(&self, consumer: Option<&str>) -> Option<(Arc<Leases>, String)> {
+        match &self.store {
+            Store::JetStream { cluster, name, .. } => {
+                Some((cluster.leases.clone(), lease_prefix(name, consumer)))
+            }
+            Store::Disk { .. } => None,
+        }
+    }
+
     /// In cluster mode, the lease bucket and the key of shard `shard`'s
     /// delivery lease for `consumer` (see [`super::jetstream::Leases`]).
     pub fn lease(&self, consumer: &str, shard: u32) -> Option<(Arc<Leases>, String)> {
@@ -209,6 +220,10 @@ impl StreamLog {
                 if let Err(e) = cluster.js.delete_stream(&stream).await {
                     tracing::warn!(stream, error = %e, "cannot delete a JetStream stream");
                 }
+            }
+            // Its readers' checkpoints go with it.
+            if let Err(e) = cluster.leases.forget(&lease_prefix(name, None)).await {
+                tracing::warn!(log = name, error = %e, "cannot remove a deleted log's leases");
             }
         });
         Ok(())

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Origin, Registry, RegistryError, StreamEntry};
+use super::{Origin, Registry, RegistryError, StreamEntry, shared};
 use crate::config::firehose;
 use crate::config::{Source, StreamConfig};
 use crate::delivery::kinesis_consumer;
@@ -25,7 +25,11 @@ impl Registry {
     /// Starts every persisted API stream whose name YAML does not use,
     /// rebuilding its config from the request it was created with.
     pub(super) fn restore_api_streams(&self) -> Result<(), RegistryError> {
-        for (name, created_ms, request) in read_api_specs(&self.api_dir()) {
+        let specs = match &self.cluster {
+            Some(c) => shared::all(c)?,
+            None => read_api_specs(&self.api_dir()),
+        };
+        for (name, created_ms, request) in specs {
             if self.config.streams.contains_key(&name) {
                 tracing::warn!(
                     stream = name,
@@ -89,6 +93,25 @@ impl Registry {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(fail)?;
         }
+        if let Some(c) = &self.cluster {
+            // Defined for the cluster first: the other nodes start it too.
+            if !shared::define(c, &name, created_ms, &request).await? {
+                return Err(RegistryError::Exists(name));
+            }
+            let started = tokio::task::block_in_place(|| {
+                self.start(config, Origin::Api, created_ms, Some(request))
+            });
+            return match started {
+                Ok(e) => {
+                    self.write().insert(name, e.clone());
+                    Ok(e)
+                }
+                Err(err) => {
+                    let _ = shared::undefine(c, &name).await;
+                    Err(err)
+                }
+            };
+        }
         let spec = serde_json::json!({ "created_ms": created_ms, "request": request });
         write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(fail)?;
         match self.start(config, Origin::Api, created_ms, Some(request)) {
@@ -112,6 +135,9 @@ impl Registry {
         if entry.origin == Origin::Yaml {
             return Err(RegistryError::DefinedInConfig(name.to_string()));
         }
+        if let Some(c) = &self.cluster {
+            shared::undefine(c, name).await?;
+        }
         self.write().remove(name);
         let this = self.clone();
         let name = name.to_string();
@@ -120,6 +146,16 @@ impl Registry {
             let drained = entry.stop(this.config.shutdown_timeout).await;
             if !drained {
                 tracing::warn!(stream = name, "deleted before all records were delivered");
+            }
+            if this.cluster.is_some() {
+                shared::wait_for_drains(&entry, this.config.shutdown_timeout).await;
+                // A reader of a Kinesis stream: its checkpoints there go.
+                if !entry.ctx.owns_log
+                    && let Some((leases, prefix)) = entry.log.leases_of(Some(&entry.ctx.consumer))
+                    && let Err(e) = leases.forget(&prefix).await
+                {
+                    tracing::warn!(stream = name, error = %e, "cannot remove the stream's checkpoints");
+                }
             }
             let _ = std::fs::remove_file(this.api_spec_path(&name));
             // Its own log, or its checkpoints on the Kinesis stream it read.

@@ -9,6 +9,7 @@
 
 mod api;
 mod reload;
+mod shared;
 
 pub use reload::ReloadReport;
 

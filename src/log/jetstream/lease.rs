@@ -55,6 +55,15 @@ fn now_ms() -> i64 {
 
 /// The key of shard `shard` of consumer `consumer` on the log `log`.
 pub fn lease_key(log: &str, consumer: &str, shard: u32) -> String {
+    format!("{}{shard}", lease_prefix(log, Some(consumer)))
+}
+
+/// The start of every lease key of `consumer` on the log `log` (of every
+/// consumer's, for None).
+pub fn lease_prefix(log: &str, consumer: Option<&str>) -> String {
+    let Some(consumer) = consumer else {
+        return format!("lease.{log}.");
+    };
     let consumer: String = consumer
         .chars()
         .map(|c| {
@@ -65,7 +74,7 @@ pub fn lease_key(log: &str, consumer: &str, shard: u32) -> String {
             }
         })
         .collect();
-    format!("lease.{log}.{consumer}.{shard}")
+    format!("lease.{log}.{consumer}.")
 }
 
 impl Leases {
@@ -196,6 +205,31 @@ impl Leases {
             }
         }
         Ok(out)
+    }
+
+    /// How many leases under `prefix` some node holds now.
+    pub async fn held(&self, prefix: &str) -> Result<usize, LeaseError> {
+        let now = now_ms();
+        Ok(self
+            .all()
+            .await?
+            .into_iter()
+            .filter(|(k, s)| k.starts_with(prefix) && !s.owner.is_empty() && s.expires_ms > now)
+            .count())
+    }
+
+    /// Removes every lease under `prefix`, checkpoints and all (a deleted
+    /// stream's, so that one created again under its name starts afresh).
+    pub async fn forget(&self, prefix: &str) -> Result<(), LeaseError> {
+        for (k, _) in self.all().await? {
+            if k.starts_with(prefix) {
+                self.kv
+                    .purge(&k)
+                    .await
+                    .map_err(|e| Self::store_err(&k, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes this node's heartbeat (`node.<id>`), valid for one ttl.

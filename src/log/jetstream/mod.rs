@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use defs::{DefChange, Defs};
-pub use lease::{Lease, LeaseError, LeaseState, Leases, lease_key};
+pub use lease::{Lease, LeaseError, LeaseState, Leases, lease_key, lease_prefix};
 pub use reader::JetReader;
 pub use shard::JetShard;
 
@@ -83,6 +83,8 @@ pub struct Cluster {
     pub leases: Arc<Leases>,
     /// Kinesis streams' definitions, shared by every node.
     pub kinesis_defs: Arc<Defs>,
+    /// Delivery streams created through the API, shared by every node.
+    pub stream_defs: Arc<Defs>,
     /// This node's name.
     pub node_id: String,
     handle: tokio::runtime::Handle,
@@ -166,8 +168,17 @@ impl Cluster {
         )
         .await
         .map_err(ClusterError::Request)?;
+        let stream_defs = Defs::open(
+            &js,
+            opts.replicas,
+            "hydrant_streams",
+            "Hydrant's delivery streams created through the API",
+        )
+        .await
+        .map_err(ClusterError::Request)?;
         Ok(Arc::new(Cluster {
             kinesis_defs: Arc::new(kinesis_defs),
+            stream_defs: Arc::new(stream_defs),
             node_id: node_id.to_string(),
             client,
             js,

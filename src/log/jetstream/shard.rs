@@ -24,6 +24,8 @@ use crate::log::{AppendRecord, LogError};
 
 /// Most messages JetStream takes in one atomic batch.
 const BATCH_MAX: usize = 1000;
+/// Tries to open a shard's stream, 250 ms apart.
+const OPEN_ATTEMPTS: u32 = 40;
 /// How often stream state is read again.
 const REFRESH: Duration = Duration::from_secs(5);
 /// The metadata key holding the log's identity on every shard's stream.
@@ -137,17 +139,22 @@ impl JetShard {
             description: Some(format!("Hydrant log {log}, shard {shard}")),
             ..Default::default()
         };
-        let mut s = match cluster.js.get_stream(&name).await {
-            Ok(s) => s,
-            Err(_) => match cluster.js.create_stream(config).await {
-                Ok(s) => s,
-                // Another node created it meanwhile.
-                Err(e) => cluster
-                    .js
-                    .get_stream(&name)
-                    .await
-                    .map_err(|_| fail(e.to_string()))?,
-            },
+        // Another node may be creating it at this moment (the stream is
+        // not found, yet creating it is refused): try again for a while.
+        let mut attempt = 0;
+        let mut s = loop {
+            let err = match cluster.js.get_stream(&name).await {
+                Ok(s) => break s,
+                Err(_) => match cluster.js.create_stream(config.clone()).await {
+                    Ok(s) => break s,
+                    Err(e) => e.to_string(),
+                },
+            };
+            attempt += 1;
+            if attempt >= OPEN_ATTEMPTS {
+                return Err(fail(err));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let info = s.info().await.map_err(|e| fail(e.to_string()))?.clone();
         let id = info

@@ -1,0 +1,158 @@
+//! Delivery streams created through the API, in cluster mode: defined in a
+//! JetStream key-value bucket (`hydrant_streams`) instead of
+//! `data_dir/api-streams`, so a stream created on one node runs on every
+//! node (each delivers the shards whose leases it holds).
+//!
+//! Deleting one removes its definition first: every node stops taking
+//! records for it and drains the shards it delivers, giving their leases
+//! up. The deleting node then waits, up to the shutdown deadline, until no
+//! node holds a lease of the stream, and only then deletes its log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::{Origin, Registry, RegistryError, StreamEntry};
+use crate::config::firehose;
+use crate::log::jetstream::{Cluster, DefChange, log_name};
+
+fn key(name: &str) -> String {
+    log_name("fh", name)
+}
+
+fn fail(name: &str, message: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Start {
+        stream: name.to_string(),
+        message: format!("the shared definition: {message}"),
+    }
+}
+
+/// A definition's fields: (name, created_ms, request).
+fn parse(v: &[u8]) -> Option<(String, i64, Value)> {
+    let v: Value = serde_json::from_slice(v).ok()?;
+    Some((
+        v.get("name")?.as_str()?.to_string(),
+        v.get("created_ms").and_then(Value::as_i64).unwrap_or(0),
+        v.get("request").cloned().unwrap_or_default(),
+    ))
+}
+
+/// Every API stream the cluster defines. Blocking.
+pub(super) fn all(c: &Cluster) -> Result<Vec<(String, i64, Value)>, RegistryError> {
+    let entries = c.block_on(c.stream_defs.all()).map_err(|e| fail("*", e))?;
+    Ok(entries.iter().filter_map(|(_, v)| parse(v)).collect())
+}
+
+/// Defines `name` for the cluster, unless it is defined; false if it was.
+pub(super) async fn define(
+    c: &Cluster,
+    name: &str,
+    created_ms: i64,
+    request: &Value,
+) -> Result<bool, RegistryError> {
+    let v = json!({ "name": name, "created_ms": created_ms, "request": request });
+    c.stream_defs
+        .create(&key(name), v.to_string().into_bytes())
+        .await
+        .map_err(|e| fail(name, e))
+}
+
+pub(super) async fn undefine(c: &Cluster, name: &str) -> Result<(), RegistryError> {
+    c.stream_defs
+        .delete(&key(name))
+        .await
+        .map_err(|e| fail(name, e))
+}
+
+/// Waits until no node holds a lease of the deleted stream's `entry` (all
+/// drained), up to `deadline`.
+pub(super) async fn wait_for_drains(entry: &StreamEntry, deadline: Duration) {
+    let Some((leases, prefix)) = entry.log.leases_of(Some(&entry.ctx.consumer)) else {
+        return;
+    };
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        match leases.held(&prefix).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read a deleted stream's leases"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tracing::warn!(
+        stream = entry.config.name,
+        "nodes still deliver a deleted stream at the deadline; deleting its log"
+    );
+}
+
+impl Registry {
+    /// In cluster mode, follows the API streams other nodes create and
+    /// delete, for as long as the node runs.
+    pub async fn follow_cluster(self: Arc<Self>) {
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
+        loop {
+            match c.stream_defs.follow().await {
+                Ok(changes) => {
+                    let mut changes = std::pin::pin!(changes);
+                    while let Some(change) = changes.next().await {
+                        self.apply(change).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot follow the delivery stream definitions")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn apply(self: &Arc<Self>, change: DefChange) {
+        match change {
+            DefChange::Put(_, v) => {
+                let Some((name, created_ms, request)) = parse(&v) else {
+                    return;
+                };
+                let _g = self.admin.lock().await;
+                if self.get(&name).is_some() || self.config.streams.contains_key(&name) {
+                    return;
+                }
+                let started = firehose::stream_from_request(&name, &request, &self.config)
+                    .map_err(|m| fail(&name, m))
+                    .and_then(|cfg| {
+                        tokio::task::block_in_place(|| {
+                            self.start(cfg, Origin::Api, created_ms, Some(request))
+                        })
+                    });
+                match started {
+                    Ok(e) => {
+                        tracing::info!(stream = name, "stream created on another node");
+                        self.write().insert(name, e);
+                    }
+                    Err(e) => {
+                        tracing::error!(stream = name, error = %e, "cannot start a stream created on another node")
+                    }
+                }
+            }
+            DefChange::Delete(k) => {
+                let Some(entry) = self
+                    .all()
+                    .into_iter()
+                    .find(|e| e.origin == Origin::Api && key(&e.config.name) == k)
+                else {
+                    return;
+                };
+                let name = entry.config.name.clone();
+                self.write().remove(&name);
+                let deadline = self.config.shutdown_timeout;
+                tokio::spawn(async move {
+                    entry.stop(deadline).await;
+                    tracing::info!(stream = name, "stream deleted on another node");
+                });
+            }
+        }
+    }
+}
