@@ -14,12 +14,16 @@
 //!   `GetRecords`, per shard and in total, beside Kinesis's per-shard figures;
 //!   enhanced fan-out's latency with 1, 5 and 20 subscribers; and what a
 //!   `SplitShard` under load costs producers.
+//! * `cluster`: W1 and Kinesis puts on the local log and on a cluster (three
+//!   NATS JetStream servers and two Hydrant nodes on this machine) in the
+//!   same run: what replication costs ([`cluster`]).
 //!
 //! This file parses the command line and dispatches; each subcommand lives in
 //! its own module, with its flags.
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod daemon;
 mod files;
 mod garage;
@@ -70,6 +74,9 @@ enum Cmd {
     Kinesis(kinesis::Args),
     /// The real daemon under PutRecordBatch load.
     Ingest(ingest::Args),
+    /// W1 and Kinesis PutRecords on the local log and on a cluster (3 NATS
+    /// JetStream servers + 2 Hydrant nodes on this machine), same run.
+    Cluster(cluster::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lake(args) => block_on(lake::run(args)),
         Cmd::Suite(args) => block_on(suite::run(args)),
         Cmd::Kinesis(args) => block_on(kinesis::run(args)),
+        Cmd::Cluster(args) => block_on(cluster::run(args)),
         Cmd::Ingest(args) => block_on(ingest::run(args)),
     }
 }
