@@ -195,6 +195,9 @@ fn spawn_kinesis_tasks(registry: &Arc<Registry>) {
                 if let Err(e) = cluster.leases.heartbeat().await {
                     tracing::warn!(error = %e, "cannot write the node's heartbeat");
                 }
+                if let Err(e) = cluster.leases.count_shares().await {
+                    tracing::debug!(error = %e, "cannot count the leases");
+                }
             }
         });
     }

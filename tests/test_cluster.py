@@ -318,3 +318,29 @@ def test_a_delivery_stream_created_on_one_node_runs_on_every_node(nats, nodes, g
     # Created again, it starts empty: nothing of the old stream's log or checkpoints.
     wait_until(lambda: all("hydrant_fh_api" not in l.get("lease", "") for l in status(a)["cluster"]["leases"]),
                timeout=30, what="the deleted stream's leases gone")
+
+
+def test_delivery_leases_even_out_over_the_nodes(nats, nodes, tmp_path):
+    out = tmp_path / "out"
+    body = f"""streams:
+  app:
+    shards: 4
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    destination: {{ type: file, path: {out} }}
+"""
+    a, b = nodes(nats, 2, body)
+
+    def even():
+        owners = list(lease_owners(a, "hydrant_fh_app").values())
+        return owners if sorted(owners) == ["node0", "node0", "node1", "node1"] else None
+
+    owners = wait_until(even, timeout=60, what="two leases on each node")
+    assert len(owners) == 4
+    # Every record still delivered once the leases moved.
+    sent = [json.dumps({"n": i}) for i in range(200)]
+    for i in range(0, 200, 50):
+        (a if i % 100 else b).firehose().put_record_batch(
+            DeliveryStreamName="app", Records=[{"Data": (x + "\n").encode()} for x in sent[i:i + 50]])
+    got = wait_until(lambda: (lambda r: r if len(r) >= 200 else None)(records_in(read_objects(None, out))),
+                     timeout=30, what="every record delivered")
+    assert sorted(got) == sorted(sent)

@@ -221,6 +221,14 @@ impl KinesisStream {
         let mut g = self.spec.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = g.clone();
         f(&mut next)?;
+        if next.retention_hours != g.retention_hours {
+            self.log
+                .set_max_age(Duration::from_secs(u64::from(next.retention_hours) * 3600))
+                .map_err(|e| KinesisError::Io {
+                    stream: self.name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
         self.persist(&next)?;
         self.on_demand
             .store(next.on_demand, std::sync::atomic::Ordering::Release);

@@ -22,7 +22,8 @@ enum Store {
         cluster: Arc<Cluster>,
         /// The log's name in JetStream ([`super::jetstream::log_name`]).
         name: String,
-        max_age: Option<std::time::Duration>,
+        /// The retention JetStream applies, for shards opened later too.
+        max_age: Arc<RwLock<Option<std::time::Duration>>>,
     },
 }
 
@@ -137,10 +138,26 @@ impl StreamLog {
             store: Store::JetStream {
                 cluster,
                 name: name.to_string(),
-                max_age,
+                max_age: Arc::new(RwLock::new(max_age)),
             },
             shards: RwLock::new(v),
         })
+    }
+
+    /// Sets the retention JetStream applies to every shard (a Kinesis
+    /// stream's retention period changed). Nothing for a local log, whose
+    /// retention its owner applies. Blocking.
+    pub fn set_max_age(&self, age: std::time::Duration) -> Result<(), LogError> {
+        let Store::JetStream { max_age, .. } = &self.store else {
+            return Ok(());
+        };
+        *max_age.write().unwrap_or_else(|p| p.into_inner()) = Some(age);
+        for s in self.shards() {
+            if let ShardLog::JetStream(j) = &*s {
+                j.set_max_age(age)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the log is kept in JetStream.
@@ -283,12 +300,13 @@ impl StreamLog {
                 name,
                 max_age,
             } => {
+                let age = *max_age.read().unwrap_or_else(|p| p.into_inner());
                 let (log, _) = cluster.block_on(JetShard::open(
                     cluster.clone(),
                     name,
                     i,
                     &self.id,
-                    *max_age,
+                    age,
                     false,
                 ))?;
                 ShardLog::JetStream(log)

@@ -9,9 +9,14 @@
 //! anything more, and the node goes back to waiting. A drained shard gives
 //! its lease up so another node takes over without waiting out the ttl. A
 //! closed shard whose lease records its end is done, whoever delivered it.
+//!
+//! The leases even out over the live nodes: a node that holds its share
+//! (the leases over the nodes, rounded up) leaves a free lease to the
+//! others for two ttls, and a node over its share drains one shard at a
+//! time and gives its lease up.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,49 +38,64 @@ pub(super) async fn run(
         return ShardEnd::Stopped;
     };
     let poll = leases.ttl() / 3;
+    // Since when this node, holding its share, has left the lease free.
+    let mut free_since: Option<Instant> = None;
     loop {
         if drain.is_cancelled() || stop.is_cancelled() {
             return ShardEnd::Stopped;
         }
-        if let Ok(Some((s, _))) = leases.peek(&key).await
-            && log.is_sealed()
-            && s.offset.is_some_and(|o| o >= log.durable_end())
-        {
-            return ShardEnd::Done;
+        if let Ok(Some((s, _))) = leases.peek(&key).await {
+            if log.is_sealed() && s.offset.is_some_and(|o| o >= log.durable_end()) {
+                return ShardEnd::Done;
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            if !s.owner.is_empty() && s.owner != leases.node() && s.expires_ms > now {
+                // Held elsewhere: nothing to take, nor to defer.
+                free_since = None;
+            }
         }
-        match leases.try_acquire(&key).await {
+        let defer = leases.at_share()
+            && free_since.get_or_insert_with(Instant::now).elapsed() < leases.ttl() * 2;
+        let taken = if defer {
+            Ok(None)
+        } else {
+            leases.try_acquire(&key).await
+        };
+        match taken {
             Ok(Some(lease)) => {
+                free_since = None;
                 tracing::info!(
                     stream,
                     shard,
                     node = leases.node(),
                     "took the shard's delivery lease"
                 );
-                let lease = Arc::new(lease);
-                let held = stop.child_token();
-                let renewer = tokio::spawn(renew(lease.clone(), held.clone(), poll, leases.ttl()));
-                let end = run_with(
-                    &ctx,
-                    shard,
-                    drain.clone(),
-                    held.clone(),
-                    Some(lease.clone()),
-                )
-                .await;
-                renewer.abort();
-                let lost = held.is_cancelled() && !stop.is_cancelled();
-                if !lost {
-                    if let Err(e) = lease.release().await {
-                        tracing::debug!(stream, shard, error = %e, "cannot give the lease up; it lapses");
+                match hold(&ctx, shard, &drain, &stop, &leases, lease).await {
+                    Held::Ended(end) => return end,
+                    Held::Lost => {
+                        tracing::warn!(
+                            stream,
+                            shard,
+                            node = leases.node(),
+                            "lost the shard's delivery lease to another node"
+                        )
                     }
-                    return end;
+                    Held::Shed => {
+                        tracing::info!(
+                            stream,
+                            shard,
+                            node = leases.node(),
+                            "gave the shard's lease up to even the load out"
+                        );
+                        // Leave it to the others first.
+                        tokio::select! {
+                            _ = tokio::time::sleep(leases.ttl()) => {}
+                            _ = drain.cancelled() => {}
+                            _ = stop.cancelled() => {}
+                        }
+                        continue;
+                    }
                 }
-                tracing::warn!(
-                    stream,
-                    shard,
-                    node = leases.node(),
-                    "lost the shard's delivery lease to another node"
-                );
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(stream, shard, error = %e, "cannot read the shard's lease"),
@@ -88,15 +108,68 @@ pub(super) async fn run(
     }
 }
 
-/// Renews `lease` every `every` until it is refused (cancels `held`), or
-/// until renewals have failed for so long that another node may already
-/// hold it (also cancels `held`: better to pause delivery than to deliver
-/// twice).
-async fn renew(lease: Arc<Lease>, held: CancellationToken, every: Duration, ttl: Duration) {
+/// How holding a lease ended.
+enum Held {
+    /// The shard's delivery ended (drained, stopped, or done): return this.
+    Ended(ShardEnd),
+    /// Another node took the lease.
+    Lost,
+    /// This node gave the lease up to even the load out.
+    Shed,
+}
+
+/// Delivers the shard while holding `lease`.
+async fn hold(
+    ctx: &Arc<StreamContext>,
+    shard: u32,
+    drain: &CancellationToken,
+    stop: &CancellationToken,
+    leases: &Arc<Leases>,
+    lease: Lease,
+) -> Held {
+    let lease = Arc::new(lease);
+    let held = stop.child_token();
+    let shed = drain.child_token();
+    let renewer = tokio::spawn(renew(
+        lease.clone(),
+        leases.clone(),
+        held.clone(),
+        shed.clone(),
+    ));
+    let end = run_with(ctx, shard, shed.clone(), held.clone(), Some(lease.clone())).await;
+    renewer.abort();
+    if held.is_cancelled() && !stop.is_cancelled() {
+        return Held::Lost;
+    }
+    if let Err(e) = lease.release().await {
+        tracing::debug!(shard, error = %e, "cannot give the lease up; it lapses");
+    }
+    let shedding = shed.is_cancelled() && !drain.is_cancelled() && end != ShardEnd::Done;
+    if shed.is_cancelled() && !drain.is_cancelled() {
+        leases.done_shedding();
+    }
+    if shedding {
+        Held::Shed
+    } else {
+        Held::Ended(end)
+    }
+}
+
+/// Renews `lease` every third of its ttl until it is refused (cancels
+/// `held`), or until renewals have failed for so long that another node may
+/// already hold it (also cancels `held`: better to pause delivery than to
+/// deliver twice). Cancels `shed` when this node holds more than its share.
+async fn renew(
+    lease: Arc<Lease>,
+    leases: Arc<Leases>,
+    held: CancellationToken,
+    shed: CancellationToken,
+) {
+    let ttl = leases.ttl();
     let mut last_ok = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(ttl / 3) => {}
             _ = held.cancelled() => return,
         }
         match lease.renew().await {
@@ -113,6 +186,9 @@ async fn renew(lease: Arc<Lease>, held: CancellationToken, every: Duration, ttl:
                     return;
                 }
             }
+        }
+        if !shed.is_cancelled() && leases.start_shedding() {
+            shed.cancel();
         }
     }
 }

@@ -13,6 +13,7 @@
 //! The same bucket holds each node's heartbeat (`node.<id>`), for `status`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -47,6 +48,13 @@ pub struct Leases {
     kv: kv::Store,
     node: String,
     ttl: Duration,
+    /// Leases this node holds now.
+    held_here: AtomicUsize,
+    /// Leases per live node, rounded up, as last counted (0: not yet).
+    share: AtomicUsize,
+    /// Set while one of this node's shards gives its lease up to even the
+    /// load out: one at a time.
+    shedding: AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -103,6 +111,9 @@ impl Leases {
             kv,
             node: node.to_string(),
             ttl,
+            held_here: AtomicUsize::new(0),
+            share: AtomicUsize::new(0),
+            shedding: AtomicBool::new(false),
         })
     }
 
@@ -164,14 +175,53 @@ impl Leases {
             None => self.kv.create(key, value).await.map_err(|e| e.to_string()),
         };
         match written {
-            Ok(revision) => Ok(Some(Lease {
-                leases: self.clone(),
-                key: key.to_string(),
-                state: tokio::sync::Mutex::new((state, revision)),
-            })),
+            Ok(revision) => Ok(Some(Lease::new(
+                self.clone(),
+                key.to_string(),
+                state,
+                revision,
+            ))),
             // Another node was quicker.
             Err(_) => Ok(None),
         }
+    }
+
+    /// Whether this node holds its share of the leases or more: it then
+    /// leaves a free lease to a node with fewer.
+    pub fn at_share(&self) -> bool {
+        let share = self.share.load(Ordering::Acquire);
+        share > 0 && self.held_here.load(Ordering::Acquire) >= share
+    }
+
+    /// Starts giving one lease up if this node holds more than its share
+    /// and is not giving one up already; true if the caller should.
+    pub fn start_shedding(&self) -> bool {
+        let share = self.share.load(Ordering::Acquire);
+        share > 0
+            && self.held_here.load(Ordering::Acquire) > share
+            && self
+                .shedding
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    pub fn done_shedding(&self) {
+        self.shedding.store(false, Ordering::Release);
+    }
+
+    /// Counts the leases and the live nodes again: each node's share is
+    /// the leases over the nodes, rounded up.
+    pub async fn count_shares(&self) -> Result<(), LeaseError> {
+        let now = now_ms();
+        let all = self.all().await?;
+        let leases = all.iter().filter(|(k, _)| k.starts_with("lease.")).count();
+        let nodes = all
+            .iter()
+            .filter(|(k, s)| k.starts_with("node.") && s.expires_ms > now)
+            .count()
+            .max(1);
+        self.share.store(leases.div_ceil(nodes), Ordering::Release);
+        Ok(())
     }
 
     /// Gives `key` a first checkpoint at `offset`, unowned, unless it has a
@@ -251,7 +301,7 @@ impl Leases {
     }
 }
 
-/// A lease this node holds.
+/// A lease this node holds (counted in its node's share while it lives).
 pub struct Lease {
     leases: Arc<Leases>,
     key: String,
@@ -260,7 +310,22 @@ pub struct Lease {
     state: tokio::sync::Mutex<(LeaseState, u64)>,
 }
 
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.leases.held_here.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Lease {
+    fn new(leases: Arc<Leases>, key: String, state: LeaseState, revision: u64) -> Lease {
+        leases.held_here.fetch_add(1, Ordering::AcqRel);
+        Lease {
+            leases,
+            key,
+            state: tokio::sync::Mutex::new((state, revision)),
+        }
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }

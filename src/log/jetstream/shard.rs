@@ -306,6 +306,27 @@ impl JetShard {
         Ok(end)
     }
 
+    /// Changes the stream's retention. Blocking.
+    pub fn set_max_age(&self, age: Duration) -> Result<(), LogError> {
+        let shared = &self.shared;
+        shared.cluster.block_on(async {
+            let js = &shared.cluster.js;
+            let mut s = js
+                .get_stream(&shared.stream)
+                .await
+                .map_err(|e| shared.err(e))?;
+            let mut config = s.info().await.map_err(|e| shared.err(e))?.config.clone();
+            if config.max_age == age || config.sealed {
+                return Ok(());
+            }
+            config.max_age = age;
+            js.update_stream(config)
+                .await
+                .map(|_| ())
+                .map_err(|e| shared.err(format!("retention: {e}")))
+        })
+    }
+
     pub fn is_sealed(&self) -> bool {
         self.shared.sealed.load(Ordering::Acquire)
     }
