@@ -344,3 +344,26 @@ def test_delivery_leases_even_out_over_the_nodes(nats, nodes, tmp_path):
     got = wait_until(lambda: (lambda r: r if len(r) >= 200 else None)(records_in(read_objects(None, out))),
                      timeout=30, what="every record delivered")
     assert sorted(got) == sorted(sent)
+
+
+def test_a_full_shard_refuses_puts_and_keeps_every_record(nats, nodes):
+    (a,) = nodes(nats, 1, "kinesis:\n  streams:\n    ks: { shards: 1 }\n")
+    a.terminate()
+    a.config.write_text(a.config.read_text().replace("    replicas: 3\n", "    replicas: 3\n    shard_bytes_max: 1048576\n"))
+    a.start()
+    k = a.kinesis()
+    acked, refused = [], None
+    for i in range(100):
+        try:
+            r = k.put_records(StreamName="ks", Records=[{"Data": f"{i}-{j}-".encode() + b"x" * 1000, "PartitionKey": "p"} for j in range(50)])
+        except k.exceptions.ProvisionedThroughputExceededException as e:
+            refused = e
+            break
+        if r["FailedRecordCount"]:
+            refused = r["Records"][-1].get("ErrorCode")
+            break
+        acked += [f"{i}-{j}-" for j in range(50)]
+    assert refused is not None, "a 1 MiB shard took 5 MB"
+    assert len(acked) > 500
+    got = [r["Data"].decode().rstrip("x") for r in read_whole_stream(k, "ks")]
+    assert set(acked) <= set(got), "an acknowledged record was dropped to make room"

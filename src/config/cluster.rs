@@ -120,6 +120,13 @@ fn nats(errors: &mut Vec<ConfigError>, n: RawNats) -> JetStreamOptions {
         1,
         50,
     );
+    let shard_bytes_max = range_check(
+        errors,
+        "cluster.nats.shard_bytes_max",
+        n.shard_bytes_max.unwrap_or(10 << 30),
+        1 << 20,
+        1 << 50,
+    );
     let timeout_ms = range_check(
         errors,
         "cluster.nats.request_timeout_ms",
@@ -133,6 +140,7 @@ fn nats(errors: &mut Vec<ConfigError>, n: RawNats) -> JetStreamOptions {
         monitor,
         allow_unsynced: n.allow_unsynced.unwrap_or(false),
         publishes_in_flight,
+        shard_bytes_max,
         request_timeout: Duration::from_millis(timeout_ms),
         credentials_file: n.credentials_file.map(PathBuf::from),
         user: n.user.zip(n.password),
@@ -159,5 +167,59 @@ mod tests {
             default_monitor("nats-1").as_deref(),
             Some("http://nats-1:8222")
         );
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match crate::config::parse(yaml) {
+            Ok(_) => panic!("expected errors for:\n{yaml}"),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_shortest_cluster_section_gets_every_default() {
+        let c = crate::config::parse(
+            "cluster: { node_id: a, nats: { servers: [nats://10.0.0.1:4222, nats://10.0.0.2:4222], replicas: 3 } }\n",
+        )
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.node_id, "a");
+        assert_eq!(cl.lease, Duration::from_secs(10));
+        assert_eq!(cl.nats.replicas, 3);
+        assert_eq!(
+            cl.nats.monitor,
+            ["http://10.0.0.1:8222", "http://10.0.0.2:8222"]
+        );
+        assert!(!cl.nats.allow_unsynced);
+        assert_eq!(cl.nats.publishes_in_flight, 32);
+        assert_eq!(cl.nats.shard_bytes_max, 10 << 30);
+        assert!(
+            crate::config::parse("streams: {}\n")
+                .unwrap()
+                .cluster
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_cluster_error_names_its_path() {
+        let all = errors(
+            "cluster: { node_id: 'a b', nats: { servers: [ 'nats://x:notaport' ], replicas: 7, publishes_in_flight: 51, user: u } }\n",
+        )
+        .join("\n");
+        for path in [
+            "cluster.node_id",
+            "cluster.nats.servers[0]",
+            "cluster.nats.replicas",
+            "cluster.nats.publishes_in_flight",
+            "cluster.nats.password",
+        ] {
+            assert!(all.contains(path), "no error names {path}:\n{all}");
+        }
+        let e = errors("cluster: { node_id: a }\n").join("\n");
+        assert!(e.contains("cluster.nats"), "{e}");
+        let e = errors("cluster: { node_id: a, nats: { servers: [nats://h:1], replica: 3 } }\n")
+            .join("\n");
+        assert!(e.contains("replica"), "{e}");
     }
 }

@@ -303,6 +303,7 @@ pub struct RawNats {
     pub monitor: Option<Vec<String>>,
     pub allow_unsynced: Option<bool>,
     pub publishes_in_flight: Option<usize>,
+    pub shard_bytes_max: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub credentials_file: Option<String>,
     pub user: Option<String>,

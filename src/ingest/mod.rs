@@ -373,6 +373,11 @@ async fn ready(State(state): State<AppState>) -> Response {
             problems.push(format!("stream {}: {err}", e.config.name));
         }
     }
+    if let Some(c) = &state.registry.cluster
+        && !c.connected()
+    {
+        problems.push("not connected to NATS (cluster.nats.servers)".into());
+    }
     if !state.accepting.load(Ordering::Acquire) {
         problems.push("shutting down".into());
     }

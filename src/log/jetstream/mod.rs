@@ -50,6 +50,9 @@ pub struct JetStreamOptions {
     /// Appends in flight per shard from this node (JetStream takes at most
     /// 50 atomic batches in flight per stream).
     pub publishes_in_flight: usize,
+    /// Bytes one shard's stream may hold; past them JetStream refuses
+    /// appends (producers get a retryable error) rather than drop records.
+    pub shard_bytes_max: u64,
     /// How long a publish or read may wait for JetStream.
     pub request_timeout: Duration,
     /// A NATS credentials file (JWT and seed), if the servers want one.
