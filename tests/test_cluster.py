@@ -189,6 +189,38 @@ def test_an_iterator_from_one_node_reads_on_another_and_sequence_numbers_agree(n
     end_b = [s for s in kb.list_shards(StreamName="s")["Shards"] if s["ShardId"] == "shardId-000000000000"][0]
     assert end_a["SequenceNumberRange"]["EndingSequenceNumber"] == end_b["SequenceNumberRange"]["EndingSequenceNumber"]
 
+    # Two nodes resharding at once: one at a time (the other is told to
+    # retry), and both end with the same shards, tiling the hash space.
+    def split(k, shard):
+        for _ in range(100):
+            try:
+                rng = [s for s in k.list_shards(StreamName="s")["Shards"] if s["ShardId"] == shard][0]["HashKeyRange"]
+                mid = (int(rng["StartingHashKey"]) + int(rng["EndingHashKey"])) // 2
+                k.split_shard(StreamName="s", ShardToSplit=shard, NewStartingHashKey=str(mid))
+                return
+            except k.exceptions.ResourceInUseException:
+                time.sleep(0.1)
+        raise AssertionError("never got to reshard")
+
+    t1 = threading.Thread(target=split, args=(ka, "shardId-000000000001"))
+    t2 = threading.Thread(target=split, args=(kb, "shardId-000000000002"))
+    t1.start(); t2.start(); t1.join(); t2.join()
+
+    def agreed():
+        la, lb = ka.list_shards(StreamName="s")["Shards"], kb.list_shards(StreamName="s")["Shards"]
+        return la if la == lb and len(la) == 8 else None
+
+    try:
+        shards = wait_until(agreed, timeout=10, what="both nodes with the same 8 shards")
+    except TimeoutError:
+        print([(x["ShardId"], x.get("ParentShardId"), "EndingSequenceNumber" in x["SequenceNumberRange"]) for x in ka.list_shards(StreamName="s")["Shards"]])
+        print([(x["ShardId"], x.get("ParentShardId"), "EndingSequenceNumber" in x["SequenceNumberRange"]) for x in kb.list_shards(StreamName="s")["Shards"]])
+        raise
+    open_ranges = sorted((int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+                         for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"])
+    assert open_ranges[0][0] == 0 and open_ranges[-1][1] == 2**128 - 1
+    assert all(a[1] + 1 == b[0] for a, b in zip(open_ranges, open_ranges[1:]))
+
     ka.delete_stream(StreamName="s")
     wait_until(lambda: "s" not in kb.list_streams()["StreamNames"], timeout=10, what="the deletion on the other node")
 

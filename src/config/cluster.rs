@@ -120,13 +120,14 @@ fn nats(errors: &mut Vec<ConfigError>, n: RawNats) -> JetStreamOptions {
         1,
         50,
     );
-    let shard_bytes_max = range_check(
-        errors,
-        "cluster.nats.shard_bytes_max",
-        n.shard_bytes_max.unwrap_or(10 << 30),
-        1 << 20,
-        1 << 50,
-    );
+    // 0: no bound per shard; the servers' JetStream storage bounds them all.
+    let shard_bytes_max = n.shard_bytes_max.unwrap_or(0);
+    if shard_bytes_max != 0 && shard_bytes_max < 1 << 20 {
+        errors.push(err(
+            "cluster.nats.shard_bytes_max",
+            format!("{shard_bytes_max} is below 1 MiB (1048576), or 0 for no bound per shard"),
+        ));
+    }
     let timeout_ms = range_check(
         errors,
         "cluster.nats.request_timeout_ms",
@@ -192,7 +193,7 @@ mod tests {
         );
         assert!(!cl.nats.allow_unsynced);
         assert_eq!(cl.nats.publishes_in_flight, 32);
-        assert_eq!(cl.nats.shard_bytes_max, 10 << 30);
+        assert_eq!(cl.nats.shard_bytes_max, 0);
         assert!(
             crate::config::parse("streams: {}\n")
                 .unwrap()

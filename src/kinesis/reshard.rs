@@ -47,6 +47,22 @@ impl Streams {
     /// Applies `op` to stream `s`; returns the open shards it had before.
     /// The caller serializes reshards with stream creation and deletion.
     pub async fn reshard(&self, s: &Arc<KinesisStream>, op: Reshard) -> Result<u32, KinesisError> {
+        // In cluster mode one node at a time reshards a stream.
+        let exclusive = super::shared::exclusive(self, s).await?;
+        let done = self.reshard_alone(s, op).await;
+        if let Some(lease) = exclusive
+            && let Err(e) = lease.release().await
+        {
+            tracing::debug!(stream = s.name, error = %e, "cannot release the reshard lease; it lapses");
+        }
+        done
+    }
+
+    async fn reshard_alone(
+        &self,
+        s: &Arc<KinesisStream>,
+        op: Reshard,
+    ) -> Result<u32, KinesisError> {
         let before = s.layout();
         let open = before.map.open_count();
         self.check(s, &before.map, op)?;

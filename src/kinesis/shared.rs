@@ -16,7 +16,7 @@ use futures::StreamExt;
 
 use super::shards::Layout;
 use super::{Bucket, KinesisError, KinesisStream, Spec, Streams};
-use crate::log::jetstream::{Cluster, DefChange, log_name};
+use crate::log::jetstream::{Cluster, DefChange, Lease, log_name};
 
 fn key(name: &str) -> String {
     log_name("kds", name)
@@ -74,6 +74,41 @@ pub(super) fn all(c: &Cluster) -> Result<Vec<Spec>, KinesisError> {
         }
     }
     Ok(out)
+}
+
+/// In cluster mode, makes this node the only one resharding `s` (a lease
+/// on `reshard.<stream>` in the lease bucket) and brings its view of the
+/// stream up to date first. `ResourceInUseException` if another node is
+/// resharding it. None in local mode.
+pub(super) async fn exclusive(
+    streams: &Streams,
+    s: &Arc<KinesisStream>,
+) -> Result<Option<Lease>, KinesisError> {
+    let Some(c) = &streams.cluster else {
+        return Ok(None);
+    };
+    let lease = c
+        .leases
+        .try_acquire(&format!("reshard.{}", key(&s.name)))
+        .await
+        .map_err(|e| fail(&s.name, e))?
+        .ok_or_else(|| {
+            KinesisError::InUse(format!(
+                "Stream {} under account {} is being resharded on another node; retry.",
+                s.name,
+                crate::aws::ACCOUNT
+            ))
+        })?;
+    let current = c
+        .kinesis_defs
+        .get(&key(&s.name))
+        .await
+        .map_err(|e| fail(&s.name, e))?;
+    if let Some(v) = current {
+        let spec: Spec = serde_json::from_slice(&v).map_err(|e| fail(&s.name, e))?;
+        update(s, spec).await?;
+    }
+    Ok(Some(lease))
 }
 
 /// Follows the bucket for as long as the node runs, applying every change.

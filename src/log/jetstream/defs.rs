@@ -42,6 +42,7 @@ impl Defs {
                 .await
                 .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?,
         };
+        wait_answering(&kv, bucket).await?;
         Ok(Defs {
             kv,
             bucket: bucket.to_string(),
@@ -52,9 +53,21 @@ impl Defs {
         format!("{}/{key}: {e}", self.bucket)
     }
 
-    /// The value of `key`, if it has one.
+    /// The value of `key`, if it has one. A bucket between leaders (no
+    /// server answers for a moment) is asked again for up to 2 seconds.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, String> {
-        self.kv.get(key).await.map_err(|e| self.err(key, e))
+        let mut tries = 0;
+        loop {
+            match self.kv.get(key).await {
+                Ok(v) => return Ok(v),
+                Err(e) if tries < 8 => {
+                    tracing::debug!(bucket = self.bucket, key, error = %e, "asking again");
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(self.err(key, e)),
+            }
+        }
     }
 
     /// Writes `key` only if it has no value; false if it had one.
@@ -110,5 +123,21 @@ impl Defs {
                 kv::Operation::Delete | kv::Operation::Purge => DefChange::Delete(e.key),
             })
         }))
+    }
+}
+
+/// Waits until a bucket just opened answers reads: a new replicated
+/// bucket has no leader for a moment.
+pub(crate) async fn wait_answering(kv: &kv::Store, bucket: &str) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        match kv.get("hydrant-probe").await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                tracing::debug!(bucket, error = %e, "waiting for the bucket to answer");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(format!("the bucket {bucket} does not answer: {e}")),
+        }
     }
 }

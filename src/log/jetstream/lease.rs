@@ -107,6 +107,7 @@ impl Leases {
                 .await
                 .map_err(|e| format!("cannot create the lease bucket {BUCKET}: {e}"))?,
         };
+        super::defs::wait_answering(&kv, BUCKET).await?;
         Ok(Leases {
             kv,
             node: node.to_string(),

@@ -50,8 +50,10 @@ pub struct JetStreamOptions {
     /// Appends in flight per shard from this node (JetStream takes at most
     /// 50 atomic batches in flight per stream).
     pub publishes_in_flight: usize,
-    /// Bytes one shard's stream may hold; past them JetStream refuses
-    /// appends (producers get a retryable error) rather than drop records.
+    /// Bytes one shard's stream may hold (0: no bound of its own); past
+    /// them JetStream refuses appends (producers get a retryable error)
+    /// rather than drop records. JetStream reserves the bound, times the
+    /// replicas, of its servers' storage for every shard.
     pub shard_bytes_max: u64,
     /// How long a publish or read may wait for JetStream.
     pub request_timeout: Duration,

@@ -133,7 +133,10 @@ impl JetShard {
             retention: stream::RetentionPolicy::Limits,
             // Full: refuse new records, never drop undelivered ones.
             discard: stream::DiscardPolicy::New,
-            max_bytes: i64::try_from(cluster.opts.shard_bytes_max).unwrap_or(i64::MAX),
+            max_bytes: match cluster.opts.shard_bytes_max {
+                0 => -1,
+                n => i64::try_from(n).unwrap_or(i64::MAX),
+            },
             max_age: max_age.unwrap_or_default(),
             allow_direct: true,
             allow_atomic_publish: true,
@@ -158,32 +161,10 @@ impl JetShard {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let mut info = s.info().await.map_err(|e| fail(e.to_string()))?.clone();
-        // A stream made under other settings takes this node's: replicas,
-        // size bound, retention (a closed shard's stream is sealed, and
-        // stays as it was).
-        let c = &info.config;
-        if !c.sealed
-            && (c.num_replicas != config.num_replicas
-                || c.max_bytes != config.max_bytes
-                || c.discard != config.discard
-                || c.max_age != config.max_age
-                || !c.allow_direct
-                || !c.allow_atomic_publish)
-        {
-            let mut next = c.clone();
-            next.num_replicas = config.num_replicas;
-            next.max_bytes = config.max_bytes;
-            next.discard = config.discard;
-            next.max_age = config.max_age;
-            next.allow_direct = true;
-            next.allow_atomic_publish = true;
-            info = cluster
-                .js
-                .update_stream(next)
-                .await
-                .map_err(|e| fail(format!("cannot apply the settings: {e}")))?;
-        }
+        let info = s.info().await.map_err(|e| fail(e.to_string()))?.clone();
+        let info = apply_settings(&cluster.js, info, &config)
+            .await
+            .map_err(|e| fail(format!("cannot apply the settings: {e}")))?;
         let id = info
             .config
             .metadata
@@ -421,6 +402,34 @@ impl JetShard {
             Ok(0)
         })
     }
+}
+
+/// A stream made under other settings takes this node's: replicas, size
+/// bound, retention. A closed shard's stream is sealed, and stays as it was.
+async fn apply_settings(
+    js: &jetstream::Context,
+    info: stream::Info,
+    config: &stream::Config,
+) -> Result<stream::Info, String> {
+    let c = &info.config;
+    if c.sealed
+        || (c.num_replicas == config.num_replicas
+            && c.max_bytes == config.max_bytes
+            && c.discard == config.discard
+            && c.max_age == config.max_age
+            && c.allow_direct
+            && c.allow_atomic_publish)
+    {
+        return Ok(info);
+    }
+    let mut next = c.clone();
+    next.num_replicas = config.num_replicas;
+    next.max_bytes = config.max_bytes;
+    next.discard = config.discard;
+    next.max_age = config.max_age;
+    next.allow_direct = true;
+    next.allow_atomic_publish = true;
+    js.update_stream(next).await.map_err(|e| e.to_string())
 }
 
 /// The headers of one record: its partition key (as is when printable
