@@ -21,6 +21,7 @@ pub const PAYLOAD_NEEDED: i64 = (1 << 20) + 4096;
 #[derive(Deserialize)]
 struct Varz {
     server_name: Option<String>,
+    version: Option<String>,
     max_payload: Option<i64>,
     jetstream: Option<VarzJetStream>,
 }
@@ -44,6 +45,13 @@ fn judge(url: &str, body: &str, allow_unsynced: bool) -> Option<String> {
         Err(e) => return Some(format!("{url}/varz is not a NATS server's answer: {e}")),
     };
     let name = v.server_name.unwrap_or_else(|| url.to_string());
+    if let Some(version) = &v.version
+        && !at_least(version, (2, 12))
+    {
+        return Some(format!(
+            "NATS server {name} ({url}) is version {version}: Hydrant needs 2.12 or later (atomic batch publish)"
+        ));
+    }
     let Some(config) = v.jetstream.and_then(|j| j.config) else {
         return Some(format!(
             "NATS server {name} ({url}) has no JetStream: enable it with a `jetstream {{ store_dir: ..., sync_interval: always }}` block"
@@ -62,6 +70,17 @@ fn judge(url: &str, body: &str, allow_unsynced: bool) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether a NATS version (`2.15.1`, `v2.12.0-beta`) is at least `min`.
+fn at_least(version: &str, min: (u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= min
 }
 
 /// Checks every monitoring endpoint. An endpoint that does not answer is an
@@ -117,6 +136,15 @@ mod tests {
         assert!(why.contains("allow_unsynced"), "{why}");
         assert!(judge("http://h:8222", &varz(false, 8 << 20), true).is_none());
         assert!(judge("http://h:8222", &varz(true, 8 << 20), false).is_none());
+    }
+
+    #[test]
+    fn refuses_a_server_older_than_atomic_batches() {
+        let old = r#"{"server_name":"n","version":"2.10.24","max_payload":9000000,"jetstream":{"config":{"sync_always":true}}}"#;
+        let why = judge("u", old, false).unwrap();
+        assert!(why.contains("2.12"), "{why}");
+        assert!(at_least("2.15.1", (2, 12)) && at_least("v3.0.0", (2, 12)));
+        assert!(!at_least("2.11.9", (2, 12)));
     }
 
     #[test]
