@@ -629,7 +629,22 @@ impl Streams {
                     )));
                 }
                 Some(s) => s,
-                None => self.create(name, decl.shards, false, BTreeMap::new())?,
+                None => match self.create(name, decl.shards, false, BTreeMap::new()) {
+                    Ok(s) => s,
+                    // Another node of the cluster, starting at the same time,
+                    // created it first: it is that one.
+                    Err(KinesisError::Exists(_)) if self.cluster.is_some() => {
+                        let spec = self
+                            .cluster
+                            .as_deref()
+                            .map(|c| shared::get(c, name))
+                            .transpose()?
+                            .flatten()
+                            .ok_or_else(|| KinesisError::NotFound(name.to_string()))?;
+                        self.insert_opened(spec)?
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             if s.retention_hours() != decl.retention_hours {
                 s.update(|spec| {

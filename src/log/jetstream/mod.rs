@@ -231,7 +231,8 @@ impl Cluster {
         };
         let (mut nodes, mut leases) = (Vec::new(), Vec::new());
         match self.leases.all().await {
-            Ok(all) => {
+            Ok(mut all) => {
+                all.sort_by(|a, b| a.0.cmp(&b.0));
                 for (key, s) in all {
                     if let Some(node) = key.strip_prefix("node.") {
                         nodes.push(json!({
