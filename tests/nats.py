@@ -98,6 +98,20 @@ class NatsCluster:
         ) as r:
             return json.loads(r.read())
 
+    def stream_config(self, stream) -> dict:
+        """`stream`'s JetStream config, as a live server reports it."""
+        for i in range(self.size):
+            if self.procs[i] is None:
+                continue
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http[i]}/jsz?accounts=true&streams=true&config=true", timeout=5
+            ) as r:
+                for acc in json.loads(r.read()).get("account_details", []):
+                    for s in acc.get("stream_detail", []):
+                        if s.get("name") == stream and s.get("config"):
+                            return s["config"]
+        raise RuntimeError(f"no server reports {stream}")
+
     def stream_leader(self, stream) -> int:
         """The index of the server leading `stream`'s replicas."""
         for i in range(self.size):

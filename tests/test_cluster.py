@@ -170,6 +170,12 @@ def test_an_iterator_from_one_node_reads_on_another_and_sequence_numbers_agree(n
     on_a = ka.get_records(ShardIterator=it)["Records"]
     assert on_b and on_b[0]["SequenceNumber"] == first["SequenceNumber"] and on_b[0]["Data"] == b"r0"
     assert [r["SequenceNumber"] for r in on_a] == [r["SequenceNumber"] for r in on_b]
+    # Retention is each shard stream's max age in JetStream.
+    assert nats.stream_config("hydrant_kds_s_0")["max_age"] == 24 * 3600 * 10**9
+    kb.increase_stream_retention_period(StreamName="s", RetentionPeriodHours=48)
+    assert nats.stream_config("hydrant_kds_s_1")["max_age"] == 48 * 3600 * 10**9
+    wait_until(lambda: ka.describe_stream(StreamName="s")["StreamDescription"]["RetentionPeriodHours"] == 48,
+               timeout=10, what="the retention on the other node")
     da = ka.describe_stream(StreamName="s")["StreamDescription"]["Shards"]
     db = kb.describe_stream(StreamName="s")["StreamDescription"]["Shards"]
     assert da == db

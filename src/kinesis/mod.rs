@@ -160,6 +160,8 @@ pub struct KinesisStream {
     pub log: Arc<StreamLog>,
     dir: PathBuf,
     spec: Mutex<Spec>,
+    /// Serializes changes of the definition (see [`KinesisStream::update`]).
+    updating: Mutex<()>,
     /// Per shard index, when shard write limits are on.
     limits: Option<RwLock<Vec<Mutex<Bucket>>>>,
     /// The shards and their router; subscribers learn of every reshard.
@@ -218,10 +220,14 @@ impl KinesisStream {
         &self,
         f: impl FnOnce(&mut Spec) -> Result<(), KinesisError>,
     ) -> Result<(), KinesisError> {
-        let mut g = self.spec.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = g.clone();
+        // Changes are serialized by `updating`; the definition's own lock is
+        // held only to read and to swap it, never while it is written (to
+        // the cluster, a network round trip), so readers never wait on I/O.
+        let _serial = self.updating.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.spec();
+        let mut next = before.clone();
         f(&mut next)?;
-        if next.retention_hours != g.retention_hours {
+        if next.retention_hours != before.retention_hours {
             self.log
                 .set_max_age(Duration::from_secs(u64::from(next.retention_hours) * 3600))
                 .map_err(|e| KinesisError::Io {
@@ -232,7 +238,7 @@ impl KinesisStream {
         self.persist(&next)?;
         self.on_demand
             .store(next.on_demand, std::sync::atomic::Ordering::Release);
-        *g = next;
+        *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
 
@@ -472,6 +478,7 @@ impl Streams {
             dir,
             on_demand: std::sync::atomic::AtomicBool::new(spec.on_demand),
             spec: Mutex::new(spec),
+            updating: Mutex::new(()),
             limits,
             layout,
             cluster: self.cluster.clone(),

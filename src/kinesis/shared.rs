@@ -174,7 +174,7 @@ fn forget(streams: &Streams, name: &str) {
 /// Brings a running stream to `spec`: opens the shards a reshard elsewhere
 /// added, notes the ones it closed, and routes puts by the new map.
 async fn update(s: &Arc<KinesisStream>, spec: Spec) -> Result<(), KinesisError> {
-    let same = serde_json::to_value(s.spec()).ok() == serde_json::to_value(&spec).ok();
+    let same = serde_json::to_value(current(s).await).ok() == serde_json::to_value(&spec).ok();
     if same {
         return Ok(());
     }
@@ -208,6 +208,40 @@ async fn update(s: &Arc<KinesisStream>, spec: Spec) -> Result<(), KinesisError> 
     }
     s.on_demand
         .store(spec.on_demand, std::sync::atomic::Ordering::Release);
-    *s.spec.lock().unwrap_or_else(|p| p.into_inner()) = spec;
-    Ok(())
+    let mut spec = Some(spec);
+    loop {
+        let set = match s.spec.try_lock() {
+            Ok(mut g) => {
+                *g = spec.take().unwrap_or_else(|| g.clone());
+                true
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let mut g = p.into_inner();
+                *g = spec.take().unwrap_or_else(|| g.clone());
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        };
+        if set {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// The stream's definition now. A change of this node's may hold the lock
+/// while it writes to the cluster (which needs the runtime): wait for it
+/// without blocking a runtime thread.
+async fn current(s: &KinesisStream) -> Spec {
+    loop {
+        let got = match s.spec.try_lock() {
+            Ok(g) => Some(g.clone()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().clone()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(spec) = got {
+            return spec;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
