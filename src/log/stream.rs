@@ -300,6 +300,9 @@ impl StreamLog {
                 name,
                 max_age,
             } => {
+                // Opened without the shards' lock: it is a round trip to
+                // JetStream, and every read of the log takes that lock.
+                drop(shards);
                 let age = *max_age.read().unwrap_or_else(|p| p.into_inner());
                 let (log, _) = cluster.block_on(JetShard::open(
                     cluster.clone(),
@@ -309,6 +312,13 @@ impl StreamLog {
                     age,
                     false,
                 ))?;
+                shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
+                if shards.len() as u32 != i {
+                    return Err(LogError::Cluster {
+                        shard: i,
+                        message: "another change added a shard meanwhile".into(),
+                    });
+                }
                 ShardLog::JetStream(log)
             }
         };
