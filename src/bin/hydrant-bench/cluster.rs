@@ -20,12 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
-use serde_json::json;
 
 use crate::daemon::{free_port, peak_rss_kib, start_daemon, stop};
 use crate::files::count_lines;
-use crate::kinesis::kinesis_call;
+use crate::kinesis::{kinesis_call, put_bodies};
 use crate::load::{closed_loop, percentile, put_record_batch};
 use crate::metrics::metric;
 use crate::records::{batch_body, json_record};
@@ -344,22 +342,11 @@ async fn kinesis(
     http: &reqwest::Client,
     urls: &Arc<Vec<String>>,
 ) -> anyhow::Result<Row> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
-        (0..16)
-            .map(|b| {
-                let records: Vec<serde_json::Value> = (0..args.records_per_call)
-                    .map(|i| {
-                        json!({
-                            "Data": b64.encode(json_record(i, args.record_bytes)),
-                            "PartitionKey": format!("key-{b}-{i}"),
-                        })
-                    })
-                    .collect();
-                bytes::Bytes::from(json!({ "StreamName": "bench", "Records": records }).to_string())
-            })
-            .collect(),
-    );
+    let bodies = Arc::new(put_bodies(
+        "bench",
+        args.records_per_call,
+        args.record_bytes,
+    ));
     let (h, u) = (http.clone(), urls.clone());
     let start = Instant::now();
     let (lat, failed) = closed_loop(args.clients, args.duration_secs, move |c, n| {

@@ -191,18 +191,17 @@ async fn records(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A few `PutRecords` bodies for `stream`, `records_per_call` records of
+/// A few `PutRecords` bodies for `stream`, `per_call` records of
 /// `record_bytes` each, with different partition keys so that every shard
 /// gets records.
-fn put_bodies(args: &Args, stream: &str) -> Vec<bytes::Bytes> {
-    let per_call = args.records_per_call;
+pub fn put_bodies(stream: &str, per_call: usize, record_bytes: usize) -> Vec<bytes::Bytes> {
     let b64 = base64::engine::general_purpose::STANDARD;
     (0..16)
         .map(|b| {
             let records: Vec<serde_json::Value> = (0..per_call)
                 .map(|i| {
                     json!({
-                        "Data": b64.encode(json_record(b * per_call + i, args.record_bytes)),
+                        "Data": b64.encode(json_record(b * per_call + i, record_bytes)),
                         "PartitionKey": format!("key-{b}-{i}"),
                     })
                 })
@@ -215,7 +214,7 @@ fn put_bodies(args: &Args, stream: &str) -> Vec<bytes::Bytes> {
 /// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
 async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Result<Put> {
     let per_call = args.records_per_call;
-    let bodies = put_bodies(args, "bench");
+    let bodies = put_bodies("bench", per_call, args.record_bytes);
     let start = Instant::now();
     let (h, u, bodies) = (http.clone(), url.to_string(), Arc::new(bodies));
     let (mut lat, failed) = closed_loop(args.clients, args.duration_secs, move |c, n| {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::upload::Uploading;
 use super::{Ckpt, ShardLoop};
-use crate::log::jetstream::LeaseError;
+use crate::log::jetstream::{Lease, LeaseError};
 use crate::log::{ShardLog, checkpoint};
 
 /// Where the shard's delivery starts: its checkpoint, or the oldest record
@@ -102,7 +102,7 @@ impl ShardLoop<'_> {
         // space the checkpoint's temp file needs; the other order could never
         // free anything. Retention is 0 for a delivery stream; a Kinesis
         // stream's log, shared with other readers, is trimmed by its retention.
-        let p = match &self.ckpt {
+        let file = match &self.ckpt {
             Ckpt::File(p) => Some(p.clone()),
             Ckpt::Lease(_) => None,
         };
@@ -112,47 +112,49 @@ impl ShardLoop<'_> {
             let deleted = owns_log
                 .then(|| stream_log.shard(shard).map(|l| l.delete_before(safe)))
                 .flatten();
-            (
-                deleted,
-                p.map(|p| checkpoint::write(&p, safe).map_err(|e| e.to_string())),
-            )
+            let written = file.map(|p| checkpoint::write(&p, safe).map_err(|e| e.to_string()));
+            (deleted, written)
         })
         .await;
-        let done = match (done, &self.ckpt) {
-            (Ok((deleted, Some(written))), _) => Ok((deleted, written)),
-            (Ok((deleted, None)), Ckpt::Lease(lease)) => {
-                let written = lease.checkpoint(safe).await;
-                if let Err(LeaseError::Fenced(_)) = &written {
-                    // Another node delivers this shard now: stop at once,
-                    // leaving what is in flight to it.
-                    tracing::warn!(
-                        stream = ctx.config.name,
-                        shard,
-                        "lost the shard's lease; its checkpoint write was refused; stopping"
-                    );
-                    self.stop.cancel();
-                }
-                Ok((deleted, written.map_err(|e| e.to_string())))
-            }
-            (Ok((deleted, None)), Ckpt::File(_)) => Ok((deleted, Ok(()))),
-            (Err(e), _) => Err(e),
-        };
-        match done {
-            Ok((deleted, written)) => {
-                if let Some(Err(e)) = deleted {
-                    tracing::warn!(stream = ctx.config.name, shard, error = %e, "cannot delete delivered segments");
-                }
-                match written {
-                    Ok(()) => self.committed = safe,
-                    Err(e) => {
-                        tracing::error!(stream = ctx.config.name, shard, error = %e, "cannot write checkpoint");
-                        ctx.set_error(format!("shard {shard}: cannot write checkpoint: {e}"));
-                    }
-                }
-            }
+        let (deleted, file_written) = match done {
+            Ok(d) => d,
             Err(e) => {
-                tracing::error!(stream = ctx.config.name, shard, error = %e, "checkpoint task failed")
+                tracing::error!(stream = ctx.config.name, shard, error = %e, "checkpoint task failed");
+                return;
+            }
+        };
+        if let Some(Err(e)) = deleted {
+            tracing::warn!(stream = ctx.config.name, shard, error = %e, "cannot delete delivered segments");
+        }
+        let written = match &self.ckpt {
+            Ckpt::File(_) => file_written.unwrap_or(Ok(())),
+            Ckpt::Lease(lease) => {
+                let lease = lease.clone();
+                self.write_lease(&lease, safe).await
+            }
+        };
+        match written {
+            Ok(()) => self.committed = safe,
+            Err(e) => {
+                tracing::error!(stream = ctx.config.name, shard, error = %e, "cannot write checkpoint");
+                ctx.set_error(format!("shard {shard}: cannot write checkpoint: {e}"));
             }
         }
+    }
+
+    /// Moves the checkpoint in the shard's lease. Refused once another node
+    /// took the lease: the loop then stops at once, leaving what is in
+    /// flight to that node.
+    async fn write_lease(&self, lease: &Lease, safe: u64) -> Result<(), String> {
+        let written = lease.checkpoint(safe).await;
+        if let Err(LeaseError::Fenced(_)) = &written {
+            tracing::warn!(
+                stream = self.ctx.config.name,
+                shard = self.shard,
+                "lost the shard's lease; its checkpoint write was refused; stopping"
+            );
+            self.stop.cancel();
+        }
+        written.map_err(|e| e.to_string())
     }
 }

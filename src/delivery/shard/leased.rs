@@ -44,22 +44,26 @@ pub(super) async fn run(
         if drain.is_cancelled() || stop.is_cancelled() {
             return ShardEnd::Stopped;
         }
-        if let Ok(Some((s, _))) = leases.peek(&key).await {
-            if log.is_sealed() && s.offset.is_some_and(|o| o >= log.durable_end()) {
-                return ShardEnd::Done;
+        let taken = match leases.peek(&key).await {
+            Ok(current) => {
+                if let Some((s, _)) = &current {
+                    if log.is_sealed() && s.offset.is_some_and(|o| o >= log.durable_end()) {
+                        return ShardEnd::Done;
+                    }
+                    if s.held_by_other(leases.node()) {
+                        // Held elsewhere: nothing to take, nor to defer.
+                        free_since = None;
+                    }
+                }
+                let defer = leases.at_share()
+                    && free_since.get_or_insert_with(Instant::now).elapsed() < leases.ttl() * 2;
+                if defer {
+                    Ok(None)
+                } else {
+                    leases.try_take(&key, current).await
+                }
             }
-            let now = chrono::Utc::now().timestamp_millis();
-            if !s.owner.is_empty() && s.owner != leases.node() && s.expires_ms > now {
-                // Held elsewhere: nothing to take, nor to defer.
-                free_since = None;
-            }
-        }
-        let defer = leases.at_share()
-            && free_since.get_or_insert_with(Instant::now).elapsed() < leases.ttl() * 2;
-        let taken = if defer {
-            Ok(None)
-        } else {
-            leases.try_acquire(&key).await
+            Err(e) => Err(e),
         };
         match taken {
             Ok(Some(lease)) => {

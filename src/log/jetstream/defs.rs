@@ -28,21 +28,7 @@ impl Defs {
         bucket: &str,
         description: &str,
     ) -> Result<Defs, String> {
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_string(),
-                    description: description.to_string(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?,
-        };
-        wait_answering(&kv, bucket).await?;
+        let kv = open_bucket(js, replicas, bucket, description).await?;
         Ok(Defs {
             kv,
             bucket: bucket.to_string(),
@@ -126,9 +112,35 @@ impl Defs {
     }
 }
 
+/// Opens (creating if needed) a key-value bucket of single values,
+/// replicated as the logs are, and waits until it answers.
+pub(crate) async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    replicas: usize,
+    bucket: &str,
+    description: &str,
+) -> Result<kv::Store, String> {
+    let kv = match js.get_key_value(bucket).await {
+        Ok(kv) => kv,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: bucket.to_string(),
+                description: description.to_string(),
+                history: 1,
+                num_replicas: replicas,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?,
+    };
+    wait_answering(&kv, bucket).await?;
+    Ok(kv)
+}
+
 /// Waits until a bucket just opened answers reads: a new replicated
 /// bucket has no leader for a moment.
-pub(crate) async fn wait_answering(kv: &kv::Store, bucket: &str) -> Result<(), String> {
+async fn wait_answering(kv: &kv::Store, bucket: &str) -> Result<(), String> {
     let started = std::time::Instant::now();
     loop {
         match kv.get("hydrant-probe").await {

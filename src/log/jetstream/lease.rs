@@ -34,6 +34,18 @@ pub struct LeaseState {
     pub offset: Option<u64>,
 }
 
+impl LeaseState {
+    /// Whether some node holds the lease now.
+    pub fn is_held(&self) -> bool {
+        !self.owner.is_empty() && self.expires_ms > now_ms()
+    }
+
+    /// Whether a node other than `node` holds the lease now.
+    pub fn held_by_other(&self, node: &str) -> bool {
+        self.is_held() && self.owner != node
+    }
+}
+
 /// Why a lease write did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -93,21 +105,13 @@ impl Leases {
         node: &str,
         ttl: Duration,
     ) -> Result<Leases, String> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.to_string(),
-                    description: "Hydrant delivery leases and checkpoints".to_string(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create the lease bucket {BUCKET}: {e}"))?,
-        };
-        super::defs::wait_answering(&kv, BUCKET).await?;
+        let kv = super::defs::open_bucket(
+            js,
+            replicas,
+            BUCKET,
+            "Hydrant delivery leases and checkpoints",
+        )
+        .await?;
         Ok(Leases {
             kv,
             node: node.to_string(),
@@ -153,11 +157,20 @@ impl Leases {
     /// node's; None if another node holds it.
     pub async fn try_acquire(self: &Arc<Self>, key: &str) -> Result<Option<Lease>, LeaseError> {
         let current = self.peek(key).await?;
+        self.try_take(key, current).await
+    }
+
+    /// [`Self::try_acquire`] from the key's state and revision as just read
+    /// ([`Self::peek`]); the write is refused if it changed since.
+    pub async fn try_take(
+        self: &Arc<Self>,
+        key: &str,
+        current: Option<(LeaseState, u64)>,
+    ) -> Result<Option<Lease>, LeaseError> {
         let offset = current.as_ref().and_then(|(s, _)| s.offset);
-        if let Some((s, _)) = &current
-            && !s.owner.is_empty()
-            && s.owner != self.node
-            && s.expires_ms > now_ms()
+        if current
+            .as_ref()
+            .is_some_and(|(s, _)| s.held_by_other(&self.node))
         {
             return Ok(None);
         }
@@ -260,12 +273,11 @@ impl Leases {
 
     /// How many leases under `prefix` some node holds now.
     pub async fn held(&self, prefix: &str) -> Result<usize, LeaseError> {
-        let now = now_ms();
         Ok(self
             .all()
             .await?
             .into_iter()
-            .filter(|(k, s)| k.starts_with(prefix) && !s.owner.is_empty() && s.expires_ms > now)
+            .filter(|(k, s)| k.starts_with(prefix) && s.is_held())
             .count())
     }
 

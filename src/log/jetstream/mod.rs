@@ -241,7 +241,7 @@ impl Cluster {
                             "seen_ms_ago": (now - (s.expires_ms - self.leases.ttl().as_millis() as i64)).max(0),
                         }));
                     } else if let Some(lease) = key.strip_prefix("lease.") {
-                        let held = !s.owner.is_empty() && s.expires_ms > now;
+                        let held = s.is_held();
                         leases.push(json!({
                             "lease": lease,
                             "owner": if held { Some(s.owner) } else { None },

@@ -80,7 +80,7 @@ async fn measure(
 ) -> anyhow::Result<(Vec<Call>, Split, Vec<String>)> {
     let create = json!({ "StreamName": STREAM, "ShardCount": args.shards });
     kinesis_call(http, url, "CreateStream", create.to_string()).await?;
-    let bodies = Arc::new(put_bodies(args, STREAM));
+    let bodies = Arc::new(put_bodies(STREAM, args.records_per_call, args.record_bytes));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let (h, u, e) = (http.clone(), url.to_string(), errors.clone());
     let secs = Duration::from_secs(args.split.split_secs);
