@@ -73,6 +73,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Work with the Iceberg tables streams deliver into.
+    Iceberg {
+        #[command(subcommand)]
+        command: IcebergCommand,
+    },
     /// Work with WebAssembly transforms.
     Transform {
         #[command(subcommand)]
@@ -82,6 +87,34 @@ enum Command {
     Validate {
         /// The YAML config file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IcebergCommand {
+    /// List the files in a table's directory that no snapshot references
+    /// (written for a commit that never happened, or referenced only by
+    /// expired snapshots) and delete them.
+    CleanOrphans {
+        /// The daemon's config file (its catalogs and streams).
+        #[arg(short, long, env = "HYDRANT_CONFIG")]
+        config: Option<PathBuf>,
+        /// The table of this stream's iceberg destination.
+        #[arg(long, conflicts_with = "table")]
+        stream: Option<String>,
+        /// The table as NAMESPACE.TABLE, in `--catalog`.
+        #[arg(long)]
+        table: Option<String>,
+        /// The catalog of `--table`.
+        #[arg(long, default_value = "hydrant")]
+        catalog: String,
+        /// Only files last written longer ago than this are orphans: a
+        /// running daemon's files wait for their commit.
+        #[arg(long, default_value_t = 86_400)]
+        older_than_secs: u64,
+        /// List them, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -474,6 +507,25 @@ fn main() -> ExitCode {
             "transform test",
             transform_test(wasm, input, config, timeout_ms, memory_mb_max),
         ),
+        Command::Iceberg {
+            command:
+                IcebergCommand::CleanOrphans {
+                    config,
+                    stream,
+                    table,
+                    catalog,
+                    older_than_secs,
+                    dry_run,
+                },
+        } => exit_code(
+            "iceberg clean-orphans",
+            clean_orphans_cmd(
+                config,
+                (stream, table, catalog),
+                std::time::Duration::from_secs(older_than_secs),
+                dry_run,
+            ),
+        ),
         Command::Validate { file } => validate_cmd(file),
         Command::Run { config, listen } => run_cmd(config, listen, &cli.log_format),
     }
@@ -488,6 +540,64 @@ fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `hydrant iceberg clean-orphans`: prints each orphan (`LOCATION BYTES`)
+/// and what was done.
+fn clean_orphans_cmd(
+    config: Option<PathBuf>,
+    (stream, table, catalog): (Option<String>, Option<String>, String),
+    older_than: std::time::Duration,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let c = match &config {
+        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Config::embedded_default().map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let (cat, ns, name) = match (stream, table) {
+        (Some(s), _) => {
+            let sc = c
+                .streams
+                .get(&s)
+                .ok_or_else(|| anyhow::anyhow!("no stream `{s}` in the config"))?;
+            let hydrant::config::Destination::Iceberg(i) = &sc.destination else {
+                anyhow::bail!("stream `{s}` does not deliver to an iceberg table");
+            };
+            (i.catalog.clone(), i.namespace.clone(), i.table.clone())
+        }
+        (None, Some(t)) => {
+            let (ns, name) = t
+                .split_once('.')
+                .ok_or_else(|| anyhow::anyhow!("--table is NAMESPACE.TABLE"))?;
+            let cat = c
+                .iceberg_catalogs
+                .get(&catalog)
+                .ok_or_else(|| anyhow::anyhow!("no catalog `{catalog}` in the config"))?;
+            (cat.clone(), ns.to_string(), name.to_string())
+        }
+        (None, None) => anyhow::bail!("name the table: --stream NAME or --table NAMESPACE.TABLE"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let orphans = rt
+        .block_on(hydrant::sink::iceberg::orphans::clean(
+            &cat,
+            (&ns, &name),
+            older_than,
+            dry_run,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes: u64 = orphans.iter().map(|o| o.bytes).sum();
+    for o in &orphans {
+        println!("{} {}", o.location, o.bytes);
+    }
+    let verb = if dry_run { "found" } else { "deleted" };
+    println!(
+        "{verb} {} orphan files ({bytes} bytes) in {ns}.{name}",
+        orphans.len()
+    );
+    Ok(())
 }
 
 fn validate_cmd(file: PathBuf) -> ExitCode {

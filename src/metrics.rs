@@ -54,6 +54,89 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, std::f64::consts::SQRT_2, 32))
 }
 
+/// An Iceberg table, as `namespace.table` of its catalog.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    pub catalog: String,
+    pub table: String,
+}
+
+/// Iceberg destinations: commits and what they added, per table.
+#[derive(Clone)]
+pub struct IcebergMetrics {
+    pub commits: Family<TableLabel, Counter>,
+    pub commit_failures: Family<TableLabel, Counter>,
+    pub commit_seconds: Family<TableLabel, Histogram, fn() -> Histogram>,
+    pub committed_files: Family<TableLabel, Counter>,
+    pub committed_bytes: Family<TableLabel, Counter>,
+    pub committed_records: Family<TableLabel, Counter>,
+    pub snapshots: Family<TableLabel, Gauge>,
+    pub abandoned_files: Family<TableLabel, Counter>,
+}
+
+impl Default for IcebergMetrics {
+    fn default() -> Self {
+        IcebergMetrics {
+            commits: Family::default(),
+            commit_failures: Family::default(),
+            commit_seconds: Family::new_with_constructor(latency_histogram),
+            committed_files: Family::default(),
+            committed_bytes: Family::default(),
+            committed_records: Family::default(),
+            snapshots: Family::default(),
+            abandoned_files: Family::default(),
+        }
+    }
+}
+
+impl IcebergMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "iceberg_commits",
+            "Commits (snapshots) made to an Iceberg table",
+            self.commits.clone(),
+        );
+        registry.register(
+            "iceberg_commit_failures",
+            "Commit attempts that failed or whose outcome was unknown (retried)",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "iceberg_commit_seconds",
+            "Time from a commit's start to its confirmation",
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "iceberg_committed_files",
+            "Data files added by commits",
+            self.committed_files.clone(),
+        );
+        registry.register(
+            "iceberg_committed_bytes",
+            "Bytes of the data files added by commits",
+            self.committed_bytes.clone(),
+        );
+        registry.register(
+            "iceberg_committed_records",
+            "Records in the data files added by commits",
+            self.committed_records.clone(),
+        );
+        registry.register(
+            "iceberg_snapshots",
+            "Snapshots the table keeps, after the last commit and expiry",
+            self.snapshots.clone(),
+        );
+        registry.register("iceberg_abandoned_files", "Data files written but never committed (orphans until `hydrant iceberg clean-orphans`)", self.abandoned_files.clone());
+    }
+
+    pub fn table(catalog: &str, table: &str) -> TableLabel {
+        TableLabel {
+            catalog: catalog.to_string(),
+            table: table.to_string(),
+        }
+    }
+}
+
 /// All metrics of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -90,6 +173,7 @@ pub struct Metrics {
     pub kinesis_subscription_millis_behind: Family<ConsumerShardLabel, Gauge>,
     pub kpl_user_records: Family<StreamLabel, Counter>,
     pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
+    pub iceberg: IcebergMetrics,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -140,6 +224,7 @@ impl Metrics {
             kinesis_subscription_millis_behind: Family::default(),
             kpl_user_records: Family::default(),
             kpl_corrupt_aggregates: Family::default(),
+            iceberg: IcebergMetrics::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -152,6 +237,7 @@ impl Metrics {
         m.register_delivery(&mut registry);
         m.register_shards(&mut registry);
         m.register_transform(&mut registry);
+        m.iceberg.register(&mut registry);
         m.process_start_time_seconds
             .set(chrono::Utc::now().timestamp());
         m.register_process(&mut registry);

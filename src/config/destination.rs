@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::raw::RawDestination;
 use super::store::{StoreConfig, s3_destination_store};
-use super::{ConfigError, HttpDestination, PostgresDestination, err};
+use super::{ConfigError, HttpDestination, IcebergDestination, PostgresDestination, err};
 use crate::aws;
 use crate::route::keys::{self, KeyContext, KeyTemplate, PrefixKind};
 
@@ -16,6 +16,7 @@ pub enum Destination {
     Object(ObjectDestination),
     Http(HttpDestination),
     Postgres(PostgresDestination),
+    Iceberg(Box<IcebergDestination>),
 }
 
 impl Destination {
@@ -25,6 +26,7 @@ impl Destination {
             Destination::Object(o) => o.kind,
             Destination::Http(_) => "http",
             Destination::Postgres(_) => "postgres",
+            Destination::Iceberg(_) => "iceberg",
         }
     }
 }

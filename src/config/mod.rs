@@ -14,6 +14,7 @@ mod encoding;
 mod env;
 pub mod firehose;
 mod http;
+pub mod iceberg;
 mod kinesis;
 mod limits;
 mod partitioning;
@@ -34,6 +35,7 @@ pub use cluster::ClusterConfig;
 pub use destination::{Backup, BackupMode, Destination, ObjectDestination};
 pub use env::interpolate_env;
 pub use http::HttpDestination;
+pub use iceberg::{IcebergCatalog, IcebergDestination};
 pub use kinesis::{KinesisOptions, KinesisStreamConfig};
 pub use limits::Limits;
 pub use postgres::{ColumnMap, ColumnMapping, PostgresDestination, PostgresTls};
@@ -92,6 +94,8 @@ pub struct Config {
     pub kinesis: KinesisOptions,
     /// Cluster mode: the logs and shared state in NATS JetStream.
     pub cluster: Option<ClusterConfig>,
+    /// Iceberg catalogs by name, the default `hydrant` among them.
+    pub iceberg_catalogs: BTreeMap<String, IcebergCatalog>,
     pub streams: BTreeMap<String, StreamConfig>,
 }
 
@@ -216,6 +220,9 @@ impl Config {
         if self.cluster != other.cluster {
             out.push("cluster");
         }
+        if self.iceberg_catalogs != other.iceberg_catalogs {
+            out.push("iceberg");
+        }
         out
     }
 }
@@ -269,6 +276,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     };
     let kinesis = kinesis::kinesis(&mut errors, raw.kinesis.unwrap_or_default());
     let cluster = raw.cluster.and_then(|c| cluster::cluster(&mut errors, c));
+    let iceberg_catalogs = iceberg::catalogs(&mut errors, raw.iceberg, &data_dir, &object_store);
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
@@ -278,9 +286,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                 "a stream name is 1 to 64 characters of letters, digits, `_`, `.` and `-`",
             ));
         }
-        if let Some(sc) =
-            stream::stream_config(&mut errors, &path, &name, s, &object_store, &data_dir)
-        {
+        if let Some(sc) = stream::stream_config(
+            &mut errors,
+            &path,
+            &name,
+            s,
+            &stream::Defaults {
+                store: &object_store,
+                data_dir: &data_dir,
+                catalogs: &iceberg_catalogs,
+            },
+        ) {
             streams.insert(name, sc);
         }
     }
@@ -298,6 +314,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         object_store,
         kinesis,
         cluster,
+        iceberg_catalogs,
         streams,
     })
 }

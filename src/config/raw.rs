@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub object_store: Option<RawStore>,
     pub kinesis: Option<RawKinesis>,
     pub cluster: Option<RawCluster>,
+    pub iceberg: Option<RawIceberg>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawStream>,
 }
@@ -264,6 +265,22 @@ pub struct RawDestination {
     pub pool_max: Option<usize>,
     /// postgres: TLS to the server.
     pub tls: Option<RawTls>,
+    /// iceberg: the catalog's name under `iceberg.catalogs` (default `hydrant`).
+    pub catalog: Option<String>,
+    /// iceberg: the table's namespace (Firehose's database).
+    pub namespace: Option<String>,
+    /// iceberg: partition transforms, `day(ts)`, `bucket(16, user_id)`, ...
+    pub partition_by: Option<Vec<String>>,
+    /// iceberg: create the table from the declared schema if it is missing.
+    pub create_table: Option<bool>,
+    /// iceberg: how often pending data files are committed.
+    pub commit_interval_secs: Option<u64>,
+    /// iceberg: a data file is rolled over at this size.
+    pub file_size_mb: Option<u64>,
+    /// iceberg: batches of a shard written and waiting for their commit.
+    pub batches_awaiting_commit_max: Option<usize>,
+    /// iceberg: which snapshots are kept.
+    pub snapshots: Option<RawSnapshots>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,4 +327,35 @@ pub struct RawNats {
     pub password: Option<String>,
     pub token: Option<String>,
     pub tls_ca_file: Option<String>,
+}
+
+/// `iceberg`: the catalogs Iceberg destinations name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIceberg {
+    #[serde(default)]
+    pub catalogs: BTreeMap<String, RawCatalog>,
+}
+
+/// `iceberg.catalogs.NAME`: an Iceberg catalog and its warehouse.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    /// sql (the JDBC layout, on SQLite or PostgreSQL).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// sqlite:///path/catalog.db | postgresql://user:password@host/db
+    pub uri: String,
+    /// s3://bucket/prefix, file:///dir or a directory.
+    pub warehouse: String,
+    /// The S3 store of an s3:// warehouse (default: `object_store`).
+    pub store: Option<RawStore>,
+}
+
+/// `destination.snapshots` of an iceberg destination.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnapshots {
+    pub max_age_hours: Option<u64>,
+    pub keep_min: Option<usize>,
 }

@@ -12,13 +12,17 @@ use super::destination::{
 };
 use super::raw::{RawBackup, RawBuffering, RawDestination, RawPartitioning, RawStream};
 use super::store::StoreConfig;
-use super::{ConfigError, encoding, err, http, partitioning, postgres, range_check, transform};
+use super::{
+    ConfigError, IcebergCatalog, encoding, err, http, iceberg, partitioning, postgres, range_check,
+    transform,
+};
 use crate::aws;
 use crate::encode::encrypt::Encryption;
 use crate::encode::{Compression, EncodeOptions, Encoding};
 use crate::route::keys::{self, KeyContext};
 use crate::route::partition::Partitioner;
 use crate::transform::TransformConfig;
+use std::collections::BTreeMap;
 
 /// Where a delivery stream's records come from.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -85,15 +89,23 @@ pub(crate) const BUFFER_INTERVAL_SECS: (u64, u64) = (0, 900);
 /// (Firehose's `DurationInSeconds`).
 pub(crate) const RETRY_DURATION_SECS: (u64, u64) = (0, 7200);
 
+/// What a stream falls back on: the default object store, the data
+/// directory, the Iceberg catalogs.
+pub(crate) struct Defaults<'a> {
+    pub store: &'a StoreConfig,
+    pub data_dir: &'a Path,
+    pub catalogs: &'a BTreeMap<String, IcebergCatalog>,
+}
+
 /// Validates one stream of the `streams` map.
 pub(super) fn stream_config(
     errors: &mut Vec<ConfigError>,
     path: &str,
     name: &str,
     mut s: RawStream,
-    default_store: &StoreConfig,
-    data_dir: &Path,
+    defaults: &Defaults<'_>,
 ) -> Option<StreamConfig> {
+    let (default_store, data_dir) = (defaults.store, defaults.data_dir);
     let source = source(errors, path, &s);
     let shards = range_check(
         errors,
@@ -136,7 +148,17 @@ pub(super) fn stream_config(
         query_keys: partition_keys.as_deref(),
         transform: transform.is_some(),
     };
-    let destination = destination(errors, path, d, size_mb, default_store, key_ctx)?;
+    let destination = match d.kind.as_str() {
+        "iceberg" => Destination::Iceberg(Box::new(iceberg::iceberg_destination(
+            errors,
+            &format!("{path}.destination"),
+            name,
+            &d,
+            &format.encoding,
+            defaults.catalogs,
+        )?)),
+        _ => destination(errors, path, d, size_mb, default_store, key_ctx)?,
+    };
     format.check_destination(errors, path, &destination);
     let error_output = match (s.error_output, &destination) {
         (Some(e), _) => error_output(errors, &format!("{path}.error_output"), e, default_store)?,
@@ -207,10 +229,12 @@ fn object_format(errors: &mut Vec<ConfigError>, path: &str, s: &mut RawStream) -
 impl ObjectFormat {
     /// Parquet and encryption are for objects: refused for http and postgres.
     fn check_destination(&self, errors: &mut Vec<ConfigError>, path: &str, d: &Destination) {
-        if matches!(self.encoding, Encoding::Parquet(_)) && !matches!(d, Destination::Object(_)) {
+        if matches!(self.encoding, Encoding::Parquet(_))
+            && !matches!(d, Destination::Object(_) | Destination::Iceberg(_))
+        {
             errors.push(err(
                 format!("{path}.encoding.format"),
-                "parquet applies only to s3 and file destinations",
+                "parquet applies only to s3, file and iceberg destinations",
             ));
         }
         if self.encryption.is_some() && !matches!(d, Destination::Object(_)) {
@@ -237,7 +261,7 @@ fn stream_partitioning(
             Some(partitioning::transform_keys_only(o, size_mb))
         }
         (None, _) => None,
-        (Some(_), Destination::Http(_) | Destination::Postgres(_)) => {
+        (Some(_), Destination::Http(_) | Destination::Postgres(_) | Destination::Iceberg(_)) => {
             errors.push(err(
                 format!("{path}.dynamic_partitioning"),
                 "applies only to s3 and file destinations",

@@ -195,6 +195,7 @@ pub(crate) async fn background<T: Send + 'static>(
 
 /// A running delivery: one task per shard.
 pub struct Delivery {
+    sink: Arc<dyn Sink>,
     drain: CancellationToken,
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -202,6 +203,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn start(ctx: Arc<StreamContext>) -> Delivery {
+        let sink = ctx.sink.clone();
         let drain = CancellationToken::new();
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -223,7 +225,12 @@ impl Delivery {
                 }
             }
         }
-        Delivery { drain, stop, tasks }
+        Delivery {
+            sink,
+            drain,
+            stop,
+            tasks,
+        }
     }
 
     /// Flushes every open batch and delivers every durable record, then
@@ -231,6 +238,7 @@ impl Delivery {
     /// the log and is delivered after restart). True if everything drained.
     pub async fn shutdown(mut self, deadline: Duration) -> bool {
         self.drain.cancel();
+        self.sink.flush();
         let drained = tokio::time::timeout(deadline, async {
             while self.tasks.join_next().await.is_some() {}
         })

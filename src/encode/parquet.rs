@@ -216,6 +216,21 @@ fn decode_chunk(
     decode(d, good.into_iter())
 }
 
+/// The Parquet writer's settings: compression, dictionary, row groups.
+pub fn writer_properties(opts: &ParquetOptions) -> WriterProperties {
+    let compression = match opts.compression.as_str() {
+        "none" => PqCompression::UNCOMPRESSED,
+        "gzip" => PqCompression::GZIP(GzipLevel::default()),
+        "zstd" => PqCompression::ZSTD(ZstdLevel::default()),
+        _ => PqCompression::SNAPPY,
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_dictionary_enabled(opts.dictionary)
+        .set_max_row_group_row_count(Some(opts.row_group_rows))
+        .build()
+}
+
 /// Writes the records that fit the schema as one Parquet file into `out`;
 /// returns the writer and the rejected records (index, reason).
 pub fn write<W: Write + Send>(
@@ -223,30 +238,33 @@ pub fn write<W: Write + Send>(
     opts: &ParquetOptions,
     out: W,
 ) -> std::io::Result<(W, Vec<(usize, String)>)> {
-    let compression = match opts.compression.as_str() {
-        "none" => PqCompression::UNCOMPRESSED,
-        "gzip" => PqCompression::GZIP(GzipLevel::default()),
-        "zstd" => PqCompression::ZSTD(ZstdLevel::default()),
-        _ => PqCompression::SNAPPY,
-    };
-    let props = WriterProperties::builder()
-        .set_compression(compression)
-        .set_dictionary_enabled(opts.dictionary)
-        .set_max_row_group_row_count(Some(opts.row_group_rows))
-        .build();
+    let props = writer_properties(opts);
     let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
         .map_err(std::io::Error::other)?;
-    let mut rejected = Vec::new();
-    let mut d = decoder(&opts.schema, DECODE_ROWS).map_err(std::io::Error::other)?;
-    for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
-        let batch = decode_chunk(&opts.schema, &mut d, chunk, n * DECODE_ROWS, &mut rejected)
-            .map_err(std::io::Error::other)?;
-        if let Some(b) = batch {
-            w.write(&b).map_err(std::io::Error::other)?;
-        }
-    }
+    let rejected = decode_chunks(records, &opts.schema, |b| {
+        w.write(&b).map_err(|e| e.to_string())
+    })
+    .map_err(std::io::Error::other)?;
     let out = w.into_inner().map_err(std::io::Error::other)?;
     Ok((out, rejected))
+}
+
+/// Decodes `records` into `schema` a chunk at a time, handing each chunk's
+/// rows to `each`; returns the records that do not fit (index, reason).
+/// An error from `each`, or a schema the decoder cannot take, ends it.
+pub fn decode_chunks(
+    records: &[Record],
+    schema: &SchemaRef,
+    mut each: impl FnMut(RecordBatch) -> Result<(), String>,
+) -> Result<Vec<(usize, String)>, String> {
+    let mut rejected = Vec::new();
+    let mut d = decoder(schema, DECODE_ROWS)?;
+    for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
+        if let Some(b) = decode_chunk(schema, &mut d, chunk, n * DECODE_ROWS, &mut rejected)? {
+            each(b)?;
+        }
+    }
+    Ok(rejected)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! stored: the delivery stage moves the checkpoint on that answer alone.
 
 pub mod http;
+pub mod iceberg;
 pub mod object;
 pub mod postgres;
 pub mod retry;
@@ -55,15 +56,54 @@ pub struct Delivered {
     /// row violating a constraint): (index into `Batch::records`, reason).
     /// They go to the error output; retrying cannot help them.
     pub rejected: Vec<(usize, String)>,
+    /// The error output type of `rejected` when it is not the
+    /// destination's own failure (`format-conversion-failed`).
+    pub rejected_type: Option<&'static str>,
+    /// For a destination that commits many batches at once (Iceberg): the
+    /// batch is written and waits for its commit, which this resolves to.
+    /// The batch is delivered only when it resolves Ok.
+    pub pending: Option<Pending>,
+}
+
+/// A batch written and waiting for the commit that makes it visible.
+pub struct Pending(pub futures::future::BoxFuture<'static, Result<(), PendingError>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+/// Why a written batch was not committed.
+#[derive(Debug)]
+pub enum PendingError {
+    /// Part of it is in the destination already (written by another
+    /// writer meanwhile): deliver it again, and what is already there is
+    /// left out.
+    Replay(String),
+    /// The commit failed until the retry window closed, and the
+    /// destination was seen not to hold the batch.
+    Failed(SinkError),
 }
 
 /// The sink that delivers to `destination`.
-pub fn build(destination: &Destination) -> Result<Arc<dyn Sink>, SinkError> {
+pub fn build(destination: &Destination, stream: &Stream<'_>) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match destination {
         Destination::Object(d) => object(d)?,
         Destination::Http(h) => Arc::new(http::HttpSink::new(h)?),
         Destination::Postgres(p) => Arc::new(postgres::PostgresSink::new(p)?),
+        Destination::Iceberg(i) => Arc::new(iceberg::IcebergSink::new(i, stream)),
     })
+}
+
+/// What a sink knows of the stream it delivers for.
+pub struct Stream<'a> {
+    pub name: &'a str,
+    /// How long a commit is retried before its batch goes to the error output.
+    pub retry_duration: std::time::Duration,
+    /// This node, as writers name themselves (commit summaries).
+    pub writer_id: &'a str,
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// The sink that stores objects in `destination`'s bucket: a stream's
@@ -80,4 +120,8 @@ pub trait Sink: Send + Sync + 'static {
 
     /// What this sink writes to, for logs and errors (`s3://bucket`).
     fn describe(&self) -> String;
+
+    /// The stream is draining: commit what waits for a commit now, and
+    /// from now on at once.
+    fn flush(&self) {}
 }

@@ -84,6 +84,12 @@ impl ObjectSink {
         }
     }
 
+    /// The store client itself, for a destination that lays out its own
+    /// objects (an Iceberg warehouse).
+    pub fn client(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// Writes `body` at `key`, for the error output and other direct writes.
     pub async fn put(&self, key: &str, body: bytes::Bytes) -> Result<(), SinkError> {
         let path = ObjectPath::parse(key).map_err(|e| SinkError {

@@ -463,7 +463,10 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| transient(format!("commit failed: {}", db_message(&e))))?;
         rejected.sort_by_key(|(i, _)| *i);
-        Ok(Delivered { rejected })
+        Ok(Delivered {
+            rejected,
+            ..Delivered::default()
+        })
     }
 
     fn describe(&self) -> String {

@@ -200,7 +200,20 @@ impl Registry {
             ),
         };
         let errors = sink::object(&config.error_output).map_err(|e| fail(e.message))?;
-        let destination = sink::build(&config.destination).map_err(|e| fail(e.message))?;
+        let writer_id = match &self.cluster {
+            Some(c) => c.node_id.clone(),
+            None => "local".to_string(),
+        };
+        let destination = sink::build(
+            &config.destination,
+            &sink::Stream {
+                name: &name,
+                retry_duration: config.retry_duration,
+                writer_id: &writer_id,
+                metrics: &self.metrics,
+            },
+        )
+        .map_err(|e| fail(e.message))?;
         let backup = match &config.backup {
             Some(b) => Some(sink::object(&b.target).map_err(|e| fail(e.message))?),
             None => None,

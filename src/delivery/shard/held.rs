@@ -50,6 +50,15 @@ impl Held {
         }
     }
 
+    /// What to keep of a batch once delivered but not yet confirmed (its
+    /// commit awaited): as after encoding.
+    pub(super) fn shrink(self, ctx: &StreamContext) -> Held {
+        match self {
+            Held::Frames(f) => Held::after_encoding(ctx, f),
+            held => held,
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         match self {
             Held::Frames(f) => f.len(),

@@ -39,7 +39,7 @@ use crate::metrics::{Metrics, ShardLabel};
 use crate::route::partition::Partitioner;
 use checkpoint::complete;
 use read::ReadBuffers;
-use upload::Uploading;
+use upload::{Uploading, Waiting};
 
 /// How a shard's delivery ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,10 @@ struct ShardLoop<'a> {
     inflight_firsts: BTreeMap<Uploading, i64>,
     uploads_started: u64,
     uploads_max: usize,
+    /// Uploads written and waiting for their destination's commit
+    /// (Iceberg): they hold no upload slot, at most `awaiting_max` of them.
+    waiting: Waiting,
+    awaiting_max: usize,
     draining: bool,
     shard_label: ShardLabel,
     /// Object destinations encode each batch: a batch leaves the batcher
@@ -166,6 +170,11 @@ impl<'a> ShardLoop<'a> {
             inflight_firsts: BTreeMap::new(),
             uploads_started: 0,
             uploads_max: ctx.config.uploads_in_flight_max,
+            waiting: Waiting::default(),
+            awaiting_max: match &ctx.config.destination {
+                Destination::Iceberg(i) => i.awaiting_commit_max,
+                _ => 0,
+            },
             draining: false,
             shard_label: Metrics::shard(&stream, shard),
             encodes: matches!(ctx.config.destination, Destination::Object(_)),
@@ -192,7 +201,7 @@ impl<'a> ShardLoop<'a> {
             let waiting_for_slot = self.encodes
                 && self.slot.is_none()
                 && self.batcher.has_ready()
-                && self.inflight.len() < self.uploads_max;
+                && self.has_upload_room();
             self.collect_finished().await;
             self.report_oldest_pending();
             if self.stop.is_cancelled() {
@@ -206,10 +215,7 @@ impl<'a> ShardLoop<'a> {
                 self.draining = true;
             }
 
-            if self.read_pos < end
-                && !self.batcher.has_ready()
-                && self.inflight.len() < self.uploads_max
-            {
+            if self.read_pos < end && !self.batcher.has_ready() && self.has_upload_room() {
                 if self.read().await.is_break() {
                     break;
                 }
@@ -220,10 +226,7 @@ impl<'a> ShardLoop<'a> {
                 if self.batcher.is_empty() && self.inflight.is_empty() {
                     break;
                 }
-                if self.batcher.has_ready()
-                    && self.inflight.len() < self.uploads_max
-                    && !waiting_for_slot
-                {
+                if self.batcher.has_ready() && self.has_upload_room() && !waiting_for_slot {
                     continue;
                 }
             }
@@ -246,6 +249,15 @@ impl<'a> ShardLoop<'a> {
         } else {
             ShardEnd::Stopped
         }
+    }
+
+    /// Whether another upload may start: fewer than `uploads_max` are
+    /// uploading, not counting those waiting for a commit, which are
+    /// bounded on their own.
+    fn has_upload_room(&self) -> bool {
+        let waiting = self.waiting.count().min(self.awaiting_max);
+        self.inflight.len().saturating_sub(waiting) < self.uploads_max
+            && self.inflight.len() < self.uploads_max + self.awaiting_max
     }
 
     /// Publishes the arrival of the oldest record read but not yet delivered
@@ -290,6 +302,7 @@ impl<'a> ShardLoop<'a> {
                 }
             }
             _ = self.drain.cancelled(), if !self.draining => self.draining = true,
+            _ = self.waiting.started(), if self.awaiting_max > 0 => {}
             _ = sleep_until_opt(deadline), if deadline.is_some() => self.batcher.tick(Instant::now()),
             r = self.durable.changed(), if !self.draining && self.read_pos >= end => {
                 if r.is_err() {

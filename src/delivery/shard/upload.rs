@@ -23,7 +23,7 @@ use crate::metrics::{DestinationLabel, Metrics};
 use crate::record::Record;
 use crate::route::keys::{finish_partition, object_name};
 use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
-use crate::sink::{Batch, Delivered, SinkError};
+use crate::sink::{Batch, Delivered, PendingError, SinkError};
 use md5::{Digest, Md5};
 
 /// An uploading batch: its first offset, and the order uploads started in,
@@ -62,7 +62,7 @@ impl ShardLoop<'_> {
                     self.shard,
                     ready,
                     self.slot.take(),
-                    self.stop.clone(),
+                    (self.stop.clone(), self.waiting.clone()),
                 );
                 self.inflight.spawn(async move { (id, task.await) });
             }
@@ -79,7 +79,7 @@ async fn upload(
     shard: u32,
     ready: Ready,
     encoder: Option<OwnedSemaphorePermit>,
-    stop: CancellationToken,
+    (stop, waiting): (CancellationToken, Waiting),
 ) -> bool {
     let cfg = &ctx.config;
     let (records, route) = ready.into_parts();
@@ -128,21 +128,80 @@ async fn upload(
     };
     let kind = cfg.destination.kind();
     let label = Metrics::destination(&cfg.name, kind);
-    let outcome = up.deliver(&out, &label).await;
     // Firehose's name where it has one.
     let failed_type = match kind {
         "http" => "http-endpoint-failed".to_string(),
         k => format!("{k}-failed"),
     };
-    match outcome {
-        Outcome::Delivered { attempts, value } => {
-            up.delivered(out, attempts, value, &failed_type, &label)
-                .await
+    let mut out = out;
+    loop {
+        let (attempts, mut value) = match up.deliver(&out, &label).await {
+            Outcome::Delivered { attempts, value } => (attempts, value),
+            Outcome::GaveUp { attempts, error } => {
+                return up.gave_up(out, attempts, error, &failed_type, &label).await;
+            }
+            Outcome::Cancelled => return false,
+        };
+        let Some(pending) = value.pending.take() else {
+            return up
+                .delivered(out, attempts, value, &failed_type, &label)
+                .await;
+        };
+        // Written; only the commit is awaited, holding as little as can be.
+        out.records = out.records.shrink(&ctx);
+        let committed = tokio::select! {
+            _ = stop.cancelled() => return false,
+            r = waiting.wait(pending.0) => r,
+        };
+        match committed {
+            Ok(()) => {
+                return up
+                    .delivered(out, attempts, value, &failed_type, &label)
+                    .await;
+            }
+            Err(PendingError::Failed(error)) => {
+                return up.gave_up(out, attempts, error, &failed_type, &label).await;
+            }
+            Err(PendingError::Replay(why)) => {
+                tracing::info!(stream = cfg.name, shard, first, last, reason = %why, "delivering the batch again");
+                let Some(records) = out.records.frames(&ctx, shard, &stop).await else {
+                    return false;
+                };
+                out.records = Held::Frames(records);
+            }
         }
-        Outcome::GaveUp { attempts, error } => {
-            up.gave_up(out, attempts, error, &failed_type, &label).await
+    }
+}
+
+/// The uploads of a shard that are written and wait for their commit.
+#[derive(Clone, Default)]
+pub(super) struct Waiting {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    started: Arc<tokio::sync::Notify>,
+}
+
+impl Waiting {
+    pub(super) fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves when an upload started waiting (its slot is free).
+    pub(super) async fn started(&self) {
+        self.started.notified().await
+    }
+
+    /// Awaits `commit`, counted as waiting meanwhile.
+    async fn wait<T>(&self, commit: impl std::future::Future<Output = T>) -> T {
+        struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
         }
-        Outcome::Cancelled => false,
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _counted = Counted(&self.count);
+        self.started.notify_one();
+        commit.await
     }
 }
 
@@ -351,6 +410,7 @@ impl Upload<'_> {
             key,
             format_refused,
         } = out;
+        let failed_type = value.rejected_type.unwrap_or(failed_type);
         let m = &ctx.metrics;
         let accepted = records.len() - value.rejected.len() - format_refused.len();
         m.delivery_success.get_or_create(label).inc();

@@ -108,6 +108,7 @@ fn description(entry: &StreamEntry) -> Value {
         Destination::Postgres(p) => {
             json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
         }
+        Destination::Iceberg(i) => iceberg_description(c, i),
     };
     let mut dest = json!({ "DestinationId": "destinationId-000000000001" });
     if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
@@ -139,6 +140,38 @@ fn description(entry: &StreamEntry) -> Value {
         "Source": source,
         "Destinations": [dest],
         "HasMoreDestinations": false,
+    })
+}
+
+/// An Iceberg destination as Firehose describes one: its table, the
+/// identity partition fields (Firehose's `PartitionSpec` has no other
+/// transforms), the catalog, the table creation and schema evolution.
+fn iceberg_description(c: &config::StreamConfig, i: &config::IcebergDestination) -> Value {
+    let identity: Vec<Value> = i
+        .partition_by
+        .iter()
+        .filter(|f| f.transform == "identity")
+        .map(|f| json!({ "SourceName": f.column }))
+        .collect();
+    json!({
+        "IcebergDestinationDescription": {
+            "DestinationTableConfigurationList": [{
+                "DestinationDatabaseName": i.namespace,
+                "DestinationTableName": i.table,
+                "PartitionSpec": { "Identity": identity },
+            }],
+            "CatalogConfiguration": {
+                "CatalogARN": format!("arn:aws:glue:{}:{}:catalog/{}", aws::REGION, aws::ACCOUNT, i.catalog.name),
+                "WarehouseLocation": i.catalog.warehouse.location(),
+            },
+            "TableCreationConfiguration": { "Enabled": i.create_table },
+            "SchemaEvolutionConfiguration": { "Enabled": true },
+            "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
+            "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
+            "AppendOnly": true,
+            "S3BackupMode": "FailedDataOnly",
+            "RoleARN": aws::default_role_arn(),
+        }
     })
 }
 
