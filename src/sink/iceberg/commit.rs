@@ -184,6 +184,7 @@ impl Task {
             (COMMIT_PROP.to_string(), commit_id.to_string()),
             (RANGES_PROP.to_string(), ledger::encode(&all)),
         ]);
+        crate::failpoint::hit("iceberg-before-commit");
         let tx = Transaction::new(&table);
         let outcome = match tx
             .fast_append()
