@@ -247,3 +247,63 @@ def test_files_never_committed_are_orphans_and_clean_orphans_removes_them(hydran
     assert not any(os.path.exists(f) for f in written)
     assert clean_orphans(h, "--dry-run") == []
     assert sorted(r["id"] for r in rows(cat)) == sorted(f"r{i}" for i in range(200)), "the table is whole"
+
+
+def iceberg_request(bucket, **over):
+    cfg = {
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+        "CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:000000000000:catalog"},
+        "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": f"arn:aws:s3:::{bucket}",
+                            "ErrorOutputPrefix": "failed/"},
+        "DestinationTableConfigurationList": [{
+            "DestinationDatabaseName": "api", "DestinationTableName": "events",
+            "PartitionSpec": {"Identity": [{"SourceName": "tenant"}]}}],
+        "TableCreationConfiguration": {"Enabled": True},
+        "SchemaEvolutionConfiguration": {"Enabled": True},
+        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+    }
+    cfg.update(over)
+    return cfg
+
+
+def test_firehose_api_creates_the_table_from_records_and_adds_new_fields(hydrant_factory):
+    h = hydrant_factory("").start()
+    fh = h.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="events", IcebergDestinationConfiguration=iceberg_request("errs"))
+    d = fh.describe_delivery_stream(DeliveryStreamName="events")["DeliveryStreamDescription"]["Destinations"][0]
+    desc = d["IcebergDestinationDescription"]
+    assert desc["DestinationTableConfigurationList"][0]["DestinationTableName"] == "events"
+    assert desc["DestinationTableConfigurationList"][0]["PartitionSpec"] == {"Identity": [{"SourceName": "tenant"}]}
+    assert desc["TableCreationConfiguration"] == {"Enabled": True}
+    assert desc["SchemaEvolutionConfiguration"] == {"Enabled": True}
+
+    first = [{"id": f"e{i}", "tenant": "ab"[i % 2], "n": i, "ok": i % 3 == 0} for i in range(200)]
+    put(h, first, stream="events")
+    cat = local_catalog(h)
+    wait_rows(cat, 200, table="api.events")
+    later = [{"id": f"e{i}", "tenant": "c", "n": i, "region": "eu-north"} for i in range(200, 300)]
+    put(h, later, stream="events")
+    got = wait_rows(cat, 300, table="api.events")
+    t = cat.load_table("api.events")
+    cols = {f.name: str(f.field_type) for f in t.schema().fields}
+    assert cols == {"id": "string", "n": "long", "ok": "boolean", "tenant": "string", "region": "string"}
+    assert [(f.name, str(f.transform)) for f in t.spec().fields] == [("tenant", "identity")]
+    by_id = {r["id"]: r for r in got}
+    assert sorted(by_id) == sorted(x["id"] for x in first + later) and len(got) == 300
+    assert by_id["e250"]["region"] == "eu-north" and by_id["e10"]["region"] is None
+    assert by_id["e3"]["ok"] is True and by_id["e250"]["ok"] is None
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"DestinationTableConfigurationList": []}, "exactly one table"),
+    ({"AppendOnly": False}, "append-only"),
+    ({"CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:000000000000:catalog/nope"}}, None),
+])
+def test_firehose_api_refuses_what_it_cannot_do(hydrant_factory, over, message):
+    body = "iceberg:\n  catalogs:\n    lake: { uri: \"sqlite:///lake.db\", warehouse: /tmp/lake-wh }\n"
+    h = hydrant_factory(body).start()
+    fh = h.firehose()
+    with pytest.raises(fh.exceptions.InvalidArgumentException) as e:
+        fh.create_delivery_stream(DeliveryStreamName="x", IcebergDestinationConfiguration=iceberg_request("errs", **over))
+    assert (message or "`nope`") in str(e.value)
+    assert fh.list_delivery_streams()["DeliveryStreamNames"] == []

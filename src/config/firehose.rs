@@ -10,6 +10,8 @@
 //! ([`RequestError`]). Used when a stream is created, and again when the
 //! daemon restarts and recreates it from the request it persisted.
 
+mod iceberg;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +75,9 @@ pub fn stream_from_request(
 ) -> Result<StreamConfig, RequestError> {
     let (kind, d) = s3_destination(req)?;
     let source = source(req)?;
+    if kind == "IcebergDestinationConfiguration" {
+        return iceberg::stream(name, d, source, cfg);
+    }
     let str_field = |k: &str| d.get(k).and_then(Value::as_str);
     let bucket_arn = str_field("BucketARN").ok_or_else(|| {
         RequestError::Validation(vec![format!(
@@ -172,9 +177,14 @@ fn s3_destination(req: &Value) -> Result<(&'static str, &Value), RequestError> {
     }
     let (kind, d) = destination_config(req)
         .ok_or_else(|| invalid("a destination configuration is required"))?;
-    if kind != "ExtendedS3DestinationConfiguration" && kind != "S3DestinationConfiguration" {
+    if !matches!(
+        kind,
+        "ExtendedS3DestinationConfiguration"
+            | "S3DestinationConfiguration"
+            | "IcebergDestinationConfiguration"
+    ) {
         return Err(invalid(format!(
-            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration"
+            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration or IcebergDestinationConfiguration"
         )));
     }
     Ok((kind, d))

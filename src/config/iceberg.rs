@@ -87,21 +87,34 @@ pub struct SnapshotPolicy {
     pub keep_min: usize,
 }
 
+/// The declared columns of a table.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    /// As the stream's Parquet schema, which records are decoded with.
+    pub parquet: ParquetOptions,
+    /// As an Iceberg schema (ids from 1), which a new table is created with.
+    pub schema: iceberg::spec::Schema,
+    /// `partition_by` as a spec over `schema`.
+    pub spec: iceberg::spec::UnboundPartitionSpec,
+}
+
 /// A `type: iceberg` destination.
 #[derive(Clone, Debug)]
 pub struct IcebergDestination {
     pub catalog: IcebergCatalog,
     pub namespace: String,
     pub table: String,
-    /// The table's columns, as declared (the stream's Parquet schema).
-    pub parquet: ParquetOptions,
-    /// The declared columns as an Iceberg schema (ids from 1), which a new
-    /// table is created with.
-    pub schema: iceberg::spec::Schema,
+    /// The declared columns (YAML's Parquet `encoding.schema`). None: the
+    /// table's own, and a table created from what the first records hold
+    /// (Firehose's `TableCreationConfiguration`).
+    pub columns: Option<Columns>,
     pub partition_by: Vec<PartitionField>,
-    /// `partition_by` as a spec over `schema`.
-    pub spec: iceberg::spec::UnboundPartitionSpec,
+    /// The Parquet compression of data files.
+    pub compression: String,
     pub create_table: bool,
+    /// Add the columns the table lacks: declared ones, or, without declared
+    /// columns, top-level fields of records the table has no column for.
+    pub evolve_schema: bool,
     pub commit_interval: Duration,
     pub file_bytes_max: u64,
     pub awaiting_commit_max: usize,
@@ -310,39 +323,66 @@ pub(super) fn iceberg_destination(
     }
     let partition_by = partition_fields(errors, path, d, parquet);
     let schema = table_schema(errors, stream_path, parquet)?;
-    let spec = partition_spec(errors, path, &schema, &partition_by)?;
-    let snapshots = d.snapshots.clone().unwrap_or_default();
+    let spec = match partition_spec(&schema, &partition_by) {
+        Ok(s) => s,
+        Err((i, e)) => {
+            errors.push(err(format!("{path}.partition_by{i}"), e));
+            return None;
+        }
+    };
+    let (commit_interval, file_bytes_max, awaiting_commit_max, snapshots) =
+        cadence(errors, path, d);
     Some(IcebergDestination {
         catalog: catalog.clone(),
         namespace,
         table,
-        parquet: parquet.clone(),
-        schema,
+        compression: parquet.compression.clone(),
+        columns: Some(Columns {
+            parquet: parquet.clone(),
+            schema,
+            spec,
+        }),
         partition_by,
-        spec,
         create_table: d.create_table.unwrap_or(true),
-        commit_interval: Duration::from_secs(range_check(
+        evolve_schema: true,
+        commit_interval,
+        file_bytes_max,
+        awaiting_commit_max,
+        snapshots,
+    })
+}
+
+/// `commit_interval_secs`, `file_size_mb`, `batches_awaiting_commit_max`
+/// and `snapshots`, each in its bounds.
+fn cadence(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    d: &RawDestination,
+) -> (Duration, u64, usize, SnapshotPolicy) {
+    let snapshots = d.snapshots.clone().unwrap_or_default();
+    (
+        Duration::from_secs(range_check(
             errors,
             &format!("{path}.commit_interval_secs"),
             d.commit_interval_secs.unwrap_or(60),
             COMMIT_INTERVAL_SECS.0,
             COMMIT_INTERVAL_SECS.1,
         )),
-        file_bytes_max: range_check(
+        range_check(
             errors,
             &format!("{path}.file_size_mb"),
             d.file_size_mb.unwrap_or(128),
             1,
             4096,
         ) << 20,
-        awaiting_commit_max: range_check(
+        range_check(
             errors,
             &format!("{path}.batches_awaiting_commit_max"),
             d.batches_awaiting_commit_max.unwrap_or(256),
             1,
             65_536,
         ),
-        snapshots: SnapshotPolicy {
+        SnapshotPolicy {
             max_age: Duration::from_secs(
                 range_check(
                     errors,
@@ -360,7 +400,7 @@ pub(super) fn iceberg_destination(
                 100_000,
             ),
         },
-    })
+    )
 }
 
 /// The declared columns as an Iceberg schema: timestamps become
@@ -440,23 +480,20 @@ fn iceberg_type(t: &DataType) -> Result<DataType, String> {
     })
 }
 
-/// `partition_by` bound to the table's schema: Java's field names
-/// (`ts_day`, `user_id_bucket`, `name_trunc`, the column for identity).
-fn partition_spec(
-    errors: &mut Vec<ConfigError>,
-    path: &str,
+/// `partition_by` bound to a schema: Java's field names (`ts_day`,
+/// `user_id_bucket`, `name_trunc`, the column for identity). Err: the
+/// field's index (`[i]`, or empty for the whole) and the reason.
+pub fn partition_spec(
     schema: &iceberg::spec::Schema,
     fields: &[PartitionField],
-) -> Option<iceberg::spec::UnboundPartitionSpec> {
+) -> Result<iceberg::spec::UnboundPartitionSpec, (String, String)> {
     let mut b = iceberg::spec::PartitionSpec::builder(schema.clone());
     for (i, f) in fields.iter().enumerate() {
-        let transform: iceberg::spec::Transform = match f.transform.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(err(format!("{path}.partition_by[{i}]"), e.to_string()));
-                return None;
-            }
-        };
+        let at = |e: String| (format!("[{i}]"), e);
+        let transform: iceberg::spec::Transform = f
+            .transform
+            .parse()
+            .map_err(|e: iceberg::Error| at(e.to_string()))?;
         let base = f.transform.split('[').next().unwrap_or_default();
         let name = match base {
             "identity" => f.column.clone(),
@@ -464,24 +501,13 @@ fn partition_spec(
             "truncate" => format!("{}_trunc", f.column),
             t => format!("{}_{t}", f.column),
         };
-        b = match b.add_partition_field(&f.column, name, transform) {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(err(
-                    format!("{path}.partition_by[{i}]"),
-                    e.message().to_string(),
-                ));
-                return None;
-            }
-        };
+        b = b
+            .add_partition_field(&f.column, name, transform)
+            .map_err(|e| at(e.message().to_string()))?;
     }
-    match b.build() {
-        Ok(spec) => Some(spec.into_unbound()),
-        Err(e) => {
-            errors.push(err(format!("{path}.partition_by"), e.to_string()));
-            None
-        }
-    }
+    b.build()
+        .map(|spec| spec.into_unbound())
+        .map_err(|e| (String::new(), e.to_string()))
 }
 
 /// `partition_by`: each entry `identity(col)`, `year|month|day|hour(col)`,
@@ -537,3 +563,6 @@ pub fn parse_partition(src: &str) -> Result<PartitionField, String> {
         transform,
     })
 }
+
+#[cfg(test)]
+mod tests;

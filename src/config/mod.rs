@@ -35,7 +35,7 @@ pub use cluster::ClusterConfig;
 pub use destination::{Backup, BackupMode, Destination, ObjectDestination};
 pub use env::interpolate_env;
 pub use http::HttpDestination;
-pub use iceberg::{IcebergCatalog, IcebergDestination};
+pub use iceberg::{CatalogDatabase, IcebergCatalog, IcebergDestination, Warehouse};
 pub use kinesis::{KinesisOptions, KinesisStreamConfig};
 pub use limits::Limits;
 pub use postgres::{ColumnMap, ColumnMapping, PostgresDestination, PostgresTls};

@@ -104,6 +104,9 @@ pub struct Stream<'a> {
     /// This node, as writers name themselves (commit summaries).
     pub writer_id: &'a str,
     pub metrics: &'a crate::metrics::Metrics,
+    /// The daemon's encoding slots (`limits.encoders_max`), for a sink
+    /// that encodes batches itself.
+    pub encoders: &'a Arc<tokio::sync::Semaphore>,
 }
 
 /// The sink that stores objects in `destination`'s bucket: a stream's

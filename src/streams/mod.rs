@@ -211,6 +211,7 @@ impl Registry {
                 retry_duration: config.retry_duration,
                 writer_id: &writer_id,
                 metrics: &self.metrics,
+                encoders: &self.encoders,
             },
         )
         .map_err(|e| fail(e.message))?;

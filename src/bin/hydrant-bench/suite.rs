@@ -165,6 +165,9 @@ async fn run_workload(
     );
     let (half, fresh) = half_load_watched(args, w, garage, &d, pool, interval).await?;
     let rss = peak_rss_kib(d.pid).unwrap_or(0) as f64 / 1024.0;
+    if w.iceberg {
+        print_commits(w, &d).await?;
+    }
     stop(&mut d.child)?;
     let (cpu_ceiling, slowest, ceiling) = workload_ceilings(w, ceilings);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -182,8 +185,17 @@ async fn run_workload(
         ack_p99_ms: ms(percentile(&half.lat, 0.99)),
         ack_p999_ms: ms(percentile(&half.lat, 0.999)),
         ack_failed: half.failed,
-        freshness_p50_ms: ms(percentile(&fresh, 0.5)),
-        freshness_p99_ms: ms(percentile(&fresh, 0.99)),
+        // An Iceberg table's files are listed before their commit.
+        freshness_p50_ms: if w.iceberg {
+            f64::NAN
+        } else {
+            ms(percentile(&fresh, 0.5))
+        },
+        freshness_p99_ms: if w.iceberg {
+            f64::NAN
+        } else {
+            ms(percentile(&fresh, 0.99))
+        },
         peak_rss_mib: rss,
         cpu_seconds_per_gb: sat.cpu / (sat.bytes as f64 / 1e9),
         slowest_stage: slowest,
@@ -202,6 +214,45 @@ async fn run_workload(
         server_ack_p99_ms_at_most: half.server_p99,
         send_lag_p99_ms: ms(percentile(&half.lag, 0.99)),
     })
+}
+
+/// An Iceberg workload's commits over the whole run: how many, their mean
+/// and p99 latency (from the histogram), files per commit, bytes per file.
+async fn print_commits(w: &Workload, d: &Running) -> anyhow::Result<()> {
+    let text = crate::metrics::metrics_text(&d.http, &d.url).await?;
+    let s = |name: &str| crate::metrics::sum(&text, name, "");
+    let commits = s("hydrant_iceberg_commits_total");
+    let files = s("hydrant_iceberg_committed_files_total");
+    let bytes = s("hydrant_iceberg_committed_bytes_total");
+    let records = s("hydrant_iceberg_committed_records_total");
+    let secs = s("hydrant_iceberg_commit_seconds_sum");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("hydrant_iceberg_commit_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let p99 = buckets
+        .iter()
+        .find(|(_, n)| *n >= commits * 0.99)
+        .map_or(f64::NAN, |(le, _)| *le);
+    eprintln!(
+        "{}: {commits} commits of {records} records; commit latency mean {:.0} ms, p99 <= {:.0} ms; {:.1} files per commit, {:.0} KiB per file",
+        w.id,
+        secs / commits.max(1.0) * 1e3,
+        p99 * 1e3,
+        files / commits.max(1.0),
+        bytes / files.max(1.0) / 1024.0
+    );
+    Ok(())
 }
 
 /// A fresh directory for the workload, its bucket or output directory, and
@@ -233,10 +284,18 @@ async fn start(args: &Args, w: &Workload, garage: &Garage, wasm: &Path) -> anyho
     }
     let port = free_port()?;
     let cfg = wdir.join("bench.yaml");
+    let catalog = if w.iceberg {
+        format!(
+            "iceberg:\n  catalogs:\n    lake:\n      uri: sqlite://{}\n      warehouse: s3://{bucket}/warehouse\n",
+            wdir.join("catalog.db").display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{}streams:\n  bench:\n    shards: 4\n    buffering: {{ size_mb: 8, interval_secs: 1 }}\n{stream}",
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{}{catalog}streams:\n  bench:\n    shards: 4\n    buffering: {{ size_mb: 8, interval_secs: 1 }}\n{stream}",
             wdir.join("data").display(),
             garage.store_yaml()
         ),

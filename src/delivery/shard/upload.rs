@@ -39,7 +39,7 @@ impl ShardLoop<'_> {
     /// Starts uploading closed batches while an upload slot is free (and,
     /// for a destination that encodes, an encoding slot can be had at once).
     pub(super) fn start_uploads(&mut self) {
-        while self.inflight.len() < self.uploads_max && self.batcher.has_ready() {
+        while self.has_upload_room() && self.batcher.has_ready() {
             if self.encodes && self.slot.is_none() {
                 self.slot = self.ctx.encoders.clone().try_acquire_owned().ok();
                 if self.slot.is_none() {

@@ -9,7 +9,7 @@
 //! File names are deterministic: the caller's name (stream, log, shard,
 //! offsets) and a roll number, under the partition's directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
@@ -55,66 +55,62 @@ pub struct Encoded {
     pub rejected: Vec<(usize, String)>,
 }
 
-/// The open file of one partition.
-struct Open {
-    key: Option<PartitionKey>,
-    writer: ArrowWriter<Vec<u8>>,
-    roll: u32,
-}
+/// Rows handed to a file's writer at a time, so that a file is rolled
+/// over near its size bound.
+const WRITE_ROWS: usize = 65_536;
 
-/// Writes `records` as data files named `{name}-{roll}.parquet`.
+/// Writes `records` as data files named `{name}-{roll}.parquet`: the
+/// batch is decoded whole, split by partition once, and each partition's
+/// rows written in large slices (small writes make Parquet slow).
 pub fn encode(records: &[Record], shape: &TableShape, name: &str) -> Result<Encoded, String> {
-    let splitter = if shape.spec.is_unpartitioned() {
-        None
-    } else {
-        Some(
-            RecordBatchPartitionSplitter::try_new_with_computed_values(
-                shape.schema.clone(),
-                shape.spec.clone(),
-            )
-            .map_err(|e| e.to_string())?,
-        )
-    };
-    let props = writer_properties(&shape.declared);
-    let mut open: BTreeMap<String, Open> = BTreeMap::new();
-    let mut files = Vec::new();
+    let mut decoded = Vec::new();
     let rejected = decode_chunks(records, &shape.declared.schema, |batch| {
-        let batch = to_table(&batch, &shape.arrow)?;
-        let parts = match &splitter {
-            None => vec![(None, batch)],
-            Some(s) => s
-                .split(&batch)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|(k, b)| (Some(k), b))
-                .collect(),
-        };
-        for (key, part) in parts {
-            let dir = key.as_ref().map(|k| k.to_path()).unwrap_or_default();
-            let o = match open.entry(dir.clone()) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => v.insert(Open {
-                    writer: new_writer(shape, &props)?,
-                    key,
-                    roll: 0,
-                }),
-            };
-            o.writer.write(&part).map_err(|e| e.to_string())?;
-            if (o.writer.bytes_written() + o.writer.in_progress_size()) as u64
-                >= shape.file_bytes_max
-            {
-                let next = new_writer(shape, &props)?;
-                let full = std::mem::replace(&mut o.writer, next);
-                files.push(finish(shape, &dir, name, o.key.as_ref(), o.roll, full)?);
-                o.roll += 1;
-            }
-        }
+        decoded.push(to_table(&batch, &shape.arrow)?);
         Ok(())
     })?;
-    for (dir, o) in open {
-        if o.writer.bytes_written() > 0 || o.writer.in_progress_rows() > 0 {
-            files.push(finish(shape, &dir, name, o.key.as_ref(), o.roll, o.writer)?);
+    if decoded.is_empty() {
+        return Ok(Encoded {
+            files: Vec::new(),
+            rejected,
+        });
+    }
+    let all =
+        arrow_select::concat::concat_batches(&shape.arrow, &decoded).map_err(|e| e.to_string())?;
+    drop(decoded);
+    let parts = if shape.spec.is_unpartitioned() {
+        vec![(None, all)]
+    } else {
+        RecordBatchPartitionSplitter::try_new_with_computed_values(
+            shape.schema.clone(),
+            shape.spec.clone(),
+        )
+        .and_then(|s| s.split(&all))
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(k, b)| (Some(k), b))
+        .collect()
+    };
+    let props = writer_properties(&shape.declared);
+    let mut files = Vec::new();
+    for (key, part) in parts {
+        let dir = key.as_ref().map(|k| k.to_path()).unwrap_or_default();
+        let mut writer = new_writer(shape, &props)?;
+        let mut roll = 0;
+        let mut at = 0;
+        while at < part.num_rows() {
+            let n = WRITE_ROWS.min(part.num_rows() - at);
+            writer
+                .write(&part.slice(at, n))
+                .map_err(|e| e.to_string())?;
+            at += n;
+            let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
+            if size >= shape.file_bytes_max && at < part.num_rows() {
+                let full = std::mem::replace(&mut writer, new_writer(shape, &props)?);
+                files.push(finish(shape, &dir, name, key.as_ref(), roll, full)?);
+                roll += 1;
+            }
         }
+        files.push(finish(shape, &dir, name, key.as_ref(), roll, writer)?);
     }
     Ok(Encoded { files, rejected })
 }

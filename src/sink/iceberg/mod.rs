@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod commit;
 pub mod files;
+pub mod infer;
 pub mod ledger;
 pub mod orphans;
 pub mod storage;
@@ -28,11 +29,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+
 use iceberg::io::Storage;
 use tokio::sync::{OnceCell, oneshot};
 
 use super::{Batch, Delivered, Pending, PendingError, Sink, SinkError, Stream};
 use crate::config::IcebergDestination;
+use crate::encode::parquet::ParquetOptions;
 use crate::metrics::{IcebergMetrics, TableLabel};
 use crate::record::Record;
 use commit::{Committer, Settings, Staged};
@@ -46,16 +50,27 @@ pub struct IcebergSink {
     writer_id: String,
     metrics: IcebergMetrics,
     label: TableLabel,
+    /// Encoding holds a slot, as object destinations' does.
+    encoders: Arc<tokio::sync::Semaphore>,
     state: OnceCell<State>,
     flushing: AtomicBool,
     describe: String,
 }
 
-/// The open table: its storage, its shape, its committer.
+/// The open table: its catalog and storage, its shape, its committer.
 struct State {
+    catalog: Arc<dyn iceberg::Catalog>,
     storage: storage::ObjectStorage,
-    shape: Arc<TableShape>,
+    shape: std::sync::RwLock<Arc<TableShape>>,
+    /// Held while columns are added for new fields.
+    evolving: tokio::sync::Mutex<()>,
     committer: Committer,
+}
+
+impl State {
+    fn shape(&self) -> Arc<TableShape> {
+        self.shape.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl IcebergSink {
@@ -68,23 +83,31 @@ impl IcebergSink {
             retry_duration: stream.retry_duration,
             writer_id: stream.writer_id.to_string(),
             metrics: stream.metrics.iceberg.clone(),
+            encoders: stream.encoders.clone(),
             state: OnceCell::new(),
             flushing: AtomicBool::new(false),
         }
     }
 
-    /// Opens the catalog and the table, reads the table's ledger and starts
-    /// its committer.
-    async fn open(&self) -> Result<State, SinkError> {
-        let cat = catalog::open(&self.cfg.catalog).await?;
-        let table = table::open(cat.catalog.as_ref(), &self.cfg).await?;
+    /// What writing into `table` needs of it.
+    fn shape(&self, table: &iceberg::table::Table) -> Result<TableShape, SinkError> {
         let meta = table.metadata();
         let schema = meta.current_schema().clone();
-        let shape = TableShape {
-            arrow: files::arrow_schema(&schema).map_err(|e| SinkError {
-                message: format!("the table's schema has no Arrow form: {e}"),
-                retryable: false,
-            })?,
+        let arrow = files::arrow_schema(&schema).map_err(|e| SinkError {
+            message: format!("the table's schema has no Arrow form: {e}"),
+            retryable: false,
+        })?;
+        let decode = match &self.cfg.columns {
+            Some(c) => c.parquet.clone(),
+            None => ParquetOptions {
+                schema: arrow.clone(),
+                row_group_rows: 1_000_000,
+                compression: self.cfg.compression.clone(),
+                dictionary: true,
+            },
+        };
+        Ok(TableShape {
+            arrow,
             schema,
             spec: meta.default_partition_spec().clone(),
             data_location: meta
@@ -92,11 +115,24 @@ impl IcebergSink {
                 .get("write.data.path")
                 .cloned()
                 .unwrap_or_else(|| format!("{}/data", meta.location().trim_end_matches('/'))),
-            declared: self.cfg.parquet.clone(),
+            declared: decode,
             file_bytes_max: self.cfg.file_bytes_max,
-        };
-        let ledger =
-            Ledger::from_summaries(meta.snapshots().map(|s| &s.summary().additional_properties));
+        })
+    }
+
+    /// Opens the catalog and the table (created from `first`, the first
+    /// batch's records, if it must be and no columns are declared), reads
+    /// the table's ledger and starts its committer.
+    async fn open(&self, first: &[Record]) -> Result<State, SinkError> {
+        let cat = catalog::open(&self.cfg.catalog).await?;
+        let table = table::open(cat.catalog.as_ref(), &self.cfg, first).await?;
+        let shape = self.shape(&table)?;
+        let ledger = Ledger::from_summaries(
+            table
+                .metadata()
+                .snapshots()
+                .map(|s| &s.summary().additional_properties),
+        );
         let committer = Committer::start(
             Settings {
                 catalog: cat.catalog.clone(),
@@ -114,11 +150,68 @@ impl IcebergSink {
             committer.flush();
         }
         Ok(State {
+            catalog: cat.catalog,
             storage: cat.storage,
-            shape: Arc::new(shape),
+            shape: std::sync::RwLock::new(Arc::new(shape)),
+            evolving: tokio::sync::Mutex::new(()),
             committer,
         })
     }
+
+    /// Without declared columns: adds a column for each top-level field of
+    /// `records` the table lacks (with schema evolution on).
+    async fn evolve(&self, st: &State, records: &[Record]) -> Result<(), SinkError> {
+        if self.cfg.columns.is_some() || !self.cfg.evolve_schema {
+            return Ok(());
+        }
+        let recs = records.to_vec();
+        let fields = tokio::task::spawn_blocking(move || infer::fields(&recs))
+            .await
+            .map_err(|e| SinkError {
+                message: format!("schema inference task failed: {e}"),
+                retryable: true,
+            })?
+            .unwrap_or_default();
+        let known = |s: &TableShape| {
+            fields
+                .iter()
+                .all(|f| s.schema.field_by_name(f.name()).is_some())
+        };
+        if known(&st.shape()) {
+            return Ok(());
+        }
+        let _one = st.evolving.lock().await;
+        if known(&st.shape()) {
+            return Ok(());
+        }
+        let table = st
+            .catalog
+            .load_table(&table::ident(&self.cfg))
+            .await
+            .map_err(|e| SinkError {
+                message: format!("cannot load the table: {e}"),
+                retryable: true,
+            })?;
+        let table = table::evolve_from_records(st.catalog.as_ref(), table, &fields).await?;
+        let shape = Arc::new(self.shape(&table)?);
+        *st.shape.write().unwrap_or_else(|p| p.into_inner()) = shape;
+        Ok(())
+    }
+}
+
+/// Data files of one batch stored at once.
+const FILE_WRITES_IN_FLIGHT: usize = 8;
+
+/// Stores one data file.
+async fn write_file(
+    storage: storage::ObjectStorage,
+    location: String,
+    body: bytes::Bytes,
+) -> Result<(), SinkError> {
+    storage.write(&location, body).await.map_err(|e| SinkError {
+        message: format!("cannot store {location}: {e}"),
+        retryable: true,
+    })
 }
 
 /// Whether `offset` is in one of `spans` (sorted, disjoint).
@@ -139,7 +232,11 @@ fn log_tag(log_id: &str) -> String {
 #[async_trait]
 impl Sink for IcebergSink {
     async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
-        let st = self.state.get_or_try_init(|| self.open()).await?;
+        let st = self
+            .state
+            .get_or_try_init(|| self.open(batch.records))
+            .await?;
+        self.evolve(st, batch.records).await?;
         let (Some(first), Some(last)) = (
             batch.records.first().map(|r| r.offset),
             batch.records.last().map(|r| r.offset),
@@ -167,8 +264,18 @@ impl Sink for IcebergSink {
             a.offset,
             b.offset
         );
-        let shape = st.shape.clone();
+        let shape = st.shape();
+        let slot = self
+            .encoders
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| SinkError {
+                message: format!("no encoding slot: {e}"),
+                retryable: true,
+            })?;
         let encoded = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             crate::sched::background_thread();
             files::encode(&records, &shape, &name)
         })
@@ -186,15 +293,16 @@ impl Sink for IcebergSink {
             .into_iter()
             .filter_map(|(i, why)| keep.get(i).map(|&j| (j, why)))
             .collect();
-        for f in &encoded.files {
-            st.storage
-                .write(&f.location, f.body.clone())
-                .await
-                .map_err(|e| SinkError {
-                    message: format!("cannot store {}: {e}", f.location),
-                    retryable: true,
-                })?;
-        }
+        // A batch's files (one per partition) are stored a few at a time.
+        let writes: Vec<_> = encoded
+            .files
+            .iter()
+            .map(|f| write_file(st.storage.clone(), f.location.clone(), f.body.clone()))
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(FILE_WRITES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         if encoded.files.is_empty() {
             return Ok(Delivered {
                 rejected,

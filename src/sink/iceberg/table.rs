@@ -1,16 +1,18 @@
-//! Finding a destination's table: loaded if it exists, else created from
-//! the declared schema and partition spec (its namespace too), and grown by
-//! the declared columns it lacks (added as optional columns, the schema
-//! evolution Iceberg allows without rewriting files).
+//! Finding a destination's table: loaded if it exists, else created (its
+//! namespace too) from the declared schema and partition spec, or from the
+//! first records' fields; and grown by the columns it lacks, declared or
+//! seen in records (added as optional columns, the schema evolution Iceberg
+//! allows without rewriting files).
 
 use std::collections::HashMap;
 
-use iceberg::spec::Schema;
+use iceberg::spec::{Schema, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::config::IcebergDestination;
+use crate::record::Record;
 use crate::sink::SinkError;
 
 fn transient(what: &str, e: impl std::fmt::Display) -> SinkError {
@@ -29,8 +31,13 @@ pub fn ident(cfg: &IcebergDestination) -> TableIdent {
 }
 
 /// Loads the destination's table, creating it (and its namespace) if
-/// missing and allowed, then adds the declared columns it lacks.
-pub async fn open(catalog: &dyn Catalog, cfg: &IcebergDestination) -> Result<Table, SinkError> {
+/// missing and allowed (from `first`, the first batch's records, without
+/// declared columns), then adds the declared columns it lacks.
+pub async fn open(
+    catalog: &dyn Catalog,
+    cfg: &IcebergDestination,
+    first: &[Record],
+) -> Result<Table, SinkError> {
     let ident = ident(cfg);
     let exists = catalog
         .table_exists(&ident)
@@ -42,7 +49,7 @@ pub async fn open(catalog: &dyn Catalog, cfg: &IcebergDestination) -> Result<Tab
             .await
             .map_err(|e| transient(&format!("cannot load table {ident}"), e))?
     } else if cfg.create_table {
-        create(catalog, cfg, &ident).await?
+        create(catalog, cfg, &ident, first).await?
     } else {
         return Err(SinkError {
             message: format!("table {ident} does not exist and create_table is false"),
@@ -52,11 +59,32 @@ pub async fn open(catalog: &dyn Catalog, cfg: &IcebergDestination) -> Result<Tab
     evolve(catalog, cfg, table).await
 }
 
+/// The schema and spec of a new table: declared, or from the records.
+fn new_table_schema(
+    cfg: &IcebergDestination,
+    first: &[Record],
+) -> Result<(Schema, UnboundPartitionSpec), SinkError> {
+    if let Some(c) = &cfg.columns {
+        return Ok((c.schema.clone(), c.spec.clone()));
+    }
+    let refused = |message: String| SinkError {
+        message,
+        retryable: false,
+    };
+    let schema = super::infer::schema(first)
+        .map_err(|e| refused(format!("cannot create the table from the records: {e}")))?;
+    let spec = crate::config::iceberg::partition_spec(&schema, &cfg.partition_by)
+        .map_err(|(_, e)| refused(format!("cannot partition the new table: {e}")))?;
+    Ok((schema, spec))
+}
+
 async fn create(
     catalog: &dyn Catalog,
     cfg: &IcebergDestination,
     ident: &TableIdent,
+    first: &[Record],
 ) -> Result<Table, SinkError> {
+    let (schema, spec) = new_table_schema(cfg, first)?;
     let ns = ident.namespace();
     let ns_exists = catalog
         .namespace_exists(ns)
@@ -70,11 +98,11 @@ async fn create(
     }
     let creation = TableCreation::builder()
         .name(cfg.table.clone())
-        .schema(cfg.schema.clone())
-        .partition_spec(cfg.spec.clone())
+        .schema(schema)
+        .partition_spec(spec)
         .properties(HashMap::from([(
             "write.parquet.compression-codec".to_string(),
-            cfg.parquet.compression.clone(),
+            cfg.compression.clone(),
         )]))
         .build();
     match catalog.create_table(ns, creation).await {
@@ -107,21 +135,55 @@ async fn evolve(
     cfg: &IcebergDestination,
     table: Table,
 ) -> Result<Table, SinkError> {
-    let missing = missing_columns(&cfg.schema, table.metadata().current_schema());
-    let names: Vec<String> = cfg
+    let Some(declared) = cfg.columns.as_ref().filter(|_| cfg.evolve_schema) else {
+        return Ok(table);
+    };
+    let current = table.metadata().current_schema().clone();
+    let missing = missing_columns(&declared.schema, &current);
+    let names: Vec<String> = declared
         .schema
         .as_struct()
         .fields()
         .iter()
-        .filter(|f| {
-            table
-                .metadata()
-                .current_schema()
-                .field_by_name(&f.name)
-                .is_none()
-        })
+        .filter(|f| current.field_by_name(&f.name).is_none())
         .map(|f| f.name.clone())
         .collect();
+    add_columns(catalog, table, missing, &names).await
+}
+
+/// Adds the top-level fields the table has no column for (primitive ones;
+/// see [`super::infer`]).
+pub async fn evolve_from_records(
+    catalog: &dyn Catalog,
+    table: Table,
+    fields: &[arrow_schema::Field],
+) -> Result<Table, SinkError> {
+    let schema = table.metadata().current_schema().clone();
+    let mut names = Vec::new();
+    let mut missing = Vec::new();
+    for f in fields {
+        if schema.field_by_name(f.name()).is_some() {
+            continue;
+        }
+        match super::infer::column_type(f.data_type()) {
+            Some(t) => {
+                names.push(f.name().clone());
+                missing.push(AddColumn::optional(f.name().clone(), t));
+            }
+            None => {
+                tracing::warn!(table = %table.identifier(), field = f.name(), "a nested field the table lacks is not added")
+            }
+        }
+    }
+    add_columns(catalog, table, missing, &names).await
+}
+
+async fn add_columns(
+    catalog: &dyn Catalog,
+    table: Table,
+    missing: Vec<AddColumn>,
+    names: &[String],
+) -> Result<Table, SinkError> {
     if missing.is_empty() {
         return Ok(table);
     }
@@ -137,6 +199,6 @@ async fn evolve(
         .commit(catalog)
         .await
         .map_err(|e| transient("cannot add the new columns", e))?;
-    tracing::info!(table = %table.identifier(), columns = ?names, "added the declared columns the table lacked");
+    tracing::info!(table = %table.identifier(), columns = ?names, "added columns the table lacked");
     Ok(table)
 }

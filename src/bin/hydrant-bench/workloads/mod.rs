@@ -1,4 +1,4 @@
-//! The suite's workloads, W1 to W5: one module each, saying what a workload
+//! The suite's workloads, W1 to W6: one module each, saying what a workload
 //! sends, how its stream is configured and which stages it goes through;
 //! and the driver they share: the requests and their sending
 //! ([`requests`]), the closed-loop saturation phase ([`saturation`]), the
@@ -16,6 +16,7 @@ mod w2_clickstream;
 mod w3_transform;
 mod w4_small;
 mod w5_encrypted;
+mod w6_iceberg;
 
 pub struct Workload {
     pub id: &'static str,
@@ -29,6 +30,9 @@ pub struct Workload {
     pub stages: &'static [&'static str],
     /// Object store bucket, or None for the file destination.
     pub s3: bool,
+    /// Delivers into an Iceberg table: a catalog `lake` is declared with
+    /// its warehouse in the workload's bucket.
+    pub iceberg: bool,
 }
 
 /// Every workload, in order.
@@ -39,6 +43,7 @@ pub fn all() -> Vec<Workload> {
         w3_transform::workload(),
         w4_small::workload(),
         w5_encrypted::workload(),
+        w6_iceberg::workload(),
     ]
 }
 

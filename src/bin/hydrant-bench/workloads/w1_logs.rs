@@ -15,6 +15,7 @@ pub fn workload() -> Workload {
         stream,
         stages: &["append + fdatasync (1 KiB)", "gzip", "PUT to Garage"],
         s3: true,
+        iceberg: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub fn workload() -> Workload {
         stream,
         stages: &["append + fdatasync (100 B)", "zstd (100 B)"],
         s3: false,
+        iceberg: false,
     }
 }
 

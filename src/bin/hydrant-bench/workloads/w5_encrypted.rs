@@ -21,6 +21,7 @@ pub fn workload() -> Workload {
             "PUT to Garage",
         ],
         s3: true,
+        iceberg: false,
     }
 }
 

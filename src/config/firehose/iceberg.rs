@@ -1,0 +1,235 @@
+//! `IcebergDestinationConfiguration`: a delivery stream into an Iceberg
+//! table, as Firehose's API describes one. The table's columns are the
+//! table's own, or, with `TableCreationConfiguration`, what the first
+//! records hold; `SchemaEvolutionConfiguration` adds a column for each new
+//! top-level field. The `CatalogARN` names a catalog declared in YAML
+//! (`arn:aws:glue:REGION:ACCOUNT:catalog/NAME`); when YAML declares none,
+//! or the ARN names none, it is the default catalog `hydrant`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::super::destination::{Backup, BackupMode, Destination, ObjectDestination, object_keys};
+use super::super::iceberg::{DEFAULT_CATALOG, IcebergDestination, PartitionField, SnapshotPolicy};
+use super::super::{Config, ConfigError, Source, StreamConfig};
+use super::{RequestError, bounds, invalid, refused};
+use crate::aws;
+use crate::encode::{Compression, Encoding};
+use crate::route::keys::KeyContext;
+
+const KIND: &str = "IcebergDestinationConfiguration";
+
+/// A stream from a request with an `IcebergDestinationConfiguration`.
+pub(super) fn stream(
+    name: &str,
+    d: &Value,
+    source: Source,
+    cfg: &Config,
+) -> Result<StreamConfig, RequestError> {
+    let table = table_config(d)?;
+    let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let (namespace, table_name) = (
+        str_at(table, "DestinationDatabaseName").unwrap_or_default(),
+        str_at(table, "DestinationTableName").unwrap_or_default(),
+    );
+    let s3 = d.get("S3Configuration").ok_or_else(|| {
+        RequestError::Validation(vec![format!(
+            "Value null at '{KIND}.s3Configuration' failed to satisfy constraint: Member must not be null"
+        )])
+    })?;
+    let bucket_arn = str_at(s3, "BucketARN").unwrap_or_default();
+    let bucket = aws::bucket_from_arn(&bucket_arn).ok_or_else(|| {
+        invalid(format!(
+            "S3Configuration.BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
+        ))
+    })?;
+    let bounds = bounds(KIND, d, None)?;
+    let retry_secs = d
+        .get("RetryOptions")
+        .and_then(|r| r.get("DurationInSeconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(bounds.retry_secs);
+    let mode = d.get("S3BackupMode").and_then(Value::as_str);
+    let (errors_to, backup) = error_output(table, s3, bucket, mode, cfg)?;
+    let enabled = |k: &str| {
+        d.get(k)
+            .and_then(|c| c.get("Enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let destination = IcebergDestination {
+        catalog: catalog(d, cfg)?,
+        namespace,
+        table: table_name,
+        columns: None,
+        partition_by: identity_fields(table),
+        compression: "zstd".into(),
+        create_table: enabled("TableCreationConfiguration"),
+        evolve_schema: enabled("SchemaEvolutionConfiguration"),
+        commit_interval: Duration::from_secs(bounds.interval_secs.clamp(1, 3600)),
+        file_bytes_max: 128 << 20,
+        awaiting_commit_max: 256,
+        snapshots: SnapshotPolicy {
+            max_age: Duration::from_secs(120 * 3600),
+            keep_min: 10,
+        },
+    };
+    Ok(StreamConfig {
+        name: name.to_string(),
+        source,
+        shards: 4,
+        buffer_bytes: bounds.size_mb << 20,
+        buffer_interval: Duration::from_secs(bounds.interval_secs),
+        encoding: Encoding::JsonLines {
+            delimiter: b"\n".to_vec(),
+        },
+        compression: Compression::None,
+        compression_level: None,
+        encryption: None,
+        retry_duration: Duration::from_secs(retry_secs.min(7200)),
+        uploads_in_flight_max: 4,
+        partitioning: None,
+        error_output: errors_to,
+        destination: Destination::Iceberg(Box::new(destination)),
+        backup,
+        transform: None,
+        fingerprint: String::new(),
+    })
+}
+
+/// Where records that cannot be delivered go (`S3Configuration`'s bucket,
+/// under the table's `S3ErrorOutputPrefix` or its `ErrorOutputPrefix`),
+/// and the backup of all records (`S3BackupMode: AllData`) there too.
+fn error_output(
+    table: &Value,
+    s3: &Value,
+    bucket: &str,
+    mode: Option<&str>,
+    cfg: &Config,
+) -> Result<(ObjectDestination, Option<Backup>), RequestError> {
+    let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let error_prefix =
+        str_at(table, "S3ErrorOutputPrefix").or_else(|| str_at(s3, "ErrorOutputPrefix"));
+    let keys = object_keys(
+        &mut errors,
+        ("S3Configuration.Prefix", "S3ErrorOutputPrefix"),
+        s3.get("Prefix").and_then(Value::as_str).unwrap_or(""),
+        error_prefix.as_deref(),
+        KeyContext::default(),
+    );
+    let Some((prefix, error_output_prefix)) = keys else {
+        return Err(refused(errors));
+    };
+    let errors_to = ObjectDestination {
+        kind: "s3",
+        store: cfg.object_store.clone(),
+        bucket: bucket.to_string(),
+        prefix,
+        error_output_prefix,
+    };
+    let backup = match mode {
+        None | Some("FailedDataOnly") => None,
+        Some("AllData") => Some(Backup {
+            mode: BackupMode::All,
+            target: errors_to.clone(),
+        }),
+        Some(other) => {
+            return Err(invalid(format!(
+                "S3BackupMode {other} is not one of FailedDataOnly, AllData"
+            )));
+        }
+    };
+    Ok((errors_to, backup))
+}
+
+/// The one `DestinationTableConfigurationList` entry, checked.
+fn table_config(d: &Value) -> Result<&Value, RequestError> {
+    let list = d
+        .get("DestinationTableConfigurationList")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [table] = list else {
+        return Err(invalid(format!(
+            "DestinationTableConfigurationList must hold exactly one table (it holds {}); routing records to several tables is not supported by Hydrant",
+            list.len()
+        )));
+    };
+    let mut v = Vec::new();
+    for k in ["DestinationDatabaseName", "DestinationTableName"] {
+        match table.get(k).and_then(Value::as_str) {
+            None => v.push(format!(
+                "Value null at '{KIND}.destinationTableConfigurationList.1.member.{}' failed to satisfy constraint: Member must not be null",
+                lower_first(k)
+            )),
+            Some(s) if s.is_empty() || s.len() > 255 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') => v.push(format!(
+                "Value '{s}' at '{KIND}.destinationTableConfigurationList.1.member.{}' failed to satisfy constraint: Member must have length between 1 and 255 and satisfy regular expression pattern: ^[a-zA-Z0-9\\.\\_]+$",
+                lower_first(k)
+            )),
+            Some(_) => {}
+        }
+    }
+    if !v.is_empty() {
+        return Err(RequestError::Validation(v));
+    }
+    if table
+        .get("UniqueKeys")
+        .and_then(Value::as_array)
+        .is_some_and(|k| !k.is_empty())
+        || d.get("AppendOnly").and_then(Value::as_bool) == Some(false)
+    {
+        return Err(invalid(
+            "UniqueKeys and AppendOnly false (updates and deletes) are not supported by Hydrant: tables are append-only",
+        ));
+    }
+    Ok(table)
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// `PartitionSpec.Identity`: identity partition fields.
+fn identity_fields(table: &Value) -> Vec<PartitionField> {
+    table
+        .get("PartitionSpec")
+        .and_then(|p| p.get("Identity"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.get("SourceName").and_then(Value::as_str))
+        .map(|c| PartitionField {
+            column: c.to_string(),
+            transform: "identity".into(),
+        })
+        .collect()
+}
+
+/// The catalog a `CatalogARN` names.
+fn catalog(d: &Value, cfg: &Config) -> Result<crate::config::IcebergCatalog, RequestError> {
+    let arn = d
+        .get("CatalogConfiguration")
+        .and_then(|c| c.get("CatalogARN"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let named = arn
+        .split_once(":catalog/")
+        .map(|(_, n)| n.split('/').next().unwrap_or(n))
+        .filter(|n| !n.is_empty());
+    let declared_none = cfg.iceberg_catalogs.keys().all(|k| k == DEFAULT_CATALOG);
+    let name = match named {
+        Some(n) if !declared_none => n,
+        _ => DEFAULT_CATALOG,
+    };
+    cfg.iceberg_catalogs.get(name).cloned().ok_or_else(|| {
+        invalid(format!(
+            "CatalogARN {arn} names the catalog `{name}`, which is not under iceberg.catalogs"
+        ))
+    })
+}
