@@ -307,3 +307,58 @@ def test_firehose_api_refuses_what_it_cannot_do(hydrant_factory, over, message):
         fh.create_delivery_stream(DeliveryStreamName="x", IcebergDestinationConfiguration=iceberg_request("errs", **over))
     assert (message or "`nope`") in str(e.value)
     assert fh.list_delivery_streams()["DeliveryStreamNames"] == []
+
+
+def routed_stream(name, tables_open_max):
+    return f"""  {name}:
+    shards: 2
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    encoding:
+      format: parquet
+      schema:
+        - {{ name: id, type: string, nullable: false }}
+        - {{ name: kind, type: string }}
+        - {{ name: n, type: int64 }}
+    destination:
+      type: iceberg
+      namespace: web
+      route: {{ table: .kind }}
+      tables_open_max: {tables_open_max}
+      commit_interval_secs: 1
+"""
+
+
+def test_two_streams_routed_by_jq_into_three_tables(hydrant_factory):
+    h = hydrant_factory("streams:\n" + routed_stream("front", 1) + routed_stream("back", 8)).start()
+    # In runs of one table, so that front's one open table changes a few times.
+    front = [{"id": f"f{i}", "kind": ["clicks", "views"][i // 150 % 2], "n": i} for i in range(600)]
+    back = [{"id": f"b{i}", "kind": ["views", "orders"][i % 2], "n": i} for i in range(400)]
+    for i in range(0, 600, 100):
+        put(h, front[i:i + 100], stream="front")
+        if i < 400:
+            put(h, back[i:i + 100], stream="back")
+    put(h, [{"id": "no-route", "n": 1}], stream="front")
+    put(h, [{"kind": "orders", "n": 2}], stream="back")
+    cat = local_catalog(h)
+    want = {
+        "web.clicks": sorted(x["id"] for x in front if x["kind"] == "clicks"),
+        "web.views": sorted(x["id"] for x in front + back if x["kind"] == "views"),
+        "web.orders": sorted(x["id"] for x in back if x["kind"] == "orders"),
+    }
+    for table, ids in want.items():
+        wait_rows(cat, len(ids), table=table)
+    time.sleep(2)
+    for table, ids in want.items():
+        assert sorted(r["id"] for r in rows(cat, table)) == ids, table
+    assert sorted(t[1] for t in cat.list_tables("web")) == ["clicks", "orders", "views"]
+
+    def error_lines(stream):
+        objs = read_objects(None, h.data_dir / "errors" / stream)
+        return [json.loads(x) for b in objs.values() for x in b.decode().splitlines()]
+
+    f_errors = wait_until(lambda: error_lines("front") or None, timeout=30, what="front's error output")
+    assert [e["errorCode"] for e in f_errors] == ["partitioning-failed"]
+    assert "kind" in f_errors[0]["errorMessage"] or "null" in f_errors[0]["errorMessage"]
+    b_errors = wait_until(lambda: error_lines("back") or None, timeout=30, what="back's error output")
+    assert [e["errorCode"] for e in b_errors] == ["format-conversion-failed"]
+    assert "id" in b_errors[0]["errorMessage"], b_errors[0]["errorMessage"]

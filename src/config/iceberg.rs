@@ -23,6 +23,8 @@ use super::store::{S3Store, StoreConfig, s3_store};
 use super::{ConfigError, err, range_check};
 use crate::encode::Encoding;
 use crate::encode::parquet::ParquetOptions;
+use crate::route::keys::{KeyContext, KeyTemplate, PrefixKind};
+use crate::route::partition::{Partitioner, Query};
 
 /// The catalog name destinations use unless they name another.
 pub const DEFAULT_CATALOG: &str = "hydrant";
@@ -119,6 +121,12 @@ pub struct IcebergDestination {
     pub file_bytes_max: u64,
     pub awaiting_commit_max: usize,
     pub snapshots: SnapshotPolicy,
+    /// Records routed to tables by jq: the batcher's partitioning, each
+    /// partition `namespace/table`. None: every record to `namespace.table`.
+    pub route: Option<Arc<Partitioner>>,
+    /// Tables written at once; opening one more closes the least recently
+    /// used (after its pending commit).
+    pub tables_open_max: usize,
 }
 
 /// The `iceberg` section: every catalog by name, the default one included.
@@ -265,6 +273,66 @@ fn warehouse(
     })
 }
 
+/// Tables a routed destination writes at once, by default.
+pub const DEFAULT_TABLES_OPEN: usize = 64;
+
+/// `route`: the partitioning that gives each record `namespace/table`, a
+/// jq expression or the fixed name for each.
+pub(crate) fn route(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    r: &super::raw::RawRoute,
+    (namespace, table): (&str, &str),
+) -> Option<Arc<Partitioner>> {
+    let mut keys = Vec::new();
+    let mut template = String::new();
+    for (name, src, fixed) in [
+        ("namespace", &r.namespace, namespace),
+        ("table", &r.table, table),
+    ] {
+        if !template.is_empty() {
+            template.push('/');
+        }
+        match src {
+            None => template.push_str(fixed),
+            Some(src) => match Query::compile(src) {
+                Ok(q) => {
+                    template.push_str(&format!("!{{partitionKeyFromQuery:{name}}}"));
+                    keys.push((name.to_string(), q));
+                }
+                Err(e) => errors.push(err(format!("{path}.route.{name}"), format!("`{src}` {e}"))),
+            },
+        }
+    }
+    if keys.is_empty() {
+        errors.push(err(
+            format!("{path}.route"),
+            "needs `namespace` or `table` (a jq expression)",
+        ));
+        return None;
+    }
+    let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+    let template = KeyTemplate::parse_with(
+        &template,
+        PrefixKind::Prefix,
+        KeyContext {
+            query_keys: Some(&names),
+            transform: false,
+        },
+    )
+    .map_err(|e| errors.push(err(format!("{path}.route"), e)))
+    .ok()?;
+    Some(Arc::new(Partitioner {
+        keys,
+        time: None,
+        template,
+        // A shard's open batches, one per table: dynamic partitioning's
+        // defaults (the tables a sink writes at once are bounded apart).
+        open_partitions_max: super::partitioning::DEFAULT_OPEN_PARTITIONS,
+        open_bytes_max: 256 << 20,
+    }))
+}
+
 /// Longest interval between two commits of a table, in seconds.
 const COMMIT_INTERVAL_SECS: (u64, u64) = (1, 3600);
 
@@ -332,6 +400,17 @@ pub(super) fn iceberg_destination(
     };
     let (commit_interval, file_bytes_max, awaiting_commit_max, snapshots) =
         cadence(errors, path, d);
+    let tables_open_max = range_check(
+        errors,
+        &format!("{path}.tables_open_max"),
+        d.tables_open_max.unwrap_or(DEFAULT_TABLES_OPEN),
+        1,
+        10_000,
+    );
+    let route = d
+        .route
+        .as_ref()
+        .and_then(|r| route(errors, path, r, (&namespace, &table)));
     Some(IcebergDestination {
         catalog: catalog.clone(),
         namespace,
@@ -349,6 +428,8 @@ pub(super) fn iceberg_destination(
         file_bytes_max,
         awaiting_commit_max,
         snapshots,
+        route,
+        tables_open_max,
     })
 }
 

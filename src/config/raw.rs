@@ -281,6 +281,19 @@ pub struct RawDestination {
     pub batches_awaiting_commit_max: Option<usize>,
     /// iceberg: which snapshots are kept.
     pub snapshots: Option<RawSnapshots>,
+    /// iceberg: the table of each record, from jq expressions.
+    pub route: Option<RawRoute>,
+    /// iceberg: tables written at once (routed streams).
+    pub tables_open_max: Option<usize>,
+}
+
+/// `destination.route` of an iceberg destination: jq expressions giving a
+/// record's namespace and table (either may be fixed instead).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub namespace: Option<String>,
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

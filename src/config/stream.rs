@@ -167,8 +167,12 @@ pub(super) fn stream_config(
         // to a local directory under data_dir.
         (None, _) => local_error_output(data_dir, name),
     };
-    let partitioning =
-        stream_partitioning(errors, path, s.dynamic_partitioning, &destination, size_mb);
+    let partitioning = match &destination {
+        Destination::Iceberg(i) if i.route.is_some() && s.dynamic_partitioning.is_none() => {
+            i.route.clone()
+        }
+        _ => stream_partitioning(errors, path, s.dynamic_partitioning, &destination, size_mb),
+    };
     let backup = match s.backup {
         None => None,
         Some(b) => Some(backup(errors, path, b, &destination, default_store)?),

@@ -74,6 +74,8 @@ pub(super) fn stream(
             max_age: Duration::from_secs(120 * 3600),
             keep_min: 10,
         },
+        route: None,
+        tables_open_max: crate::config::iceberg::DEFAULT_TABLES_OPEN,
     };
     Ok(StreamConfig {
         name: name.to_string(),

@@ -118,11 +118,12 @@ async fn upload(
             ControlFlow::Continue(out) => out,
             ControlFlow::Break(finished) => return finished,
         },
-        // HTTP and PostgreSQL take the records themselves.
+        // HTTP, PostgreSQL and Iceberg take the records themselves; a
+        // routed Iceberg stream's partition names the batch's table.
         _ => Outgoing {
             records: Held::Frames(records),
             body: bytes::Bytes::new(),
-            key: String::new(),
+            key: partition.as_deref().unwrap_or_default().to_string(),
             format_refused: Vec::new(),
         },
     };

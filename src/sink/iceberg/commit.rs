@@ -115,10 +115,24 @@ impl Task {
     async fn run(mut self) {
         let mut due: Option<Instant> = None;
         let mut backoff = Duration::from_millis(500);
+        // The table closed (no delivery holds it): what waits is committed,
+        // then the task ends.
+        let mut closed = false;
         loop {
+            if closed {
+                self.pending.retain(|p| !p.reply.is_closed());
+                if self.pending.is_empty() {
+                    break;
+                }
+            }
             tokio::select! {
-                m = self.rx.recv() => {
-                    let Some(staged) = m else { break };
+                m = self.rx.recv(), if !closed => {
+                    let Some(staged) = m else {
+                        closed = true;
+                        self.flushing = true;
+                        due = Some(Instant::now());
+                        continue;
+                    };
                     self.pending.push(staged);
                     if self.flushing {
                         due = Some(Instant::now());

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod orphans;
 pub mod storage;
 pub mod table;
+mod tables;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use tokio::sync::{OnceCell, oneshot};
 use super::{Batch, Delivered, Pending, PendingError, Sink, SinkError, Stream};
 use crate::config::IcebergDestination;
 use crate::encode::parquet::ParquetOptions;
-use crate::metrics::{IcebergMetrics, TableLabel};
+use crate::metrics::IcebergMetrics;
 use crate::record::Record;
 use commit::{Committer, Settings, Staged};
 use files::TableShape;
@@ -49,16 +50,17 @@ pub struct IcebergSink {
     retry_duration: Duration,
     writer_id: String,
     metrics: IcebergMetrics,
-    label: TableLabel,
     /// Encoding holds a slot, as object destinations' does.
     encoders: Arc<tokio::sync::Semaphore>,
-    state: OnceCell<State>,
+    catalog: OnceCell<catalog::OpenCatalog>,
+    tables: tables::Tables<State>,
     flushing: AtomicBool,
     describe: String,
 }
 
-/// The open table: its catalog and storage, its shape, its committer.
+/// An open table: its catalog and storage, its shape, its committer.
 struct State {
+    ident: iceberg::TableIdent,
     catalog: Arc<dyn iceberg::Catalog>,
     storage: storage::ObjectStorage,
     shape: std::sync::RwLock<Arc<TableShape>>,
@@ -76,15 +78,19 @@ impl State {
 impl IcebergSink {
     pub fn new(cfg: &IcebergDestination, stream: &Stream<'_>) -> IcebergSink {
         let table = format!("{}.{}", cfg.namespace, cfg.table);
+        let describe = match cfg.route {
+            None => format!("iceberg://{}/{table}", cfg.catalog.name),
+            Some(_) => format!("iceberg://{}/(routed)", cfg.catalog.name),
+        };
         IcebergSink {
-            describe: format!("iceberg://{}/{table}", cfg.catalog.name),
-            label: IcebergMetrics::table(&cfg.catalog.name, &table),
+            describe,
+            tables: tables::Tables::new(cfg.tables_open_max),
+            catalog: OnceCell::new(),
             cfg: Arc::new(cfg.clone()),
             retry_duration: stream.retry_duration,
             writer_id: stream.writer_id.to_string(),
             metrics: stream.metrics.iceberg.clone(),
             encoders: stream.encoders.clone(),
-            state: OnceCell::new(),
             flushing: AtomicBool::new(false),
         }
     }
@@ -123,9 +129,16 @@ impl IcebergSink {
     /// Opens the catalog and the table (created from `first`, the first
     /// batch's records, if it must be and no columns are declared), reads
     /// the table's ledger and starts its committer.
-    async fn open(&self, first: &[Record]) -> Result<State, SinkError> {
-        let cat = catalog::open(&self.cfg.catalog).await?;
-        let table = table::open(cat.catalog.as_ref(), &self.cfg, first).await?;
+    async fn open(
+        &self,
+        ident: &iceberg::TableIdent,
+        first: &[Record],
+    ) -> Result<State, SinkError> {
+        let cat = self
+            .catalog
+            .get_or_try_init(|| catalog::open(&self.cfg.catalog))
+            .await?;
+        let table = table::open(cat.catalog.as_ref(), &self.cfg, ident, first).await?;
         let shape = self.shape(&table)?;
         let ledger = Ledger::from_summaries(
             table
@@ -141,7 +154,10 @@ impl IcebergSink {
                 snapshots: self.cfg.snapshots,
                 writer_id: self.writer_id.clone(),
                 metrics: self.metrics.clone(),
-                label: self.label.clone(),
+                label: IcebergMetrics::table(
+                    &self.cfg.catalog.name,
+                    &format!("{}.{}", ident.namespace().join("."), ident.name()),
+                ),
                 queue_max: self.cfg.awaiting_commit_max,
             },
             ledger,
@@ -150,12 +166,58 @@ impl IcebergSink {
             committer.flush();
         }
         Ok(State {
-            catalog: cat.catalog,
-            storage: cat.storage,
+            ident: ident.clone(),
+            catalog: cat.catalog.clone(),
+            storage: cat.storage.clone(),
             shape: std::sync::RwLock::new(Arc::new(shape)),
             evolving: tokio::sync::Mutex::new(()),
             committer,
         })
+    }
+
+    /// Encodes `records` into data files (holding an encoding slot, on a
+    /// blocking thread) and stores them.
+    async fn write(
+        &self,
+        st: &State,
+        records: Vec<Record>,
+        name: String,
+    ) -> Result<files::Encoded, SinkError> {
+        let shape = st.shape();
+        let slot = self
+            .encoders
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| SinkError {
+                message: format!("no encoding slot: {e}"),
+                retryable: true,
+            })?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            crate::sched::background_thread();
+            files::encode(&records, &shape, &name)
+        })
+        .await
+        .map_err(|e| SinkError {
+            message: format!("encoding task failed: {e}"),
+            retryable: true,
+        })?
+        .map_err(|e| SinkError {
+            message: format!("cannot write the data files: {e}"),
+            retryable: false,
+        })?;
+        // A batch's files (one per partition) are stored a few at a time.
+        let writes: Vec<_> = encoded
+            .files
+            .iter()
+            .map(|f| write_file(st.storage.clone(), f.location.clone(), f.body.clone()))
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(FILE_WRITES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(encoded)
     }
 
     /// Without declared columns: adds a column for each top-level field of
@@ -186,7 +248,7 @@ impl IcebergSink {
         }
         let table = st
             .catalog
-            .load_table(&table::ident(&self.cfg))
+            .load_table(&st.ident)
             .await
             .map_err(|e| SinkError {
                 message: format!("cannot load the table: {e}"),
@@ -196,6 +258,29 @@ impl IcebergSink {
         let shape = Arc::new(self.shape(&table)?);
         *st.shape.write().unwrap_or_else(|p| p.into_inner()) = shape;
         Ok(())
+    }
+}
+
+impl IcebergSink {
+    /// The table of a batch: the destination's, or, routed, its partition
+    /// `namespace/table`. None: the route gave names no table can have.
+    fn table_of(&self, key: &str) -> Option<iceberg::TableIdent> {
+        let (ns, table) = match self.cfg.route {
+            None => (self.cfg.namespace.as_str(), self.cfg.table.as_str()),
+            Some(_) => key.split_once('/')?,
+        };
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 255
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        (ok(ns) && ok(table)).then(|| {
+            iceberg::TableIdent::new(
+                iceberg::NamespaceIdent::new(ns.to_string()),
+                table.to_string(),
+            )
+        })
     }
 }
 
@@ -232,10 +317,26 @@ fn log_tag(log_id: &str) -> String {
 #[async_trait]
 impl Sink for IcebergSink {
     async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
-        let st = self
-            .state
-            .get_or_try_init(|| self.open(batch.records))
-            .await?;
+        let Some(ident) = self.table_of(batch.key) else {
+            let why = format!(
+                "the route gives `{}`, which is not NAMESPACE/TABLE of names",
+                batch.key
+            );
+            return Ok(Delivered {
+                rejected: (0..batch.records.len()).map(|i| (i, why.clone())).collect(),
+                rejected_type: Some("partitioning-failed"),
+                pending: None,
+            });
+        };
+        let slot = self.tables.slot(&ident);
+        let st = slot
+            .get_or_try_init(|| async {
+                let st = self.open(&ident, batch.records).await?;
+                Ok::<_, SinkError>(Arc::new(st))
+            })
+            .await?
+            .clone();
+        let st = &*st;
         self.evolve(st, batch.records).await?;
         let (Some(first), Some(last)) = (
             batch.records.first().map(|r| r.offset),
@@ -264,45 +365,12 @@ impl Sink for IcebergSink {
             a.offset,
             b.offset
         );
-        let shape = st.shape();
-        let slot = self
-            .encoders
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| SinkError {
-                message: format!("no encoding slot: {e}"),
-                retryable: true,
-            })?;
-        let encoded = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            crate::sched::background_thread();
-            files::encode(&records, &shape, &name)
-        })
-        .await
-        .map_err(|e| SinkError {
-            message: format!("encoding task failed: {e}"),
-            retryable: true,
-        })?
-        .map_err(|e| SinkError {
-            message: format!("cannot write the data files: {e}"),
-            retryable: false,
-        })?;
+        let encoded = self.write(st, records, name).await?;
         let rejected: Vec<(usize, String)> = encoded
             .rejected
             .into_iter()
             .filter_map(|(i, why)| keep.get(i).map(|&j| (j, why)))
             .collect();
-        // A batch's files (one per partition) are stored a few at a time.
-        let writes: Vec<_> = encoded
-            .files
-            .iter()
-            .map(|f| write_file(st.storage.clone(), f.location.clone(), f.body.clone()))
-            .collect();
-        futures::stream::iter(writes)
-            .buffer_unordered(FILE_WRITES_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
         if encoded.files.is_empty() {
             return Ok(Delivered {
                 rejected,
@@ -337,9 +405,7 @@ impl Sink for IcebergSink {
 
     fn flush(&self) {
         self.flushing.store(true, Ordering::Release);
-        if let Some(st) = self.state.get() {
-            st.committer.flush();
-        }
+        self.tables.each(|st| st.committer.flush());
     }
 }
 

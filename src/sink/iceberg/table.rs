@@ -36,9 +36,10 @@ pub fn ident(cfg: &IcebergDestination) -> TableIdent {
 pub async fn open(
     catalog: &dyn Catalog,
     cfg: &IcebergDestination,
+    ident: &TableIdent,
     first: &[Record],
 ) -> Result<Table, SinkError> {
-    let ident = ident(cfg);
+    let ident = ident.clone();
     let exists = catalog
         .table_exists(&ident)
         .await
@@ -97,7 +98,7 @@ async fn create(
         return Err(transient(&format!("cannot create namespace {ns:?}"), e));
     }
     let creation = TableCreation::builder()
-        .name(cfg.table.clone())
+        .name(ident.name().to_string())
         .schema(schema)
         .partition_spec(spec)
         .properties(HashMap::from([(
