@@ -64,7 +64,7 @@ enum Cmd {
     /// A transform component alone: records/s through it in calls of
     /// `batch` records, and the cost of a call (one record per call).
     Transform(stages::transform::Args),
-    /// Every workload (W1-W5) and every stage ceiling in one run, against a
+    /// Every workload (W1-W6) and every stage ceiling in one run, against a
     /// Garage started here and the local filesystem; prints the table and
     /// writes `bench/results/<date>-<machine>.json`.
     Suite(suite::Args),
