@@ -213,6 +213,14 @@ def test_sigkill_under_load_every_acknowledged_record_once(hydrant_factory):
 
     ids = wait_until(all_acked, timeout=90, what="every acknowledged record in the table")
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} records twice"
+    # What the kills left written but never committed is removed, and the
+    # table reads the same after.
+    assert h.terminate() == 0
+    before = sorted(r["id"] for r in rows(cat))
+    removed = clean_orphans(h)
+    assert clean_orphans(h, "--dry-run") == []
+    assert all(not os.path.exists(x.removeprefix("file://")) for x in removed)
+    assert sorted(r["id"] for r in rows(cat)) == before
 
 
 def clean_orphans(h, *args):
