@@ -370,3 +370,34 @@ def test_two_streams_routed_by_jq_into_three_tables(hydrant_factory):
     b_errors = wait_until(lambda: error_lines("back") or None, timeout=30, what="back's error output")
     assert [e["errorCode"] for e in b_errors] == ["format-conversion-failed"]
     assert "id" in b_errors[0]["errorMessage"], b_errors[0]["errorMessage"]
+
+
+def test_rest_catalog_against_an_in_test_server_following_the_spec(hydrant_factory, tmp_path):
+    from pyiceberg.catalog.rest import RestCatalog as RestClient
+
+    from iceberg_rest import RestCatalog
+
+    server = RestCatalog(tmp_path / "rest").start()
+    try:
+        catalogs = f"""iceberg:
+  catalogs:
+    lake:
+      type: rest
+      uri: {server.uri}
+      warehouse: {server.warehouse}
+"""
+        h = hydrant_factory(catalogs + stream_yaml(extra_dest="      catalog: lake\n")).start()
+        sent = [record(i, day=i % 2) for i in range(600)]
+        put(h, sent)
+        client = RestClient("lake", uri=server.uri)
+        got = wait_rows(client, 600)
+        time.sleep(3)
+        got = rows(client)
+        assert sorted(r["id"] for r in got) == sorted(x["id"] for x in sent)
+        t = client.load_table("web.app")
+        assert [f.name for f in t.spec().fields] == ["ts_day", "tenant", "user_id_bucket"]
+        assert all("hydrant.ranges" in s.summary.additional_properties for s in t.snapshots())
+        posts = [p for m, p in server.requests if m == "POST" and p.endswith("/tables/app")]
+        assert len(posts) == len(t.snapshots()), "one commit request per snapshot"
+    finally:
+        server.close()

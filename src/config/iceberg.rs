@@ -46,6 +46,8 @@ pub enum CatalogDatabase {
     Sqlite(PathBuf),
     /// A PostgreSQL URL.
     Postgres(String),
+    /// Not a database: the URL of a REST catalog server (`type: rest`).
+    Rest(String),
 }
 
 /// Where a catalog's tables keep their data and metadata files.
@@ -193,14 +195,23 @@ fn catalog(
     object_store: &StoreConfig,
 ) -> Option<IcebergCatalog> {
     let kind = c.kind.as_deref().unwrap_or("sql");
-    if kind != "sql" {
+    if kind != "sql" && kind != "rest" {
         errors.push(err(
             format!("{path}.type"),
-            format!("`{kind}` is not a catalog type (sql)"),
+            format!("`{kind}` is not a catalog type (sql, rest)"),
         ));
         return None;
     }
-    let database = if let Some(file) = c.uri.strip_prefix("sqlite://") {
+    let database = if kind == "rest" {
+        if !(c.uri.starts_with("http://") || c.uri.starts_with("https://")) {
+            errors.push(err(
+                format!("{path}.uri"),
+                "a rest catalog's uri starts with http:// or https://",
+            ));
+            return None;
+        }
+        CatalogDatabase::Rest(c.uri.trim_end_matches('/').to_string())
+    } else if let Some(file) = c.uri.strip_prefix("sqlite://") {
         let file = file.split('?').next().unwrap_or_default();
         if file.is_empty() {
             errors.push(err(format!("{path}.uri"), "names no SQLite file"));

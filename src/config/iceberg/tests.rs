@@ -135,7 +135,7 @@ fn bad_destinations_name_the_field() {
 #[test]
 fn bad_catalogs_name_the_field() {
     let e = errors(
-        "iceberg:\n  catalogs:\n    lake: { uri: \"mysql://x\", warehouse: /w }\n    s3lake: { uri: \"sqlite:///c.db\", warehouse: \"s3://lake/w\" }\n    \"bad name\": { uri: \"sqlite:///c.db\", warehouse: /w }\n",
+        "iceberg:\n  catalogs:\n    lake: { uri: \"mysql://x\", warehouse: /w }\n    s3lake: { uri: \"sqlite:///c.db\", warehouse: \"s3://lake/w\" }\n    \"bad name\": { uri: \"sqlite:///c.db\", warehouse: /w }\n    r: { type: rest, uri: \"ftp://x\", warehouse: /w }\n    q: { type: hive, uri: \"http://x\", warehouse: /w }\n",
     );
     assert!(
         e.iter()
@@ -150,6 +150,16 @@ fn bad_catalogs_name_the_field() {
     assert!(
         e.iter()
             .any(|e| e.starts_with("iceberg.catalogs.bad name: a catalog name")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("iceberg.catalogs.r.uri: a rest catalog's uri")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("iceberg.catalogs.q.type: `hive` is not a catalog type")),
         "{e:?}"
     );
 }

@@ -1,11 +1,15 @@
 //! Opening a configured catalog: the SQL catalog (the JDBC layout Spark,
-//! Trino, Flink and pyiceberg share) on SQLite or PostgreSQL, its tables'
-//! files through [`super::storage`].
+//! Trino, Flink and pyiceberg share) on SQLite or PostgreSQL, or a REST
+//! catalog server (the Iceberg REST spec); its tables' files through
+//! [`super::storage`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::{Catalog, CatalogBuilder};
+use iceberg_catalog_rest::{
+    REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder,
+};
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle,
     SqlCatalogBuilder,
@@ -54,6 +58,36 @@ fn warehouse_location(w: &Warehouse) -> String {
     }
 }
 
+/// Opens a REST catalog; its tables' files through `storage`.
+async fn open_rest(
+    c: &IcebergCatalog,
+    url: &str,
+    storage: ObjectStorage,
+) -> Result<OpenCatalog, SinkError> {
+    let props = HashMap::from([
+        (REST_CATALOG_PROP_URI.to_string(), url.to_string()),
+        (
+            REST_CATALOG_PROP_WAREHOUSE.to_string(),
+            warehouse_location(&c.warehouse),
+        ),
+    ]);
+    let catalog = RestCatalogBuilder::default()
+        .with_storage_factory(Arc::new(ObjectStorageFactory::new(storage.clone())))
+        .load(&c.name, props)
+        .await
+        .map_err(|e| SinkError {
+            message: format!(
+                "cannot open the Iceberg REST catalog `{}` at {url}: {e}",
+                c.name
+            ),
+            retryable: true,
+        })?;
+    Ok(OpenCatalog {
+        catalog: Arc::new(catalog),
+        storage,
+    })
+}
+
 /// Opens (and on first use creates) the catalog's tables.
 pub async fn open(c: &IcebergCatalog) -> Result<OpenCatalog, SinkError> {
     let storage = storage(&c.warehouse)?;
@@ -71,6 +105,7 @@ pub async fn open(c: &IcebergCatalog) -> Result<OpenCatalog, SinkError> {
             )
         }
         CatalogDatabase::Postgres(url) => (url.clone(), SqlBindStyle::DollarNumeric),
+        CatalogDatabase::Rest(url) => return open_rest(c, url, storage).await,
     };
     let props = HashMap::from([
         (SQL_CATALOG_PROP_URI.to_string(), uri),
