@@ -303,7 +303,10 @@ def test_firehose_api_creates_the_table_from_records_and_adds_new_fields(hydrant
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"DestinationTableConfigurationList": []}, "exactly one table"),
+    ({"DestinationTableConfigurationList": []}, "at least one table"),
+    ({"DestinationTableConfigurationList": [{"DestinationDatabaseName": "a", "DestinationTableName": "x"},
+                                            {"DestinationDatabaseName": "a", "DestinationTableName": "y"}]},
+     "MetadataExtractionQuery"),
     ({"AppendOnly": False}, "append-only"),
     ({"CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:000000000000:catalog/nope"}}, None),
 ])
@@ -401,3 +404,37 @@ def test_rest_catalog_against_an_in_test_server_following_the_spec(hydrant_facto
         assert len(posts) == len(t.snapshots()), "one commit request per snapshot"
     finally:
         server.close()
+
+
+def test_firehose_api_routes_records_to_the_listed_tables(hydrant_factory):
+    h = hydrant_factory("").start()
+    fh = h.firehose()
+    tables = [
+        {"DestinationDatabaseName": "shop", "DestinationTableName": "orders",
+         "PartitionSpec": {"Identity": [{"SourceName": "region"}]}},
+        {"DestinationDatabaseName": "shop", "DestinationTableName": "refunds"},
+    ]
+    processing = {"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+        {"ParameterName": "MetadataExtractionQuery",
+         "ParameterValue": "{destinationDatabaseName: .db, destinationTableName: .kind}"},
+        {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}
+    fh.create_delivery_stream(DeliveryStreamName="shop", IcebergDestinationConfiguration=iceberg_request(
+        "errs", DestinationTableConfigurationList=tables, ProcessingConfiguration=processing))
+    recs = [{"id": f"s{i}", "db": "shop", "kind": ["orders", "refunds"][i % 2], "region": "eu" if i % 3 else "us"}
+            for i in range(300)]
+    put(h, recs + [{"id": "lost", "db": "shop", "kind": "unlisted"}], stream="shop")
+    cat = local_catalog(h)
+    for kind in ("orders", "refunds"):
+        want = sorted(x["id"] for x in recs if x["kind"] == kind)
+        got = wait_rows(cat, len(want), table=f"shop.{kind}")
+        assert sorted(r["id"] for r in got) == want
+    assert [f.name for f in cat.load_table("shop.orders").spec().fields] == ["region"]
+    assert cat.load_table("shop.refunds").spec().fields == ()
+
+    def errors():
+        objs = read_objects(None, h.data_dir / "buckets" / "errs")
+        return [json.loads(x) for b in objs.values() for x in b.decode().splitlines()] or None
+
+    lines = wait_until(errors, timeout=30, what="the unlisted table's record in the error output")
+    assert [x["errorCode"] for x in lines] == ["partitioning-failed"]
+    assert "DestinationTableConfigurationList" in lines[0]["errorMessage"]

@@ -126,6 +126,10 @@ pub struct IcebergDestination {
     /// Records routed to tables by jq: the batcher's partitioning, each
     /// partition `namespace/table`. None: every record to `namespace.table`.
     pub route: Option<Arc<Partitioner>>,
+    /// The only tables records may go to, each with its partition fields
+    /// (Firehose's `DestinationTableConfigurationList`); None: any table,
+    /// partitioned by `partition_by`.
+    pub tables: Option<BTreeMap<(String, String), Vec<PartitionField>>>,
     /// Tables written at once; opening one more closes the least recently
     /// used (after its pending commit).
     pub tables_open_max: usize,
@@ -284,6 +288,23 @@ fn warehouse(
     })
 }
 
+impl IcebergDestination {
+    /// The partition fields of table `namespace.table`.
+    pub fn partition_fields(&self, namespace: &str, table: &str) -> &[PartitionField] {
+        self.tables
+            .as_ref()
+            .and_then(|t| t.get(&(namespace.to_string(), table.to_string())))
+            .map_or(&self.partition_by, |f| f)
+    }
+
+    /// Whether records may go to table `namespace.table`.
+    pub fn allows(&self, namespace: &str, table: &str) -> bool {
+        self.tables
+            .as_ref()
+            .is_none_or(|t| t.contains_key(&(namespace.to_string(), table.to_string())))
+    }
+}
+
 /// Tables a routed destination writes at once, by default.
 pub const DEFAULT_TABLES_OPEN: usize = 64;
 
@@ -440,6 +461,7 @@ pub(super) fn iceberg_destination(
         awaiting_commit_max,
         snapshots,
         route,
+        tables: None,
         tables_open_max,
     })
 }

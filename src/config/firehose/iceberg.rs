@@ -27,7 +27,8 @@ pub(super) fn stream(
     source: Source,
     cfg: &Config,
 ) -> Result<StreamConfig, RequestError> {
-    let table = table_config(d)?;
+    let list = table_configs(d)?;
+    let table = list[0];
     let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let (namespace, table_name) = (
         str_at(table, "DestinationDatabaseName").unwrap_or_default(),
@@ -74,7 +75,18 @@ pub(super) fn stream(
             max_age: Duration::from_secs(120 * 3600),
             keep_min: 10,
         },
-        route: None,
+        route: route(d, list.len())?,
+        tables: Some(
+            list.iter()
+                .map(|t| {
+                    let key = (
+                        str_at(t, "DestinationDatabaseName").unwrap_or_default(),
+                        str_at(t, "DestinationTableName").unwrap_or_default(),
+                    );
+                    (key, identity_fields(t))
+                })
+                .collect(),
+        ),
         tables_open_max: crate::config::iceberg::DEFAULT_TABLES_OPEN,
     };
     Ok(StreamConfig {
@@ -91,7 +103,7 @@ pub(super) fn stream(
         encryption: None,
         retry_duration: Duration::from_secs(retry_secs.min(7200)),
         uploads_in_flight_max: 4,
-        partitioning: None,
+        partitioning: destination.route.clone(),
         error_output: errors_to,
         destination: Destination::Iceberg(Box::new(destination)),
         backup,
@@ -146,28 +158,75 @@ fn error_output(
     Ok((errors_to, backup))
 }
 
-/// The one `DestinationTableConfigurationList` entry, checked.
-fn table_config(d: &Value) -> Result<&Value, RequestError> {
+/// The `DestinationTableConfigurationList` entries, each checked; at
+/// least one.
+fn table_configs(d: &Value) -> Result<Vec<&Value>, RequestError> {
     let list = d
         .get("DestinationTableConfigurationList")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let [table] = list else {
-        return Err(invalid(format!(
-            "DestinationTableConfigurationList must hold exactly one table (it holds {}); routing records to several tables is not supported by Hydrant",
-            list.len()
-        )));
+    if list.is_empty() {
+        return Err(invalid(
+            "DestinationTableConfigurationList must hold at least one table",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| table_config(d, i + 1, t))
+        .collect()
+}
+
+/// Records routed to the listed tables: a `MetadataExtraction` processor's
+/// `MetadataExtractionQuery` yields each record's
+/// `destinationDatabaseName` and `destinationTableName`, as Firehose's
+/// JQ-1.6 engine runs it. Needed with more than one table.
+fn route(
+    d: &Value,
+    tables: usize,
+) -> Result<Option<std::sync::Arc<crate::route::partition::Partitioner>>, RequestError> {
+    let query = super::processor(d, "MetadataExtraction")
+        .and_then(|p| p.get("Parameters"))
+        .and_then(Value::as_array)
+        .and_then(|ps| {
+            ps.iter().find_map(|p| {
+                (p.get("ParameterName").and_then(Value::as_str) == Some("MetadataExtractionQuery"))
+                    .then(|| p.get("ParameterValue").and_then(Value::as_str))
+                    .flatten()
+            })
+        });
+    let Some(query) = query else {
+        if tables > 1 {
+            return Err(invalid(
+                "with several tables in DestinationTableConfigurationList, a MetadataExtraction processor's MetadataExtractionQuery must give each record's destinationDatabaseName and destinationTableName",
+            ));
+        }
+        return Ok(None);
     };
+    let raw = super::super::raw::RawRoute {
+        namespace: Some(format!("({query}) | .destinationDatabaseName")),
+        table: Some(format!("({query}) | .destinationTableName")),
+    };
+    let mut errors = Vec::new();
+    let route =
+        super::super::iceberg::route(&mut errors, "MetadataExtractionQuery", &raw, ("", ""));
+    match route {
+        Some(r) if errors.is_empty() => Ok(Some(r)),
+        _ => Err(refused(errors)),
+    }
+}
+
+/// One `DestinationTableConfigurationList` entry (the `n`th), checked.
+fn table_config<'a>(d: &Value, n: usize, table: &'a Value) -> Result<&'a Value, RequestError> {
     let mut v = Vec::new();
     for k in ["DestinationDatabaseName", "DestinationTableName"] {
         match table.get(k).and_then(Value::as_str) {
             None => v.push(format!(
-                "Value null at '{KIND}.destinationTableConfigurationList.1.member.{}' failed to satisfy constraint: Member must not be null",
+                "Value null at '{KIND}.destinationTableConfigurationList.{n}.member.{}' failed to satisfy constraint: Member must not be null",
                 lower_first(k)
             )),
             Some(s) if s.is_empty() || s.len() > 255 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') => v.push(format!(
-                "Value '{s}' at '{KIND}.destinationTableConfigurationList.1.member.{}' failed to satisfy constraint: Member must have length between 1 and 255 and satisfy regular expression pattern: ^[a-zA-Z0-9\\.\\_]+$",
+                "Value '{s}' at '{KIND}.destinationTableConfigurationList.{n}.member.{}' failed to satisfy constraint: Member must have length between 1 and 255 and satisfy regular expression pattern: ^[a-zA-Z0-9\\.\\_]+$",
                 lower_first(k)
             )),
             Some(_) => {}

@@ -273,9 +273,9 @@ impl IcebergSink {
             !s.is_empty()
                 && s.len() <= 255
                 && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         };
-        (ok(ns) && ok(table)).then(|| {
+        (ok(ns) && ok(table) && self.cfg.allows(ns, table)).then(|| {
             iceberg::TableIdent::new(
                 iceberg::NamespaceIdent::new(ns.to_string()),
                 table.to_string(),
@@ -319,8 +319,13 @@ impl Sink for IcebergSink {
     async fn deliver(&self, batch: &Batch<'_>) -> Result<Delivered, SinkError> {
         let Some(ident) = self.table_of(batch.key) else {
             let why = format!(
-                "the route gives `{}`, which is not NAMESPACE/TABLE of names",
-                batch.key
+                "the route gives `{}`, which is not NAMESPACE/TABLE of names{}",
+                batch.key,
+                if self.cfg.tables.is_some() {
+                    " of a table in DestinationTableConfigurationList"
+                } else {
+                    ""
+                }
             );
             return Ok(Delivered {
                 rejected: (0..batch.records.len()).map(|i| (i, why.clone())).collect(),

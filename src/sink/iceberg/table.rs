@@ -63,6 +63,7 @@ pub async fn open(
 /// The schema and spec of a new table: declared, or from the records.
 fn new_table_schema(
     cfg: &IcebergDestination,
+    ident: &TableIdent,
     first: &[Record],
 ) -> Result<(Schema, UnboundPartitionSpec), SinkError> {
     if let Some(c) = &cfg.columns {
@@ -74,7 +75,9 @@ fn new_table_schema(
     };
     let schema = super::infer::schema(first)
         .map_err(|e| refused(format!("cannot create the table from the records: {e}")))?;
-    let spec = crate::config::iceberg::partition_spec(&schema, &cfg.partition_by)
+    let ns = ident.namespace().join(".");
+    let fields = cfg.partition_fields(&ns, ident.name());
+    let spec = crate::config::iceberg::partition_spec(&schema, fields)
         .map_err(|(_, e)| refused(format!("cannot partition the new table: {e}")))?;
     Ok((schema, spec))
 }
@@ -85,7 +88,7 @@ async fn create(
     ident: &TableIdent,
     first: &[Record],
 ) -> Result<Table, SinkError> {
-    let (schema, spec) = new_table_schema(cfg, first)?;
+    let (schema, spec) = new_table_schema(cfg, ident, first)?;
     let ns = ident.namespace();
     let ns_exists = catalog
         .namespace_exists(ns)
