@@ -425,14 +425,21 @@ def test_shard_write_limits_answer_provisioned_throughput_exceeded(hydrant_facto
     h = hydrant_factory("kinesis:\n  shard_write_limits: true\n").start()
     k = h.kinesis()
     create(k, "limited", 1)
-    # 1,000 records/s per shard: a burst of 1,500 has some refused, per record.
+    # 1,000 records/s per shard: a burst of 1,500 has some refused, per
+    # record. The bucket holds 1,000 and refills at 1,000/s while the burst
+    # is sent, so what is admitted is bounded by the burst's own duration.
     results = []
+    started = time.monotonic()
     for _ in range(3):
         r = k.put_records(StreamName="limited", Records=[{"Data": b"x", "PartitionKey": "p"}] * 500)
         results.extend(r["Records"])
+    elapsed = time.monotonic() - started
     refused = [x for x in results if "ErrorCode" in x]
-    assert 400 <= len(refused) <= 600, len(refused)
-    assert {x["ErrorCode"] for x in refused} == {"ProvisionedThroughputExceededException"}
+    admitted = len(results) - len(refused)
+    assert 1000 <= admitted <= 1000 + 1000 * elapsed + 10, (admitted, elapsed)
+    if elapsed < 0.4:
+        assert refused, f"nothing refused in a burst of 1,500 over {elapsed:.2f} s"
+    assert {x["ErrorCode"] for x in refused} <= {"ProvisionedThroughputExceededException"}
     # 1 MiB/s: a single 1 MiB record fills the bucket; the next one is refused.
     time.sleep(1.1)
     k.put_record(StreamName="limited", Data=b"y" * (1 << 20), PartitionKey="p")

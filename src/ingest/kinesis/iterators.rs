@@ -96,7 +96,13 @@ pub(super) async fn start_at(
         .log
         .shard(shard)
         .ok_or_else(|| internal(format!("shard {shard} has no log")))?;
-    let end = log.durable_end();
+    let mut end = log.durable_end();
+    if matches!(p.kind, "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER")
+        && let Some((seq, _)) = p.sequence.and_then(decode_position)
+        && seq.offset >= end
+    {
+        end = caught_up(&log, seq.offset).await;
+    }
     let oldest = log.oldest_offset();
     let (offset, position) = match p.kind {
         "TRIM_HORIZON" => (oldest, Some((oldest, 0))),
@@ -130,6 +136,19 @@ pub(super) async fn start_at(
         offset: offset.max(oldest),
         position: position.filter(|_| offset >= oldest),
     })
+}
+
+/// How long a sequence number beyond the shard's end as this node knows it
+/// is waited for: in cluster mode another node may have issued it, and this
+/// node learns the shard's new end a moment later.
+const ISSUED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The shard's durable end once it passed `offset`, or as it is after
+/// [`ISSUED_WAIT`].
+async fn caught_up(log: &crate::log::ShardLog, offset: u64) -> u64 {
+    let mut rx = log.subscribe();
+    let _ = tokio::time::timeout(ISSUED_WAIT, rx.wait_for(|e| *e > offset)).await;
+    log.durable_end()
 }
 
 /// The offset at (or after) a position's sequence number, which must be one
