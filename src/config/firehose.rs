@@ -304,18 +304,7 @@ fn dynamic_partitioning(d: &Value, prefix: &str) -> Result<Option<RawPartitionin
         }
         return Ok(None);
     }
-    let params = processor(d, "MetadataExtraction")
-        .and_then(|p| p.get("Parameters"))
-        .and_then(Value::as_array);
-    let param = |name: &str| {
-        params.as_ref().and_then(|ps| {
-            ps.iter().find_map(|p| {
-                (p.get("ParameterName").and_then(Value::as_str) == Some(name))
-                    .then(|| p.get("ParameterValue").and_then(Value::as_str))
-                    .flatten()
-            })
-        })
-    };
+    let param = |name: &str| processor_param(d, "MetadataExtraction", name);
     if let Some(engine) = param("JsonParsingEngine")
         && engine != "JQ-1.6"
     {
@@ -363,6 +352,19 @@ fn query_key_names(prefix: &str) -> Vec<String> {
         rest = &after[end..];
     }
     names
+}
+
+/// The value of parameter `name` of the enabled processor of type `kind`.
+pub fn processor_param<'a>(d: &'a Value, kind: &str, name: &str) -> Option<&'a str> {
+    processor(d, kind)?
+        .get("Parameters")?
+        .as_array()?
+        .iter()
+        .find_map(|p| {
+            (p.get("ParameterName").and_then(Value::as_str) == Some(name))
+                .then(|| p.get("ParameterValue").and_then(Value::as_str))
+                .flatten()
+        })
 }
 
 /// The enabled `ProcessingConfiguration`'s processor of this type, if any.

@@ -185,16 +185,7 @@ fn route(
     d: &Value,
     tables: usize,
 ) -> Result<Option<std::sync::Arc<crate::route::partition::Partitioner>>, RequestError> {
-    let query = super::processor(d, "MetadataExtraction")
-        .and_then(|p| p.get("Parameters"))
-        .and_then(Value::as_array)
-        .and_then(|ps| {
-            ps.iter().find_map(|p| {
-                (p.get("ParameterName").and_then(Value::as_str) == Some("MetadataExtractionQuery"))
-                    .then(|| p.get("ParameterValue").and_then(Value::as_str))
-                    .flatten()
-            })
-        });
+    let query = super::processor_param(d, "MetadataExtraction", "MetadataExtractionQuery");
     let Some(query) = query else {
         if tables > 1 {
             return Err(invalid(

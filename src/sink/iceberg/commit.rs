@@ -320,14 +320,6 @@ impl Task {
     async fn expire(&self, table: Table) {
         let count = table.metadata().snapshots().count();
         let label = &self.s.label;
-        if count <= self.s.snapshots.keep_min {
-            self.s
-                .metrics
-                .snapshots
-                .get_or_create(label)
-                .set(count as i64);
-            return;
-        }
         let older_than =
             chrono::Utc::now().timestamp_millis() - self.s.snapshots.max_age.as_millis() as i64;
         let oldest = table
@@ -336,7 +328,7 @@ impl Task {
             .map(|s| s.timestamp_ms())
             .min()
             .unwrap_or(i64::MAX);
-        if oldest >= older_than {
+        if count <= self.s.snapshots.keep_min || oldest >= older_than {
             self.s
                 .metrics
                 .snapshots
