@@ -17,6 +17,8 @@ pub const DELIVERY_STREAM_NAME_CHARS_MAX: usize = 64;
 pub const KINESIS_STREAM_NAME_CHARS_MAX: usize = 128;
 /// Longest consumer name (Kinesis's `ConsumerName`).
 pub const CONSUMER_NAME_CHARS_MAX: usize = 128;
+/// Longest channel name (Kinesis's `ChannelName`).
+pub const CHANNEL_NAME_CHARS_MAX: usize = 128;
 
 /// True for 1 to `max` characters of `[a-zA-Z0-9_.-]`, the rule Firehose
 /// and Kinesis share for their names.
@@ -44,6 +46,11 @@ pub fn valid_consumer_name(name: &str) -> bool {
     valid_name(name, CONSUMER_NAME_CHARS_MAX)
 }
 
+/// True if `name` is a valid channel name (1–128 of `[a-zA-Z0-9_.-]`).
+pub fn valid_channel_name(name: &str) -> bool {
+    valid_name(name, CHANNEL_NAME_CHARS_MAX)
+}
+
 /// True if `name` is a valid S3 bucket name (3–63 of `a-z0-9.-`, starting and
 /// ending with a letter or digit).
 pub fn valid_bucket_name(name: &str) -> bool {
@@ -63,6 +70,38 @@ pub fn delivery_stream_arn(name: &str) -> String {
 /// The ARN of a Kinesis stream.
 pub fn kinesis_stream_arn(name: &str) -> String {
     format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
+}
+
+/// The ARN of a Kinesis channel.
+pub fn channel_arn(name: &str) -> String {
+    format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:channel/{name}")
+}
+
+/// The channel a channel ARN (`arn:aws:kinesis:REGION:ACCOUNT:channel/NAME`)
+/// names.
+pub fn channel_from_arn(arn: &str) -> Option<&str> {
+    let arn = parse_arn(arn)?;
+    if arn.service != "kinesis" {
+        return None;
+    }
+    arn.resource
+        .strip_prefix("channel/")
+        .filter(|n| valid_channel_name(n))
+}
+
+/// The table bucket an S3 Tables bucket ARN
+/// (`arn:aws:s3tables:REGION:ACCOUNT:bucket/NAME`) names: 3–63 of
+/// `[a-z0-9_-]`.
+pub fn table_bucket_from_arn(arn: &str) -> Option<&str> {
+    let arn = parse_arn(arn)?;
+    if arn.service != "s3tables" {
+        return None;
+    }
+    arn.resource.strip_prefix("bucket/").filter(|n| {
+        (3..=63).contains(&n.len())
+            && n.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+    })
 }
 
 /// The ARN of a stream's registered consumer: Kinesis appends the consumer's
@@ -135,6 +174,31 @@ pub fn bucket_from_arn(arn: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_and_table_bucket_arns_are_read() {
+        assert_eq!(
+            channel_from_arn(&channel_arn("logs.to-lake")),
+            Some("logs.to-lake")
+        );
+        assert_eq!(
+            channel_from_arn("arn:aws:kinesis:us-east-1:000000000000:stream/x"),
+            None
+        );
+        assert_eq!(
+            channel_from_arn("arn:aws:kinesis:us-east-1:000000000000:channel/a b"),
+            None
+        );
+        assert_eq!(
+            table_bucket_from_arn("arn:aws:s3tables:us-east-1:000000000000:bucket/lake_1"),
+            Some("lake_1")
+        );
+        assert_eq!(
+            table_bucket_from_arn("arn:aws:s3tables:us-east-1:0:bucket/UP"),
+            None
+        );
+        assert_eq!(table_bucket_from_arn("arn:aws:s3:::lake"), None);
+    }
 
     #[test]
     fn stream_arns_round_trip() {

@@ -405,3 +405,39 @@ def test_a_full_shard_refuses_puts_and_keeps_every_record(nats, nodes):
     assert len(acked) > 500
     got = [r["Data"].decode().rstrip("x") for r in read_whole_stream(k, "ks")]
     assert set(acked) <= set(got), "an acknowledged record was dropped to make room"
+
+
+def test_a_channel_created_on_one_node_is_updated_and_deleted_on_another(nats, nodes, garage, bucket):
+    a, b = nodes(nats, 2, s3_store_yaml(garage))
+    ka, kb = a.kinesis(), b.kinesis()
+    ka.create_stream(StreamName="src", ShardCount=2)
+    wait_until(lambda: "src" in kb.list_streams()["StreamNames"], timeout=10, what="the stream on the other node")
+    arn = ka.create_channel(
+        ChannelName="to-s3", ServiceExecutionRoleARN="arn:aws:iam::000000000000:role/c",
+        StreamConfigurationList=[{"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/src",
+                                  "RecordConfiguration": {"RecordFormatType": "STRING"}}],
+        S3DestinationConfiguration={"DataFreshnessInSeconds": 1, "StorageConfiguration": {
+            "BucketARN": f"arn:aws:s3:::{bucket}", "ExpectedBucketOwner": "000000000000",
+            "CompressionType": "NONE", "OutputKeyTemplate": "ch/"}},
+    )["ChannelDescription"]["ChannelARN"]
+    wait_until(lambda: [c["ChannelName"] for c in kb.list_channels()["ChannelSummaries"]] == ["to-s3"],
+               timeout=10, what="the channel on the other node")
+    sent = [f"line {i}" for i in range(600)]
+    for i in range(0, 600, 100):
+        k = (ka, kb)[i // 100 % 2]
+        assert k.put_records(StreamName="src", Records=[{"Data": x.encode(), "PartitionKey": x} for x in sent[i:i + 100]])["FailedRecordCount"] == 0
+    s3 = garage.s3()
+    got = wait_until(lambda: (lambda r: r if len(r) >= 600 else None)(records_in(read_objects(s3, bucket, "ch/"))),
+                     timeout=60, what="every record delivered")
+    assert sorted(got) == sorted(sent)
+    kb.update_channel(ChannelARN=arn, S3DestinationConfiguration={"DataFreshnessInSeconds": 3})
+    wait_until(lambda: ka.describe_channel(ChannelARN=arn)["ChannelDescription"]["S3DestinationConfiguration"]["DataFreshnessInSeconds"] == 3,
+               timeout=10, what="the update on the other node")
+    more = [f"more {i}" for i in range(200)]
+    assert ka.put_records(StreamName="src", Records=[{"Data": x.encode(), "PartitionKey": x} for x in more])["FailedRecordCount"] == 0
+    got = wait_until(lambda: (lambda r: r if len(r) >= 800 else None)(records_in(read_objects(s3, bucket, "ch/"))),
+                     timeout=60, what="the records after the update")
+    time.sleep(4)
+    assert sorted(records_in(read_objects(s3, bucket, "ch/"))) == sorted(sent + more), "each once across the update"
+    ka.delete_channel(ChannelARN=arn)
+    wait_until(lambda: kb.list_channels()["ChannelSummaries"] == [], timeout=10, what="the deletion on the other node")

@@ -12,6 +12,8 @@
 
 mod iceberg;
 
+pub(crate) use iceberg::catalog_named;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +43,7 @@ pub enum RequestError {
     Invalid(String),
 }
 
-fn invalid(message: impl Into<String>) -> RequestError {
+pub(crate) fn invalid(message: impl Into<String>) -> RequestError {
     RequestError::Invalid(message.into())
 }
 
@@ -159,7 +161,7 @@ pub fn stream_from_request(
 }
 
 /// What validation found, as one `InvalidArgumentException`.
-fn refused(errors: Vec<ConfigError>) -> RequestError {
+pub(crate) fn refused(errors: Vec<ConfigError>) -> RequestError {
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
     invalid(messages.join("; "))
 }

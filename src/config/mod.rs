@@ -8,6 +8,7 @@
 //! sees an invalid value: this is the only place config is checked.
 
 mod auth;
+pub mod channel;
 mod cluster;
 mod destination;
 mod encoding;

@@ -1,15 +1,18 @@
-//! Streams created through `CreateDeliveryStream`: each is persisted as its
-//! request (and creation time) in `data_dir/api-streams/NAME.json`, written
-//! atomically before the stream starts, and restored from it at the next
-//! start through the same translation into a stream config. Deleting one
-//! stops it taking records at once, drains it, then removes its files.
+//! Streams created through `CreateDeliveryStream`, and Kinesis channels
+//! (`CreateChannel`): each is persisted as its request, creation time and
+//! kind in `data_dir/api-streams/NAME.json`, written atomically before the
+//! stream starts, and restored from it at the next start through the same
+//! translation into a stream config. Updating a channel persists its new
+//! request, drains its delivery and starts it again with the new config on
+//! the same checkpoints. Deleting one stops it taking records at once,
+//! drains it, then removes its files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Origin, Registry, RegistryError, StreamEntry, shared};
-use crate::config::firehose;
-use crate::config::{Source, StreamConfig};
+use crate::config::firehose::{self, RequestError};
+use crate::config::{Source, StreamConfig, channel};
 use crate::delivery::kinesis_consumer;
 use crate::log::files::write_atomic;
 
@@ -22,6 +25,20 @@ impl Registry {
         self.api_dir().join(format!("{name}.json"))
     }
 
+    /// The config of a stream or channel created through the API, from its
+    /// request.
+    pub(super) fn config_from(
+        &self,
+        name: &str,
+        request: &serde_json::Value,
+        origin: Origin,
+    ) -> Result<StreamConfig, RequestError> {
+        match origin {
+            Origin::Channel => channel::stream_from_channel(name, request, &self.config),
+            _ => firehose::stream_from_request(name, request, &self.config),
+        }
+    }
+
     /// Starts every persisted API stream whose name YAML does not use,
     /// rebuilding its config from the request it was created with.
     pub(super) fn restore_api_streams(&self) -> Result<(), RegistryError> {
@@ -29,7 +46,13 @@ impl Registry {
             Some(c) => shared::all(c)?,
             None => read_api_specs(&self.api_dir()),
         };
-        for (name, created_ms, request) in specs {
+        for Persisted {
+            name,
+            created_ms,
+            request,
+            origin,
+        } in specs
+        {
             if self.config.streams.contains_key(&name) {
                 tracing::warn!(
                     stream = name,
@@ -37,9 +60,9 @@ impl Registry {
                 );
                 continue;
             }
-            match firehose::stream_from_request(&name, &request, &self.config) {
+            match self.config_from(&name, &request, origin) {
                 Ok(cfg) => {
-                    let e = self.start(cfg, Origin::Api, created_ms, Some(request))?;
+                    let e = self.start(cfg, origin, created_ms, Some(request))?;
                     self.write().insert(name, e);
                 }
                 Err(msg) => tracing::error!(
@@ -52,11 +75,13 @@ impl Registry {
         Ok(())
     }
 
-    /// Creates, persists and starts a stream defined through the API.
+    /// Creates, persists and starts a stream or channel defined through the
+    /// API (`origin`).
     pub async fn create(
         &self,
         config: StreamConfig,
         request: serde_json::Value,
+        origin: Origin,
     ) -> Result<Arc<StreamEntry>, RegistryError> {
         let _g = self.admin.lock().await;
         let name = config.name.clone();
@@ -66,7 +91,7 @@ impl Registry {
         let api_count = self
             .all()
             .iter()
-            .filter(|e| e.origin == Origin::Api)
+            .filter(|e| e.origin != Origin::Yaml)
             .count();
         if api_count >= self.config.limits.api_streams_max {
             return Err(RegistryError::Limit(self.config.limits.api_streams_max));
@@ -95,11 +120,17 @@ impl Registry {
         }
         if let Some(c) = &self.cluster {
             // Defined for the cluster first: the other nodes start it too.
-            if !shared::define(c, &name, created_ms, &request).await? {
+            let def = Persisted {
+                name: name.clone(),
+                created_ms,
+                request,
+                origin,
+            };
+            if !shared::define(c, &def).await? {
                 return Err(RegistryError::Exists(name));
             }
             let started = tokio::task::block_in_place(|| {
-                self.start(config, Origin::Api, created_ms, Some(request))
+                self.start(config, origin, created_ms, Some(def.request))
             });
             return match started {
                 Ok(e) => {
@@ -112,9 +143,9 @@ impl Registry {
                 }
             };
         }
-        let spec = serde_json::json!({ "created_ms": created_ms, "request": request });
+        let spec = spec_json(created_ms, &request, origin);
         write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(fail)?;
-        match self.start(config, Origin::Api, created_ms, Some(request)) {
+        match self.start(config, origin, created_ms, Some(request)) {
             Ok(e) => {
                 self.write().insert(name, e.clone());
                 Ok(e)
@@ -124,6 +155,84 @@ impl Registry {
                 Err(err)
             }
         }
+    }
+
+    /// Replaces the config of a stream created through the API (a channel's
+    /// `UpdateChannel`): the new request is persisted first, then the
+    /// delivery drains (what it batched is delivered and checkpointed) and
+    /// starts again with `config` from those checkpoints, so nothing is lost
+    /// or delivered twice.
+    pub async fn update(
+        &self,
+        config: StreamConfig,
+        request: serde_json::Value,
+    ) -> Result<Arc<StreamEntry>, RegistryError> {
+        let _g = self.admin.lock().await;
+        let name = config.name.clone();
+        let old = self
+            .get(&name)
+            .filter(|e| e.origin != Origin::Yaml)
+            .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+        match &self.cluster {
+            Some(c) => {
+                let def = Persisted {
+                    name: name.clone(),
+                    created_ms: old.created_ms,
+                    request: request.clone(),
+                    origin: old.origin,
+                };
+                shared::redefine(c, &def).await?;
+            }
+            None => {
+                let spec = spec_json(old.created_ms, &request, old.origin);
+                write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(
+                    |e| RegistryError::Start {
+                        stream: name.clone(),
+                        message: e.to_string(),
+                    },
+                )?;
+            }
+        }
+        self.restart(&old, config, request).await
+    }
+
+    /// Drains `old`'s delivery and starts `config` in its place.
+    pub(super) async fn restart(
+        &self,
+        old: &StreamEntry,
+        config: StreamConfig,
+        request: serde_json::Value,
+    ) -> Result<Arc<StreamEntry>, RegistryError> {
+        let name = config.name.clone();
+        if !old.stop(self.config.shutdown_timeout).await {
+            tracing::warn!(
+                stream = name,
+                "not drained within the shutdown deadline; the rest is read again from the log"
+            );
+        }
+        let log = || old.ctx.owns_log.then(|| old.log.clone());
+        let started = tokio::task::block_in_place(|| {
+            self.start_on(config, old.origin, old.created_ms, Some(request), log())
+        });
+        let e = match started {
+            Ok(e) => e,
+            Err(err) => {
+                // Keep delivering with the old config rather than not at all.
+                let back = tokio::task::block_in_place(|| {
+                    self.start_on(
+                        (*old.config).clone(),
+                        old.origin,
+                        old.created_ms,
+                        old.api_request.clone(),
+                        log(),
+                    )
+                })?;
+                self.write().insert(name, back);
+                return Err(err);
+            }
+        };
+        self.write().insert(name, e.clone());
+        Ok(e)
     }
 
     /// Deletes an API stream: it stops taking records at once, delivers what
@@ -191,7 +300,19 @@ impl Registry {
     }
 }
 
-fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {
+/// A stream or channel created through the API, as it is persisted.
+pub(super) struct Persisted {
+    pub name: String,
+    pub created_ms: i64,
+    pub request: serde_json::Value,
+    pub origin: Origin,
+}
+
+fn spec_json(created_ms: i64, request: &serde_json::Value, origin: Origin) -> serde_json::Value {
+    serde_json::json!({ "created_ms": created_ms, "request": request, "kind": origin.kind() })
+}
+
+fn read_api_specs(dir: &Path) -> Vec<Persisted> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
@@ -211,16 +332,17 @@ fn read_api_specs(dir: &Path) -> Vec<(String, i64, serde_json::Value)> {
                 serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
             });
         match parsed {
-            Ok(v) => {
-                let created = v.get("created_ms").and_then(|c| c.as_i64()).unwrap_or(0);
-                let request = v.get("request").cloned().unwrap_or_default();
-                out.push((name.to_string(), created, request));
-            }
+            Ok(v) => out.push(Persisted {
+                name: name.to_string(),
+                created_ms: v.get("created_ms").and_then(|c| c.as_i64()).unwrap_or(0),
+                request: v.get("request").cloned().unwrap_or_default(),
+                origin: Origin::from_kind(v.get("kind").and_then(|k| k.as_str())),
+            }),
             Err(e) => {
                 tracing::error!(file = %path.display(), error = e, "cannot read a persisted stream definition")
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

@@ -31,7 +31,28 @@ use crate::sink;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Yaml,
+    /// `CreateDeliveryStream`.
     Api,
+    /// Kinesis's `CreateChannel`: a delivery stream from a Kinesis stream,
+    /// out of sight of the Firehose API.
+    Channel,
+}
+
+impl Origin {
+    /// The name a persisted definition gives its origin.
+    fn kind(self) -> &'static str {
+        match self {
+            Origin::Channel => "channel",
+            _ => "delivery-stream",
+        }
+    }
+
+    fn from_kind(kind: Option<&str>) -> Origin {
+        match kind {
+            Some("channel") => Origin::Channel,
+            _ => Origin::Api,
+        }
+    }
 }
 
 /// A running stream.
@@ -40,7 +61,8 @@ pub struct StreamEntry {
     pub origin: Origin,
     /// Epoch milliseconds when the stream was created (API) or first started.
     pub created_ms: i64,
-    /// The `CreateDeliveryStream` request, for API streams.
+    /// The `CreateDeliveryStream` or `CreateChannel` request, for API
+    /// streams and channels.
     pub api_request: Option<serde_json::Value>,
     pub log: Arc<StreamLog>,
     pub ctx: Arc<StreamContext>,
@@ -81,6 +103,8 @@ pub enum RegistryError {
     NotFound(String),
     #[error("stream {0} is defined in the config file and cannot be deleted through the API")]
     DefinedInConfig(String),
+    #[error("{0}")]
+    Request(#[from] crate::config::firehose::RequestError),
     #[error("the limit of {0} streams created through the API is reached")]
     Limit(usize),
     #[error("stream {stream}: {message}")]
@@ -320,11 +344,14 @@ impl Registry {
             .all()
             .iter()
             .filter(|e| matches!(&e.config.source, Source::Kinesis { stream } if stream == name))
-            .map(|e| e.config.name.clone())
+            .map(|e| match e.origin {
+                Origin::Channel => format!("channel {}", e.config.name),
+                _ => format!("delivery stream {}", e.config.name),
+            })
             .collect();
         if !readers.is_empty() {
             return Err(KinesisError::InUse(format!(
-                "Stream {name} under account {} is the source of delivery stream {}; delete it first.",
+                "Stream {name} under account {} is the source of {}; delete it first.",
                 crate::aws::ACCOUNT,
                 readers.join(", ")
             )));

@@ -36,8 +36,8 @@ impl Registry {
         for (name, cfg) in &new.streams {
             match current.iter().find(|e| &e.config.name == name) {
                 None => plan.added.push(name.clone()),
-                Some(e) if e.origin == Origin::Api => refused.push(format!(
-                    "streams.{name}: a stream created through the API has this name"
+                Some(e) if e.origin != Origin::Yaml => refused.push(format!(
+                    "streams.{name}: a stream or channel created through the API has this name"
                 )),
                 Some(e) if e.config.fingerprint == cfg.fingerprint => {
                     plan.unchanged.push(name.clone())

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::api::Persisted;
 use super::{Origin, Registry, RegistryError, StreamEntry};
-use crate::config::firehose;
 use crate::log::jetstream::{Cluster, DefChange, log_name};
 
 fn key(name: &str) -> String {
@@ -29,34 +29,48 @@ fn fail(name: &str, message: impl std::fmt::Display) -> RegistryError {
     }
 }
 
-/// A definition's fields: (name, created_ms, request).
-fn parse(v: &[u8]) -> Option<(String, i64, Value)> {
+/// A definition as the bucket holds it.
+fn parse(v: &[u8]) -> Option<Persisted> {
     let v: Value = serde_json::from_slice(v).ok()?;
-    Some((
-        v.get("name")?.as_str()?.to_string(),
-        v.get("created_ms").and_then(Value::as_i64).unwrap_or(0),
-        v.get("request").cloned().unwrap_or_default(),
-    ))
+    Some(Persisted {
+        name: v.get("name")?.as_str()?.to_string(),
+        created_ms: v.get("created_ms").and_then(Value::as_i64).unwrap_or(0),
+        request: v.get("request").cloned().unwrap_or_default(),
+        origin: Origin::from_kind(v.get("kind").and_then(Value::as_str)),
+    })
+}
+
+fn encode(def: &Persisted) -> Vec<u8> {
+    json!({
+        "name": def.name,
+        "created_ms": def.created_ms,
+        "request": def.request,
+        "kind": def.origin.kind(),
+    })
+    .to_string()
+    .into_bytes()
 }
 
 /// Every API stream the cluster defines. Blocking.
-pub(super) fn all(c: &Cluster) -> Result<Vec<(String, i64, Value)>, RegistryError> {
+pub(super) fn all(c: &Cluster) -> Result<Vec<Persisted>, RegistryError> {
     let entries = c.block_on(c.stream_defs.all()).map_err(|e| fail("*", e))?;
     Ok(entries.iter().filter_map(|(_, v)| parse(v)).collect())
 }
 
-/// Defines `name` for the cluster, unless it is defined; false if it was.
-pub(super) async fn define(
-    c: &Cluster,
-    name: &str,
-    created_ms: i64,
-    request: &Value,
-) -> Result<bool, RegistryError> {
-    let v = json!({ "name": name, "created_ms": created_ms, "request": request });
+/// Defines a stream for the cluster, unless it is defined; false if it was.
+pub(super) async fn define(c: &Cluster, def: &Persisted) -> Result<bool, RegistryError> {
     c.stream_defs
-        .create(&key(name), v.to_string().into_bytes())
+        .create(&key(&def.name), encode(def))
         .await
-        .map_err(|e| fail(name, e))
+        .map_err(|e| fail(&def.name, e))
+}
+
+/// Replaces a stream's definition (an update); every node restarts it.
+pub(super) async fn redefine(c: &Cluster, def: &Persisted) -> Result<(), RegistryError> {
+    c.stream_defs
+        .put(&key(&def.name), encode(def))
+        .await
+        .map_err(|e| fail(&def.name, e))
 }
 
 pub(super) async fn undefine(c: &Cluster, name: &str) -> Result<(), RegistryError> {
@@ -88,8 +102,8 @@ pub(super) async fn wait_for_drains(entry: &StreamEntry, deadline: Duration) {
 }
 
 impl Registry {
-    /// In cluster mode, follows the API streams other nodes create and
-    /// delete, for as long as the node runs.
+    /// In cluster mode, follows the API streams other nodes create, update
+    /// and delete, for as long as the node runs.
     pub async fn follow_cluster(self: Arc<Self>) {
         let Some(c) = self.cluster.clone() else {
             return;
@@ -110,38 +124,58 @@ impl Registry {
         }
     }
 
+    /// Starts a stream another node defined.
+    fn start_defined(&self, def: Persisted) {
+        let started = self
+            .config_from(&def.name, &def.request, def.origin)
+            .map_err(|m| fail(&def.name, m))
+            .and_then(|cfg| {
+                tokio::task::block_in_place(|| {
+                    self.start(cfg, def.origin, def.created_ms, Some(def.request))
+                })
+            });
+        match started {
+            Ok(e) => {
+                tracing::info!(stream = def.name, "stream created on another node");
+                self.write().insert(def.name, e);
+            }
+            Err(e) => {
+                tracing::error!(stream = def.name, error = %e, "cannot start a stream created on another node")
+            }
+        }
+    }
+
     async fn apply(self: &Arc<Self>, change: DefChange) {
         match change {
             DefChange::Put(_, v) => {
-                let Some((name, created_ms, request)) = parse(&v) else {
+                let Some(def) = parse(&v) else {
                     return;
                 };
                 let _g = self.admin.lock().await;
-                if self.get(&name).is_some() || self.config.streams.contains_key(&name) {
+                if self.config.streams.contains_key(&def.name) {
                     return;
                 }
-                let started = firehose::stream_from_request(&name, &request, &self.config)
-                    .map_err(|m| fail(&name, m))
-                    .and_then(|cfg| {
-                        tokio::task::block_in_place(|| {
-                            self.start(cfg, Origin::Api, created_ms, Some(request))
-                        })
-                    });
-                match started {
-                    Ok(e) => {
-                        tracing::info!(stream = name, "stream created on another node");
-                        self.write().insert(name, e);
+                match self.get(&def.name) {
+                    None => self.start_defined(def),
+                    // Updated on another node: restart with the new request.
+                    Some(old) if old.api_request.as_ref() != Some(&def.request) => {
+                        let restarted = match self.config_from(&def.name, &def.request, def.origin)
+                        {
+                            Ok(cfg) => self.restart(&old, cfg, def.request).await,
+                            Err(e) => Err(e.into()),
+                        };
+                        if let Err(e) = restarted {
+                            tracing::error!(stream = def.name, error = %e, "cannot apply an update made on another node");
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(stream = name, error = %e, "cannot start a stream created on another node")
-                    }
+                    Some(_) => {}
                 }
             }
             DefChange::Delete(k) => {
                 let Some(entry) = self
                     .all()
                     .into_iter()
-                    .find(|e| e.origin == Origin::Api && key(&e.config.name) == k)
+                    .find(|e| e.origin != Origin::Yaml && key(&e.config.name) == k)
                 else {
                     return;
                 };

@@ -274,6 +274,17 @@ fn catalog(d: &Value, cfg: &Config) -> Result<crate::config::IcebergCatalog, Req
         .split_once(":catalog/")
         .map(|(_, n)| n.split('/').next().unwrap_or(n))
         .filter(|n| !n.is_empty());
+    catalog_named(named, &format!("CatalogARN {arn}"), cfg)
+}
+
+/// The catalog an ARN's name (`named`, from `what`) stands for: the YAML
+/// catalog of that name; when YAML declares none, or the ARN names none,
+/// the default catalog.
+pub(crate) fn catalog_named(
+    named: Option<&str>,
+    what: &str,
+    cfg: &Config,
+) -> Result<crate::config::IcebergCatalog, RequestError> {
     let declared_none = cfg.iceberg_catalogs.keys().all(|k| k == DEFAULT_CATALOG);
     let name = match named {
         Some(n) if !declared_none => n,
@@ -281,7 +292,7 @@ fn catalog(d: &Value, cfg: &Config) -> Result<crate::config::IcebergCatalog, Req
     };
     cfg.iceberg_catalogs.get(name).cloned().ok_or_else(|| {
         invalid(format!(
-            "CatalogARN {arn} names the catalog `{name}`, which is not under iceberg.catalogs"
+            "{what} names the catalog `{name}`, which is not under iceberg.catalogs"
         ))
     })
 }

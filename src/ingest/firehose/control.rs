@@ -36,6 +36,7 @@ pub(super) fn list(state: &AppState, req: ListIn) -> Result<Value, ApiError> {
         .registry
         .all()
         .into_iter()
+        .filter(|e| e.origin != Origin::Channel)
         .filter(|e| {
             req.delivery_stream_type
                 .as_deref()
@@ -230,9 +231,14 @@ pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiEr
     if !v.is_empty() {
         return Err(ApiError::validation(&v));
     }
-    if state.registry.get(&name).is_some() {
+    if let Some(e) = state.registry.get(&name) {
+        // Channels run as delivery streams, so their names are taken too.
+        let what = match e.origin {
+            Origin::Channel => "a Kinesis channel",
+            _ => "a Firehose stream",
+        };
         return Err(ApiError::in_use(format!(
-            "Firehose {name} under accountId {ACCOUNT} already exists"
+            "Firehose {name} under accountId {ACCOUNT} already exists (as {what})"
         )));
     }
     let cfg = stream_from_request(&name, &req, &state.registry.config).map_err(request_error)?;
@@ -243,7 +249,7 @@ pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiEr
             "Kinesis stream {stream} under account {ACCOUNT} does not exist"
         )));
     }
-    match state.registry.create(cfg, req).await {
+    match state.registry.create(cfg, req, Origin::Api).await {
         Ok(_) => Ok(json!({ "DeliveryStreamARN": aws::delivery_stream_arn(&name) })),
         Err(RegistryError::Exists(_)) => Err(ApiError::in_use(format!(
             "Firehose {name} under accountId {ACCOUNT} already exists"

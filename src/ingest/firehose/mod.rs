@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use crate::aws::{self, ACCOUNT};
-use crate::streams::StreamEntry;
+use crate::streams::{Origin, StreamEntry};
 
 pub use put::{PutRecordBatchRequest, PutRecordRequest, parse_put_record, parse_put_record_batch};
 
@@ -88,12 +88,16 @@ fn check_name(name: Option<&Value>, v: &mut Vec<String>) -> String {
     }
 }
 
+/// A delivery stream by name (a channel is not one to the Firehose API).
 fn lookup(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiError> {
-    state.registry.get(name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "Firehose {name} under account {ACCOUNT} not found."
-        ))
-    })
+    let found = state.registry.get(name);
+    found
+        .filter(|e| e.origin != Origin::Channel)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Firehose {name} under account {ACCOUNT} not found."
+            ))
+        })
 }
 
 #[cfg(test)]

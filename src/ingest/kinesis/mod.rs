@@ -13,9 +13,10 @@
 //! This file holds dispatch and what every operation shares: the `Req`
 //! field accessor, the error helpers, the limits, paging tokens and sequence
 //! numbers. The operations live in a file per group: `streams` (create,
-//! delete, list, describe, shards, retention), `tags`, `records` (puts) and
-//! `iterators` (reads).
+//! delete, list, describe, shards, retention), `tags`, `records` (puts),
+//! `iterators` (reads), `reshard`, `consumers`, `subscribe` and `channels`.
 
+mod channels;
 mod consumers;
 mod iterators;
 mod records;
@@ -250,6 +251,11 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "DescribeStreamConsumer" => consumers::describe(state, req),
         "ListStreamConsumers" => consumers::list(state, req),
         "DeregisterStreamConsumer" => consumers::deregister(state, req),
+        "CreateChannel" => channels::create(state, req).await,
+        "DescribeChannel" => channels::describe(state, req),
+        "ListChannels" => channels::list(state, req),
+        "UpdateChannel" => channels::update(state, req).await,
+        "DeleteChannel" => channels::delete(state, req).await,
         other => Err(ApiError::unknown_operation(format!(
             "Kinesis_20131202.{other} is not an operation Hydrant implements"
         ))),

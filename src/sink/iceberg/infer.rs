@@ -5,6 +5,9 @@
 //! `double`, `boolean`, `string`, lists and objects as `list` and
 //! `struct`; a field seen with two kinds of value becomes `string`). A
 //! field seen only as null has no type yet and is left out until it has one.
+//! A column the table is partitioned by time (`hour(ts)`, `day(ts)`, …) is
+//! a `timestamptz` whatever the records hold (ISO 8601 text is read into
+//! it), and is there even before a record has it.
 
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use iceberg::spec::{Schema, Type};
@@ -44,9 +47,15 @@ fn typed(t: &DataType) -> bool {
 }
 
 /// The Iceberg schema of a new table for `records` (ids from 1, every
-/// column optional).
-pub fn schema(records: &[Record]) -> Result<Schema, String> {
-    let fields = fields(records)?;
+/// column optional), with `time_columns` as `timestamptz`.
+pub fn schema(records: &[Record], time_columns: &[&str]) -> Result<Schema, String> {
+    let mut fields = fields(records)?;
+    let tz = DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("+00:00".into()));
+    for c in time_columns {
+        fields.retain(|f| f.name() != c);
+        fields.push(Field::new(*c, tz.clone(), true));
+    }
+    fields.sort_by(|a, b| a.name().cmp(b.name()));
     if fields.is_empty() {
         return Err("the records hold no field with a value to make a column of".into());
     }
@@ -87,7 +96,7 @@ mod tests {
             rec(r#"{"id":"b","n":2.5,"extra":"e"}"#),
             rec("not json"),
         ];
-        let s = schema(&rs).unwrap();
+        let s = schema(&rs, &[]).unwrap();
         let cols: Vec<(String, String)> = s
             .as_struct()
             .fields()
@@ -106,7 +115,13 @@ mod tests {
         assert_eq!(ty("ok"), "boolean");
         assert_eq!(ty("id"), "string");
         assert!(s.as_struct().fields().iter().all(|f| !f.required));
-        assert!(schema(&[rec(r#"{"a":null}"#)]).is_err());
+        assert!(schema(&[rec(r#"{"a":null}"#)], &[]).is_err());
+        // A time-partitioned column is a timestamptz, present or not.
+        let t = schema(&rs, &["id", "ts"]).unwrap();
+        let ty = |n: &str| t.field_by_name(n).unwrap().field_type.to_string();
+        assert_eq!(ty("id"), "timestamptz");
+        assert_eq!(ty("ts"), "timestamptz");
+        assert_eq!(ty("n"), "double");
         assert_eq!(column_type(&DataType::Int64).unwrap().to_string(), "long");
         assert!(
             column_type(&DataType::List(

@@ -73,10 +73,15 @@ fn new_table_schema(
         message,
         retryable: false,
     };
-    let schema = super::infer::schema(first)
-        .map_err(|e| refused(format!("cannot create the table from the records: {e}")))?;
     let ns = ident.namespace().join(".");
     let fields = cfg.partition_fields(&ns, ident.name());
+    let time_columns: Vec<&str> = fields
+        .iter()
+        .filter(|f| matches!(f.transform.as_str(), "year" | "month" | "day" | "hour"))
+        .map(|f| f.column.as_str())
+        .collect();
+    let schema = super::infer::schema(first, &time_columns)
+        .map_err(|e| refused(format!("cannot create the table from the records: {e}")))?;
     let spec = crate::config::iceberg::partition_spec(&schema, fields)
         .map_err(|(_, e)| refused(format!("cannot partition the new table: {e}")))?;
     Ok((schema, spec))
