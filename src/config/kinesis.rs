@@ -37,6 +37,14 @@ pub struct KinesisOptions {
     pub iterator_ttl: Duration,
     /// Kinesis's per-shard write limits (1 MiB/s and 1,000 records/s).
     pub shard_write_limits: bool,
+    /// Queues over all streams.
+    pub queues_max: usize,
+    /// Records a queue tracks at once (in flight, visible again, dead
+    /// letters): past it, only those are delivered, no fresh ones.
+    pub queue_in_flight_max: usize,
+    /// `ReceiveQueueRecords` calls waiting for records at once, over all
+    /// queues; past it, a call answers at once.
+    pub queue_long_polls_max: usize,
     /// Kinesis streams declared in the file: created at start if missing.
     pub streams: BTreeMap<String, KinesisStreamConfig>,
 }
@@ -62,6 +70,9 @@ impl Default for KinesisOptions {
             on_demand_split_after: Duration::from_secs(60),
             iterator_ttl: Duration::from_secs(300),
             shard_write_limits: false,
+            queues_max: 100,
+            queue_in_flight_max: 100_000,
+            queue_long_polls_max: 1024,
             streams: BTreeMap::new(),
         }
     }
@@ -142,6 +153,27 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             86_400,
         )),
         shard_write_limits: rk.shard_write_limits.unwrap_or(false),
+        queues_max: range_check(
+            errors,
+            "kinesis.queues_max",
+            rk.queues_max.unwrap_or(100),
+            1,
+            10_000,
+        ),
+        queue_in_flight_max: range_check(
+            errors,
+            "kinesis.queue_in_flight_max",
+            rk.queue_in_flight_max.unwrap_or(100_000),
+            10,
+            10_000_000,
+        ),
+        queue_long_polls_max: range_check(
+            errors,
+            "kinesis.queue_long_polls_max",
+            rk.queue_long_polls_max.unwrap_or(1024),
+            1,
+            65_536,
+        ),
         streams: BTreeMap::new(),
     };
     kinesis.streams = declared(errors, rk.streams, kinesis.shards_max);

@@ -38,6 +38,9 @@ pub struct RawKinesis {
     pub on_demand_split_secs: Option<u64>,
     pub iterator_ttl_secs: Option<u64>,
     pub shard_write_limits: Option<bool>,
+    pub queues_max: Option<usize>,
+    pub queue_in_flight_max: Option<usize>,
+    pub queue_long_polls_max: Option<usize>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawKinesisStream>,
 }

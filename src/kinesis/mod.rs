@@ -27,6 +27,7 @@ pub mod consumers;
 pub mod kpl;
 pub mod on_demand;
 pub mod position;
+pub mod queues;
 pub mod reshard;
 pub mod shards;
 mod shared;
@@ -335,6 +336,8 @@ pub struct Streams {
     streams: RwLock<BTreeMap<String, Arc<KinesisStream>>>,
     /// Enhanced fan-out subscriptions open over all streams.
     subscriptions_open: Arc<std::sync::atomic::AtomicUsize>,
+    /// The streams' queues.
+    pub queues: queues::Queues,
 }
 
 impl Streams {
@@ -344,8 +347,14 @@ impl Streams {
         log_opts: LogOptions,
         quota: Arc<DiskQuota>,
     ) -> Self {
+        let queue_limits = queues::QueueLimits {
+            queues_max: opts.queues_max,
+            in_flight_max: opts.queue_in_flight_max,
+            long_polls_max: opts.queue_long_polls_max,
+        };
         Streams {
             dir: data_dir.join("kinesis"),
+            queues: queues::Queues::new(data_dir, queue_limits),
             opts,
             log_opts,
             quota,
@@ -530,7 +539,7 @@ impl Streams {
             };
             self.insert_opened(spec)?;
         }
-        Ok(())
+        self.queues.load(&self.all())
     }
 
     /// In cluster mode, follows the streams other nodes create, reshard and
@@ -670,6 +679,13 @@ impl Streams {
         if self.opts.streams.contains_key(name) && self.get(name).is_some() {
             return Err(KinesisError::InUse(format!(
                 "Stream {name} is declared in the configuration file (kinesis.streams) and cannot be deleted through the API"
+            )));
+        }
+        let queues = self.queues.on_stream(name);
+        if !queues.is_empty() {
+            return Err(KinesisError::InUse(format!(
+                "Stream {name} has queues ({}); delete them first.",
+                queues.join(", ")
             )));
         }
         let Some(stream) = self

@@ -14,11 +14,13 @@
 //! field accessor, the error helpers, the limits, paging tokens and sequence
 //! numbers. The operations live in a file per group: `streams` (create,
 //! delete, list, describe, shards, retention), `tags`, `records` (puts),
-//! `iterators` (reads), `reshard`, `consumers`, `subscribe` and `channels`.
+//! `iterators` (reads), `reshard`, `consumers`, `subscribe`, `channels` and
+//! `queues`.
 
 mod channels;
 mod consumers;
 mod iterators;
+mod queues;
 mod records;
 mod reshard;
 mod streams;
@@ -35,6 +37,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::aws::{ACCOUNT, kinesis_stream_from_arn, valid_kinesis_stream_name};
 use crate::kinesis::position::SequenceNumber;
+use crate::kinesis::queues::Settle;
 use crate::kinesis::{KinesisError, KinesisStream};
 
 /// Kinesis's limits.
@@ -256,6 +259,22 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "ListChannels" => channels::list(state, req),
         "UpdateChannel" => channels::update(state, req).await,
         "DeleteChannel" => channels::delete(state, req).await,
+        "CreateQueue" => queues::create(state, req).await,
+        "DescribeQueue" => queues::describe(state, req),
+        "ListQueues" => queues::list(state, req),
+        "UpdateQueue" => queues::update(state, req),
+        "DeleteQueue" => queues::delete(state, req).await,
+        "ReceiveQueueRecords" => queues::receive(state, req, false).await,
+        "ReceiveDeadLetterQueueRecords" => queues::receive(state, req, true).await,
+        "AcknowledgeQueueRecords" => queues::settle(state, req, Some(Settle::Ack), false).await,
+        "AcknowledgeDeadLetterQueueRecords" => {
+            queues::settle(state, req, Some(Settle::Ack), true).await
+        }
+        "UpdateQueueRecordsVisibility" => queues::settle(state, req, None, false).await,
+        "UpdateDeadLetterQueueRecordsVisibility" => queues::settle(state, req, None, true).await,
+        "RestoreDeadLetterQueueRecords" => {
+            queues::settle(state, req, Some(Settle::Restore), true).await
+        }
         other => Err(ApiError::unknown_operation(format!(
             "Kinesis_20131202.{other} is not an operation Hydrant implements"
         ))),
