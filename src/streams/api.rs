@@ -168,32 +168,56 @@ impl Registry {
         request: serde_json::Value,
     ) -> Result<Arc<StreamEntry>, RegistryError> {
         let _g = self.admin.lock().await;
-        let name = config.name.clone();
-        let old = self
-            .get(&name)
+        let old = self.api_entry(&config.name)?;
+        self.persist(&old, &request).await?;
+        self.restart(&old, config, request).await
+    }
+
+    /// A stream or channel created through the API.
+    fn api_entry(&self, name: &str) -> Result<Arc<StreamEntry>, RegistryError> {
+        self.get(name)
             .filter(|e| e.origin != Origin::Yaml)
-            .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))
+    }
+
+    /// Persists `request` as the definition of `e` (the local file, or the
+    /// cluster's definition).
+    async fn persist(
+        &self,
+        e: &StreamEntry,
+        request: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let name = e.config.name.clone();
         match &self.cluster {
             Some(c) => {
                 let def = Persisted {
-                    name: name.clone(),
-                    created_ms: old.created_ms,
+                    name,
+                    created_ms: e.created_ms,
                     request: request.clone(),
-                    origin: old.origin,
+                    origin: e.origin,
                 };
-                shared::redefine(c, &def).await?;
+                shared::redefine(c, &def).await
             }
             None => {
-                let spec = spec_json(old.created_ms, &request, old.origin);
+                let spec = spec_json(e.created_ms, request, e.origin);
                 write_atomic(&self.api_spec_path(&name), spec.to_string().as_bytes()).map_err(
-                    |e| RegistryError::Start {
+                    |err| RegistryError::Start {
                         stream: name.clone(),
-                        message: e.to_string(),
+                        message: err.to_string(),
                     },
-                )?;
+                )
             }
         }
-        self.restart(&old, config, request).await
+    }
+
+    /// Replaces the request of a stream created through the API where only
+    /// its tags changed: persisted, nothing restarted.
+    pub async fn retag(&self, name: &str, request: serde_json::Value) -> Result<(), RegistryError> {
+        let _g = self.admin.lock().await;
+        let e = self.api_entry(name)?;
+        self.persist(&e, &request).await?;
+        e.set_request(request);
+        Ok(())
     }
 
     /// Drains `old`'s delivery and starts `config` in its place.
@@ -223,7 +247,7 @@ impl Registry {
                         (*old.config).clone(),
                         old.origin,
                         old.created_ms,
-                        old.api_request.clone(),
+                        old.request(),
                         log(),
                     )
                 })?;

@@ -62,8 +62,8 @@ pub struct StreamEntry {
     /// Epoch milliseconds when the stream was created (API) or first started.
     pub created_ms: i64,
     /// The `CreateDeliveryStream` or `CreateChannel` request, for API
-    /// streams and channels.
-    pub api_request: Option<serde_json::Value>,
+    /// streams and channels, as updates and tags have changed it.
+    api_request: RwLock<Option<serde_json::Value>>,
     pub log: Arc<StreamLog>,
     pub ctx: Arc<StreamContext>,
     delivery: tokio::sync::Mutex<Option<Delivery>>,
@@ -71,6 +71,17 @@ pub struct StreamEntry {
 }
 
 impl StreamEntry {
+    /// The request the stream or channel was made with (API ones only).
+    pub fn request(&self) -> Option<serde_json::Value> {
+        self.api_request
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_request(&self, request: serde_json::Value) {
+        *self.api_request.write().unwrap_or_else(|p| p.into_inner()) = Some(request);
+    }
     /// The shard the next put request goes to (round robin).
     pub fn pick_shard(&self) -> u32 {
         self.next_shard.fetch_add(1, Ordering::Relaxed) % self.config.shards.max(1)
@@ -277,7 +288,7 @@ impl Registry {
             config,
             origin,
             created_ms,
-            api_request,
+            api_request: RwLock::new(api_request),
             log: ctx.log.clone(),
             ctx,
             delivery: tokio::sync::Mutex::new(Some(delivery)),

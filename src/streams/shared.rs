@@ -158,7 +158,15 @@ impl Registry {
                 match self.get(&def.name) {
                     None => self.start_defined(def),
                     // Updated on another node: restart with the new request.
-                    Some(old) if old.api_request.as_ref() != Some(&def.request) => {
+                    // Only its tags changed: nothing to restart.
+                    Some(old)
+                        if old
+                            .request()
+                            .is_some_and(|r| same_but_tags(&r, &def.request)) =>
+                    {
+                        old.set_request(def.request)
+                    }
+                    Some(old) if old.request().as_ref() != Some(&def.request) => {
                         let restarted = match self.config_from(&def.name, &def.request, def.origin)
                         {
                             Ok(cfg) => self.restart(&old, cfg, def.request).await,
@@ -189,4 +197,16 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether two requests differ in their `Tags` at most.
+fn same_but_tags(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("Tags");
+        }
+        v
+    };
+    a != b && strip(a) == strip(b)
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{check_name, lookup, parse};
 use crate::aws::{self, ACCOUNT};
 use crate::config::firehose::{RequestError, destination_config, stream_from_request};
-use crate::config::{self, Destination, ObjectDestination, StoreConfig};
+use crate::config::{self, Destination, ObjectDestination};
 use crate::encode::Compression;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
@@ -111,7 +111,7 @@ fn description(entry: &StreamEntry) -> Value {
         }
         Destination::Iceberg(i) => iceberg_description(c, i),
     };
-    let mut dest = json!({ "DestinationId": "destinationId-000000000001" });
+    let mut dest = json!({ "DestinationId": super::manage::DESTINATION_ID });
     if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
         o.extend(extra.clone());
     }
@@ -121,7 +121,7 @@ fn description(entry: &StreamEntry) -> Value {
             "KinesisStreamSourceDescription": {
                 "KinesisStreamARN": aws::kinesis_stream_arn(stream),
                 "RoleARN": entry
-                    .api_request
+                    .request()
                     .as_ref()
                     .and_then(|r| r.get("KinesisStreamSourceConfiguration"))
                     .and_then(|k| k.get("RoleARN").cloned())
@@ -130,14 +130,17 @@ fn description(entry: &StreamEntry) -> Value {
             }
         }),
     };
+    let request = entry.request();
+    let updated =
+        super::manage::last_update_ms(request.as_ref()).map_or(created, |ms| ms as f64 / 1000.0);
     json!({
         "DeliveryStreamName": c.name,
         "DeliveryStreamARN": aws::delivery_stream_arn(&c.name),
         "DeliveryStreamStatus": "ACTIVE",
         "DeliveryStreamType": stream_type(entry),
-        "VersionId": "1",
+        "VersionId": super::manage::version(request.as_ref()).to_string(),
         "CreateTimestamp": created,
-        "LastUpdateTimestamp": created,
+        "LastUpdateTimestamp": updated,
         "Source": source,
         "Destinations": [dest],
         "HasMoreDestinations": false,
@@ -178,13 +181,12 @@ fn iceberg_description(c: &config::StreamConfig, i: &config::IcebergDestination)
 
 fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
     let c = &entry.config;
-    let bucket_arn = match &d.store {
-        StoreConfig::S3(_) => format!("arn:aws:s3:::{}", d.bucket),
-        StoreConfig::File { root } => format!("file://{}", root.join(&d.bucket).display()),
-    };
+    // The bucket as AWS names it, whatever store holds it (where is in
+    // Hydrant's own status, not in AWS fields).
+    let bucket_arn = format!("arn:aws:s3:::{}", d.bucket);
     // What the CreateDeliveryStream request gave, for a stream made through the API.
-    let requested = entry
-        .api_request
+    let request = entry.request();
+    let requested = request
         .as_ref()
         .and_then(|r| destination_config(r).map(|(_, d)| d));
     let error_prefix = requested
@@ -231,6 +233,7 @@ pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiEr
     if !v.is_empty() {
         return Err(ApiError::validation(&v));
     }
+    super::manage::check_create_tags(&req)?;
     if let Some(e) = state.registry.get(&name) {
         // Channels run as delivery streams, so their names are taken too.
         let what = match e.origin {

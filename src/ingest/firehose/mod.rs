@@ -4,11 +4,12 @@
 //! Put operations answer only after the log made every record of the request
 //! durable.
 //!
-//! The operations live next to this file: `put` (the hot path) and
-//! `control` (list, describe, create, delete). A `CreateDeliveryStream`
+//! The operations live next to this file: `put` (the hot path),
+//! `control` (list, describe, create, delete) and `manage` (update, tags). A `CreateDeliveryStream`
 //! request is made into a stream's config by `config::firehose`.
 
 mod control;
+mod manage;
 mod put;
 
 use std::sync::Arc;
@@ -48,6 +49,10 @@ pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Reply, 
         "DescribeDeliveryStream" => control::describe(state, parse(body)?),
         "CreateDeliveryStream" => control::create(state, body).await,
         "DeleteDeliveryStream" => control::delete(state, parse(body)?).await,
+        "UpdateDestination" => manage::update_destination(state, &parse(body)?).await,
+        "TagDeliveryStream" => manage::tag(state, &parse(body)?).await,
+        "UntagDeliveryStream" => manage::untag(state, &parse(body)?).await,
+        "ListTagsForDeliveryStream" => manage::list_tags(state, &parse(body)?),
         other => Err(ApiError::unknown_operation(format!(
             "Firehose_20150804.{other} is not an operation Hydrant implements"
         ))),

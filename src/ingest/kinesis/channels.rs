@@ -156,7 +156,8 @@ pub(super) fn list(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
         .filter(|e| e.origin == Origin::Channel)
         .filter(|e| after.as_ref().is_none_or(|a| &e.config.name > a))
         .filter(|e| {
-            let source = e.api_request.as_ref().and_then(channel::source_stream);
+            let request = e.request();
+            let source = request.as_ref().and_then(channel::source_stream);
             filter
                 .as_ref()
                 .is_none_or(|f| source.is_some_and(|s| f.iter().any(|n| n == s)))
@@ -176,7 +177,7 @@ pub(super) fn list(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
 
 pub(super) async fn update(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let e = named(state, &req)?;
-    let current = e.api_request.clone().unwrap_or_default();
+    let current = e.request().unwrap_or_default();
     let next =
         channel::updated_request(&current, &Value::Object(req.0.clone())).map_err(request_error)?;
     let cfg = channel::stream_from_channel(&e.config.name, &next, &state.registry.config)
@@ -222,7 +223,7 @@ fn streams(state: &AppState, request: &Value) -> Vec<Value> {
 }
 
 fn summary(state: &AppState, e: &StreamEntry) -> Value {
-    let request = e.api_request.clone().unwrap_or_default();
+    let request = e.request().unwrap_or_default();
     let ids: Vec<Value> = streams(state, &request)
         .into_iter()
         .map(|s| {
@@ -243,7 +244,7 @@ fn summary(state: &AppState, e: &StreamEntry) -> Value {
 /// A channel as `DescribeChannel` gives it: the request it was made with,
 /// the defaults filled in.
 fn description(state: &AppState, e: &StreamEntry) -> Value {
-    let request = e.api_request.clone().unwrap_or_default();
+    let request = e.request().unwrap_or_default();
     let mut d = Map::new();
     d.insert("ChannelName".into(), json!(e.config.name));
     d.insert("ChannelARN".into(), json!(aws::channel_arn(&e.config.name)));

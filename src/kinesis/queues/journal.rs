@@ -219,7 +219,10 @@ mod tests {
         drop(j);
         let text = std::fs::read_to_string(journal_path(dir.path())).unwrap();
         let (first, second) = text.split_once('\n').unwrap();
-        let flipped = format!("{first}\n{}", second.replacen("\"offset\":1", "\"offset\":9", 1));
+        let flipped = format!(
+            "{first}\n{}",
+            second.replacen("\"offset\":1", "\"offset\":9", 1)
+        );
         assert_ne!(flipped, text);
         std::fs::write(journal_path(dir.path()), flipped).unwrap();
         let (_, s) = Journal::open(dir.path()).unwrap();
