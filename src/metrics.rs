@@ -164,6 +164,12 @@ pub struct Metrics {
     pub kinesis_outgoing_records: Family<StreamLabel, Counter>,
     pub kinesis_outgoing_bytes: Family<StreamLabel, Counter>,
     pub kinesis_throttled_records: Family<StreamLabel, Counter>,
+    /// Shard-level metrics, for streams with enhanced monitoring on.
+    pub kinesis_shard_incoming_records: Family<ShardLabel, Counter>,
+    pub kinesis_shard_incoming_bytes: Family<ShardLabel, Counter>,
+    pub kinesis_shard_outgoing_records: Family<ShardLabel, Counter>,
+    pub kinesis_shard_outgoing_bytes: Family<ShardLabel, Counter>,
+    pub kinesis_shard_iterator_age_ms: Family<ShardLabel, Gauge>,
     pub kinesis_open_shards: Family<StreamLabel, Gauge>,
     pub kinesis_reshards: Family<StreamLabel, Counter>,
     pub kinesis_subscriptions_open: Family<ShardLabel, Gauge>,
@@ -215,6 +221,11 @@ impl Metrics {
             kinesis_outgoing_records: Family::default(),
             kinesis_outgoing_bytes: Family::default(),
             kinesis_throttled_records: Family::default(),
+            kinesis_shard_incoming_records: Family::default(),
+            kinesis_shard_incoming_bytes: Family::default(),
+            kinesis_shard_outgoing_records: Family::default(),
+            kinesis_shard_outgoing_bytes: Family::default(),
+            kinesis_shard_iterator_age_ms: Family::default(),
             kinesis_open_shards: Family::default(),
             kinesis_reshards: Family::default(),
             kinesis_subscriptions_open: Family::default(),
@@ -270,6 +281,35 @@ impl Metrics {
             "kinesis_throttled_records",
             "Records refused by a shard write limit or a full log",
             self.kinesis_throttled_records.clone(),
+        );
+        for (name, help, family) in [
+            (
+                "kinesis_shard_incoming_records",
+                "Records put to a shard (enhanced monitoring)",
+                &self.kinesis_shard_incoming_records,
+            ),
+            (
+                "kinesis_shard_incoming_bytes",
+                "Bytes put to a shard (enhanced monitoring)",
+                &self.kinesis_shard_incoming_bytes,
+            ),
+            (
+                "kinesis_shard_outgoing_records",
+                "Records GetRecords returned from a shard (enhanced monitoring)",
+                &self.kinesis_shard_outgoing_records,
+            ),
+            (
+                "kinesis_shard_outgoing_bytes",
+                "Bytes GetRecords returned from a shard (enhanced monitoring)",
+                &self.kinesis_shard_outgoing_bytes,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "kinesis_shard_iterator_age_ms",
+            "How far behind the tip the last GetRecords of a shard read (enhanced monitoring)",
+            self.kinesis_shard_iterator_age_ms.clone(),
         );
         registry.register(
             "kinesis_open_shards",

@@ -3,7 +3,6 @@ and the AWS CLI: Firehose's UpdateDestination (version ids, no record lost
 or repeated) and tags; Kinesis's resource tags, limits, account settings,
 enhanced monitoring, record size, resource policies."""
 
-import base64
 import json
 import os
 import subprocess
@@ -117,3 +116,91 @@ def test_delivery_stream_tags_page_and_are_bounded(hydrant_factory):
     code, _ = error_code(lambda: fh.tag_delivery_stream(DeliveryStreamName="yaml", Tags=[{"Key": "a", "Value": "v"}]))
     assert code == "ResourceInUseException"
     assert len(fh.list_tags_for_delivery_stream(DeliveryStreamName="t")["Tags"]) == 3
+
+
+def test_kinesis_resource_tags_and_policies_by_arn(hydrant_factory):
+    h = hydrant_factory("").start()
+    k = h.kinesis()
+    k.create_stream(StreamName="s", ShardCount=1)
+    s_arn = k.describe_stream_summary(StreamName="s")["StreamDescriptionSummary"]["StreamARN"]
+    c_arn = k.register_stream_consumer(StreamARN=s_arn, ConsumerName="app")["Consumer"]["ConsumerARN"]
+    q_arn = k.create_queue(QueueName="q", StreamConfigurationList=[{"StreamARN": s_arn}])["QueueDescription"]["QueueARN"]
+    ch_arn = k.create_channel(
+        ChannelName="ch", ServiceExecutionRoleARN="arn:aws:iam::000000000000:role/c",
+        StreamConfigurationList=[{"StreamARN": s_arn, "RecordConfiguration": {"RecordFormatType": "JSON"}}],
+        S3DestinationConfiguration={"StorageConfiguration": {"BucketARN": "arn:aws:s3:::out", "ExpectedBucketOwner": "000000000000", "CompressionType": "NONE"}},
+    )["ChannelDescription"]["ChannelARN"]
+    for i, arn in enumerate([s_arn, c_arn, q_arn, ch_arn]):
+        k.tag_resource(ResourceARN=arn, Tags={"owner": f"o{i}", "tmp": "x"})
+        k.untag_resource(ResourceARN=arn, TagKeys=["tmp"])
+        assert k.list_tags_for_resource(ResourceARN=arn)["Tags"] == [{"Key": "owner", "Value": f"o{i}"}]
+    # The older stream-tag operations see the same tags.
+    assert k.list_tags_for_stream(StreamName="s")["Tags"] == [{"Key": "owner", "Value": "o0"}]
+    code, _ = error_code(lambda: k.tag_resource(ResourceARN=q_arn, Tags={f"k{i}": "v" for i in range(50)}))
+    assert code == "LimitExceededException"
+    code, _ = error_code(lambda: k.tag_resource(ResourceARN="arn:aws:kinesis:us-east-1:000000000000:stream/nope", Tags={"a": "b"}))
+    assert code == "ResourceNotFoundException"
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kinesis:GetRecords", "Resource": s_arn}]})
+    for arn in (s_arn, c_arn, q_arn):
+        assert json.loads(k.get_resource_policy(ResourceARN=arn)["Policy"]) == {}
+        k.put_resource_policy(ResourceARN=arn, Policy=policy)
+        assert k.get_resource_policy(ResourceARN=arn)["Policy"] == policy
+    code, _ = error_code(lambda: k.put_resource_policy(ResourceARN=s_arn, Policy="not json"))
+    assert code == "InvalidArgumentException"
+    # All of it is kept across a restart.
+    h.terminate()
+    h.start()
+    k = h.kinesis()
+    for i, arn in enumerate([s_arn, c_arn, q_arn, ch_arn]):
+        assert k.list_tags_for_resource(ResourceARN=arn)["Tags"] == [{"Key": "owner", "Value": f"o{i}"}]
+    assert k.get_resource_policy(ResourceARN=q_arn)["Policy"] == policy
+    k.delete_resource_policy(ResourceARN=s_arn)
+    assert json.loads(k.get_resource_policy(ResourceARN=s_arn)["Policy"]) == {}
+
+
+def test_limits_account_settings_monitoring_and_record_size(hydrant_factory):
+    h = hydrant_factory("kinesis:\n  shards_max: 40\n").start()
+    k = h.kinesis()
+    k.create_stream(StreamName="p", ShardCount=3)
+    k.create_stream(StreamName="od", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    limits = k.describe_limits()
+    assert (limits["ShardLimit"], limits["OpenShardCount"], limits["OnDemandStreamCount"]) == (40, 7, 1)
+    assert k.describe_account_settings()["MinimumThroughputBillingCommitment"]["Status"] == "DISABLED"
+    got = k.update_account_settings(MinimumThroughputBillingCommitment={"Status": "ENABLED"})
+    assert got["MinimumThroughputBillingCommitment"]["Status"] == "ENABLED"
+    assert k.describe_account_settings()["MinimumThroughputBillingCommitment"]["Status"] == "ENABLED"
+
+    r = k.enable_enhanced_monitoring(StreamName="p", ShardLevelMetrics=["IncomingRecords", "OutgoingRecords"])
+    assert r["CurrentShardLevelMetrics"] == [] and r["DesiredShardLevelMetrics"] == ["IncomingRecords", "OutgoingRecords"]
+    summary = k.describe_stream_summary(StreamName="p")["StreamDescriptionSummary"]
+    assert summary["EnhancedMonitoring"] == [{"ShardLevelMetrics": ["IncomingRecords", "OutgoingRecords"]}]
+    put = k.put_record(StreamName="p", Data=b"x", PartitionKey="a")
+    shard = str(int(put["ShardId"].split("-")[1]))
+    assert h.metric("kinesis_shard_incoming_records", stream="p", shard=shard) == 1
+    k.disable_enhanced_monitoring(StreamName="p", ShardLevelMetrics=["ALL"])
+    k.put_record(StreamName="p", Data=b"y", PartitionKey="a")
+    assert h.metric("kinesis_shard_incoming_records", stream="p", shard=shard) == 1, "off: no longer counted"
+    assert h.metric("kinesis_incoming_records", stream="p") == 2
+
+    # Records over 1 MiB once the stream allows them, put and read back whole.
+    big = os.urandom(5 << 20)
+    code, _ = error_code(lambda: k.put_record(StreamName="p", Data=big, PartitionKey="a"))
+    assert code == "ValidationException"
+    k.update_max_record_size(StreamARN=summary["StreamARN"], MaxRecordSizeInKiB=10240)
+    assert k.describe_stream_summary(StreamName="p")["StreamDescriptionSummary"]["MaxRecordSizeInKiB"] == 10240
+    r = k.put_record(StreamName="p", Data=big, PartitionKey="a")
+    it = k.get_shard_iterator(StreamName="p", ShardId=r["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                              StartingSequenceNumber=r["SequenceNumber"])["ShardIterator"]
+    assert k.get_records(ShardIterator=it, Limit=1)["Records"][0]["Data"] == big
+    blob = h.dir / "two-mib.bin"
+    blob.write_bytes(os.urandom(2 << 20))
+    cli_put = cli(h, "kinesis", "put-record", "--stream-name", "p", "--partition-key", "b", "--data", f"fileb://{blob}")
+    assert cli_put["ShardId"].startswith("shardId-")
+
+    r = k.update_stream_warm_throughput(StreamName="od", WarmThroughputMiBps=100)
+    assert r["WarmThroughput"]["TargetMiBps"] == 100
+    assert error_code(lambda: k.update_stream_warm_throughput(StreamName="p", WarmThroughputMiBps=1))[0] == "InvalidArgumentException"
+    arn = k.describe_stream_summary(StreamName="p")["StreamDescriptionSummary"]["StreamARN"]
+    k.update_stream_record_distribution_strategy(StreamARN=arn, RecordDistributionStrategy="USER_PARTITION_KEY")
+    code, msg = error_code(lambda: k.update_stream_record_distribution_strategy(StreamARN=arn, RecordDistributionStrategy="AUTO"))
+    assert code == "InvalidArgumentException" and "partition key" in msg

@@ -67,7 +67,19 @@ pub fn router(state: AppState) -> Router {
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     use axum::body::HttpBody;
     use futures::StreamExt;
-    let max = state.registry.config.limits.request_bytes_max;
+    // A stream taking records over 1 MiB (`UpdateMaxRecordSize`) takes a
+    // request of one, base64 in JSON, whatever the configured bound.
+    let record = state.registry.kinesis.record_bytes_max();
+    let max = if record > 1 << 20 {
+        state
+            .registry
+            .config
+            .limits
+            .request_bytes_max
+            .max(record / 3 * 4 + (1 << 20))
+    } else {
+        state.registry.config.limits.request_bytes_max
+    };
     let hint = body.size_hint().exact().unwrap_or(0);
     let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(max).min(max));
     let mut over = 0usize;

@@ -27,6 +27,10 @@ const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
 pub struct ConsumerSpec {
     pub name: String,
     pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// A consumer's state, derived from its age.
@@ -141,6 +145,8 @@ impl KinesisStream {
         let spec = ConsumerSpec {
             name: name.to_string(),
             created_ms: now,
+            tags: Default::default(),
+            policy: None,
         };
         self.update(|s| {
             if s.consumers.iter().any(|c| c.name == name) {

@@ -29,6 +29,7 @@ pub mod on_demand;
 pub mod position;
 pub mod queues;
 pub mod reshard;
+pub mod settings;
 pub mod shards;
 mod shared;
 
@@ -81,6 +82,8 @@ pub struct Spec {
     /// Enhanced fan-out's registered consumers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<consumers::ConsumerSpec>,
+    #[serde(default, skip_serializing_if = "settings::StreamSettings::is_default")]
+    pub settings: settings::StreamSettings,
 }
 
 impl Spec {
@@ -171,6 +174,10 @@ pub struct KinesisStream {
     pub gate: tokio::sync::RwLock<()>,
     /// The definition's `on_demand`, for the put path.
     on_demand: std::sync::atomic::AtomicBool,
+    /// The definition's largest record and whether shard-level metrics are
+    /// on, for the put and read paths.
+    max_record_bytes: std::sync::atomic::AtomicUsize,
+    shard_metrics: std::sync::atomic::AtomicBool,
     /// Open enhanced fan-out subscriptions, by (consumer, shard).
     subscriptions: consumers::Subscriptions,
     next_subscription: std::sync::atomic::AtomicUsize,
@@ -198,6 +205,18 @@ impl KinesisStream {
     /// beside the definition rather than cloned from it).
     pub fn on_demand(&self) -> bool {
         self.on_demand.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The largest record the stream takes (`UpdateMaxRecordSize`).
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether shard-level metrics are on (`EnableEnhancedMonitoring`).
+    pub fn shard_metrics(&self) -> bool {
+        self.shard_metrics
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The stream's shards now.
@@ -239,6 +258,14 @@ impl KinesisStream {
         self.persist(&next)?;
         self.on_demand
             .store(next.on_demand, std::sync::atomic::Ordering::Release);
+        self.max_record_bytes.store(
+            next.settings.max_record_bytes(),
+            std::sync::atomic::Ordering::Release,
+        );
+        self.shard_metrics.store(
+            !next.settings.shard_metrics.is_empty(),
+            std::sync::atomic::Ordering::Release,
+        );
         *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
@@ -486,6 +513,8 @@ impl Streams {
             log: Arc::new(log),
             dir,
             on_demand: std::sync::atomic::AtomicBool::new(spec.on_demand),
+            max_record_bytes: spec.settings.max_record_bytes().into(),
+            shard_metrics: (!spec.settings.shard_metrics.is_empty()).into(),
             spec: Mutex::new(spec),
             updating: Mutex::new(()),
             limits,
@@ -602,6 +631,7 @@ impl Streams {
             shard_map: None,
             scalings_ms: Vec::new(),
             consumers: Vec::new(),
+            settings: Default::default(),
         };
         if let Some(c) = &self.cluster
             && shared::get(c, name)?.is_some()

@@ -229,8 +229,11 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
         )));
     }
     let shard = it.shard;
-    // Less than a record under Kinesis's 10 MiB, so the reply stays within it.
-    let bytes_max = GET_RECORDS_BYTES_MAX - RECORD_BYTES_MAX;
+    // Less than a record under Kinesis's 10 MiB, so the reply stays within
+    // it (a stream of records up to 10 MiB still gets one record a call).
+    let bytes_max = GET_RECORDS_BYTES_MAX
+        .saturating_sub(s.max_record_bytes().max(RECORD_BYTES_MAX))
+        .max(1);
     let read = read_shard(s.clone(), shard, it.offset, it.position, limit, bytes_max).await?;
     Ok(records_reply(state, &s, shard, read, now))
 }
@@ -373,6 +376,18 @@ fn records_reply(
         .get_or_create(&label)
         .inc_by(frames.len() as u64);
     m.kinesis_outgoing_bytes.get_or_create(&label).inc_by(bytes);
+    if s.shard_metrics() {
+        let shard_label = Metrics::shard(&s.name, shard);
+        m.kinesis_shard_outgoing_records
+            .get_or_create(&shard_label)
+            .inc_by(frames.len() as u64);
+        m.kinesis_shard_outgoing_bytes
+            .get_or_create(&shard_label)
+            .inc_by(bytes);
+        m.kinesis_shard_iterator_age_ms
+            .get_or_create(&shard_label)
+            .set(behind);
+    }
     let records: Vec<Value> = frames.iter().map(|f| record_json(s, shard, f)).collect();
     if ended {
         return json!({

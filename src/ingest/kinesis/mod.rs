@@ -14,15 +14,18 @@
 //! field accessor, the error helpers, the limits, paging tokens and sequence
 //! numbers. The operations live in a file per group: `streams` (create,
 //! delete, list, describe, shards, retention), `tags`, `records` (puts),
-//! `iterators` (reads), `reshard`, `consumers`, `subscribe`, `channels` and
-//! `queues`.
+//! `iterators` (reads), `reshard`, `consumers`, `subscribe`, `channels`,
+//! `queues`, `resources` (tags and policies by ARN) and `account` (limits,
+//! settings, monitoring, record size).
 
+mod account;
 mod channels;
 mod consumers;
 mod iterators;
 mod queues;
 mod records;
 mod reshard;
+mod resources;
 mod streams;
 pub mod subscribe;
 mod tags;
@@ -259,6 +262,20 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "ListChannels" => channels::list(state, req),
         "UpdateChannel" => channels::update(state, req).await,
         "DeleteChannel" => channels::delete(state, req).await,
+        "TagResource" => resources::tag(state, req).await,
+        "UntagResource" => resources::untag(state, req).await,
+        "ListTagsForResource" => resources::list_tags(state, req),
+        "PutResourcePolicy" => resources::put_policy(state, req),
+        "GetResourcePolicy" => resources::get_policy(state, req),
+        "DeleteResourcePolicy" => resources::delete_policy(state, req),
+        "DescribeLimits" => account::describe_limits(state),
+        "DescribeAccountSettings" => account::describe_account(state),
+        "UpdateAccountSettings" => account::update_account(state, req),
+        "EnableEnhancedMonitoring" => account::monitoring(state, req, true),
+        "DisableEnhancedMonitoring" => account::monitoring(state, req, false),
+        "UpdateMaxRecordSize" => account::max_record_size(state, req),
+        "UpdateStreamWarmThroughput" => account::warm_throughput(state, req),
+        "UpdateStreamRecordDistributionStrategy" => account::distribution(state, req),
         "CreateQueue" => queues::create(state, req).await,
         "DescribeQueue" => queues::describe(state, req),
         "ListQueues" => queues::list(state, req),

@@ -45,6 +45,11 @@ fn queue_not_found(what: &str) -> ApiError {
 /// The queue a request's `QueueARN` names.
 fn named(state: &AppState, req: &Req<'_>) -> Result<Arc<Queue>, ApiError> {
     let arn = req.str("QueueARN")?.ok_or_else(|| missing("queueARN"))?;
+    by_arn(state, arn, "queueARN")
+}
+
+/// The queue an ARN names; `field` is the request's field holding it.
+pub(super) fn by_arn(state: &AppState, arn: &str, field: &str) -> Result<Arc<Queue>, ApiError> {
     let id = arn
         .strip_prefix("arn:aws")
         .and_then(|r| r.split_once(":kinesis:"))
@@ -53,7 +58,7 @@ fn named(state: &AppState, req: &Req<'_>) -> Result<Arc<Queue>, ApiError> {
         .filter(|id| !id.is_empty())
         .ok_or_else(|| {
             violation(
-                "queueARN",
+                field,
                 arn,
                 "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:queue/\\S+",
             )
@@ -251,6 +256,7 @@ pub(super) async fn create(state: &AppState, req: Req<'_>) -> Result<Value, ApiE
         visibility_secs: visibility.unwrap_or(VISIBILITY_DEFAULT_SECS as u32),
         max_receive: dead.unwrap_or(Some(MAX_RECEIVE_DEFAULT)),
         tags,
+        policy: None,
     };
     let registry = state.registry.clone();
     let q = tokio::task::spawn_blocking(move || registry.kinesis.queues.create(s, def))

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{
-    PARTITION_KEY_CHARS_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX, RECORD_BYTES_MAX, Req,
-    internal, missing, now_ms, sequence, throughput, violation,
+    PARTITION_KEY_CHARS_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX, Req, internal, missing,
+    now_ms, sequence, throughput, violation,
 };
 use crate::aws::ACCOUNT;
 use crate::ingest::AppState;
@@ -32,7 +32,7 @@ struct PutIn {
     hash: u128,
 }
 
-fn record_in(r: &Map<String, Value>, at: &str) -> Result<PutIn, ApiError> {
+fn record_in(r: &Map<String, Value>, at: &str, max: usize) -> Result<PutIn, ApiError> {
     let field = |f: &str| format!("{at}{f}");
     let data = match r.get("Data") {
         None | Some(Value::Null) => return Err(missing(&field("data"))),
@@ -48,14 +48,14 @@ fn record_in(r: &Map<String, Value>, at: &str) -> Result<PutIn, ApiError> {
             )));
         }
     };
-    if data.len() > RECORD_BYTES_MAX {
+    if data.len() > max {
         return Err(violation(
             &field("data"),
             format!(
                 "java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]",
                 n = data.len()
             ),
-            &format!("Member must have length less than or equal to {RECORD_BYTES_MAX}"),
+            &format!("Member must have length less than or equal to {max}"),
         ));
     }
     let key = match r.get("PartitionKey") {
@@ -134,6 +134,15 @@ async fn append(
             s.note_write(shard, n, bytes);
             m.kinesis_incoming_records.get_or_create(&label).inc_by(n);
             m.kinesis_incoming_bytes.get_or_create(&label).inc_by(bytes);
+            if s.shard_metrics() {
+                let shard_label = Metrics::shard(&s.name, shard);
+                m.kinesis_shard_incoming_records
+                    .get_or_create(&shard_label)
+                    .inc_by(n);
+                m.kinesis_shard_incoming_bytes
+                    .get_or_create(&shard_label)
+                    .inc_by(bytes);
+            }
             Ok(range)
         }
         Err(e) => {
@@ -151,7 +160,7 @@ async fn append(
 
 pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
-    let record = record_in(req.0, "")?;
+    let record = record_in(req.0, "", s.max_record_bytes())?;
     if let Some(o) = req.str("SequenceNumberForOrdering")?
         && !o.bytes().all(|b| b.is_ascii_digit())
     {
@@ -183,7 +192,7 @@ pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, 
 
 pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
-    let parsed = records_in(&req)?;
+    let parsed = records_in(&req, s.max_record_bytes())?;
     // Group by shard, keeping request order within each shard; a record over
     // its shard's write limit fails alone, as Kinesis reports it.
     let n = parsed.len();
@@ -234,7 +243,7 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
 
 /// The records of a `PutRecords` request, each checked, within the
 /// request's count and size limits.
-fn records_in(req: &Req<'_>) -> Result<Vec<PutIn>, ApiError> {
+fn records_in(req: &Req<'_>, max: usize) -> Result<Vec<PutIn>, ApiError> {
     let records = match req.0.get("Records") {
         None | Some(Value::Null) => return Err(missing("records")),
         Some(Value::Array(a)) => a,
@@ -259,12 +268,14 @@ fn records_in(req: &Req<'_>) -> Result<Vec<PutIn>, ApiError> {
         let r = r
             .as_object()
             .ok_or_else(|| ApiError::serialization(format!("'Records[{i}]' must be an object")))?;
-        parsed.push(record_in(r, &format!("records.{}.member.", i + 1))?);
+        parsed.push(record_in(r, &format!("records.{}.member.", i + 1), max)?);
     }
+    // A stream taking larger records takes a request of one of them.
     let total: usize = parsed.iter().map(|r| r.data.len() + r.key.len()).sum();
-    if total > PUT_RECORDS_BYTES_MAX {
+    let total_max = PUT_RECORDS_BYTES_MAX.max(max + PARTITION_KEY_CHARS_MAX * 4);
+    if total > total_max {
         return Err(ApiError::invalid_argument(format!(
-            "Records size exceeds 5 MB limit ({total} bytes of data and partition keys)"
+            "Records size exceeds the {total_max}-byte limit ({total} bytes of data and partition keys)"
         )));
     }
     Ok(parsed)

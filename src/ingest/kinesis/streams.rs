@@ -227,7 +227,7 @@ pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, A
             "HasMoreShards": shards.len() > page.len(),
             "RetentionPeriodHours": spec.retention_hours,
             "StreamCreationTimestamp": seconds(s.created_ms),
-            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": spec.settings.shard_metrics }],
             "EncryptionType": "NONE",
         }
     }))
@@ -244,10 +244,17 @@ pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<
             "StreamModeDetails": mode_details(&s),
             "RetentionPeriodHours": spec.retention_hours,
             "StreamCreationTimestamp": seconds(s.created_ms),
-            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": spec.settings.shard_metrics }],
             "EncryptionType": "NONE",
             "OpenShardCount": s.open_shards(),
-            "ConsumerCount": s.spec().consumers.len(),
+            "ConsumerCount": spec.consumers.len(),
+            "MaxRecordSizeInKiB": s.max_record_bytes() / 1024,
+            "RecordDistributionStrategy": "USER_PARTITION_KEY",
+            "QueueCount": state.registry.kinesis.queues.on_stream(&s.name).len(),
+            "ChannelCount": state.registry.all().iter().filter(|e| {
+                e.origin == crate::streams::Origin::Channel
+                    && matches!(&e.config.source, crate::config::Source::Kinesis { stream } if *stream == s.name)
+            }).count(),
         }
     }))
 }

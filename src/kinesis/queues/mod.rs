@@ -57,6 +57,9 @@ pub struct QueueDef {
     /// None: dead-letter handling off.
     pub max_receive: Option<u32>,
     pub tags: BTreeMap<String, String>,
+    /// The resource policy (stored and returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl QueueDef {
@@ -113,14 +116,25 @@ impl Queue {
         visibility_secs: Option<u32>,
         max_receive: Option<Option<u32>>,
     ) -> Result<QueueDef, KinesisError> {
+        self.change(|next| {
+            if let Some(v) = visibility_secs {
+                next.visibility_secs = v;
+            }
+            if let Some(m) = max_receive {
+                next.max_receive = m;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes the definition (persisted before it applies).
+    pub fn change(
+        &self,
+        f: impl FnOnce(&mut QueueDef) -> Result<(), KinesisError>,
+    ) -> Result<QueueDef, KinesisError> {
         let mut def = self.def.write().unwrap_or_else(|p| p.into_inner());
         let mut next = def.clone();
-        if let Some(v) = visibility_secs {
-            next.visibility_secs = v;
-        }
-        if let Some(m) = max_receive {
-            next.max_receive = m;
-        }
+        f(&mut next)?;
         write_def(&self.dir, &next)?;
         *def = next.clone();
         Ok(next)
