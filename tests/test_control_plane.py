@@ -204,3 +204,58 @@ def test_limits_account_settings_monitoring_and_record_size(hydrant_factory):
     k.update_stream_record_distribution_strategy(StreamARN=arn, RecordDistributionStrategy="USER_PARTITION_KEY")
     code, msg = error_code(lambda: k.update_stream_record_distribution_strategy(StreamARN=arn, RecordDistributionStrategy="AUTO"))
     assert code == "InvalidArgumentException" and "partition key" in msg
+
+
+def test_http_endpoint_streams_through_the_api_create_describe_update(hydrant_factory):
+    from harness import Receiver
+
+    first = Receiver(access_key="k1", attributes={"env": "test"}, gzip_expected=True)
+    second = Receiver(access_key="k2", attributes={"env": "test"}, gzip_expected=True)
+    try:
+        h = hydrant_factory("").start()
+        fh = h.firehose()
+        config = {
+            "EndpointConfiguration": {"Url": first.url, "Name": "first", "AccessKey": "k1"},
+            "RequestConfiguration": {"ContentEncoding": "GZIP", "CommonAttributes": [{"AttributeName": "env", "AttributeValue": "test"}]},
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+            "RetryOptions": {"DurationInSeconds": 60},
+            "RoleARN": ROLE,
+            "S3BackupMode": "FailedDataOnly",
+            "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::failed", "ErrorOutputPrefix": "err/"},
+        }
+        fh.create_delivery_stream(DeliveryStreamName="hook", HttpEndpointDestinationConfiguration=config)
+        d = fh.describe_delivery_stream(DeliveryStreamName="hook")["DeliveryStreamDescription"]["Destinations"][0]
+        desc = d["HttpEndpointDestinationDescription"]
+        assert desc["EndpointConfiguration"] == {"Url": first.url, "Name": "first"}, "the access key is not described"
+        assert desc["RequestConfiguration"] == config["RequestConfiguration"]
+        assert desc["BufferingHints"] == config["BufferingHints"] and desc["RetryOptions"] == config["RetryOptions"]
+        assert desc["S3DestinationDescription"]["BucketARN"] == "arn:aws:s3:::failed"
+
+        def put(lo, hi):
+            r = fh.put_record_batch(DeliveryStreamName="hook", Records=[{"Data": json.dumps({"n": i}).encode()} for i in range(lo, hi)])
+            assert r["FailedPutCount"] == 0
+
+        put(0, 200)
+        wait_until(lambda: len(first.records) >= 200, timeout=30, what="200 records at the first endpoint")
+        fh.update_destination(
+            DeliveryStreamName="hook", CurrentDeliveryStreamVersionId="1", DestinationId=d["DestinationId"],
+            HttpEndpointDestinationUpdate={"EndpointConfiguration": {"Url": second.url, "Name": "second", "AccessKey": "k2"}},
+        )
+        put(200, 400)
+        wait_until(lambda: len(second.records) >= 200, timeout=30, what="200 records at the second endpoint")
+        time.sleep(2)
+        assert first.violations == [] and second.violations == []
+        got = sorted(json.loads(r)["n"] for r in first.records + second.records)
+        assert got == list(range(400)), "each record once, at the endpoint of its time"
+        desc = fh.describe_delivery_stream(DeliveryStreamName="hook")["DeliveryStreamDescription"]
+        assert desc["VersionId"] == "2"
+        assert desc["Destinations"][0]["HttpEndpointDestinationDescription"]["EndpointConfiguration"]["Url"] == second.url
+        code, _ = error_code(lambda: fh.create_delivery_stream(DeliveryStreamName="bad", HttpEndpointDestinationConfiguration={
+            **config, "EndpointConfiguration": {"Url": "ftp://x"}}))
+        assert code == "InvalidArgumentException"
+        code, msg = error_code(lambda: fh.create_delivery_stream(DeliveryStreamName="parquet", ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "DataFormatConversionConfiguration": {"Enabled": True}}))
+        assert code == "InvalidArgumentException" and "DataFormatConversionConfiguration" in msg
+    finally:
+        first.close()
+        second.close()

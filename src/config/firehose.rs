@@ -10,6 +10,7 @@
 //! ([`RequestError`]). Used when a stream is created, and again when the
 //! daemon restarts and recreates it from the request it persisted.
 
+mod http;
 mod iceberg;
 
 pub(crate) use iceberg::catalog_named;
@@ -80,6 +81,9 @@ pub fn stream_from_request(
     if kind == "IcebergDestinationConfiguration" {
         return iceberg::stream(name, d, source, cfg);
     }
+    if kind == "HttpEndpointDestinationConfiguration" {
+        return http::stream(name, d, source, cfg);
+    }
     let str_field = |k: &str| d.get(k).and_then(Value::as_str);
     let bucket_arn = str_field("BucketARN").ok_or_else(|| {
         RequestError::Validation(vec![format!(
@@ -91,6 +95,7 @@ pub fn stream_from_request(
             "BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
         ))
     })?;
+    unsupported(d)?;
     let prefix_src = str_field("Prefix").unwrap_or("");
     let dynamic = dynamic_partitioning(d, prefix_src)?;
     let bounds = bounds(kind, d, dynamic.as_ref())?;
@@ -160,6 +165,28 @@ pub fn stream_from_request(
     })
 }
 
+/// What an S3 destination may ask for that the API cannot give yet: refused
+/// rather than ignored, so a stream never delivers other than was asked.
+fn unsupported(d: &Value) -> Result<(), RequestError> {
+    let enabled = |k: &str| {
+        d.get(k)
+            .and_then(|c| c.get("Enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    if enabled("DataFormatConversionConfiguration") {
+        return Err(invalid(
+            "DataFormatConversionConfiguration is not supported through the API yet; declare the stream's Parquet encoding in YAML",
+        ));
+    }
+    if d.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled") {
+        return Err(invalid(
+            "S3BackupMode Enabled is not supported through the API yet; declare the stream's backup in YAML",
+        ));
+    }
+    Ok(())
+}
+
 /// What validation found, as one `InvalidArgumentException`.
 pub(crate) fn refused(errors: Vec<ConfigError>) -> RequestError {
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -184,9 +211,10 @@ fn s3_destination(req: &Value) -> Result<(&'static str, &Value), RequestError> {
         "ExtendedS3DestinationConfiguration"
             | "S3DestinationConfiguration"
             | "IcebergDestinationConfiguration"
+            | "HttpEndpointDestinationConfiguration"
     ) {
         return Err(invalid(format!(
-            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration or IcebergDestinationConfiguration"
+            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration or IcebergDestinationConfiguration"
         )));
     }
     Ok((kind, d))

@@ -97,14 +97,7 @@ fn description(entry: &StreamEntry) -> Value {
     let created = entry.created_ms as f64 / 1000.0;
     let destination = match &c.destination {
         Destination::Object(d) => object_description(entry, d),
-        Destination::Http(h) => json!({
-            "HttpEndpointDestinationDescription": {
-                "EndpointConfiguration": { "Url": h.url },
-                "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
-                "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
-                "RequestConfiguration": { "ContentEncoding": if h.gzip { "GZIP" } else { "NONE" } },
-            }
-        }),
+        Destination::Http(h) => http_description(entry, h),
         // Firehose has no PostgreSQL destination; say what it is.
         Destination::Postgres(p) => {
             json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
@@ -145,6 +138,42 @@ fn description(entry: &StreamEntry) -> Value {
         "Destinations": [dest],
         "HasMoreDestinations": false,
     })
+}
+
+/// An HTTP endpoint destination as Firehose describes one: what the request
+/// gave (the access key left out, as Firehose leaves it out), the defaults
+/// filled in.
+fn http_description(entry: &StreamEntry, h: &config::HttpDestination) -> Value {
+    let c = &entry.config;
+    let request = entry.request();
+    let given = request
+        .as_ref()
+        .and_then(|r| r.get("HttpEndpointDestinationConfiguration"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut d = json!({
+        "EndpointConfiguration": { "Url": h.url },
+        "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
+        "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
+        "RequestConfiguration": { "ContentEncoding": if h.gzip { "GZIP" } else { "NONE" } },
+        "S3BackupMode": "FailedDataOnly",
+    });
+    if let (Some(o), Value::Object(g)) = (d.as_object_mut(), &given) {
+        for (k, v) in g {
+            if k == "S3Configuration" {
+                o.insert("S3DestinationDescription".into(), v.clone());
+            } else if k == "EndpointConfiguration" {
+                let mut e = v.clone();
+                if let Some(e) = e.as_object_mut() {
+                    e.remove("AccessKey");
+                }
+                o.insert(k.clone(), e);
+            } else if !matches!(k.as_str(), "BufferingHints" | "RetryOptions") {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!({ "HttpEndpointDestinationDescription": d })
 }
 
 /// An Iceberg destination as Firehose describes one: its table, the
@@ -204,15 +233,12 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
         "CompressionFormat": compression_name(c.compression),
         "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
     });
+    // Every other field as the request (and its updates) gave it, so a
+    // create → describe round trip shows no drift.
     let mut extended = s3.clone();
-    if let (Some(obj), Some(req)) = (extended.as_object_mut(), requested) {
-        for k in [
-            "DynamicPartitioningConfiguration",
-            "ProcessingConfiguration",
-        ] {
-            if let Some(v) = req.get(k) {
-                obj.insert(k.to_string(), v.clone());
-            }
+    if let (Some(obj), Some(Value::Object(req))) = (extended.as_object_mut(), requested) {
+        for (k, v) in req {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
     json!({ "ExtendedS3DestinationDescription": extended, "S3DestinationDescription": s3 })

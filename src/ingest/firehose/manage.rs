@@ -86,6 +86,10 @@ const UPDATES: &[(&str, &[&str])] = &[
         "IcebergDestinationUpdate",
         &["IcebergDestinationConfiguration"],
     ),
+    (
+        "HttpEndpointDestinationUpdate",
+        &["HttpEndpointDestinationConfiguration"],
+    ),
 ];
 
 pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result<Value, ApiError> {
@@ -131,7 +135,7 @@ pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result
     };
     let Some((_, targets)) = UPDATES.iter().find(|(k, _)| k == update_key) else {
         return Err(ApiError::invalid_argument(format!(
-            "{update_key} is not supported by Hydrant (ExtendedS3DestinationUpdate, S3DestinationUpdate, IcebergDestinationUpdate)"
+            "{update_key} is not supported by Hydrant (ExtendedS3DestinationUpdate, S3DestinationUpdate, HttpEndpointDestinationUpdate, IcebergDestinationUpdate)"
         )));
     };
     let (dest_key, _) = destination_config(&current).ok_or_else(|| {

@@ -1,0 +1,168 @@
+//! `HttpEndpointDestinationConfiguration`: a delivery stream into an HTTP
+//! endpoint in Firehose's request format, as the same stream's `type: http`
+//! in YAML. `S3Configuration` names the bucket records that cannot be
+//! delivered go to (and all records with `S3BackupMode: AllData`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::super::destination::{Backup, BackupMode, Destination, ObjectDestination, object_keys};
+use super::super::http::HttpDestination;
+use super::super::{Config, ConfigError, Source, StreamConfig};
+use super::{RequestError, bounds, invalid, refused};
+use crate::aws;
+use crate::encode::{Compression, Encoding};
+use crate::route::keys::KeyContext;
+
+const KIND: &str = "HttpEndpointDestinationConfiguration";
+
+fn null(field: &str) -> RequestError {
+    RequestError::Validation(vec![format!(
+        "Value null at '{field}' failed to satisfy constraint: Member must not be null"
+    )])
+}
+
+/// A stream from a request with an `HttpEndpointDestinationConfiguration`.
+pub(super) fn stream(
+    name: &str,
+    d: &Value,
+    source: Source,
+    cfg: &Config,
+) -> Result<StreamConfig, RequestError> {
+    let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let endpoint = d
+        .get("EndpointConfiguration")
+        .ok_or_else(|| null("httpEndpointDestinationConfiguration.endpointConfiguration"))?;
+    let url = str_at(endpoint, "Url")
+        .ok_or_else(|| null("httpEndpointDestinationConfiguration.endpointConfiguration.url"))?;
+    if !url.starts_with("https://") && !url.starts_with("http://") || url.len() > 1000 {
+        return Err(invalid(format!(
+            "EndpointConfiguration.Url {url} must be an http:// or https:// URL of at most 1000 characters"
+        )));
+    }
+    let request = d.get("RequestConfiguration");
+    let gzip = match request
+        .and_then(|r| str_at(r, "ContentEncoding"))
+        .as_deref()
+    {
+        None | Some("NONE") => false,
+        Some("GZIP") => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "RequestConfiguration.ContentEncoding {other} is not one of NONE, GZIP"
+            )));
+        }
+    };
+    let mut common_attributes = BTreeMap::new();
+    let attrs = request
+        .and_then(|r| r.get("CommonAttributes"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for a in attrs {
+        let (Some(k), Some(v)) = (str_at(a, "AttributeName"), str_at(a, "AttributeValue")) else {
+            return Err(invalid(
+                "RequestConfiguration.CommonAttributes entries need AttributeName and AttributeValue",
+            ));
+        };
+        common_attributes.insert(k, v);
+    }
+    if common_attributes.len() > 50 {
+        return Err(invalid("RequestConfiguration.CommonAttributes: at most 50"));
+    }
+    let bounds = bounds(KIND, d, None)?;
+    let retry_secs = d
+        .get("RetryOptions")
+        .and_then(|r| r.get("DurationInSeconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(300);
+    if retry_secs > 7200 {
+        return Err(invalid(format!(
+            "RetryOptions.DurationInSeconds {retry_secs} must be between 0 and 7200"
+        )));
+    }
+    let s3 = d
+        .get("S3Configuration")
+        .ok_or_else(|| null("httpEndpointDestinationConfiguration.s3Configuration"))?;
+    let (errors_to, backup) = failed_data(s3, d.get("S3BackupMode").and_then(Value::as_str), cfg)?;
+    Ok(StreamConfig {
+        name: name.to_string(),
+        source,
+        shards: 4,
+        buffer_bytes: bounds.size_mb << 20,
+        buffer_interval: Duration::from_secs(bounds.interval_secs),
+        encoding: Encoding::JsonLines {
+            delimiter: Vec::new(),
+        },
+        compression: Compression::None,
+        compression_level: None,
+        encryption: None,
+        retry_duration: Duration::from_secs(retry_secs),
+        uploads_in_flight_max: 4,
+        partitioning: None,
+        error_output: errors_to,
+        destination: Destination::Http(HttpDestination {
+            url,
+            access_key: str_at(endpoint, "AccessKey"),
+            common_attributes,
+            gzip,
+            timeout: Duration::from_secs(180),
+            records_per_request_max: 10_000,
+        }),
+        backup,
+        transform: None,
+        fingerprint: String::new(),
+    })
+}
+
+/// The bucket of `S3Configuration`: failed records under its
+/// `ErrorOutputPrefix`, and every record under its `Prefix` with
+/// `S3BackupMode: AllData`.
+fn failed_data(
+    s3: &Value,
+    mode: Option<&str>,
+    cfg: &Config,
+) -> Result<(ObjectDestination, Option<Backup>), RequestError> {
+    let arn = s3.get("BucketARN").and_then(Value::as_str).unwrap_or("");
+    let bucket = aws::bucket_from_arn(arn).ok_or_else(|| {
+        invalid(format!(
+            "S3Configuration.BucketARN {arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
+        ))
+    })?;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let keys = object_keys(
+        &mut errors,
+        (
+            "S3Configuration.Prefix",
+            "S3Configuration.ErrorOutputPrefix",
+        ),
+        s3.get("Prefix").and_then(Value::as_str).unwrap_or(""),
+        s3.get("ErrorOutputPrefix").and_then(Value::as_str),
+        KeyContext::default(),
+    );
+    let Some((prefix, error_output_prefix)) = keys else {
+        return Err(refused(errors));
+    };
+    let target = ObjectDestination {
+        kind: "s3",
+        store: cfg.object_store.clone(),
+        bucket: bucket.to_string(),
+        prefix,
+        error_output_prefix,
+    };
+    let backup = match mode {
+        None | Some("FailedDataOnly") => None,
+        Some("AllData") => Some(Backup {
+            mode: BackupMode::All,
+            target: target.clone(),
+        }),
+        Some(other) => {
+            return Err(invalid(format!(
+                "S3BackupMode {other} is not one of FailedDataOnly, AllData"
+            )));
+        }
+    };
+    Ok((target, backup))
+}
