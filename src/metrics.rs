@@ -22,6 +22,13 @@ pub struct ShardLabel {
     pub shard: String,
 }
 
+/// A Kinesis queue, by name, with its stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    pub stream: String,
+    pub queue: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
     pub operation: String,
@@ -170,6 +177,10 @@ pub struct Metrics {
     pub kinesis_shard_outgoing_records: Family<ShardLabel, Counter>,
     pub kinesis_shard_outgoing_bytes: Family<ShardLabel, Counter>,
     pub kinesis_shard_iterator_age_ms: Family<ShardLabel, Gauge>,
+    pub kinesis_queue_received_records: Family<QueueLabel, Counter>,
+    pub kinesis_queue_acknowledged_records: Family<QueueLabel, Counter>,
+    pub kinesis_queue_in_flight: Family<QueueLabel, Gauge>,
+    pub kinesis_queue_dead_letters: Family<QueueLabel, Gauge>,
     pub kinesis_open_shards: Family<StreamLabel, Gauge>,
     pub kinesis_reshards: Family<StreamLabel, Counter>,
     pub kinesis_subscriptions_open: Family<ShardLabel, Gauge>,
@@ -226,6 +237,10 @@ impl Metrics {
             kinesis_shard_outgoing_records: Family::default(),
             kinesis_shard_outgoing_bytes: Family::default(),
             kinesis_shard_iterator_age_ms: Family::default(),
+            kinesis_queue_received_records: Family::default(),
+            kinesis_queue_acknowledged_records: Family::default(),
+            kinesis_queue_in_flight: Family::default(),
+            kinesis_queue_dead_letters: Family::default(),
             kinesis_open_shards: Family::default(),
             kinesis_reshards: Family::default(),
             kinesis_subscriptions_open: Family::default(),
@@ -306,6 +321,26 @@ impl Metrics {
         ] {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "kinesis_queue_received_records",
+            "Records a queue handed out (redeliveries and dead letters too)",
+            self.kinesis_queue_received_records.clone(),
+        );
+        registry.register(
+            "kinesis_queue_acknowledged_records",
+            "Records a queue's consumers acknowledged",
+            self.kinesis_queue_acknowledged_records.clone(),
+        );
+        registry.register(
+            "kinesis_queue_in_flight",
+            "Records of a queue received and not acknowledged, their visibility timeout running",
+            self.kinesis_queue_in_flight.clone(),
+        );
+        registry.register(
+            "kinesis_queue_dead_letters",
+            "A queue's dead letters",
+            self.kinesis_queue_dead_letters.clone(),
+        );
         registry.register(
             "kinesis_shard_iterator_age_ms",
             "How far behind the tip the last GetRecords of a shard read (enhanced monitoring)",
@@ -550,6 +585,13 @@ impl Metrics {
         OutcomeLabel {
             stream: name.to_string(),
             outcome: outcome.to_string(),
+        }
+    }
+
+    pub fn queue(stream: &str, queue: &str) -> QueueLabel {
+        QueueLabel {
+            stream: stream.to_string(),
+            queue: queue.to_string(),
         }
     }
 

@@ -259,3 +259,33 @@ def test_http_endpoint_streams_through_the_api_create_describe_update(hydrant_fa
     finally:
         first.close()
         second.close()
+
+
+def test_the_aws_cli_drives_the_control_plane(hydrant_factory):
+    h = hydrant_factory("").start()
+    cli(h, "kinesis", "create-stream", "--stream-name", "c", "--shard-count", "2")
+    arn = cli(h, "kinesis", "describe-stream-summary", "--stream-name", "c")["StreamDescriptionSummary"]["StreamARN"]
+    cli(h, "kinesis", "tag-resource", "--resource-arn", arn, "--tags", "team=data,env=dev")
+    cli(h, "kinesis", "untag-resource", "--resource-arn", arn, "--tag-keys", "env")
+    assert cli(h, "kinesis", "list-tags-for-resource", "--resource-arn", arn)["Tags"] == [{"Key": "team", "Value": "data"}]
+    assert cli(h, "kinesis", "describe-limits")["OpenShardCount"] == 2
+    assert cli(h, "kinesis", "describe-account-settings")["MinimumThroughputBillingCommitment"]["Status"] == "DISABLED"
+    r = cli(h, "kinesis", "enable-enhanced-monitoring", "--stream-name", "c", "--shard-level-metrics", "ALL")
+    assert len(r["DesiredShardLevelMetrics"]) == 7
+    cli(h, "kinesis", "update-max-record-size", "--stream-arn", arn, "--max-record-size-in-ki-b", "2048")
+    assert cli(h, "kinesis", "describe-stream-summary", "--stream-name", "c")["StreamDescriptionSummary"]["MaxRecordSizeInKiB"] == 2048
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kinesis:*", "Resource": arn}]})
+    cli(h, "kinesis", "put-resource-policy", "--resource-arn", arn, "--policy", policy)
+    assert cli(h, "kinesis", "get-resource-policy", "--resource-arn", arn)["Policy"] == policy
+
+    cli(h, "firehose", "create-delivery-stream", "--delivery-stream-name", "f",
+        "--extended-s3-destination-configuration", json.dumps({"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::cli-out", "Prefix": "a/"}),
+        "--tags", "Key=owner,Value=cli")
+    d = cli(h, "firehose", "describe-delivery-stream", "--delivery-stream-name", "f")["DeliveryStreamDescription"]
+    cli(h, "firehose", "update-destination", "--delivery-stream-name", "f", "--current-delivery-stream-version-id", d["VersionId"],
+        "--destination-id", d["Destinations"][0]["DestinationId"], "--extended-s3-destination-update", json.dumps({"Prefix": "b/"}))
+    d = cli(h, "firehose", "describe-delivery-stream", "--delivery-stream-name", "f")["DeliveryStreamDescription"]
+    assert d["VersionId"] == "2" and d["Destinations"][0]["ExtendedS3DestinationDescription"]["Prefix"] == "b/"
+    cli(h, "firehose", "tag-delivery-stream", "--delivery-stream-name", "f", "--tags", "Key=stage,Value=test")
+    tags = cli(h, "firehose", "list-tags-for-delivery-stream", "--delivery-stream-name", "f")["Tags"]
+    assert tags == [{"Key": "owner", "Value": "cli"}, {"Key": "stage", "Value": "test"}]

@@ -123,6 +123,9 @@ def test_three_workers_share_a_queue_and_each_record_is_acknowledged_once(hydran
     assert sorted(w.acked) == sorted(sent), "every record acknowledged, each once"
     assert len(w.delivered) == 10_000, "nothing delivered twice while acknowledged in time"
     assert receive(k, arn) == []
+    assert h.metric("kinesis_queue_acknowledged_records", queue="workers") == 10_000
+    assert h.metric("kinesis_queue_received_records", queue="workers") == 10_000
+    assert h.metric("kinesis_queue_in_flight", queue="workers") == 0
 
 
 def test_an_unacknowledged_record_comes_back_after_its_visibility_timeout(hydrant_factory):
@@ -176,6 +179,7 @@ def test_records_received_too_often_become_dead_letters_that_can_be_restored(hyd
     assert receive(k, arn, WaitTimeSeconds=2) == [], "received twice unacknowledged: dead letters now"
     dead = k.receive_dead_letter_queue_records(QueueARN=arn, WaitTimeSeconds=1)["QueueRecords"]
     assert sorted(x["Data"] for x in dead) == [b"a", b"b", b"c"]
+    assert h.metric("kinesis_queue_dead_letters", queue="q", stream="s") == 3
     by = {x["Data"]: x for x in dead}
     # A dead letter's handle is not a live record's, and the other way round.
     ok, failed = ack(k, arn, [by[b"a"]])

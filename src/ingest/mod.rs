@@ -470,6 +470,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .get_or_create(&crate::metrics::Metrics::stream(&k.name))
             .set(i64::from(k.open_shards()));
     }
+    for q in state.registry.kinesis.queues.all() {
+        let (in_flight, dead) = q.counts();
+        let label = crate::metrics::Metrics::queue(&q.stream.name, &q.def().name);
+        let m = &state.registry.metrics;
+        m.kinesis_queue_in_flight
+            .get_or_create(&label)
+            .set(in_flight as i64);
+        m.kinesis_queue_dead_letters
+            .get_or_create(&label)
+            .set(dead as i64);
+    }
     let mut resp = state.registry.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -24,6 +24,7 @@ use crate::aws::{self, ACCOUNT};
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
 use crate::kinesis::queues::{Queue, QueueDef, Received, Settle, Start};
+use crate::metrics::Metrics;
 
 /// Kinesis's defaults and bounds for queues.
 const VISIBILITY_DEFAULT_SECS: i64 = 30;
@@ -397,6 +398,12 @@ pub(super) async fn receive(
                 .map_err(internal)?;
         if !got.is_empty() || permit.is_none() || Instant::now() + POLL > deadline {
             let stream = q.stream.clone();
+            state
+                .registry
+                .metrics
+                .kinesis_queue_received_records
+                .get_or_create(&Metrics::queue(&stream.name, &q.def().name))
+                .inc_by(got.len() as u64);
             let records: Vec<Value> = got.iter().map(|r| record_json(&stream, r)).collect();
             return Ok(json!({ "QueueRecords": records }));
         }
@@ -487,6 +494,15 @@ pub(super) async fn settle(
     .map_err(|e| internal(e.to_string()))?
     .map_err(internal)?;
     results.extend(done);
+    if op == Some(Settle::Ack) {
+        let n = results.iter().filter(|r| r.is_ok()).count();
+        state
+            .registry
+            .metrics
+            .kinesis_queue_acknowledged_records
+            .get_or_create(&Metrics::queue(&q.stream.name, &q.def().name))
+            .inc_by(n as u64);
+    }
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for (h, r) in handles.into_iter().zip(results) {
