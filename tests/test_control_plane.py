@@ -289,3 +289,43 @@ def test_the_aws_cli_drives_the_control_plane(hydrant_factory):
     cli(h, "firehose", "tag-delivery-stream", "--delivery-stream-name", "f", "--tags", "Key=stage,Value=test")
     tags = cli(h, "firehose", "list-tags-for-delivery-stream", "--delivery-stream-name", "f")["Tags"]
     assert tags == [{"Key": "owner", "Value": "cli"}, {"Key": "stage", "Value": "test"}]
+
+
+def test_create_then_describe_returns_every_field_as_sent(hydrant_factory):
+    h = hydrant_factory("").start()
+    fh = h.firehose()
+    s3 = {
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::round", "Prefix": "data/!{partitionKeyFromQuery:kind}/",
+        "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/", "CompressionFormat": "GZIP",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+        "CloudWatchLoggingOptions": {"Enabled": True, "LogGroupName": "g", "LogStreamName": "s"},
+        "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{kind: .kind}"},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]},
+        "FileExtension": ".json.gz",
+    }
+    iceberg = {
+        "RoleARN": ROLE,
+        "DestinationTableConfigurationList": [
+            {"DestinationDatabaseName": "web", "DestinationTableName": "a"},
+            {"DestinationDatabaseName": "web", "DestinationTableName": "b", "PartitionSpec": {"Identity": [{"SourceName": "tenant"}]}},
+        ],
+        "CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:000000000000:catalog"},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{destinationDatabaseName: \"web\", destinationTableName: .t}"}]}]},
+        "TableCreationConfiguration": {"Enabled": True},
+        "SchemaEvolutionConfiguration": {"Enabled": False},
+        "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 30},
+        "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::ice-errors", "ErrorOutputPrefix": "e/"},
+    }
+    fh.create_delivery_stream(DeliveryStreamName="s3", ExtendedS3DestinationConfiguration=s3)
+    fh.create_delivery_stream(DeliveryStreamName="ice", IcebergDestinationConfiguration=iceberg)
+    for name, key, sent in (("s3", "ExtendedS3DestinationDescription", s3), ("ice", "IcebergDestinationDescription", iceberg)):
+        desc = fh.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Destinations"][0][key]
+        for field, value in sent.items():
+            got = desc["S3DestinationDescription"] if field == "S3Configuration" else desc.get(field)
+            if field == "S3Configuration":
+                assert {k: got.get(k) for k in value} == value, (name, field, got)
+            else:
+                assert got == value, (name, field, got)

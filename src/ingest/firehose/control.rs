@@ -102,7 +102,7 @@ fn description(entry: &StreamEntry) -> Value {
         Destination::Postgres(p) => {
             json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
         }
-        Destination::Iceberg(i) => iceberg_description(c, i),
+        Destination::Iceberg(i) => iceberg_description(entry, i),
     };
     let mut dest = json!({ "DestinationId": super::manage::DESTINATION_ID });
     if let (Some(o), Some(extra)) = (dest.as_object_mut(), destination.as_object()) {
@@ -179,15 +179,15 @@ fn http_description(entry: &StreamEntry, h: &config::HttpDestination) -> Value {
 /// An Iceberg destination as Firehose describes one: its table, the
 /// identity partition fields (Firehose's `PartitionSpec` has no other
 /// transforms), the catalog, the table creation and schema evolution.
-fn iceberg_description(c: &config::StreamConfig, i: &config::IcebergDestination) -> Value {
+fn iceberg_description(entry: &StreamEntry, i: &config::IcebergDestination) -> Value {
+    let c = &entry.config;
     let identity: Vec<Value> = i
         .partition_by
         .iter()
         .filter(|f| f.transform == "identity")
         .map(|f| json!({ "SourceName": f.column }))
         .collect();
-    json!({
-        "IcebergDestinationDescription": {
+    let mut d = json!({
             "DestinationTableConfigurationList": [{
                 "DestinationDatabaseName": i.namespace,
                 "DestinationTableName": i.table,
@@ -198,14 +198,34 @@ fn iceberg_description(c: &config::StreamConfig, i: &config::IcebergDestination)
                 "WarehouseLocation": i.catalog.warehouse.location(),
             },
             "TableCreationConfiguration": { "Enabled": i.create_table },
-            "SchemaEvolutionConfiguration": { "Enabled": true },
+            "SchemaEvolutionConfiguration": { "Enabled": i.evolve_schema },
             "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
             "RetryOptions": { "DurationInSeconds": c.retry_duration.as_secs() },
             "AppendOnly": true,
             "S3BackupMode": "FailedDataOnly",
             "RoleARN": aws::default_role_arn(),
+    });
+    // A stream made through the API: every field as its request gave it
+    // (every table, the catalog's ARN as sent), buffering and retry with
+    // their defaults filled in.
+    let request = entry.request();
+    let given = request
+        .as_ref()
+        .and_then(|r| r.get("IcebergDestinationConfiguration"));
+    if let (Some(o), Some(Value::Object(g))) = (d.as_object_mut(), given) {
+        for (k, v) in g {
+            match k.as_str() {
+                "S3Configuration" => {
+                    o.insert("S3DestinationDescription".into(), v.clone());
+                }
+                "BufferingHints" | "RetryOptions" => {}
+                _ => {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
         }
-    })
+    }
+    json!({ "IcebergDestinationDescription": d })
 }
 
 fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
