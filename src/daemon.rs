@@ -72,10 +72,15 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
 
     let accepting = state.accepting.clone();
     let app = ingest::router(state);
+    let https = match &config.listen_tls {
+        Some(t) => Some(serve_tls(t, &config, app.clone()).await?),
+        None => None,
+    };
+    let tls = https.as_ref().map(|(tls, _, _)| tls.clone());
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<&'static str>();
     let reloader = registry.clone();
     tokio::spawn(async move {
-        let name = wait_for_signal(reloader, config_path).await;
+        let name = wait_for_signal(reloader, config_path, tls).await;
         let _ = signal_tx.send(name);
     });
     // Small answers and fan-out events go out at once: without TCP_NODELAY
@@ -93,6 +98,15 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     });
     let deadline = config.shutdown_timeout;
     server.await.context("http server failed")?;
+    if let Some((_, stop, server)) = https {
+        // The HTTPS listener stops with the HTTP one: its open requests end.
+        stop.cancel();
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTPS server failed"),
+            Err(e) => tracing::warn!(error = %e, "the HTTPS server failed"),
+        }
+    }
     // In-flight requests have finished: the log holds everything acknowledged.
     tracing::info!(
         deadline_secs = deadline.as_secs(),
@@ -110,9 +124,48 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP
-/// meanwhile.
-async fn wait_for_signal(registry: Arc<Registry>, config_path: Option<PathBuf>) -> &'static str {
+/// The HTTPS server: its TLS (reloaded on SIGHUP), the token that stops
+/// it, and its task.
+type Https = (
+    Arc<crate::tls::Reloadable>,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+/// Serves `app` over TLS on `listen_tls.address`, beside the HTTP listener.
+async fn serve_tls(
+    t: &crate::config::ListenTls,
+    config: &Config,
+    app: axum::Router,
+) -> anyhow::Result<Https> {
+    let tls = crate::tls::Reloadable::new(t.files.clone())
+        .map_err(|e| anyhow::anyhow!("listen_tls: {e}"))?;
+    let tcp = TcpListener::bind(t.address)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen_tls.address)", t.address))?;
+    let limits = crate::tls::HandshakeLimits {
+        timeout: config.limits.tls_handshake_timeout,
+        in_progress_max: config.limits.tls_handshakes_max,
+    };
+    let listener = crate::tls::TlsListener::start(tcp, tls.clone(), limits)?;
+    tracing::info!(addr = %t.address, mtls = t.files.client_ca_file.is_some(), "hydrant listening for HTTPS");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    });
+    Ok((tls, stop, server))
+}
+
+/// Waits for SIGTERM or SIGINT, reloading the config (and the TLS
+/// certificate) on every SIGHUP meanwhile.
+async fn wait_for_signal(
+    registry: Arc<Registry>,
+    config_path: Option<PathBuf>,
+    tls: Option<Arc<crate::tls::Reloadable>>,
+) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -127,7 +180,27 @@ async fn wait_for_signal(registry: Arc<Registry>, config_path: Option<PathBuf>) 
         tokio::select! {
             _ = term.recv() => return "SIGTERM",
             _ = int.recv() => return "SIGINT",
-            _ = hup.recv() => reload(&registry, config_path.as_deref()).await,
+            _ = hup.recv() => {
+                reload(&registry, config_path.as_deref()).await;
+                if let Some(tls) = &tls {
+                    reload_tls(tls, config_path.as_deref());
+                }
+            }
+        }
+    }
+}
+
+/// Reads the HTTPS certificate again (the files the config file now names,
+/// or the same ones): new connections get it, open ones go on.
+fn reload_tls(tls: &crate::tls::Reloadable, path: Option<&Path>) {
+    let files = path
+        .and_then(|p| Config::load(p).ok())
+        .and_then(|c| c.listen_tls)
+        .map(|t| t.files);
+    match tls.reload(files) {
+        Ok(()) => tracing::info!("SIGHUP: the TLS certificate was read again"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the TLS certificate cannot be read; the previous one stays")
         }
     }
 }

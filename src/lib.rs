@@ -24,4 +24,5 @@ pub mod route;
 pub mod sched;
 pub mod sink;
 pub mod streams;
+pub mod tls;
 pub mod transform;

@@ -25,6 +25,10 @@ pub struct Limits {
     /// The time slice, in microseconds, the threads that acknowledge
     /// producers ask the kernel for (see [`crate::sched`]); 0: the kernel's.
     pub ack_slice_us: u64,
+    /// How long a TLS client may take to finish its handshake.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// TLS handshakes in progress at once; more wait to be accepted.
+    pub tls_handshakes_max: usize,
 }
 
 /// The number of cores, the default of bounds that scale with them.
@@ -76,6 +80,20 @@ pub(super) fn limits(errors: &mut Vec<ConfigError>, l: RawLimits) -> Limits {
             l.ack_slice_us.unwrap_or(100),
             0,
             100_000,
+        ),
+        tls_handshake_timeout: std::time::Duration::from_secs(range_check(
+            errors,
+            "limits.tls_handshake_timeout_secs",
+            l.tls_handshake_timeout_secs.unwrap_or(10),
+            1,
+            300,
+        )),
+        tls_handshakes_max: range_check(
+            errors,
+            "limits.tls_handshakes_max",
+            l.tls_handshakes_max.unwrap_or(1024),
+            1,
+            65_536,
         ),
     }
 }

@@ -84,6 +84,8 @@ impl fmt::Display for ConfigErrors {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The HTTPS listener, beside `listen`.
+    pub listen_tls: Option<ListenTls>,
     pub data_dir: PathBuf,
     pub shutdown_timeout: Duration,
     pub access_keys: Vec<AccessKey>,
@@ -195,6 +197,11 @@ impl Config {
         if self.listen != other.listen {
             out.push("listen");
         }
+        if self.listen_tls.as_ref().map(|t| t.address)
+            != other.listen_tls.as_ref().map(|t| t.address)
+        {
+            out.push("listen_tls.address");
+        }
         if self.data_dir != other.data_dir {
             out.push("data_dir");
         }
@@ -244,6 +251,48 @@ pub(crate) fn range_check<T: PartialOrd + fmt::Display + Copy>(
     value
 }
 
+/// The HTTPS listener: its address, and its certificate, key and client CA,
+/// each read and checked now, so a bad file is a config error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenTls {
+    pub address: SocketAddr,
+    pub files: crate::tls::TlsFiles,
+}
+
+fn listen_tls(
+    errors: &mut Vec<ConfigError>,
+    raw: raw::RawListenTls,
+    listen: SocketAddr,
+) -> Option<ListenTls> {
+    let address = match raw.address.parse::<SocketAddr>() {
+        Ok(a) if a == listen && a.port() != 0 => {
+            errors.push(err(
+                "listen_tls.address",
+                format!("`{a}` is also `listen`; HTTP and HTTPS need their own ports"),
+            ));
+            return None;
+        }
+        Ok(a) => a,
+        Err(e) => {
+            errors.push(err(
+                "listen_tls.address",
+                format!("`{}` is not an address:port ({e})", raw.address),
+            ));
+            return None;
+        }
+    };
+    let files = crate::tls::TlsFiles {
+        cert_file: PathBuf::from(raw.cert_file),
+        key_file: PathBuf::from(raw.key_file),
+        client_ca_file: raw.client_ca_file.map(PathBuf::from),
+    };
+    if let Err(e) = crate::tls::server_config(&files) {
+        errors.push(err("listen_tls", e));
+        return None;
+    }
+    Some(ListenTls { address, files })
+}
+
 /// Validates a parsed file section by section, collecting every error.
 fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
@@ -266,7 +315,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         1,
         3600,
     );
-    let access_keys = auth::access_keys(&mut errors, raw.auth, listen);
+    let listen_tls = raw
+        .listen_tls
+        .and_then(|t| listen_tls(&mut errors, t, listen));
+    let exposed = match &listen_tls {
+        Some(t) if !t.address.ip().is_loopback() => t.address,
+        _ => listen,
+    };
+    let access_keys = auth::access_keys(&mut errors, raw.auth, exposed);
     let limits = limits::limits(&mut errors, raw.limits.unwrap_or_default());
     let (log, disk_quota_bytes) = limits::log(&mut errors, raw.log.unwrap_or_default());
     let object_store = match raw.object_store {
@@ -306,6 +362,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     }
     Ok(Config {
         listen,
+        listen_tls,
         data_dir,
         shutdown_timeout: Duration::from_secs(shutdown_secs),
         access_keys,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub listen_tls: Option<RawListenTls>,
     pub data_dir: Option<String>,
     pub shutdown_timeout_secs: Option<u64>,
     pub auth: Option<RawAuth>,
@@ -21,6 +22,16 @@ pub struct RawConfig {
     pub iceberg: Option<RawIceberg>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawStream>,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenTls {
+    pub address: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub client_ca_file: Option<String>,
 }
 
 /// The Kinesis Data Streams API's settings.
@@ -76,6 +87,8 @@ pub struct RawLimits {
     pub encoders_max: Option<usize>,
     pub malloc_arenas: Option<usize>,
     pub ack_slice_us: Option<u64>,
+    pub tls_handshake_timeout_secs: Option<u64>,
+    pub tls_handshakes_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
