@@ -23,30 +23,7 @@ use crate::streams::Registry;
 pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let lock_path = config.data_dir.join("LOCK");
-    // Not truncated before it is locked: the pid in it is the running daemon's.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another hydrant is running on data_dir {} (it holds {})",
-            config.data_dir.display(),
-            lock_path.display()
-        )
-    })?;
-    // The pid, for `hydrant reload`.
-    {
-        use std::io::Write;
-        let mut l = &lock;
-        lock.set_len(0)
-            .and_then(|()| l.write_all(format!("{}\n", std::process::id()).as_bytes()))
-            .and_then(|()| l.flush())
-            .with_context(|| format!("cannot write {}", lock_path.display()))?;
-    }
+    let lock = lock_data_dir(&config)?;
 
     let cluster = match &config.cluster {
         Some(c) => {
@@ -122,6 +99,36 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     }
     drop(lock);
     Ok(())
+}
+
+/// Locks `data_dir` for this daemon (one daemon per data directory) and
+/// writes its pid there, for `hydrant reload`.
+fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    let lock_path = config.data_dir.join("LOCK");
+    // Not truncated before it is locked: the pid in it is the running daemon's.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another hydrant is running on data_dir {} (it holds {})",
+            config.data_dir.display(),
+            lock_path.display()
+        )
+    })?;
+    // The pid, for `hydrant reload`.
+    {
+        use std::io::Write;
+        let mut l = &lock;
+        lock.set_len(0)
+            .and_then(|()| l.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .and_then(|()| l.flush())
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    }
+    Ok(lock)
 }
 
 /// The HTTPS server: its TLS (reloaded on SIGHUP), the token that stops
