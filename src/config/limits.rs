@@ -29,6 +29,14 @@ pub struct Limits {
     pub tls_handshake_timeout: std::time::Duration,
     /// TLS handshakes in progress at once; more wait to be accepted.
     pub tls_handshakes_max: usize,
+    /// Connections open at once (HTTP and HTTPS each); more wait in the
+    /// listen backlog.
+    pub connections_max: usize,
+    /// How long a client may take to send a request's headers; also how
+    /// long a keep-alive connection may sit idle.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The number of cores, the default of bounds that scale with them.
@@ -95,6 +103,27 @@ pub(super) fn limits(errors: &mut Vec<ConfigError>, l: RawLimits) -> Limits {
             1,
             65_536,
         ),
+        connections_max: range_check(
+            errors,
+            "limits.connections_max",
+            l.connections_max.unwrap_or(4096),
+            1,
+            1_000_000,
+        ),
+        header_read_timeout: std::time::Duration::from_secs(range_check(
+            errors,
+            "limits.header_read_timeout_secs",
+            l.header_read_timeout_secs.unwrap_or(20),
+            1,
+            3600,
+        )),
+        body_read_timeout: std::time::Duration::from_secs(range_check(
+            errors,
+            "limits.body_read_timeout_secs",
+            l.body_read_timeout_secs.unwrap_or(60),
+            1,
+            3600,
+        )),
     }
 }
 

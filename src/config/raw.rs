@@ -88,6 +88,9 @@ pub struct RawLimits {
     pub malloc_arenas: Option<usize>,
     pub ack_slice_us: Option<u64>,
     pub tls_handshake_timeout_secs: Option<u64>,
+    pub connections_max: Option<usize>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
     pub tls_handshakes_max: Option<usize>,
 }
 

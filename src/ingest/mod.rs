@@ -84,7 +84,17 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(max).min(max));
     let mut over = 0usize;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let deadline = tokio::time::Instant::now() + state.registry.config.limits.body_read_timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next()).await;
+        let Ok(next) = next else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                "the request body was not received within limits.body_read_timeout_secs",
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|e| ApiError::serialization(format!("cannot read the request body: {e}")))?;
         if over == 0 && buf.len() + chunk.len() <= max {

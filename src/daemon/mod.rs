@@ -12,6 +12,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+mod serve;
+
 use crate::config::Config;
 use crate::ingest::{self, AppState};
 use crate::metrics::Metrics;
@@ -49,16 +51,24 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
 
     let accepting = state.accepting.clone();
     let app = ingest::router(state);
+    let limits = serve::ConnLimits {
+        connections_max: config.limits.connections_max,
+        header_read_timeout: config.limits.header_read_timeout,
+        drain: config.shutdown_timeout,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
     let https = match &config.listen_tls {
-        Some(t) => Some(serve_tls(t, &config, app.clone()).await?),
+        Some(t) => Some(serve_tls(t, &config, app.clone(), limits, stop.clone()).await?),
         None => None,
     };
-    let tls = https.as_ref().map(|(tls, _, _)| tls.clone());
-    let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let tls = https.as_ref().map(|(tls, _)| tls.clone());
     let reloader = registry.clone();
+    let stopper = stop.clone();
     tokio::spawn(async move {
         let name = wait_for_signal(reloader, config_path, tls).await;
-        let _ = signal_tx.send(name);
+        tracing::info!(signal = name, "shutting down: no longer accepting records");
+        accepting.store(false, Ordering::Release);
+        stopper.cancel();
     });
     // Small answers and fan-out events go out at once: without TCP_NODELAY
     // each waits for the client's acknowledgement of the one before (Nagle),
@@ -68,20 +78,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let name = signal_rx.await.unwrap_or("channel closed");
-        tracing::info!(signal = name, "shutting down: no longer accepting records");
-        accepting.store(false, Ordering::Release);
-    });
     let deadline = config.shutdown_timeout;
-    server.await.context("http server failed")?;
-    if let Some((_, stop, server)) = https {
+    serve::serve(listener, app, limits, stop).await;
+    if let Some((_, server)) = https {
         // The HTTPS listener stops with the HTTP one: its open requests end.
-        stop.cancel();
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTPS server failed"),
-            Err(e) => tracing::warn!(error = %e, "the HTTPS server failed"),
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "the HTTPS server failed");
         }
     }
     // In-flight requests have finished: the log holds everything acknowledged.
@@ -131,39 +133,30 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     Ok(lock)
 }
 
-/// The HTTPS server: its TLS (reloaded on SIGHUP), the token that stops
-/// it, and its task.
-type Https = (
-    Arc<crate::tls::Reloadable>,
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-);
+/// The HTTPS server: its TLS (reloaded on SIGHUP) and its task.
+type Https = (Arc<crate::tls::Reloadable>, tokio::task::JoinHandle<()>);
 
 /// Serves `app` over TLS on `listen_tls.address`, beside the HTTP listener.
 async fn serve_tls(
     t: &crate::config::ListenTls,
     config: &Config,
     app: axum::Router,
+    limits: serve::ConnLimits,
+    stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Https> {
     let tls = crate::tls::Reloadable::new(t.files.clone())
         .map_err(|e| anyhow::anyhow!("listen_tls: {e}"))?;
     let tcp = TcpListener::bind(t.address)
         .await
         .with_context(|| format!("cannot listen on {} (listen_tls.address)", t.address))?;
-    let limits = crate::tls::HandshakeLimits {
+    let handshakes = crate::tls::HandshakeLimits {
         timeout: config.limits.tls_handshake_timeout,
         in_progress_max: config.limits.tls_handshakes_max,
     };
-    let listener = crate::tls::TlsListener::start(tcp, tls.clone(), limits)?;
+    let listener = crate::tls::TlsListener::start(tcp, tls.clone(), handshakes)?;
     tracing::info!(addr = %t.address, mtls = t.files.client_ca_file.is_some(), "hydrant listening for HTTPS");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let stopped = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .await
-    });
-    Ok((tls, stop, server))
+    let server = tokio::spawn(serve::serve(listener, app, limits, stop));
+    Ok((tls, server))
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the config (and the TLS
