@@ -177,6 +177,7 @@ pub struct Metrics {
     pub kinesis_shard_outgoing_records: Family<ShardLabel, Counter>,
     pub kinesis_shard_outgoing_bytes: Family<ShardLabel, Counter>,
     pub kinesis_shard_iterator_age_ms: Family<ShardLabel, Gauge>,
+    pub access_denied_requests: Family<OperationLabel, Counter>,
     pub kinesis_queue_received_records: Family<QueueLabel, Counter>,
     pub kinesis_queue_acknowledged_records: Family<QueueLabel, Counter>,
     pub kinesis_queue_in_flight: Family<QueueLabel, Gauge>,
@@ -237,6 +238,7 @@ impl Metrics {
             kinesis_shard_outgoing_records: Family::default(),
             kinesis_shard_outgoing_bytes: Family::default(),
             kinesis_shard_iterator_age_ms: Family::default(),
+            access_denied_requests: Family::default(),
             kinesis_queue_received_records: Family::default(),
             kinesis_queue_acknowledged_records: Family::default(),
             kinesis_queue_in_flight: Family::default(),
@@ -259,6 +261,7 @@ impl Metrics {
             registry: Registry::default(),
         };
         m.register_kinesis(&mut registry);
+        m.register_access_and_queues(&mut registry);
         m.register_ingest(&mut registry);
         m.register_delivery(&mut registry);
         m.register_shards(&mut registry);
@@ -268,6 +271,35 @@ impl Metrics {
             .set(chrono::Utc::now().timestamp());
         m.register_process(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// Refused requests, and the Kinesis queues.
+    fn register_access_and_queues(&self, registry: &mut Registry) {
+        registry.register(
+            "access_denied_requests",
+            "Requests refused by the signing key's policy, by action",
+            self.access_denied_requests.clone(),
+        );
+        registry.register(
+            "kinesis_queue_received_records",
+            "Records a queue handed out (redeliveries and dead letters too)",
+            self.kinesis_queue_received_records.clone(),
+        );
+        registry.register(
+            "kinesis_queue_acknowledged_records",
+            "Records a queue's consumers acknowledged",
+            self.kinesis_queue_acknowledged_records.clone(),
+        );
+        registry.register(
+            "kinesis_queue_in_flight",
+            "Records of a queue received and not acknowledged, their visibility timeout running",
+            self.kinesis_queue_in_flight.clone(),
+        );
+        registry.register(
+            "kinesis_queue_dead_letters",
+            "A queue's dead letters",
+            self.kinesis_queue_dead_letters.clone(),
+        );
     }
 
     /// The Kinesis API: records put and read.
@@ -321,26 +353,6 @@ impl Metrics {
         ] {
             registry.register(name, help, family.clone());
         }
-        registry.register(
-            "kinesis_queue_received_records",
-            "Records a queue handed out (redeliveries and dead letters too)",
-            self.kinesis_queue_received_records.clone(),
-        );
-        registry.register(
-            "kinesis_queue_acknowledged_records",
-            "Records a queue's consumers acknowledged",
-            self.kinesis_queue_acknowledged_records.clone(),
-        );
-        registry.register(
-            "kinesis_queue_in_flight",
-            "Records of a queue received and not acknowledged, their visibility timeout running",
-            self.kinesis_queue_in_flight.clone(),
-        );
-        registry.register(
-            "kinesis_queue_dead_letters",
-            "A queue's dead letters",
-            self.kinesis_queue_dead_letters.clone(),
-        );
         registry.register(
             "kinesis_shard_iterator_age_ms",
             "How far behind the tip the last GetRecords of a shard read (enhanced monitoring)",

@@ -1,5 +1,6 @@
-//! `auth`: the access keys SigV4 signatures are checked against. Without
-//! keys Hydrant listens only on loopback.
+//! `auth`: the access keys SigV4 signatures are checked against, each with
+//! its permissions (a policy; none: every operation on every resource).
+//! Without keys Hydrant listens only on loopback.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,8 @@ use super::{ConfigError, err};
 pub struct AccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// What the key may do; None: everything.
+    pub policy: Option<super::policy::Policy>,
 }
 
 /// Validates `auth`; no keys is allowed only on a loopback `listen` address.
@@ -37,9 +40,25 @@ pub(super) fn access_keys(
                     "must not be empty",
                 ));
             }
+            let policy = match &k.policy {
+                None => None,
+                Some(doc) => match super::policy::parse(doc) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        // `Statement[0].Effect: reason`, or a reason alone.
+                        let (part, why) = match e.split_once(": ") {
+                            Some((p, w)) if !p.contains(' ') => (format!(".{p}"), w.to_string()),
+                            _ => (String::new(), e.clone()),
+                        };
+                        errors.push(err(format!("auth.access_keys[{i}].policy{part}"), why));
+                        None
+                    }
+                },
+            };
             access_keys.push(AccessKey {
                 access_key_id: k.access_key_id,
                 secret_access_key: k.secret_access_key,
+                policy,
             });
         }
     }

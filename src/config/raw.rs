@@ -76,6 +76,8 @@ pub struct RawAuth {
 pub struct RawAccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// An IAM policy document: YAML, or the JSON text of one.
+    pub policy: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@
 //! request that fails validation writes nothing. Ingest never talks to a
 //! destination.
 
+mod authorize;
 pub mod cbor;
 pub mod error;
 pub mod firehose;
@@ -118,16 +119,17 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buf))
 }
 
-fn authenticate(
-    state: &AppState,
+/// The key that signed the request (None when Hydrant runs without keys).
+fn authenticate<'s>(
+    state: &'s AppState,
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Option<&'s crate::config::AccessKey>, ApiError> {
     let keys = &state.registry.config.access_keys;
     if keys.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     sigv4::verify(
         method,
@@ -138,6 +140,7 @@ fn authenticate(
         keys,
         chrono::Utc::now(),
     )
+    .map(Some)
 }
 
 fn json_response(body: String) -> Response {
@@ -168,9 +171,10 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return reply(Err(e), cbor),
     };
-    if let Err(e) = authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
-        return reply(Err(e), cbor);
-    }
+    let key = match authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
+        Ok(k) => k,
+        Err(e) => return reply(Err(e), cbor),
+    };
     let target = parts
         .headers
         .get("x-amz-target")
@@ -190,6 +194,18 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
             cbor,
         );
     };
+    if let Some(key) = key
+        && let Err(e) = authorize::request(
+            &state,
+            key,
+            matches!(service, Service::Kinesis),
+            op,
+            &body,
+            cbor,
+        )
+    {
+        return reply(Err(e), cbor);
+    }
     if op.starts_with("Put") && !state.accepting.load(Ordering::Acquire) {
         return reply(
             Err(ApiError::unavailable(
@@ -335,7 +351,25 @@ async fn ndjson_put(
         Ok(b) => b,
         Err(e) => return ndjson::error(e.status, &e.message, None),
     };
-    if let Err(e) = authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
+    let key = match authenticate(&state, &parts.method, &parts.uri, &parts.headers, &body) {
+        Ok(k) => k,
+        Err(e) => {
+            return ndjson::error(
+                StatusCode::FORBIDDEN,
+                &format!("{}: {}", e.kind, e.message),
+                None,
+            );
+        }
+    };
+    // An NDJSON put is a batch put into the delivery stream.
+    if let Some(key) = key
+        && let Err(e) = authorize::check(
+            &state,
+            key,
+            "firehose:PutRecordBatch",
+            &crate::aws::delivery_stream_arn(&name),
+        )
+    {
         return ndjson::error(
             StatusCode::FORBIDDEN,
             &format!("{}: {}", e.kind, e.message),

@@ -156,15 +156,15 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// Verifies the request's SigV4 signature against `keys`. `now` is passed in
 /// so tests can pin the clock.
-pub fn verify(
+pub fn verify<'k>(
     method: &Method,
     path: &str,
     query: &str,
     headers: &HeaderMap,
     body: &[u8],
-    keys: &[AccessKey],
+    keys: &'k [AccessKey],
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<&'k AccessKey, ApiError> {
     let Some(auth_value) = headers.get("authorization") else {
         if query.contains("X-Amz-Signature=") {
             return Err(invalid(
@@ -202,7 +202,7 @@ pub fn verify(
     let canonical_request = canonical_request(method, path, query, headers, &auth, &body_hash)?;
     let expected = expected_signature(&key.secret_access_key, &auth, amz_date, &canonical_request);
     if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
-        Ok(())
+        Ok(key)
     } else {
         Err(invalid(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",

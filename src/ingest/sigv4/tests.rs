@@ -10,6 +10,7 @@ fn keys() -> Vec<AccessKey> {
     vec![AccessKey {
         access_key_id: "AKIDEXAMPLE".into(),
         secret_access_key: SECRET.into(),
+        policy: None,
     }]
 }
 
