@@ -213,7 +213,7 @@ def test_yaml_stream_cannot_be_deleted_and_wins_name_clash(hydrant_factory, tmp_
     except fh.exceptions.ResourceInUseException:
         pass
     try:
-        fh.create_delivery_stream(DeliveryStreamName="x", HttpEndpointDestinationConfiguration={"EndpointConfiguration": {"Url": "https://example.com"}, "S3Configuration": {"RoleARN": "r", "BucketARN": "arn:aws:s3:::b"}})
+        fh.create_delivery_stream(DeliveryStreamName="x", SplunkDestinationConfiguration={"HECEndpoint": "https://example.com", "HECEndpointType": "Raw", "HECToken": "t", "S3Configuration": {"RoleARN": "r", "BucketARN": "arn:aws:s3:::bucket-b"}})
         raise AssertionError("accepted an unsupported destination")
     except fh.exceptions.InvalidArgumentException as e:
         assert "not supported" in str(e)

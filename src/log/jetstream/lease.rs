@@ -249,7 +249,12 @@ impl Leases {
         match self.kv.create(key, value).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Self::store_err(key, e)),
+            // Two nodes seeding at once: the loser may see the race as
+            // another error ("wrong last sequence"); the entry is there.
+            Err(e) => match self.peek(key).await {
+                Ok(Some(_)) => Ok(false),
+                _ => Err(Self::store_err(key, e)),
+            },
         }
     }
 
