@@ -73,3 +73,61 @@ pub fn kpl_aggregate(data: &[u8]) {
         }
     }
 }
+
+/// Queue receipt handles: any text is refused or names a record of the
+/// queue it was checked against, and a handle decodes to what it encodes.
+pub fn queue_receipt_handle(data: &[u8]) {
+    use crate::kinesis::queues::handle::Handle;
+    let queue = 0x5eed_u128;
+    let text = String::from_utf8_lossy(data);
+    if let Ok(h) = Handle::decode(&text, queue) {
+        assert_eq!(h.queue, queue);
+        assert_eq!(Handle::decode(&h.encode(), queue), Ok(h));
+    }
+    if data.len() >= 17 {
+        let h = Handle {
+            dead_letter: data[0] & 1 == 1,
+            queue: u128::from_le_bytes(data[1..17].try_into().unwrap_or_default()),
+            shard: u32::from(data[0]),
+            offset: data.len() as u64,
+            serial: 1,
+        };
+        assert_eq!(Handle::decode(&h.encode(), h.queue), Ok(h));
+        assert!(Handle::decode(&h.encode(), h.queue ^ 1).is_err());
+    }
+}
+
+/// Access key policies: any JSON document is refused with a reason or
+/// evaluated without a panic, and a policy of only denials allows nothing.
+pub fn iam_policy(data: &[u8]) {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let Ok(p) = crate::config::parse_policy(&doc) {
+        let resource = "arn:aws:firehose:us-east-1:000000000000:deliverystream/logs-app";
+        let allowed = p.allows("firehose:PutRecord", resource);
+        if p.statements.iter().all(|s| !s.allow) {
+            assert!(!allowed, "a policy of denials allowed a call");
+        }
+        let _ = p.allows("kinesis:GetRecords", "*");
+    }
+}
+
+/// `CreateChannel` requests: any JSON is refused with a reason or becomes a
+/// delivery stream reading a validly named Kinesis stream.
+pub fn channel_request(data: &[u8]) {
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(cfg) = crate::config::Config::embedded_default() else {
+        return;
+    };
+    if let Ok(s) = crate::config::channel::stream_from_channel("c", &req, &cfg) {
+        match &s.source {
+            crate::config::Source::Kinesis { stream } => {
+                assert!(crate::aws::valid_kinesis_stream_name(stream));
+            }
+            crate::config::Source::DirectPut => panic!("a channel that reads no stream"),
+        }
+    }
+}

@@ -35,3 +35,24 @@ fn kpl_aggregate_corpus() {
     let n = replay("kpl_aggregate", hydrant::fuzzing::kpl_aggregate);
     assert!(n >= 5, "only {n} inputs in the kpl_aggregate corpus");
 }
+
+#[test]
+fn queue_receipt_handle_corpus() {
+    let n = replay(
+        "queue_receipt_handle",
+        hydrant::fuzzing::queue_receipt_handle,
+    );
+    assert!(n >= 5, "only {n} inputs in the queue_receipt_handle corpus");
+}
+
+#[test]
+fn iam_policy_corpus() {
+    let n = replay("iam_policy", hydrant::fuzzing::iam_policy);
+    assert!(n >= 5, "only {n} inputs in the iam_policy corpus");
+}
+
+#[test]
+fn channel_request_corpus() {
+    let n = replay("channel_request", hydrant::fuzzing::channel_request);
+    assert!(n >= 5, "only {n} inputs in the channel_request corpus");
+}

@@ -40,7 +40,7 @@ pub use http::HttpDestination;
 pub use iceberg::{CatalogDatabase, IcebergCatalog, IcebergDestination, Warehouse};
 pub use kinesis::{KinesisOptions, KinesisStreamConfig};
 pub use limits::Limits;
-pub use policy::Policy;
+pub use policy::{Policy, parse as parse_policy};
 pub use postgres::{ColumnMap, ColumnMapping, PostgresDestination, PostgresTls};
 pub use store::{S3Store, StoreConfig};
 pub use stream::{Source, StreamConfig};
