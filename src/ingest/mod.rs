@@ -235,6 +235,9 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
                 })
             };
             match req {
+                Ok(req) if op == "GetRecords" && !cbor => kinesis::get_records_json(&state, &req)
+                    .await
+                    .map(firehose::Reply::Json),
                 Ok(req) => kinesis::dispatch(&state, op, &req)
                     .await
                     .map(firehose::Reply::Value),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::streams::hash_key_range;
 use super::{
     GET_RECORDS_BYTES_MAX, GET_RECORDS_LIMIT_MAX, RECORD_BYTES_MAX, Req, internal, not_found,
-    now_ms, seconds, sequence, timestamp_ms, violation,
+    now_ms, seconds, timestamp_ms, violation,
 };
 use crate::aws::{ACCOUNT, kinesis_stream_from_arn};
 use crate::ingest::AppState;
@@ -196,6 +196,20 @@ fn at_sequence(
 }
 
 pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
+    let (s, shard, out) = read_records(state, req).await?;
+    Ok(out.into_value(s.incarnation, shard))
+}
+
+/// `GetRecords` for a JSON client: the answer written straight into the body.
+pub(super) async fn get_records_json(state: &AppState, req: Req<'_>) -> Result<String, ApiError> {
+    let (s, shard, out) = read_records(state, req).await?;
+    Ok(out.into_json(s.incarnation, shard))
+}
+
+async fn read_records(
+    state: &AppState,
+    req: Req<'_>,
+) -> Result<(Arc<KinesisStream>, u32, RecordsOut), ApiError> {
     let raw = req.required_str("ShardIterator", "shardIterator")?;
     if raw.is_empty() || raw.len() > 512 {
         return Err(violation(
@@ -235,7 +249,8 @@ pub(super) async fn get_records(state: &AppState, req: Req<'_>) -> Result<Value,
         .saturating_sub(s.max_record_bytes().max(RECORD_BYTES_MAX))
         .max(1);
     let read = read_shard(s.clone(), shard, it.offset, it.position, limit, bytes_max).await?;
-    Ok(records_reply(state, &s, shard, read, now))
+    let out = records_reply(state, &s, shard, read, now);
+    Ok((s, shard, out))
 }
 
 /// Refuses an iterator issued longer ago than the configured lifetime.
@@ -321,8 +336,21 @@ pub(super) async fn read_shard(
 
 /// A record as `GetRecords` and `SubscribeToShard` hand it out.
 pub(super) fn record_json(s: &KinesisStream, shard: u32, f: &Record) -> Value {
+    record_value(s.incarnation, shard, f)
+}
+
+fn sequence_of(incarnation: u32, shard: u32, offset: u64) -> String {
+    crate::kinesis::position::SequenceNumber {
+        incarnation,
+        shard,
+        offset,
+    }
+    .encode()
+}
+
+fn record_value(incarnation: u32, shard: u32, f: &Record) -> Value {
     json!({
-        "SequenceNumber": sequence(s, shard, f.offset),
+        "SequenceNumber": sequence_of(incarnation, shard, f.offset),
         "ApproximateArrivalTimestamp": seconds(f.arrival_ms),
         "Data": base64::engine::general_purpose::STANDARD.encode(&f.data),
         "PartitionKey": String::from_utf8_lossy(&f.key),
@@ -345,13 +373,23 @@ pub(super) fn child_shards(map: &ShardMap, shard: u32) -> Vec<Value> {
 
 /// The `GetRecords` answer for what was read, with the next iterator; counts
 /// what it hands out.
+/// A `GetRecords` answer before it is written: the records, the next
+/// iterator (None once a closed shard is read to its end, with its
+/// children instead), and how far behind the tip the read ended.
+pub(super) struct RecordsOut {
+    frames: Vec<crate::record::Record>,
+    next_iterator: Option<String>,
+    children: Option<Value>,
+    behind: i64,
+}
+
 fn records_reply(
     state: &AppState,
     s: &KinesisStream,
     shard: u32,
     read: ShardRead,
     now: i64,
-) -> Value {
+) -> RecordsOut {
     let ShardRead {
         frames,
         next,
@@ -366,9 +404,41 @@ fn records_reply(
         .and_then(|x| x.closed)
         .is_some_and(|c| next >= c.end_offset);
     let behind = match frames.last() {
-        Some(f) if next < end => (now - f.arrival_ms).max(0),
+        Some(f) if next < end && !ended => (now - f.arrival_ms).max(0),
         _ => 0,
     };
+    count_outgoing(state, s, shard, &frames, behind);
+    if ended {
+        return RecordsOut {
+            frames,
+            next_iterator: None,
+            children: Some(Value::Array(child_shards(&layout.map, shard))),
+            behind: 0,
+        };
+    }
+    let next_it = ShardIterator {
+        stream: s.name.clone(),
+        incarnation: s.incarnation,
+        shard,
+        offset: next,
+        position: resume,
+        issued_ms: now_ms(),
+    };
+    RecordsOut {
+        frames,
+        next_iterator: Some(next_it.encode()),
+        children: None,
+        behind,
+    }
+}
+
+fn count_outgoing(
+    state: &AppState,
+    s: &KinesisStream,
+    shard: u32,
+    frames: &[crate::record::Record],
+    behind: i64,
+) {
     let bytes: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
     let label = Metrics::stream(&s.name);
     let m = &state.registry.metrics;
@@ -388,25 +458,94 @@ fn records_reply(
             .get_or_create(&shard_label)
             .set(behind);
     }
-    let records: Vec<Value> = frames.iter().map(|f| record_json(s, shard, f)).collect();
-    if ended {
-        return json!({
-            "Records": records,
-            "MillisBehindLatest": 0,
-            "ChildShards": child_shards(&layout.map, shard),
-        });
+}
+
+impl RecordsOut {
+    /// As a JSON value (for CBOR clients, whose answer is made from one).
+    pub(super) fn into_value(self, incarnation: u32, shard: u32) -> Value {
+        let records: Vec<Value> = self
+            .frames
+            .iter()
+            .map(|f| record_value(incarnation, shard, f))
+            .collect();
+        let mut out = json!({ "Records": records, "MillisBehindLatest": self.behind });
+        if let Some(it) = self.next_iterator {
+            out["NextShardIterator"] = Value::String(it);
+        }
+        if let Some(c) = self.children {
+            out["ChildShards"] = c;
+        }
+        out
     }
-    let next_it = ShardIterator {
-        stream: s.name.clone(),
-        incarnation: s.incarnation,
-        shard,
-        offset: next,
-        position: resume,
-        issued_ms: now_ms(),
-    };
-    json!({
-        "Records": records,
-        "NextShardIterator": next_it.encode(),
-        "MillisBehindLatest": behind,
-    })
+
+    /// Written straight into the body: each record's data base64-encoded
+    /// in place, no JSON value per record.
+    pub(super) fn into_json(self, incarnation: u32, shard: u32) -> String {
+        use std::fmt::Write;
+        let data: usize = self.frames.iter().map(|f| f.data.len()).sum();
+        let mut out = String::with_capacity(data / 3 * 4 + self.frames.len() * 160 + 1024);
+        out.push_str("{\"Records\":[");
+        for (i, f) in self.frames.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"SequenceNumber\":\"");
+            out.push_str(&sequence_of(incarnation, shard, f.offset));
+            out.push_str("\",\"ApproximateArrivalTimestamp\":");
+            out.push_str(&Value::from(seconds(f.arrival_ms)).to_string());
+            out.push_str(",\"Data\":\"");
+            base64::engine::general_purpose::STANDARD.encode_string(&f.data, &mut out);
+            out.push_str("\",\"PartitionKey\":");
+            out.push_str(&Value::String(String::from_utf8_lossy(&f.key).into_owned()).to_string());
+            out.push('}');
+        }
+        let _ = write!(out, "],\"MillisBehindLatest\":{}", self.behind);
+        if let Some(it) = &self.next_iterator {
+            out.push_str(",\"NextShardIterator\":");
+            out.push_str(&Value::String(it.clone()).to_string());
+        }
+        if let Some(c) = &self.children {
+            out.push_str(",\"ChildShards\":");
+            out.push_str(&c.to_string());
+        }
+        out.push('}');
+        out
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn the_written_answer_is_the_json_value_answer() {
+        let frames: Vec<Record> = [
+            (b"k\"1".as_slice(), b"\x00\xffdata".as_slice()),
+            (b"\xc3\x28", b""),
+            (b"", b"x"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (k, d))| Record {
+            offset: i as u64 * 7,
+            arrival_ms: 1_780_000_000_123 + i as i64,
+            key: Bytes::copy_from_slice(k),
+            data: Bytes::copy_from_slice(d),
+        })
+        .collect();
+        for (next, children) in [
+            (Some("it".to_string()), None),
+            (None, Some(json!([{ "ShardId": "shardId-000000000003" }]))),
+        ] {
+            let out = || RecordsOut {
+                frames: frames.clone(),
+                next_iterator: next.clone(),
+                children: children.clone(),
+                behind: 42,
+            };
+            let written: Value = serde_json::from_str(&out().into_json(9, 2)).unwrap();
+            assert_eq!(written, out().into_value(9, 2));
+        }
+    }
 }
