@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use serde_json::json;
 
-use crate::daemon::{bench_config, peak_rss_kib, start_daemon, stop};
+use crate::daemon::{bench_config, cpu_seconds, peak_rss_kib, start_daemon, stop};
 use crate::load::{closed_loop, percentile};
 use crate::records::json_record;
 
@@ -133,6 +133,8 @@ struct Read {
     /// Every `GetRecords` call's time, sorted.
     calls: Vec<Duration>,
     secs: f64,
+    /// CPU seconds the daemon spent while it was read.
+    daemon_cpu: f64,
 }
 
 /// Runs each measurement asked for, in turn.
@@ -180,7 +182,9 @@ async fn records(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     let put = put_phase(args, &http, &url).await?;
-    let read = read_phase(args.shards, &http, &url).await?;
+    let cpu_before = cpu_seconds(child.id());
+    let mut read = read_phase(args.shards, &http, &url).await?;
+    read.daemon_cpu = cpu_seconds(child.id()) - cpu_before;
     let rss = peak_rss_kib(child.id()).unwrap_or(0);
     stop(&mut child)?;
     print(args, &put, &read, rss);
@@ -256,6 +260,7 @@ async fn read_phase(shards: u32, http: &reqwest::Client, url: &str) -> anyhow::R
         per_shard: Vec::new(),
         calls: Vec::new(),
         secs: 0.0,
+        daemon_cpu: 0.0,
     };
     for r in readers {
         let (n, b, el, c) = r.await??;
@@ -330,7 +335,7 @@ fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
         percentile(&put.lat, 0.99).as_secs_f64() * 1e3,
     );
     println!(
-        "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB |",
+        "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB | daemon CPU {:.2} ms per MiB read |",
         read.records as f64 / read.secs,
         read.bytes as f64 / (1 << 20) as f64 / read.secs,
         read.per_shard
@@ -341,5 +346,6 @@ fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
         percentile(&read.calls, 0.5).as_secs_f64() * 1e3,
         percentile(&read.calls, 0.99).as_secs_f64() * 1e3,
         rss as f64 / 1024.0,
+        read.daemon_cpu * 1e3 / (read.bytes as f64 / (1 << 20) as f64).max(1e-9),
     );
 }
