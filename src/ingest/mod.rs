@@ -119,6 +119,34 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buf))
 }
 
+/// A Kinesis operation: the body parsed (JSON or CBOR) and dispatched;
+/// `GetRecords` for a JSON client written straight into the body.
+async fn kinesis_call(
+    state: &AppState,
+    op: &str,
+    body: &[u8],
+    cbor: bool,
+) -> Result<firehose::Reply, ApiError> {
+    let req = if cbor {
+        cbor::request_to_json(body)
+            .map_err(|e| ApiError::serialization(format!("cannot parse the request body: {e}")))?
+    } else if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
+        })?
+    };
+    if op == "GetRecords" && !cbor {
+        return kinesis::get_records_json(state, &req)
+            .await
+            .map(firehose::Reply::Json);
+    }
+    kinesis::dispatch(state, op, &req)
+        .await
+        .map(firehose::Reply::Value)
+}
+
 /// The key that signed the request (None when Hydrant runs without keys).
 fn authenticate<'s>(
     state: &'s AppState,
@@ -222,28 +250,7 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
             "the Firehose API takes application/x-amz-json-1.1",
         )),
         Service::Firehose => firehose::dispatch(&state, op, &body).await,
-        Service::Kinesis => {
-            let req = if cbor {
-                cbor::request_to_json(&body).map_err(|e| {
-                    ApiError::serialization(format!("cannot parse the request body: {e}"))
-                })
-            } else if body.is_empty() {
-                Ok(serde_json::Value::Null)
-            } else {
-                serde_json::from_slice(&body).map_err(|e| {
-                    ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
-                })
-            };
-            match req {
-                Ok(req) if op == "GetRecords" && !cbor => kinesis::get_records_json(&state, &req)
-                    .await
-                    .map(firehose::Reply::Json),
-                Ok(req) => kinesis::dispatch(&state, op, &req)
-                    .await
-                    .map(firehose::Reply::Value),
-                Err(e) => Err(e),
-            }
-        }
+        Service::Kinesis => kinesis_call(&state, op, &body, cbor).await,
     };
     if op.starts_with("Put") {
         let label = match service {

@@ -301,12 +301,17 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
 /// `GetRecords` for a JSON client: its answer written straight into the
 /// body (records base64-encoded in place, no JSON value per record).
 pub async fn get_records_json(state: &AppState, body: &Value) -> Result<String, ApiError> {
-    let Value::Object(m) = body else {
-        return Err(ApiError::serialization(
-            "the request body must be a JSON object",
-        ));
+    let empty = Map::new();
+    let req = match body {
+        Value::Object(m) => Req(m),
+        Value::Null => Req(&empty),
+        _ => {
+            return Err(ApiError::serialization(
+                "the request body must be a JSON object",
+            ));
+        }
     };
-    iterators::get_records_json(state, Req(m)).await
+    iterators::get_records_json(state, req).await
 }
 
 /// A paging token: where the page ended, for which operation, and when.
