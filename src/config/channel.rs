@@ -490,29 +490,18 @@ fn s3_stream(
     let secs = freshness(d, S3, BUFFER_INTERVAL_SECS)?;
     let (dlq_bucket, dlq_prefix) = dlq.map_or((bucket, None), |(b, p)| (b, p));
     let (destination, errors_to) = buckets(cfg, (bucket, dlq_bucket), template, dlq_prefix, S3)?;
-    Ok(StreamConfig {
-        name: name.to_string(),
-        source: Source::DirectPut,
-        shards: 1,
-        buffer_bytes: S3_BUFFER_BYTES,
-        buffer_interval: Duration::from_secs(secs),
-        encoding: Encoding::JsonLines { delimiter },
-        compression: match compression {
-            "GZIP" => Compression::Gzip,
-            "ZSTD" => Compression::Zstd,
-            _ => Compression::None,
-        },
-        compression_level: None,
-        encryption: None,
-        retry_duration: Duration::from_secs(3600),
-        uploads_in_flight_max: 4,
-        partitioning: None,
-        error_output: errors_to,
-        destination: Destination::Object(destination),
-        backup: None,
-        transform: None,
-        fingerprint: String::new(),
-    })
+    let compression = match compression {
+        "GZIP" => Compression::Gzip,
+        "ZSTD" => Compression::Zstd,
+        _ => Compression::None,
+    };
+    Ok(channel_stream(
+        name,
+        Duration::from_secs(secs),
+        (delimiter, compression),
+        errors_to,
+        Destination::Object(destination),
+    ))
 }
 
 /// The one `S3TablesConfigurationList` entry, checked: (table bucket,
@@ -667,27 +656,43 @@ fn tables_stream(
         tables: Some(BTreeMap::from([(key, fields)])),
         tables_open_max: DEFAULT_TABLES_OPEN,
     };
-    Ok(StreamConfig {
+    Ok(channel_stream(
+        name,
+        Duration::from_secs(secs.min(BUFFER_INTERVAL_SECS.1)),
+        (b"\n".to_vec(), Compression::None),
+        errors_to,
+        Destination::Iceberg(Box::new(destination)),
+    ))
+}
+
+/// A channel's delivery stream, what S3 and table channels share; its
+/// source is set by [`stream_from_channel`] once the request is checked.
+fn channel_stream(
+    name: &str,
+    buffer_interval: Duration,
+    (delimiter, compression): (Vec<u8>, Compression),
+    error_output: ObjectDestination,
+    destination: Destination,
+) -> StreamConfig {
+    StreamConfig {
         name: name.to_string(),
         source: Source::DirectPut,
         shards: 1,
         buffer_bytes: S3_BUFFER_BYTES,
-        buffer_interval: Duration::from_secs(secs.min(BUFFER_INTERVAL_SECS.1)),
-        encoding: Encoding::JsonLines {
-            delimiter: b"\n".to_vec(),
-        },
-        compression: Compression::None,
+        buffer_interval,
+        encoding: Encoding::JsonLines { delimiter },
+        compression,
         compression_level: None,
         encryption: None,
         retry_duration: Duration::from_secs(3600),
         uploads_in_flight_max: 4,
         partitioning: None,
-        error_output: errors_to,
-        destination: Destination::Iceberg(Box::new(destination)),
+        error_output,
+        destination,
         backup: None,
         transform: None,
         fingerprint: String::new(),
-    })
+    }
 }
 
 /// The request an `UpdateChannel` leaves: `DataFreshnessInSeconds` set in

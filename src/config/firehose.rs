@@ -165,6 +165,56 @@ pub fn stream_from_request(
     })
 }
 
+/// Where records that cannot be delivered go, for a destination whose
+/// failed data lands in its `S3Configuration`'s bucket (HTTP endpoint,
+/// Iceberg): under `error_prefix` (named `error_field` in errors), and every
+/// record under the bucket's `Prefix` with `S3BackupMode: AllData`.
+pub(crate) fn failed_output(
+    s3: &Value,
+    (error_field, error_prefix): (&str, Option<&str>),
+    mode: Option<&str>,
+    cfg: &Config,
+) -> Result<(ObjectDestination, Option<super::destination::Backup>), RequestError> {
+    use super::destination::{Backup, BackupMode};
+    let arn = s3.get("BucketARN").and_then(Value::as_str).unwrap_or("");
+    let bucket = aws::bucket_from_arn(arn).ok_or_else(|| {
+        invalid(format!(
+            "S3Configuration.BucketARN {arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
+        ))
+    })?;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let keys = object_keys(
+        &mut errors,
+        ("S3Configuration.Prefix", error_field),
+        s3.get("Prefix").and_then(Value::as_str).unwrap_or(""),
+        error_prefix,
+        KeyContext::default(),
+    );
+    let Some((prefix, error_output_prefix)) = keys else {
+        return Err(refused(errors));
+    };
+    let target = ObjectDestination {
+        kind: "s3",
+        store: cfg.object_store.clone(),
+        bucket: bucket.to_string(),
+        prefix,
+        error_output_prefix,
+    };
+    let backup = match mode {
+        None | Some("FailedDataOnly") => None,
+        Some("AllData") => Some(Backup {
+            mode: BackupMode::All,
+            target: target.clone(),
+        }),
+        Some(other) => {
+            return Err(invalid(format!(
+                "S3BackupMode {other} is not one of FailedDataOnly, AllData"
+            )));
+        }
+    };
+    Ok((target, backup))
+}
+
 /// What an S3 destination may ask for that the API cannot give yet: refused
 /// rather than ignored, so a stream never delivers other than was asked.
 fn unsupported(d: &Value) -> Result<(), RequestError> {

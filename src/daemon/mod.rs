@@ -181,9 +181,9 @@ async fn wait_for_signal(
             _ = term.recv() => return "SIGTERM",
             _ = int.recv() => return "SIGINT",
             _ = hup.recv() => {
-                reload(&registry, config_path.as_deref()).await;
+                let config = reload(&registry, config_path.as_deref()).await;
                 if let Some(tls) = &tls {
-                    reload_tls(tls, config_path.as_deref());
+                    reload_tls(tls, config.as_ref());
                 }
             }
         }
@@ -192,11 +192,10 @@ async fn wait_for_signal(
 
 /// Reads the HTTPS certificate again (the files the config file now names,
 /// or the same ones): new connections get it, open ones go on.
-fn reload_tls(tls: &crate::tls::Reloadable, path: Option<&Path>) {
-    let files = path
-        .and_then(|p| Config::load(p).ok())
-        .and_then(|c| c.listen_tls)
-        .map(|t| t.files);
+fn reload_tls(tls: &crate::tls::Reloadable, config: Option<&Config>) {
+    let files = config
+        .and_then(|c| c.listen_tls.as_ref())
+        .map(|t| t.files.clone());
     match tls.reload(files) {
         Ok(()) => tracing::info!("SIGHUP: the TLS certificate was read again"),
         Err(e) => {
@@ -206,13 +205,13 @@ fn reload_tls(tls: &crate::tls::Reloadable, path: Option<&Path>) {
 }
 
 /// Re-reads the config file and applies its streams; a config with errors
-/// is refused whole and the running one stays.
-async fn reload(registry: &Registry, path: Option<&Path>) {
+/// is refused whole and the running one stays. The config read, if it was.
+async fn reload(registry: &Registry, path: Option<&Path>) -> Option<Config> {
     let Some(path) = path else {
         tracing::warn!(
             "SIGHUP: running on the embedded default; there is no config file to reload"
         );
-        return;
+        return None;
     };
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let p = path.to_path_buf();
@@ -220,7 +219,7 @@ async fn reload(registry: &Registry, path: Option<&Path>) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "reload task failed; the running config stays");
-            return;
+            return None;
         }
     };
     let new = match loaded {
@@ -229,7 +228,7 @@ async fn reload(registry: &Registry, path: Option<&Path>) {
             for e in &errors.0 {
                 tracing::error!(config = %path.display(), error = %e, "reload refused: config error; the running config stays");
             }
-            return;
+            return None;
         }
     };
     match registry.reload(&new).await {
@@ -245,6 +244,7 @@ async fn reload(registry: &Registry, path: Option<&Path>) {
             }
         }
     }
+    Some(new)
 }
 
 /// How long the HTTP server may take to finish in-flight requests.

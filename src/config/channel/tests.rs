@@ -1,3 +1,5 @@
+//! Unit tests of `CreateChannel` requests turned into stream configs.
+
 use serde_json::json;
 
 use super::*;

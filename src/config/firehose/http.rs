@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::super::destination::{Backup, BackupMode, Destination, ObjectDestination, object_keys};
+use super::super::destination::Destination;
 use super::super::http::HttpDestination;
-use super::super::{Config, ConfigError, Source, StreamConfig};
-use super::{RequestError, bounds, invalid, refused};
-use crate::aws;
+use super::super::{Config, Source, StreamConfig};
+use super::{RequestError, bounds, failed_output, invalid};
 use crate::encode::{Compression, Encoding};
-use crate::route::keys::KeyContext;
 
 const KIND: &str = "HttpEndpointDestinationConfiguration";
 
@@ -86,7 +84,13 @@ pub(super) fn stream(
     let s3 = d
         .get("S3Configuration")
         .ok_or_else(|| null("httpEndpointDestinationConfiguration.s3Configuration"))?;
-    let (errors_to, backup) = failed_data(s3, d.get("S3BackupMode").and_then(Value::as_str), cfg)?;
+    let error_prefix = s3.get("ErrorOutputPrefix").and_then(Value::as_str);
+    let (errors_to, backup) = failed_output(
+        s3,
+        ("S3Configuration.ErrorOutputPrefix", error_prefix),
+        d.get("S3BackupMode").and_then(Value::as_str),
+        cfg,
+    )?;
     Ok(StreamConfig {
         name: name.to_string(),
         source,
@@ -115,54 +119,4 @@ pub(super) fn stream(
         transform: None,
         fingerprint: String::new(),
     })
-}
-
-/// The bucket of `S3Configuration`: failed records under its
-/// `ErrorOutputPrefix`, and every record under its `Prefix` with
-/// `S3BackupMode: AllData`.
-fn failed_data(
-    s3: &Value,
-    mode: Option<&str>,
-    cfg: &Config,
-) -> Result<(ObjectDestination, Option<Backup>), RequestError> {
-    let arn = s3.get("BucketARN").and_then(Value::as_str).unwrap_or("");
-    let bucket = aws::bucket_from_arn(arn).ok_or_else(|| {
-        invalid(format!(
-            "S3Configuration.BucketARN {arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
-        ))
-    })?;
-    let mut errors: Vec<ConfigError> = Vec::new();
-    let keys = object_keys(
-        &mut errors,
-        (
-            "S3Configuration.Prefix",
-            "S3Configuration.ErrorOutputPrefix",
-        ),
-        s3.get("Prefix").and_then(Value::as_str).unwrap_or(""),
-        s3.get("ErrorOutputPrefix").and_then(Value::as_str),
-        KeyContext::default(),
-    );
-    let Some((prefix, error_output_prefix)) = keys else {
-        return Err(refused(errors));
-    };
-    let target = ObjectDestination {
-        kind: "s3",
-        store: cfg.object_store.clone(),
-        bucket: bucket.to_string(),
-        prefix,
-        error_output_prefix,
-    };
-    let backup = match mode {
-        None | Some("FailedDataOnly") => None,
-        Some("AllData") => Some(Backup {
-            mode: BackupMode::All,
-            target: target.clone(),
-        }),
-        Some(other) => {
-            return Err(invalid(format!(
-                "S3BackupMode {other} is not one of FailedDataOnly, AllData"
-            )));
-        }
-    };
-    Ok((target, backup))
 }

@@ -10,13 +10,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::super::destination::{Backup, BackupMode, Destination, ObjectDestination, object_keys};
+use super::super::destination::Destination;
 use super::super::iceberg::{DEFAULT_CATALOG, IcebergDestination, PartitionField, SnapshotPolicy};
-use super::super::{Config, ConfigError, Source, StreamConfig};
-use super::{RequestError, bounds, invalid, refused};
-use crate::aws;
+use super::super::{Config, Source, StreamConfig};
+use super::{RequestError, bounds, failed_output, invalid, refused};
 use crate::encode::{Compression, Encoding};
-use crate::route::keys::KeyContext;
 
 const KIND: &str = "IcebergDestinationConfiguration";
 
@@ -39,12 +37,6 @@ pub(super) fn stream(
             "Value null at '{KIND}.s3Configuration' failed to satisfy constraint: Member must not be null"
         )])
     })?;
-    let bucket_arn = str_at(s3, "BucketARN").unwrap_or_default();
-    let bucket = aws::bucket_from_arn(&bucket_arn).ok_or_else(|| {
-        invalid(format!(
-            "S3Configuration.BucketARN {bucket_arn} is not of the form arn:aws:s3:::BUCKET with a valid bucket name"
-        ))
-    })?;
     let bounds = bounds(KIND, d, None)?;
     let retry_secs = d
         .get("RetryOptions")
@@ -52,7 +44,15 @@ pub(super) fn stream(
         .and_then(Value::as_u64)
         .unwrap_or(bounds.retry_secs);
     let mode = d.get("S3BackupMode").and_then(Value::as_str);
-    let (errors_to, backup) = error_output(table, s3, bucket, mode, cfg)?;
+    // The table's S3ErrorOutputPrefix, else the bucket's own.
+    let error_prefix =
+        str_at(table, "S3ErrorOutputPrefix").or_else(|| str_at(s3, "ErrorOutputPrefix"));
+    let (errors_to, backup) = failed_output(
+        s3,
+        ("S3ErrorOutputPrefix", error_prefix.as_deref()),
+        mode,
+        cfg,
+    )?;
     let enabled = |k: &str| {
         d.get(k)
             .and_then(|c| c.get("Enabled"))
@@ -110,52 +110,6 @@ pub(super) fn stream(
         transform: None,
         fingerprint: String::new(),
     })
-}
-
-/// Where records that cannot be delivered go (`S3Configuration`'s bucket,
-/// under the table's `S3ErrorOutputPrefix` or its `ErrorOutputPrefix`),
-/// and the backup of all records (`S3BackupMode: AllData`) there too.
-fn error_output(
-    table: &Value,
-    s3: &Value,
-    bucket: &str,
-    mode: Option<&str>,
-    cfg: &Config,
-) -> Result<(ObjectDestination, Option<Backup>), RequestError> {
-    let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let mut errors: Vec<ConfigError> = Vec::new();
-    let error_prefix =
-        str_at(table, "S3ErrorOutputPrefix").or_else(|| str_at(s3, "ErrorOutputPrefix"));
-    let keys = object_keys(
-        &mut errors,
-        ("S3Configuration.Prefix", "S3ErrorOutputPrefix"),
-        s3.get("Prefix").and_then(Value::as_str).unwrap_or(""),
-        error_prefix.as_deref(),
-        KeyContext::default(),
-    );
-    let Some((prefix, error_output_prefix)) = keys else {
-        return Err(refused(errors));
-    };
-    let errors_to = ObjectDestination {
-        kind: "s3",
-        store: cfg.object_store.clone(),
-        bucket: bucket.to_string(),
-        prefix,
-        error_output_prefix,
-    };
-    let backup = match mode {
-        None | Some("FailedDataOnly") => None,
-        Some("AllData") => Some(Backup {
-            mode: BackupMode::All,
-            target: errors_to.clone(),
-        }),
-        Some(other) => {
-            return Err(invalid(format!(
-                "S3BackupMode {other} is not one of FailedDataOnly, AllData"
-            )));
-        }
-    };
-    Ok((errors_to, backup))
 }
 
 /// The `DestinationTableConfigurationList` entries, each checked; at

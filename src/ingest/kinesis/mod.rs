@@ -219,18 +219,21 @@ fn seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// A request body as its fields: an object, or none (an empty body).
+fn as_req<'a>(body: &'a Value, empty: &'a Map<String, Value>) -> Result<Req<'a>, ApiError> {
+    match body {
+        Value::Object(m) => Ok(Req(m)),
+        Value::Null => Ok(Req(empty)),
+        _ => Err(ApiError::serialization(
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
 /// Dispatches one operation on a request already parsed to a JSON value.
 pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value, ApiError> {
     let empty = Map::new();
-    let req = match body {
-        Value::Object(m) => Req(m),
-        Value::Null => Req(&empty),
-        _ => {
-            return Err(ApiError::serialization(
-                "the request body must be a JSON object",
-            ));
-        }
-    };
+    let req = as_req(body, &empty)?;
     // One arm per operation, so this grows with the API; the handlers live
     // in a file per operation group.
     match op {
@@ -302,15 +305,7 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
 /// body (records base64-encoded in place, no JSON value per record).
 pub async fn get_records_json(state: &AppState, body: &Value) -> Result<String, ApiError> {
     let empty = Map::new();
-    let req = match body {
-        Value::Object(m) => Req(m),
-        Value::Null => Req(&empty),
-        _ => {
-            return Err(ApiError::serialization(
-                "the request body must be a JSON object",
-            ));
-        }
-    };
+    let req = as_req(body, &empty)?;
     iterators::get_records_json(state, req).await
 }
 

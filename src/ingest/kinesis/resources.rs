@@ -67,6 +67,17 @@ fn resource(state: &AppState, req: &Req<'_>) -> Result<Resource, ApiError> {
     ))
 }
 
+/// A registered consumer's definition, to change it.
+fn consumer_mut<'a>(
+    spec: &'a mut kinesis::Spec,
+    name: &str,
+) -> Result<&'a mut kinesis::consumers::ConsumerSpec, KinesisError> {
+    spec.consumers
+        .iter_mut()
+        .find(|c| c.name == name)
+        .ok_or_else(|| KinesisError::ResourceNotFound(format!("Consumer {name} not found.")))
+}
+
 /// A channel's tags: its request's `Tags` map.
 fn channel_tags(e: &StreamEntry) -> BTreeMap<String, String> {
     e.request()
@@ -100,10 +111,7 @@ async fn change_tags(
             .map_err(from_kinesis),
         Resource::Consumer(s, name) => s
             .update(|spec| {
-                let c = spec.consumers.iter_mut().find(|c| c.name == name);
-                let c = c.ok_or_else(|| {
-                    KinesisError::ResourceNotFound(format!("Consumer {name} not found."))
-                })?;
+                let c = consumer_mut(spec, &name)?;
                 f(&mut c.tags);
                 limit(&c.tags)
             })
@@ -222,10 +230,7 @@ fn set_policy(r: Resource, policy: Option<String>) -> Result<(), ApiError> {
             .map_err(from_kinesis),
         Resource::Consumer(s, name) => s
             .update(|spec| {
-                let c = spec.consumers.iter_mut().find(|c| c.name == name);
-                let c = c.ok_or_else(|| {
-                    KinesisError::ResourceNotFound(format!("Consumer {name} not found."))
-                })?;
+                let c = consumer_mut(spec, &name)?;
                 c.policy = policy;
                 Ok(())
             })
