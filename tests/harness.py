@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
+import pytest
 from botocore.config import Config as BotoConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -654,3 +656,10 @@ class Receiver:
 
     def close(self):
         self.server.shutdown()
+
+
+def error_code(call):
+    """What an AWS call refused with: (error code, message)."""
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]

@@ -11,6 +11,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from conftest import s3_store_yaml
+from harness import error_code
 from harness import read_objects, records_in, wait_until
 
 ACCOUNT = "000000000000"
@@ -19,12 +20,6 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/channels"
 
 def stream_arn(name):
     return f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{name}"
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def source(stream, fmt="JSON"):

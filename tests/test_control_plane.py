@@ -11,15 +11,10 @@ import time
 import botocore
 import pytest
 
+from harness import error_code
 from harness import read_objects, records_in, wait_until
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def cli(h, service, *args):

@@ -3,13 +3,15 @@ conformance suite every destination passes."""
 
 import base64
 import json
+import os
+import subprocess
 import time
 import uuid
 
 import pytest
 
-from harness import (Postgres, Producers, Proxy, Receiver, read_objects, records_in,
-                     wait_until)
+from harness import (Postgres, Producers, Proxy, Receiver, error_code, read_objects,
+                     records_in, wait_until)
 
 
 @pytest.fixture(scope="session")
@@ -200,6 +202,88 @@ def test_postgres_jsonb_column(hydrant_factory, postgres):
 
 
 # --- the conformance suite: the same checks for every destination ---------
+
+
+ROLE = "arn:aws:iam::000000000000:role/firehose"
+
+
+def test_postgres_through_the_firehose_api_as_a_redshift_destination(hydrant_factory, postgres, tmp_path):
+    """Firehose's Redshift destination is Hydrant's PostgreSQL loader: create,
+    describe (every field as sent, no password), UpdateDestination to a jsonb
+    table with no record lost or loaded twice; a YAML stream is described in
+    the same fields and refuses the update."""
+    yaml_table, t1 = make_table(postgres), make_table(postgres)
+    t2 = f"docs_{uuid.uuid4().hex[:8]}"
+    postgres.psql(f"CREATE TABLE {t2} (payload jsonb NOT NULL)")
+    h = hydrant_factory(pg_yaml(postgres, yaml_table, COLUMNS)).start()
+    fh = h.firehose()
+    cfg = {
+        "RoleARN": ROLE,
+        "ClusterJDBCURL": f"jdbc:postgresql://127.0.0.1:{postgres.port}/hydrant",
+        "CopyCommand": {"DataTableName": t1, "DataTableColumns": "id,n", "CopyOptions": "json 'auto'"},
+        "Username": "postgres", "Password": "not-checked",
+        "RetryOptions": {"DurationInSeconds": 600},
+        "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::pg-failed", "ErrorOutputPrefix": "bad/",
+                            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1}, "CompressionFormat": "UNCOMPRESSED"},
+        "CloudWatchLoggingOptions": {"Enabled": False},
+    }
+    fh.create_delivery_stream(DeliveryStreamName="rows", RedshiftDestinationConfiguration=cfg)
+    d = fh.describe_delivery_stream(DeliveryStreamName="rows")["DeliveryStreamDescription"]["Destinations"][0]
+    r = d["RedshiftDestinationDescription"]
+    assert "Password" not in r
+    for k in ("RoleARN", "ClusterJDBCURL", "CopyCommand", "Username", "RetryOptions", "CloudWatchLoggingOptions"):
+        assert r[k] == cfg[k], k
+    assert {k: r["S3DestinationDescription"][k] for k in cfg["S3Configuration"]} == cfg["S3Configuration"]
+    assert r["S3BackupMode"] == "Disabled"
+
+    def put(lo, hi):
+        recs = [{"Data": json.dumps({"id": str(i), "n": i}).encode()} for i in range(lo, hi)]
+        assert fh.put_record_batch(DeliveryStreamName="rows", Records=recs)["FailedPutCount"] == 0
+
+    put(0, 300)
+    wait_until(lambda: int(postgres.psql(f"SELECT count(*) FROM {t1}")) >= 300, timeout=30, what="300 rows in the first table")
+    fh.update_destination(
+        DeliveryStreamName="rows", CurrentDeliveryStreamVersionId="1", DestinationId=d["DestinationId"],
+        RedshiftDestinationUpdate={"CopyCommand": {"DataTableName": t2, "DataTableColumns": "payload",
+                                                   "CopyOptions": "json 'noshred'"},
+                                   "S3Update": {"ErrorOutputPrefix": "bad2/"}})
+    desc = fh.describe_delivery_stream(DeliveryStreamName="rows")["DeliveryStreamDescription"]
+    r = desc["Destinations"][0]["RedshiftDestinationDescription"]
+    assert desc["VersionId"] == "2"
+    assert r["CopyCommand"]["DataTableName"] == t2
+    assert (r["S3DestinationDescription"]["ErrorOutputPrefix"], r["S3DestinationDescription"]["BucketARN"]) == \
+        ("bad2/", "arn:aws:s3:::pg-failed"), "S3Update changes only the fields it gives"
+    put(300, 600)
+    wait_until(lambda: int(postgres.psql(f"SELECT count(*) FROM {t2}")) >= 300, timeout=30, what="300 rows in the jsonb table")
+    time.sleep(2)
+    first = sorted(int(x) for x in postgres.psql(f"SELECT id FROM {t1}").split())
+    second = sorted(int(x) for x in postgres.psql(f"SELECT payload->>'id' FROM {t2}").split())
+    assert first == list(range(300)) and second == list(range(300, 600)), "each record once across the update"
+
+    code, msg = error_code(lambda: fh.update_destination(
+        DeliveryStreamName="rows", CurrentDeliveryStreamVersionId="1", DestinationId=d["DestinationId"],
+        RedshiftDestinationUpdate={"RetryOptions": {"DurationInSeconds": 60}}))
+    assert code == "ConcurrentModificationException" and "version 2" in msg
+    bad = dict(cfg, CopyCommand={"DataTableName": t1, "DataTableColumns": "id", "CopyOptions": "csv gzip"})
+    code, msg = error_code(lambda: fh.create_delivery_stream(DeliveryStreamName="bad", RedshiftDestinationConfiguration=bad))
+    assert code == "InvalidArgumentException" and "CopyOptions" in msg
+    bad = dict(cfg, ClusterJDBCURL="jdbc:mysql://127.0.0.1:3306/x")
+    code, msg = error_code(lambda: fh.create_delivery_stream(DeliveryStreamName="bad", RedshiftDestinationConfiguration=bad))
+    assert code == "InvalidArgumentException" and "ClusterJDBCURL" in msg
+
+    # The stream of the configuration file, in the same fields (the CLI reads them too).
+    out = subprocess.run(["aws", "--endpoint-url", h.url, "firehose", "describe-delivery-stream", "--delivery-stream-name", "app"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                              "PATH": os.environ["PATH"]})
+    assert out.returncode == 0, out.stderr
+    y = json.loads(out.stdout)["DeliveryStreamDescription"]["Destinations"][0]["RedshiftDestinationDescription"]
+    assert y["ClusterJDBCURL"] == f"jdbc:postgresql://127.0.0.1:{postgres.port}/hydrant"
+    assert (y["CopyCommand"]["DataTableName"], y["CopyCommand"]["DataTableColumns"], y["Username"]) == (yaml_table, "id,n,city", "postgres")
+    code, msg = error_code(lambda: fh.update_destination(
+        DeliveryStreamName="app", CurrentDeliveryStreamVersionId="1", DestinationId=d["DestinationId"],
+        RedshiftDestinationUpdate={"CopyCommand": {"DataTableName": t1}}))
+    assert code == "ResourceInUseException" and "configuration file" in msg
 
 class Target:
     """One destination under test: its YAML, how to read what it got, how to

@@ -15,15 +15,10 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
+from harness import error_code
 from harness import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def stream_with_consumer(k, name="s", shards=1, consumer="app"):

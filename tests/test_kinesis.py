@@ -18,6 +18,7 @@ import cbor2
 import pytest
 
 from conftest import s3_store_yaml
+from harness import error_code
 from harness import read_objects, records_in, wait_until
 
 HASH_MAX = 2**128 - 1
@@ -44,12 +45,6 @@ def read_shard(k, name, shard_id, kind="TRIM_HORIZON", limit=1000, **start):
         it = r["NextShardIterator"]
         if not r["Records"] and r["MillisBehindLatest"] == 0:
             return out, r
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def test_boto3_4_shards_10k_records_all_read_back_once_in_order_per_key(hydrant_factory):

@@ -9,14 +9,9 @@ import boto3
 import botocore
 import pytest
 from botocore.config import Config as BotoConfig
+from harness import error_code
 
 ACCOUNT = "000000000000"
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def stream_arn(name):

@@ -16,6 +16,7 @@ import botocore.exceptions
 import pytest
 
 from harness import Receiver, wait_until
+from harness import error_code
 
 HASH_MAX = 2**128 - 1
 KEYS = [f"key-{i}" for i in range(40)]
@@ -24,12 +25,6 @@ KEYS = [f"key-{i}" for i in range(40)]
 def create(k, name, shards):
     k.create_stream(StreamName=name, ShardCount=shards)
     k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
-
-
-def error_code(call):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def list_shards(k, name, **kw):

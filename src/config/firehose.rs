@@ -12,8 +12,10 @@
 
 mod http;
 mod iceberg;
+mod redshift;
 
 pub(crate) use iceberg::catalog_named;
+pub use redshift::describe_yaml as postgres_as_redshift;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,7 +51,7 @@ pub(crate) fn invalid(message: impl Into<String>) -> RequestError {
 }
 
 /// Every destination configuration a request may carry; Hydrant supports
-/// the two S3 ones.
+/// the two S3 ones, HTTP endpoints, Iceberg and Redshift (as PostgreSQL).
 const DESTINATION_KEYS: &[&str] = &[
     "S3DestinationConfiguration",
     "ExtendedS3DestinationConfiguration",
@@ -83,6 +85,9 @@ pub fn stream_from_request(
     }
     if kind == "HttpEndpointDestinationConfiguration" {
         return http::stream(name, d, source, cfg);
+    }
+    if kind == "RedshiftDestinationConfiguration" {
+        return redshift::stream(name, d, source, cfg);
     }
     let str_field = |k: &str| d.get(k).and_then(Value::as_str);
     let bucket_arn = str_field("BucketARN").ok_or_else(|| {
@@ -262,9 +267,10 @@ fn s3_destination(req: &Value) -> Result<(&'static str, &Value), RequestError> {
             | "S3DestinationConfiguration"
             | "IcebergDestinationConfiguration"
             | "HttpEndpointDestinationConfiguration"
+            | "RedshiftDestinationConfiguration"
     ) {
         return Err(invalid(format!(
-            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration or IcebergDestinationConfiguration"
+            "{kind} is not supported by Hydrant; use ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration, IcebergDestinationConfiguration or RedshiftDestinationConfiguration (PostgreSQL)"
         )));
     }
     Ok((kind, d))

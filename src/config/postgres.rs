@@ -37,7 +37,8 @@ pub enum PostgresTls {
     Require { ca_file: Option<PathBuf> },
 }
 
-fn valid_sql_identifier(s: &str) -> bool {
+/// `[schema.]name`, each part a plain SQL identifier of at most 63 bytes.
+pub(super) fn valid_sql_identifier(s: &str) -> bool {
     let mut parts = s.split('.');
     let ok = |p: &str| {
         !p.is_empty()

@@ -98,10 +98,7 @@ fn description(entry: &StreamEntry) -> Value {
     let destination = match &c.destination {
         Destination::Object(d) => object_description(entry, d),
         Destination::Http(h) => http_description(entry, h),
-        // Firehose has no PostgreSQL destination; say what it is.
-        Destination::Postgres(p) => {
-            json!({ "HydrantPostgresDestinationDescription": { "Table": p.table } })
-        }
+        Destination::Postgres(p) => postgres_description(entry, p),
         Destination::Iceberg(i) => iceberg_description(entry, i),
     };
     let mut dest = json!({ "DestinationId": super::manage::DESTINATION_ID });
@@ -174,6 +171,67 @@ fn http_description(entry: &StreamEntry, h: &config::HttpDestination) -> Value {
         }
     }
     json!({ "HttpEndpointDestinationDescription": d })
+}
+
+/// A PostgreSQL destination as Firehose's Redshift destination describes
+/// one (Redshift speaks PostgreSQL's protocol; `config::firehose`'s
+/// `redshift` module has the mapping): every field the request gave (the
+/// password left out, as Firehose leaves it out), or for a stream of the
+/// configuration file its connection, table and columns in those fields.
+fn postgres_description(entry: &StreamEntry, p: &config::PostgresDestination) -> Value {
+    let c = &entry.config;
+    let e = &c.error_output;
+    let s3 = json!({
+        "RoleARN": aws::default_role_arn(),
+        "BucketARN": format!("arn:aws:s3:::{}", e.bucket),
+        "Prefix": e.prefix.source(),
+        "ErrorOutputPrefix": e.error_output_prefix.source(),
+        "BufferingHints": { "SizeInMBs": c.buffer_bytes >> 20, "IntervalInSeconds": c.buffer_interval.as_secs() },
+        "CompressionFormat": "UNCOMPRESSED",
+        "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
+    });
+    let mut d = config::firehose::postgres_as_redshift(p);
+    let Some(o) = d.as_object_mut() else {
+        return json!({});
+    };
+    o.insert("RoleARN".into(), json!(aws::default_role_arn()));
+    o.insert(
+        "RetryOptions".into(),
+        json!({ "DurationInSeconds": c.retry_duration.as_secs() }),
+    );
+    let backup = if c.backup.is_some() {
+        "Enabled"
+    } else {
+        "Disabled"
+    };
+    o.insert("S3BackupMode".into(), json!(backup));
+    o.insert("S3DestinationDescription".into(), s3.clone());
+    let request = entry.request();
+    let given = request
+        .as_ref()
+        .and_then(|r| r.get("RedshiftDestinationConfiguration"));
+    let over_defaults = |v: &Value| {
+        let mut out = s3.clone();
+        if let (Some(out), Value::Object(v)) = (out.as_object_mut(), v) {
+            out.extend(v.clone());
+        }
+        out
+    };
+    for (k, v) in given.and_then(Value::as_object).into_iter().flatten() {
+        match k.as_str() {
+            "Password" | "RetryOptions" => {}
+            "S3Configuration" => {
+                o.insert("S3DestinationDescription".into(), over_defaults(v));
+            }
+            "S3BackupConfiguration" => {
+                o.insert("S3BackupDescription".into(), over_defaults(v));
+            }
+            _ => {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!({ "RedshiftDestinationDescription": d })
 }
 
 /// An Iceberg destination as Firehose describes one: its table, the

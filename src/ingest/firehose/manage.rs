@@ -90,6 +90,10 @@ const UPDATES: &[(&str, &[&str])] = &[
         "HttpEndpointDestinationUpdate",
         &["HttpEndpointDestinationConfiguration"],
     ),
+    (
+        "RedshiftDestinationUpdate",
+        &["RedshiftDestinationConfiguration"],
+    ),
 ];
 
 pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result<Value, ApiError> {
@@ -135,7 +139,7 @@ pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result
     };
     let Some((_, targets)) = UPDATES.iter().find(|(k, _)| k == update_key) else {
         return Err(ApiError::invalid_argument(format!(
-            "{update_key} is not supported by Hydrant (ExtendedS3DestinationUpdate, S3DestinationUpdate, HttpEndpointDestinationUpdate, IcebergDestinationUpdate)"
+            "{update_key} is not supported by Hydrant (ExtendedS3DestinationUpdate, S3DestinationUpdate, HttpEndpointDestinationUpdate, IcebergDestinationUpdate, RedshiftDestinationUpdate)"
         )));
     };
     let (dest_key, _) = destination_config(&current).ok_or_else(|| {
@@ -174,13 +178,28 @@ pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result
 }
 
 /// An update's fields over the configuration's: each given field replaces
-/// the configuration's whole (as Firehose's updates do).
+/// the configuration's whole (as Firehose's updates do), except the nested
+/// `S3Update` and `S3BackupUpdate`, whose fields replace those of the
+/// `S3Configuration` and `S3BackupConfiguration` they update.
 fn merge(dest: &mut Map<String, Value>, update: &Map<String, Value>) {
     for (k, v) in update {
         if v.is_null() {
             continue;
         }
-        dest.insert(k.clone(), v.clone());
+        let nested = match k.as_str() {
+            "S3Update" => "S3Configuration",
+            "S3BackupUpdate" => "S3BackupConfiguration",
+            _ => {
+                dest.insert(k.clone(), v.clone());
+                continue;
+            }
+        };
+        match (dest.get_mut(nested), v) {
+            (Some(Value::Object(d)), Value::Object(u)) => merge(d, u),
+            _ => {
+                dest.insert(nested.into(), v.clone());
+            }
+        }
     }
 }
 
@@ -349,4 +368,34 @@ pub(super) fn list_tags(state: &AppState, body: &Value) -> Result<Value, ApiErro
     let rest = &tags[from.min(tags.len())..];
     let page = &rest[..rest.len().min(limit)];
     Ok(json!({ "Tags": tag_list(page), "HasMoreTags": rest.len() > page.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_s3_updates_change_only_their_fields_and_other_fields_replace_whole() {
+        let mut dest = json!({
+            "S3Configuration": { "BucketARN": "arn:aws:s3:::a", "ErrorOutputPrefix": "e/" },
+            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": 60 },
+        });
+        let update = json!({
+            "S3Update": { "ErrorOutputPrefix": "e2/" },
+            "S3BackupUpdate": { "BucketARN": "arn:aws:s3:::b" },
+            "BufferingHints": { "SizeInMBs": 2 },
+            "Prefix": null,
+        });
+        if let (Some(d), Some(u)) = (dest.as_object_mut(), update.as_object()) {
+            merge(d, u);
+        }
+        assert_eq!(
+            dest,
+            json!({
+                "S3Configuration": { "BucketARN": "arn:aws:s3:::a", "ErrorOutputPrefix": "e2/" },
+                "S3BackupConfiguration": { "BucketARN": "arn:aws:s3:::b" },
+                "BufferingHints": { "SizeInMBs": 2 },
+            })
+        );
+    }
 }
