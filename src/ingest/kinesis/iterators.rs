@@ -334,11 +334,6 @@ pub(super) async fn read_shard(
     .map_err(internal)
 }
 
-/// A record as `GetRecords` and `SubscribeToShard` hand it out.
-pub(super) fn record_json(s: &KinesisStream, shard: u32, f: &Record) -> Value {
-    record_value(s.incarnation, shard, f)
-}
-
 fn sequence_of(incarnation: u32, shard: u32, offset: u64) -> String {
     crate::kinesis::position::SequenceNumber {
         incarnation,
@@ -348,6 +343,7 @@ fn sequence_of(incarnation: u32, shard: u32, offset: u64) -> String {
     .encode()
 }
 
+/// A record as `GetRecords` hands it to CBOR clients.
 fn record_value(incarnation: u32, shard: u32, f: &Record) -> Value {
     json!({
         "SequenceNumber": sequence_of(incarnation, shard, f.offset),
@@ -460,6 +456,35 @@ fn count_outgoing(
     }
 }
 
+/// Room for [`write_records`]' output: base64 of the data, and the rest
+/// of each record's fields.
+pub(super) fn records_json_len(frames: &[Record]) -> usize {
+    let data: usize = frames.iter().map(|f| f.data.len()).sum();
+    data / 3 * 4 + frames.len() * 160
+}
+
+/// A JSON array of records as `GetRecords` and `SubscribeToShard` answer
+/// them, written straight into `out`: each record's data base64-encoded in
+/// place, no JSON value per record.
+pub(super) fn write_records(out: &mut String, incarnation: u32, shard: u32, frames: &[Record]) {
+    out.push('[');
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"SequenceNumber\":\"");
+        out.push_str(&sequence_of(incarnation, shard, f.offset));
+        out.push_str("\",\"ApproximateArrivalTimestamp\":");
+        out.push_str(&Value::from(seconds(f.arrival_ms)).to_string());
+        out.push_str(",\"Data\":\"");
+        base64::engine::general_purpose::STANDARD.encode_string(&f.data, out);
+        out.push_str("\",\"PartitionKey\":");
+        out.push_str(&Value::String(String::from_utf8_lossy(&f.key).into_owned()).to_string());
+        out.push('}');
+    }
+    out.push(']');
+}
+
 impl RecordsOut {
     /// As a JSON value (for CBOR clients, whose answer is made from one).
     pub(super) fn into_value(self, incarnation: u32, shard: u32) -> Value {
@@ -482,24 +507,10 @@ impl RecordsOut {
     /// in place, no JSON value per record.
     pub(super) fn into_json(self, incarnation: u32, shard: u32) -> String {
         use std::fmt::Write;
-        let data: usize = self.frames.iter().map(|f| f.data.len()).sum();
-        let mut out = String::with_capacity(data / 3 * 4 + self.frames.len() * 160 + 1024);
-        out.push_str("{\"Records\":[");
-        for (i, f) in self.frames.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str("{\"SequenceNumber\":\"");
-            out.push_str(&sequence_of(incarnation, shard, f.offset));
-            out.push_str("\",\"ApproximateArrivalTimestamp\":");
-            out.push_str(&Value::from(seconds(f.arrival_ms)).to_string());
-            out.push_str(",\"Data\":\"");
-            base64::engine::general_purpose::STANDARD.encode_string(&f.data, &mut out);
-            out.push_str("\",\"PartitionKey\":");
-            out.push_str(&Value::String(String::from_utf8_lossy(&f.key).into_owned()).to_string());
-            out.push('}');
-        }
-        let _ = write!(out, "],\"MillisBehindLatest\":{}", self.behind);
+        let mut out = String::with_capacity(records_json_len(&self.frames) + 1024);
+        out.push_str("{\"Records\":");
+        write_records(&mut out, incarnation, shard, &self.frames);
+        let _ = write!(out, ",\"MillisBehindLatest\":{}", self.behind);
         if let Some(it) = &self.next_iterator {
             out.push_str(",\"NextShardIterator\":");
             out.push_str(&Value::String(it.clone()).to_string());

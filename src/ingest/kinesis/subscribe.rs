@@ -26,7 +26,8 @@ use tokio::time::Instant;
 
 use super::consumers::named_consumer;
 use super::iterators::{
-    Position, ShardRead, Start, child_shards, read_shard, record_json, shard_of, start_at,
+    Position, ShardRead, Start, child_shards, read_shard, records_json_len, shard_of, start_at,
+    write_records,
 };
 use super::{Req, from_kinesis, missing, now_ms, sequence};
 use crate::aws::ACCOUNT;
@@ -120,8 +121,8 @@ pub async fn subscribe_to_shard(state: &AppState, body: &Value) -> Result<Respon
 }
 
 /// One event-stream message: string headers and a JSON payload.
-fn frame(headers: &[(&str, &str)], payload: &Value) -> Bytes {
-    let mut m = Message::new(payload.to_string().into_bytes());
+fn frame(headers: &[(&str, &str)], payload: Vec<u8>) -> Bytes {
+    let mut m = Message::new(payload);
     for (name, value) in headers {
         m = m.add_header(Header::new(
             name.to_string(),
@@ -135,7 +136,7 @@ fn frame(headers: &[(&str, &str)], payload: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-fn event(kind: &str, payload: &Value) -> Bytes {
+fn event(kind: &str, payload: Vec<u8>) -> Bytes {
     frame(
         &[
             (":message-type", "event"),
@@ -153,7 +154,7 @@ fn exception(kind: &str, message: &str) -> Bytes {
             (":exception-type", kind),
             (":content-type", "application/json"),
         ],
-        &json!({ "message": message }),
+        json!({ "message": message }).to_string().into_bytes(),
     )
 }
 
@@ -181,7 +182,7 @@ impl Pump {
     }
 
     async fn pump(&self, start: Start) {
-        if !self.send(event("initial-response", &json!({}))).await {
+        if !self.send(event("initial-response", b"{}".to_vec())).await {
             return;
         }
         let Some(log) = self.s.log.shard(self.shard) else {
@@ -263,33 +264,33 @@ impl Pump {
             None => before_first(s.incarnation, shard),
         };
         let bytes: u64 = read.frames.iter().map(|f| f.data.len() as u64).sum();
-        let records: Vec<Value> = read
-            .frames
-            .iter()
-            .map(|f| record_json(s, shard, f))
-            .collect();
         let m = &self.metrics;
         m.kinesis_subscription_events
             .get_or_create(&self.label)
             .inc();
         m.kinesis_subscription_records
             .get_or_create(&self.label)
-            .inc_by(records.len() as u64);
+            .inc_by(read.frames.len() as u64);
         m.kinesis_subscription_bytes
             .get_or_create(&self.label)
             .inc_by(bytes);
         m.kinesis_subscription_millis_behind
             .get_or_create(&self.label)
             .set(behind);
-        let mut payload = json!({
-            "Records": records,
-            "ContinuationSequenceNumber": continuation,
-            "MillisBehindLatest": behind,
-        });
-        if let (Some(children), Some(o)) = (children, payload.as_object_mut()) {
-            o.insert("ChildShards".into(), Value::Array(children));
+        // Written straight into the payload, as GetRecords answers: no JSON
+        // value per record.
+        let mut payload = String::with_capacity(records_json_len(&read.frames) + 256);
+        payload.push_str("{\"Records\":");
+        write_records(&mut payload, s.incarnation, shard, &read.frames);
+        payload.push_str(",\"ContinuationSequenceNumber\":");
+        payload.push_str(&Value::String(continuation).to_string());
+        payload.push_str(&format!(",\"MillisBehindLatest\":{behind}"));
+        if let Some(children) = children {
+            payload.push_str(",\"ChildShards\":");
+            payload.push_str(&Value::Array(children).to_string());
         }
-        event("SubscribeToShardEvent", &payload)
+        payload.push('}');
+        event("SubscribeToShardEvent", payload.into_bytes())
     }
 
     /// Sends a frame, waiting while the client is behind; false once the
