@@ -29,6 +29,8 @@ pub const KEY_VALUE_BYTES_MAX: usize = 512;
 pub struct Query {
     source: String,
     filter: JqFilter,
+    /// The field it reads, when it is a plain path ([`path::simple_path`]).
+    path: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Query {
@@ -75,6 +77,7 @@ impl Query {
         Ok(Query {
             source: source.to_string(),
             filter,
+            path: path::simple_path(source),
         })
     }
 
@@ -279,6 +282,14 @@ impl Partitioner {
             scratch.transform_values.push(v.clone());
         }
         let needs_json = !self.keys.is_empty() || self.time.is_some();
+        if needs_json && self.time.is_none() && self.fast_keys(frame, scratch) {
+            return Ok(self.template.render_partition(
+                arrival(frame),
+                &scratch.values,
+                &scratch.transform_values,
+                &mut scratch.times,
+            ));
+        }
         let at = if needs_json {
             let record = jaq_json::read::parse_single(&frame.data).map_err(|e| {
                 format!("record is not JSON ({e}); dynamic partitioning reads JSON records")
@@ -312,6 +323,29 @@ impl Partitioner {
             &scratch.transform_values,
             &mut scratch.times,
         ))
+    }
+}
+
+impl Partitioner {
+    /// The keys from one scan of the record when every key is a plain path
+    /// and each value one jq would key by as it is; false (nothing kept)
+    /// when jq must run instead.
+    fn fast_keys(&self, frame: &Record, scratch: &mut RouteScratch) -> bool {
+        let mut paths: Vec<&[String]> = Vec::with_capacity(self.keys.len());
+        for (_, q) in &self.keys {
+            match &q.path {
+                Some(p) => paths.push(p),
+                None => return false,
+            }
+        }
+        let Some(values) = path::read(&frame.data, &paths) else {
+            return false;
+        };
+        if values.iter().any(|v| check_key_value(v).is_err()) {
+            return false;
+        }
+        scratch.values.extend(values);
+        true
     }
 }
 
@@ -372,6 +406,8 @@ fn check_key_value(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+mod path;
 
 #[cfg(test)]
 mod tests;

@@ -275,3 +275,103 @@ fn the_transforms_keys_fill_their_expressions() {
         .unwrap_err();
     assert!(e.contains("cannot be part of an object key"), "{e}");
 }
+
+/// What jq makes of `source` on `data` as a key, or its error.
+fn by_jq(source: &str, data: &str) -> Result<String, String> {
+    let q = Query::compile(source)?;
+    let record = jaq_json::read::parse_single(data.as_bytes()).map_err(|e| e.to_string())?;
+    key_value(&q.eval_one(&record)?)
+}
+
+#[test]
+fn plain_paths_are_recognised_and_other_expressions_are_left_to_jq() {
+    let p = |s: &str| path::simple_path(s);
+    let v = |xs: &[&str]| Some(xs.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    assert_eq!(p(".country"), v(&["country"]));
+    assert_eq!(p(" .user.tier "), v(&["user", "tier"]));
+    assert_eq!(p(r#".["page id"].x"#), v(&["page id", "x"]));
+    assert_eq!(p(r#"."a\"b""#), v(&["a\"b"]));
+    assert_eq!(p(r#"({c: .country, "d": .a.b}) | .["d"]"#), v(&["a", "b"]));
+    assert_eq!(p(r#"{country, device: .d} | .["country"]"#), v(&["country"]));
+    for other in [
+        ".",
+        ".a | ascii_downcase",
+        ".a[0]",
+        ".a?",
+        ".a // \"x\"",
+        "(.a)",
+        "{c: .a | tostring} | .[\"c\"]",
+        "{c: .a} | .[\"z\"]",
+        ".a.b.",
+        "1",
+    ] {
+        assert_eq!(p(other), None, "{other}");
+    }
+}
+
+#[test]
+fn the_one_scan_gives_what_jq_gives_or_leaves_the_record_to_jq() {
+    let queries = [
+        ".country",
+        ".a.b",
+        r#".["x y"]"#,
+        r#"({c: .country, d: .a.b}) | .["d"]"#,
+    ];
+    let records = [
+        r#"{"country":"NO","a":{"b":"deep"},"x y":"sp"}"#,
+        r#"{"a":{"b":7},"country":true,"x y":-12}"#,
+        r#"{"country":"esc\u00e9\"q","a":{"z":1,"b":"x"}}"#,
+        r#"{"country":1.5,"a":{"b":null}}"#,
+        r#"{"country":"dup","country":"last"}"#,
+        r#"{"a":{"b":"one"},"a":{"c":"two"}}"#,
+        r#"{"a":"not an object"}"#,
+        r#"{"country":["NO"],"a":{"b":{"c":1}}}"#,
+        r#"{"country":"a/b"}"#,
+        r#"{"country":18446744073709551615}"#,
+        r#"["country"]"#,
+        r#"{"country":"NO"} trailing"#,
+        "not json",
+        "",
+    ];
+    let mut fast = 0;
+    for data in records {
+        let paths: Vec<Vec<String>> = queries
+            .iter()
+            .map(|q| path::simple_path(q).unwrap_or_default())
+            .collect();
+        let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+        for (i, q) in queries.iter().enumerate() {
+            // Values no key may hold are refused by the partitioner, after.
+            if let Some(values) = path::read(data.as_bytes(), &refs[i..=i])
+                && check_key_value(&values[0]).is_ok()
+            {
+                fast += 1;
+                assert_eq!(Ok(values[0].clone()), by_jq(q, data), "{q} on {data}");
+            }
+        }
+        // All keys in one scan agree with each alone.
+        if let Some(all) = path::read(data.as_bytes(), &refs) {
+            for (i, q) in queries.iter().enumerate() {
+                if check_key_value(&all[i]).is_err() {
+                    continue;
+                }
+                assert_eq!(Ok(all[i].clone()), by_jq(q, data), "{q} on {data}");
+            }
+        }
+    }
+    assert!(fast >= 9, "the common records take the scan ({fast})");
+    // And through the partitioner, fast or not, the prefix is jq's.
+    let p = partitioner(
+        "c=!{partitionKeyFromQuery:c}/d=!{partitionKeyFromQuery:d}/",
+        &[("c", ".country"), ("d", ".a.b")],
+        None,
+    );
+    assert_eq!(
+        route(&p, r#"{"country":"NO","a":{"b":"deep"}}"#),
+        Ok("c=NO/d=deep/".to_string())
+    );
+    let e = route(&p, r#"{"country":"NO","a":{"b":null}}"#).unwrap_err();
+    assert!(e.contains("`d` (`.a.b`) yields null"), "{e}");
+    let e = route(&p, r#"{"country":"a/b","a":{"b":"x"}}"#).unwrap_err();
+    assert!(e.contains("cannot be part of an object key"), "{e}");
+}

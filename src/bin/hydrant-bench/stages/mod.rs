@@ -85,7 +85,7 @@ pub async fn ceilings(
     out.push(encrypt::stage(&logs, logs_raw)?);
     out.push(parquet::clickstream_stage(&clicks, clicks_raw)?);
     out.push(json::stage(&clicks, clicks_raw)?);
-    out.push(partition::stage(&clicks, clicks_raw)?);
+    out.extend(partition::stages(&clicks, clicks_raw)?);
     out.push(transform::stage(wasm, &logs, logs_raw)?);
     out.push(store::stage(garage).await?);
     Ok(out)
