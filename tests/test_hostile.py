@@ -12,8 +12,9 @@ from botocore.config import Config as BotoConfig
 
 from harness import wait_until
 
-LIMITS = ("limits:\n  header_read_timeout_secs: 3\n  body_read_timeout_secs: 3\n"
-          "streams:\n  default:\n    destination: { type: file, path: /tmp/hydrant-hostile-out }\n")
+def limits(out):
+    return ("limits:\n  header_read_timeout_secs: 3\n  body_read_timeout_secs: 3\n"
+            f"streams:\n  default:\n    destination: {{ type: file, path: {out} }}\n")
 
 
 def closed(s: socket.socket) -> bool:
@@ -30,8 +31,8 @@ def closed(s: socket.socket) -> bool:
         return True
 
 
-def test_slow_clients_do_not_keep_a_producer_out_and_are_cut(hydrant_factory):
-    h = hydrant_factory(LIMITS).start()
+def test_slow_clients_do_not_keep_a_producer_out_and_are_cut(hydrant_factory, tmp_path):
+    h = hydrant_factory(limits(tmp_path / "out")).start()
     fh = boto3.client("firehose", endpoint_url=h.url, region_name="us-east-1", aws_access_key_id="t",
                       aws_secret_access_key="t",
                       config=BotoConfig(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=5))
@@ -75,8 +76,8 @@ def test_slow_clients_do_not_keep_a_producer_out_and_are_cut(hydrant_factory):
     s.close()
 
 
-def test_malformed_bodies_get_4xx_and_the_daemon_stays_up(hydrant_factory):
-    h = hydrant_factory(LIMITS).start()
+def test_malformed_bodies_get_4xx_and_the_daemon_stays_up(hydrant_factory, tmp_path):
+    h = hydrant_factory(limits(tmp_path / "out")).start()
     target = {"X-Amz-Target": "Firehose_20150804.PutRecordBatch", "Content-Type": "application/x-amz-json-1.1"}
     cases = {
         "deeply nested JSON": b"[" * 200_000 + b"]" * 200_000,
