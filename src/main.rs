@@ -659,6 +659,7 @@ fn run_cmd(
     };
     limit_malloc_arenas(config.limits.malloc_arenas);
     hydrant::sched::set_ack_slice(config.limits.ack_slice_us);
+    config.limits.gzip.set();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(hydrant::sched::ack_thread)

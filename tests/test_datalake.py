@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import subprocess
+import zlib
 
 import pytest
 import snappy
@@ -57,6 +58,47 @@ def test_python_decompresses_every_compression(hydrant_factory, garage, bucket, 
 
     got = wait_until(lines, timeout=60, what=f"3000 {compression} records")
     assert sorted(got) == sorted(sent)
+
+
+def gzip_members(blob: bytes) -> int:
+    """How many gzip members `blob` holds, read one after another."""
+    n = 0
+    while blob:
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(blob)
+        assert d.eof, "a truncated member"
+        blob, n = d.unused_data, n + 1
+    return n
+
+
+def test_gzip_objects_of_many_members_pass_gzip_t_and_python(hydrant_factory, garage, bucket, tmp_path):
+    """gzip compresses a batch as members of `limits.gzip_member_bytes` of
+    input, on two threads: the `gzip` command and Python's gzip read every
+    object whole."""
+    limits = "limits: { gzip_member_bytes: 65536, gzip_threads_max: 2 }\n"
+    h = hydrant_factory(s3_store_yaml(garage) + limits + stream(bucket, "gzip")).start()
+    fh = h.firehose()
+    sent = [json.dumps({"id": i, "msg": f"event {i} " + "word " * (50 + i % 50)}) for i in range(6000)]
+    for i in range(0, len(sent), 500):
+        assert fh.put_record_batch(DeliveryStreamName="lake", Records=[{"Data": s.encode()} for s in sent[i:i + 500]])["FailedPutCount"] == 0
+    s3 = garage.s3()
+
+    def objects():
+        objs = read_objects(s3, bucket)
+        n = sum(len(gzip.decompress(b).splitlines()) for b in objs.values())
+        return objs if n >= len(sent) else None
+
+    objs = wait_until(objects, timeout=60, what=f"{len(sent)} gzip records")
+    got = []
+    for key, blob in objs.items():
+        assert key.endswith(".gz"), key
+        path = tmp_path / "object.gz"
+        path.write_bytes(blob)
+        t = subprocess.run(["gzip", "-t", str(path)], capture_output=True, text=True)
+        assert t.returncode == 0, f"gzip -t {key}: {t.stderr}"
+        got += gzip.decompress(blob).decode().splitlines()
+    assert sorted(got) == sorted(sent)
+    assert max(gzip_members(b) for b in objs.values()) > 1, "no object was larger than one member"
 
 
 def decrypt_per_spec(blob: bytes, keys: dict) -> bytes:

@@ -3,6 +3,7 @@
 
 use super::raw::{RawLimits, RawLog};
 use super::{ConfigError, err, range_check};
+use crate::encode::gzip::{GzipLimits, MEMBER_BYTES_DEFAULT, THREADS_MAX_DEFAULT};
 use crate::log::LogOptions;
 
 /// Bounds of the daemon as a whole.
@@ -18,6 +19,9 @@ pub struct Limits {
     /// each holds its records in memory, and more than the machine has cores
     /// buys no speed.
     pub encoders_max: usize,
+    /// gzip's bounds on one batch: the input of one member, and the threads
+    /// that compress one batch's members at once.
+    pub gzip: GzipLimits,
     /// glibc malloc arenas (`M_ARENA_MAX`). glibc's own default, 8 per core,
     /// lets freed buffers of many threads pile up in separate arenas; one per
     /// core keeps peak RSS down at no cost in speed measured here.
@@ -75,6 +79,7 @@ pub(super) fn limits(errors: &mut Vec<ConfigError>, l: RawLimits) -> Limits {
             1,
             1024,
         ),
+        gzip: gzip_limits(errors, &l),
         malloc_arenas: range_check(
             errors,
             "limits.malloc_arenas",
@@ -124,6 +129,26 @@ pub(super) fn limits(errors: &mut Vec<ConfigError>, l: RawLimits) -> Limits {
             1,
             3600,
         )),
+    }
+}
+
+/// Validates `limits.gzip_member_bytes` and `limits.gzip_threads_max`.
+fn gzip_limits(errors: &mut Vec<ConfigError>, l: &RawLimits) -> GzipLimits {
+    GzipLimits {
+        member_bytes: range_check(
+            errors,
+            "limits.gzip_member_bytes",
+            l.gzip_member_bytes.unwrap_or(MEMBER_BYTES_DEFAULT),
+            64 << 10,
+            128 << 20,
+        ),
+        threads_max: range_check(
+            errors,
+            "limits.gzip_threads_max",
+            l.gzip_threads_max.unwrap_or(THREADS_MAX_DEFAULT),
+            1,
+            1024,
+        ),
     }
 }
 

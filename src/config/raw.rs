@@ -87,6 +87,8 @@ pub struct RawLimits {
     pub requests_in_flight_max: Option<usize>,
     pub api_streams_max: Option<usize>,
     pub encoders_max: Option<usize>,
+    pub gzip_member_bytes: Option<usize>,
+    pub gzip_threads_max: Option<usize>,
     pub malloc_arenas: Option<usize>,
     pub ack_slice_us: Option<u64>,
     pub tls_handshake_timeout_secs: Option<u64>,

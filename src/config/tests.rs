@@ -475,6 +475,33 @@ fn kinesis_settings_get_defaults_and_their_errors_name_their_paths() {
 }
 
 #[test]
+fn gzip_limits_default_and_are_bounded() {
+    let g = parse(GOOD).unwrap().limits.gzip;
+    assert_eq!((g.member_bytes, g.threads_max), (1 << 20, 1));
+    let c = parse(&format!(
+        "limits: {{ gzip_member_bytes: 4194304, gzip_threads_max: 2 }}\n{GOOD}"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.limits.gzip.member_bytes, c.limits.gzip.threads_max),
+        (4 << 20, 2)
+    );
+    let e = errors(&format!(
+        "limits: {{ gzip_member_bytes: 1000, gzip_threads_max: 0 }}\n{GOOD}"
+    ));
+    for key in [
+        "limits.gzip_member_bytes: 1000",
+        "limits.gzip_threads_max: 0",
+    ] {
+        assert!(
+            e.iter()
+                .any(|x| x.contains(&format!("{key} is out of range"))),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
 fn malloc_arenas_default_to_the_cores_and_are_bounded() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     assert_eq!(parse(GOOD).unwrap().limits.malloc_arenas, cores);

@@ -2,11 +2,14 @@
 //!
 //! Records are written straight through the compressor into the encryptor,
 //! so a batch is held once as records and once as finished output, never as
-//! an intermediate uncompressed or unencrypted copy. This is CPU work:
+//! an intermediate uncompressed or unencrypted copy; gzip (`gzip.rs`)
+//! compresses whole members and so holds at most `limits.gzip_member_bytes`
+//! of uncompressed input per thread compressing it. This is CPU work:
 //! callers run it on a blocking thread, never on the async runtime. It knows
 //! nothing about where the bytes go.
 
 pub mod encrypt;
+pub mod gzip;
 pub mod parquet;
 
 use std::io::{self, Write};
@@ -134,10 +137,11 @@ fn compress_into<W: Write>(records: &[Record], out: W, opts: &EncodeOptions) -> 
             Ok(w)
         }
         Compression::Gzip => {
+            let Encoding::JsonLines { delimiter } = &opts.encoding else {
+                return Err(not_lines());
+            };
             let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
-            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
-            write_records(&mut gz, records, &opts.encoding)?;
-            gz.finish()
+            gzip::compress_lines(records, delimiter, level, gzip::GzipLimits::current(), out)
         }
         Compression::Zstd => {
             let mut z = zstd::stream::write::Encoder::new(out, opts.level.unwrap_or(3))?;
@@ -154,18 +158,33 @@ fn compress_into<W: Write>(records: &[Record], out: W, opts: &EncodeOptions) -> 
 
 fn write_records(out: &mut impl Write, records: &[Record], encoding: &Encoding) -> io::Result<()> {
     match encoding {
-        // Parquet never reaches here: encode_batch writes it whole.
-        Encoding::Parquet(_) => return Err(io::Error::other("parquet is not a line format")),
+        Encoding::Parquet(_) => return Err(not_lines()),
         Encoding::JsonLines { delimiter } => {
             for r in records {
                 out.write_all(&r.data)?;
-                if !delimiter.is_empty() && !r.data.ends_with(delimiter) {
+                if delimiter_len(&r.data, delimiter) > 0 {
                     out.write_all(delimiter)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// How many bytes of `delimiter` follow `data` as a line: none if it is
+/// empty or `data` already ends with it.
+fn delimiter_len(data: &[u8], delimiter: &[u8]) -> usize {
+    if delimiter.is_empty() || data.ends_with(delimiter) {
+        0
+    } else {
+        delimiter.len()
+    }
+}
+
+/// Parquet asked of a line writer; never happens: encode_batch writes
+/// Parquet whole.
+fn not_lines() -> io::Error {
+    io::Error::other("parquet is not a line format")
 }
 
 #[cfg(test)]

@@ -117,3 +117,33 @@ fn encrypted_gzip_decrypts_then_decompresses() {
         .unwrap();
     assert_eq!(text, expected);
 }
+
+#[test]
+fn encrypted_gzip_of_many_members_decrypts_then_decompresses() {
+    let (recs, expected) = many();
+    let enc = Encryption {
+        keys: vec![("k".into(), encrypt::SecretKey([3; 32]))],
+        chunk_bytes: 1024,
+    };
+    let (id, key) = enc.current();
+    let limits = gzip::GzipLimits {
+        member_bytes: 1000,
+        threads_max: 2,
+    };
+    let w = EncryptingWriter::new(Vec::new(), id, key, enc.chunk_bytes).unwrap();
+    let sealed = gzip::compress_lines(&recs, b"\n", 6, limits, w)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let plain = encrypt::decrypt(&sealed, |id| enc.key(id).cloned()).unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&plain[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, expected);
+    let mut first = String::new();
+    flate2::read::GzDecoder::new(&plain[..])
+        .read_to_string(&mut first)
+        .unwrap();
+    assert!(first.len() < expected.len(), "one member only");
+}

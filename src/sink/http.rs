@@ -9,8 +9,6 @@
 //! begins part way through them has that in its id too, so no two requests
 //! of a batch share one.
 
-use std::io::Write;
-
 use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -139,10 +137,7 @@ impl HttpSink {
         }
         let body = if self.cfg.gzip {
             req = req.header("Content-Encoding", "gzip");
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            gz.write_all(&body)
-                .and_then(|()| gz.finish())
-                .map_err(|e| fail(format!("gzip failed: {e}")))?
+            gzip(body).await?
         } else {
             body
         };
@@ -191,6 +186,24 @@ impl HttpSink {
         }
         Ok(())
     }
+}
+
+/// `body` gzip at level 6, on a blocking thread at delivery's priority. One
+/// gzip member whatever its size: many HTTP servers' `Content-Encoding`
+/// decoders stop at the end of the first member, and the body is whole in
+/// memory already.
+async fn gzip(body: Vec<u8>) -> Result<Vec<u8>, SinkError> {
+    tokio::task::spawn_blocking(move || {
+        crate::sched::background_thread();
+        let one_member = crate::encode::gzip::GzipLimits {
+            member_bytes: body.len().max(1),
+            threads_max: 1,
+        };
+        crate::encode::gzip::compress(&body, 6, one_member, Vec::new())
+    })
+    .await
+    .map_err(|e| fail(format!("gzip task failed: {e}")))?
+    .map_err(|e| fail(format!("gzip failed: {e}")))
 }
 
 /// The response body, refused past [`RESPONSE_BYTES_MAX`].
