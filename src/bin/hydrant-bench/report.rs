@@ -1,6 +1,6 @@
 //! The suite's report: what each workload measured (the shape of the
-//! results file), the two tables printed at the end, and the results file
-//! `<date>-<machine>.json`.
+//! results file), the two tables printed at the end with W1 against zlib at
+//! level 6, and the results file `<date>-<machine>.json`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::stages::Stage;
+use crate::stages::compress::ZLIB_6;
 use crate::suite::Args;
 
 /// What one workload measured: an entry of the results file's `workloads`.
@@ -69,6 +70,17 @@ pub fn print_tables(args: &Args, cores: usize, ceilings: &[Stage], results: &[Wo
     for r in results {
         print_workload_row(r);
     }
+    if let Some(x) = w1_vs_zlib6(ceilings, results) {
+        println!("\nW1 delivered MB/s ÷ {ZLIB_6} MB/s per core: {x:.2}");
+    }
+}
+
+/// W1's delivered MB/s over the zlib level 6 stage's (one core): W1 against
+/// the gzip Hydrant used to run. None without both.
+pub fn w1_vs_zlib6(ceilings: &[Stage], results: &[WorkloadResult]) -> Option<f64> {
+    let w1 = results.iter().find(|r| r.id == "W1")?;
+    let zlib = ceilings.iter().find(|s| s.name == ZLIB_6)?;
+    (zlib.mb_per_sec > 0.0).then(|| w1.delivered_mb_per_sec / zlib.mb_per_sec)
 }
 
 fn print_workload_row(r: &WorkloadResult) {
@@ -123,6 +135,7 @@ pub fn write(
         "clients": args.clients,
         "stages": ceilings,
         "workloads": results,
+        "w1_vs_zlib6": w1_vs_zlib6(ceilings, results),
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
     Ok(path)

@@ -29,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         records: n,
         record_bytes,
     } = args;
+    super::one_core();
     let (frames, raw) = frames_of(n, |i| json_record(i, record_bytes));
     println!(
         "| stage alone, one core, {n} records of {record_bytes} B ({:.0} MB) | MB/s of input | records/s | output/input |",
@@ -70,7 +71,7 @@ fn cases() -> Vec<Case> {
     vec![
         ("JSON lines, none", lines.clone(), Compression::None, None),
         (
-            "JSON lines, gzip (level 6)",
+            "JSON lines, gzip (libdeflate level 6)",
             lines.clone(),
             Compression::Gzip,
             None,

@@ -65,6 +65,16 @@ fn encode_stage(
     Ok(measured(name, raw, frames.len(), el, true))
 }
 
+/// Makes gzip compress a batch on the calling thread alone, as every stage
+/// is measured on one core (the daemon uses `limits.gzip_threads_max`).
+pub fn one_core() {
+    hydrant::encode::gzip::GzipLimits {
+        threads_max: 1,
+        ..Default::default()
+    }
+    .set();
+}
+
 /// Every stage the suite's workloads go through, `n` records each (disk and
 /// the store: for a time or an amount of their own), in the suite's order.
 pub async fn ceilings(
@@ -78,6 +88,7 @@ pub async fn ceilings(
     out.push(disk::stage(dir, 300, click_record)?);
     out.push(disk::stage(dir, 100, small_record)?);
 
+    one_core();
     let (logs, logs_raw) = frames_of(n, log_record);
     let (clicks, clicks_raw) = frames_of(n, click_record);
     let (small, small_raw) = frames_of(n, small_record);

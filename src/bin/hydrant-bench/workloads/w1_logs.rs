@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::{Workload, errors_prefix};
 use crate::records::{LOG_BYTES, log_record};
+use crate::stages::compress::GZIP;
 
 pub fn workload() -> Workload {
     Workload {
@@ -13,7 +14,7 @@ pub fn workload() -> Workload {
         ndjson: false,
         make: log_record,
         stream,
-        stages: &["append + fdatasync (1 KiB)", "gzip", "PUT to Garage"],
+        stages: &["append + fdatasync (1 KiB)", GZIP, "PUT to Garage"],
         s3: true,
         iceberg: false,
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::{Workload, errors_prefix};
 use crate::records::{LOG_BYTES, log_record};
+use crate::stages::compress::GZIP;
 
 pub fn workload() -> Workload {
     Workload {
@@ -16,7 +17,7 @@ pub fn workload() -> Workload {
         stages: &[
             "append + fdatasync (1 KiB)",
             "WASM call (Rust example)",
-            "gzip",
+            GZIP,
             "PUT to Garage",
         ],
         s3: true,

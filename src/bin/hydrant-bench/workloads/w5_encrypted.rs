@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{Workload, errors_prefix};
 use crate::records::{LOG_BYTES, log_record};
+use crate::stages::compress::GZIP;
 
 pub fn workload() -> Workload {
     Workload {
@@ -16,7 +17,7 @@ pub fn workload() -> Workload {
         stream,
         stages: &[
             "append + fdatasync (1 KiB)",
-            "gzip",
+            GZIP,
             "AES-256-GCM",
             "PUT to Garage",
         ],
