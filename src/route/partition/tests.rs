@@ -292,7 +292,10 @@ fn plain_paths_are_recognised_and_other_expressions_are_left_to_jq() {
     assert_eq!(p(r#".["page id"].x"#), v(&["page id", "x"]));
     assert_eq!(p(r#"."a\"b""#), v(&["a\"b"]));
     assert_eq!(p(r#"({c: .country, "d": .a.b}) | .["d"]"#), v(&["a", "b"]));
-    assert_eq!(p(r#"{country, device: .d} | .["country"]"#), v(&["country"]));
+    assert_eq!(
+        p(r#"{country, device: .d} | .["country"]"#),
+        v(&["country"])
+    );
     for other in [
         ".",
         ".a | ascii_downcase",
