@@ -223,13 +223,7 @@ pub(crate) fn failed_output(
 /// What an S3 destination may ask for that the API cannot give yet: refused
 /// rather than ignored, so a stream never delivers other than was asked.
 fn unsupported(d: &Value) -> Result<(), RequestError> {
-    let enabled = |k: &str| {
-        d.get(k)
-            .and_then(|c| c.get("Enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
-    if enabled("DataFormatConversionConfiguration") {
+    if enabled(d, "DataFormatConversionConfiguration") {
         return Err(invalid(
             "DataFormatConversionConfiguration is not supported through the API yet; declare the stream's Parquet encoding in YAML",
         ));
@@ -240,6 +234,49 @@ fn unsupported(d: &Value) -> Result<(), RequestError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the request's `k` configuration says `Enabled: true`.
+pub(crate) fn enabled(d: &Value, k: &str) -> bool {
+    d.get(k)
+        .and_then(|c| c.get("Enabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The stream of a request whose records go to `destination` (not an
+/// object store) and whose failed records to `error_output`: JSON lines as
+/// given, uncompressed, 4 shards, the request's buffering and retry. Callers
+/// set what differs with struct update syntax.
+pub(crate) fn api_stream(
+    name: &str,
+    source: Source,
+    bounds: &Bounds,
+    retry_secs: u64,
+    error_output: ObjectDestination,
+    destination: Destination,
+) -> StreamConfig {
+    StreamConfig {
+        name: name.to_string(),
+        source,
+        shards: 4,
+        buffer_bytes: bounds.size_mb << 20,
+        buffer_interval: Duration::from_secs(bounds.interval_secs),
+        encoding: Encoding::JsonLines {
+            delimiter: Vec::new(),
+        },
+        compression: Compression::None,
+        compression_level: None,
+        encryption: None,
+        retry_duration: Duration::from_secs(retry_secs),
+        uploads_in_flight_max: 4,
+        partitioning: None,
+        error_output,
+        destination,
+        backup: None,
+        transform: None,
+        fingerprint: String::new(),
+    }
 }
 
 /// What validation found, as one `InvalidArgumentException`.
@@ -306,7 +343,7 @@ fn source(req: &Value) -> Result<Source, RequestError> {
 }
 
 /// A request's buffering and retry, within the bounds YAML has.
-struct Bounds {
+pub(crate) struct Bounds {
     size_mb: u64,
     interval_secs: u64,
     retry_secs: u64,

@@ -11,8 +11,7 @@ use serde_json::Value;
 use super::super::destination::Destination;
 use super::super::http::HttpDestination;
 use super::super::{Config, Source, StreamConfig};
-use super::{RequestError, bounds, failed_output, invalid};
-use crate::encode::{Compression, Encoding};
+use super::{RequestError, api_stream, bounds, failed_output, invalid};
 
 const KIND: &str = "HttpEndpointDestinationConfiguration";
 
@@ -91,32 +90,16 @@ pub(super) fn stream(
         d.get("S3BackupMode").and_then(Value::as_str),
         cfg,
     )?;
+    let destination = Destination::Http(HttpDestination {
+        url,
+        access_key: str_at(endpoint, "AccessKey"),
+        common_attributes,
+        gzip,
+        timeout: Duration::from_secs(180),
+        records_per_request_max: 10_000,
+    });
     Ok(StreamConfig {
-        name: name.to_string(),
-        source,
-        shards: 4,
-        buffer_bytes: bounds.size_mb << 20,
-        buffer_interval: Duration::from_secs(bounds.interval_secs),
-        encoding: Encoding::JsonLines {
-            delimiter: Vec::new(),
-        },
-        compression: Compression::None,
-        compression_level: None,
-        encryption: None,
-        retry_duration: Duration::from_secs(retry_secs),
-        uploads_in_flight_max: 4,
-        partitioning: None,
-        error_output: errors_to,
-        destination: Destination::Http(HttpDestination {
-            url,
-            access_key: str_at(endpoint, "AccessKey"),
-            common_attributes,
-            gzip,
-            timeout: Duration::from_secs(180),
-            records_per_request_max: 10_000,
-        }),
         backup,
-        transform: None,
-        fingerprint: String::new(),
+        ..api_stream(name, source, &bounds, retry_secs, errors_to, destination)
     })
 }

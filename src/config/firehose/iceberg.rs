@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::super::destination::Destination;
 use super::super::iceberg::{DEFAULT_CATALOG, IcebergDestination, PartitionField, SnapshotPolicy};
 use super::super::{Config, Source, StreamConfig};
-use super::{RequestError, bounds, failed_output, invalid, refused};
-use crate::encode::{Compression, Encoding};
+use super::{RequestError, api_stream, bounds, failed_output, invalid, refused};
+use crate::encode::Encoding;
 
 const KIND: &str = "IcebergDestinationConfiguration";
 
@@ -90,25 +90,19 @@ pub(super) fn stream(
         tables_open_max: crate::config::iceberg::DEFAULT_TABLES_OPEN,
     };
     Ok(StreamConfig {
-        name: name.to_string(),
-        source,
-        shards: 4,
-        buffer_bytes: bounds.size_mb << 20,
-        buffer_interval: Duration::from_secs(bounds.interval_secs),
         encoding: Encoding::JsonLines {
             delimiter: b"\n".to_vec(),
         },
-        compression: Compression::None,
-        compression_level: None,
-        encryption: None,
-        retry_duration: Duration::from_secs(retry_secs.min(7200)),
-        uploads_in_flight_max: 4,
         partitioning: destination.route.clone(),
-        error_output: errors_to,
-        destination: Destination::Iceberg(Box::new(destination)),
         backup,
-        transform: None,
-        fingerprint: String::new(),
+        ..api_stream(
+            name,
+            source,
+            &bounds,
+            retry_secs.min(7200),
+            errors_to,
+            Destination::Iceberg(Box::new(destination)),
+        )
     })
 }
 

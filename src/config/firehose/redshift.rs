@@ -18,16 +18,13 @@
 //! The built [`RawDestination`] goes through YAML's own validation, so a
 //! stream the API accepts is one the configuration file accepts.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::super::destination::{Backup, Destination};
 use super::super::postgres::{postgres_destination, valid_sql_identifier};
 use super::super::raw::RawDestination;
 use super::super::{Config, ConfigError, Source, StreamConfig};
-use super::{RequestError, bounds, failed_output, invalid, refused};
-use crate::encode::{Compression, Encoding};
+use super::{RequestError, api_stream, bounds, enabled, failed_output, invalid, refused};
 
 const KIND: &str = "RedshiftDestinationConfiguration";
 
@@ -178,18 +175,12 @@ fn copy_mapping(copy: &Value) -> Result<(String, Value), RequestError> {
 
 /// What the API cannot give: refused rather than ignored.
 fn unsupported(d: &Value) -> Result<(), RequestError> {
-    let enabled = |k: &str| {
-        d.get(k)
-            .and_then(|c| c.get("Enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
-    if enabled("SecretsManagerConfiguration") {
+    if enabled(d, "SecretsManagerConfiguration") {
         return Err(invalid(
             "SecretsManagerConfiguration is not supported by Hydrant; give Username and Password",
         ));
     }
-    if enabled("ProcessingConfiguration") {
+    if enabled(d, "ProcessingConfiguration") {
         return Err(invalid(
             "ProcessingConfiguration (Lambda processors) is not supported for this destination; declare a WASM transform in YAML",
         ));
@@ -299,25 +290,15 @@ pub(super) fn stream(
     )?;
     let backup = backup(d, cfg)?;
     Ok(StreamConfig {
-        name: name.to_string(),
-        source,
-        shards: 4,
-        buffer_bytes: bounds.size_mb << 20,
-        buffer_interval: Duration::from_secs(bounds.interval_secs),
-        encoding: Encoding::JsonLines {
-            delimiter: Vec::new(),
-        },
-        compression: Compression::None,
-        compression_level: None,
-        encryption: None,
-        retry_duration: Duration::from_secs(retry_secs),
-        uploads_in_flight_max: 4,
-        partitioning: None,
-        error_output: errors_to,
-        destination: Destination::Postgres(pg),
         backup,
-        transform: None,
-        fingerprint: String::new(),
+        ..api_stream(
+            name,
+            source,
+            &bounds,
+            retry_secs,
+            errors_to,
+            Destination::Postgres(pg),
+        )
     })
 }
 
