@@ -144,11 +144,6 @@ pub fn stream_from_request(
     }
     let append_delimiter = processor(d, "AppendDelimiterToRecord").is_some();
     Ok(StreamConfig {
-        name: name.to_string(),
-        source,
-        shards: 4,
-        buffer_bytes: bounds.size_mb << 20,
-        buffer_interval: Duration::from_secs(bounds.interval_secs),
         encoding: Encoding::JsonLines {
             delimiter: if append_delimiter {
                 b"\n".to_vec()
@@ -157,16 +152,15 @@ pub fn stream_from_request(
             },
         },
         compression,
-        compression_level: None,
-        encryption: None,
-        retry_duration: Duration::from_secs(bounds.retry_secs),
-        uploads_in_flight_max: 4,
         partitioning: partitioning.map(Arc::new),
-        error_output: destination.clone(),
-        destination: Destination::Object(destination),
-        backup: None,
-        transform: None,
-        fingerprint: String::new(),
+        ..api_stream(
+            name,
+            source,
+            &bounds,
+            bounds.retry_secs,
+            destination.clone(),
+            Destination::Object(destination),
+        )
     })
 }
 
@@ -236,6 +230,21 @@ fn unsupported(d: &Value) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// `RetryOptions.DurationInSeconds` (0 to 7200), `default` when not given.
+pub(crate) fn retry_options(d: &Value, default: u64) -> Result<u64, RequestError> {
+    let secs = d
+        .get("RetryOptions")
+        .and_then(|r| r.get("DurationInSeconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(default);
+    if secs > 7200 {
+        return Err(invalid(format!(
+            "RetryOptions.DurationInSeconds {secs} must be between 0 and 7200"
+        )));
+    }
+    Ok(secs)
+}
+
 /// Whether the request's `k` configuration says `Enabled: true`.
 pub(crate) fn enabled(d: &Value, k: &str) -> bool {
     d.get(k)
@@ -244,9 +253,8 @@ pub(crate) fn enabled(d: &Value, k: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The stream of a request whose records go to `destination` (not an
-/// object store) and whose failed records to `error_output`: JSON lines as
-/// given, uncompressed, 4 shards, the request's buffering and retry. Callers
+/// The stream of a request whose records go to `destination` and whose
+/// failed records to `error_output`: JSON lines as given, uncompressed, 4 shards, the request's buffering and retry. Callers
 /// set what differs with struct update syntax.
 pub(crate) fn api_stream(
     name: &str,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::super::destination::Destination;
 use super::super::http::HttpDestination;
 use super::super::{Config, Source, StreamConfig};
-use super::{RequestError, api_stream, bounds, failed_output, invalid};
+use super::{RequestError, api_stream, bounds, failed_output, invalid, retry_options};
 
 const KIND: &str = "HttpEndpointDestinationConfiguration";
 
@@ -70,16 +70,7 @@ pub(super) fn stream(
         return Err(invalid("RequestConfiguration.CommonAttributes: at most 50"));
     }
     let bounds = bounds(KIND, d, None)?;
-    let retry_secs = d
-        .get("RetryOptions")
-        .and_then(|r| r.get("DurationInSeconds"))
-        .and_then(Value::as_u64)
-        .unwrap_or(300);
-    if retry_secs > 7200 {
-        return Err(invalid(format!(
-            "RetryOptions.DurationInSeconds {retry_secs} must be between 0 and 7200"
-        )));
-    }
+    let retry_secs = retry_options(d, 300)?;
     let s3 = d
         .get("S3Configuration")
         .ok_or_else(|| null("httpEndpointDestinationConfiguration.s3Configuration"))?;

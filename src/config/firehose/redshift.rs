@@ -24,7 +24,9 @@ use super::super::destination::{Backup, Destination};
 use super::super::postgres::{postgres_destination, valid_sql_identifier};
 use super::super::raw::RawDestination;
 use super::super::{Config, ConfigError, Source, StreamConfig};
-use super::{RequestError, api_stream, bounds, enabled, failed_output, invalid, refused};
+use super::{
+    RequestError, api_stream, bounds, enabled, failed_output, invalid, refused, retry_options,
+};
 
 const KIND: &str = "RedshiftDestinationConfiguration";
 
@@ -270,16 +272,7 @@ pub(super) fn stream(
         Some(pg) if errors.is_empty() => pg,
         _ => return Err(refused(errors)),
     };
-    let retry_secs = d
-        .get("RetryOptions")
-        .and_then(|r| r.get("DurationInSeconds"))
-        .and_then(Value::as_u64)
-        .unwrap_or(3600);
-    if retry_secs > 7200 {
-        return Err(invalid(format!(
-            "RetryOptions.DurationInSeconds {retry_secs} must be between 0 and 7200"
-        )));
-    }
+    let retry_secs = retry_options(d, 3600)?;
     let bounds = bounds("RedshiftDestinationConfiguration.S3Configuration", s3, None)?;
     let error_prefix = s3.get("ErrorOutputPrefix").and_then(Value::as_str);
     let (errors_to, _) = failed_output(
