@@ -133,6 +133,14 @@ fn parse_arn(arn: &str) -> Option<Arn<'_>> {
     Some(Arn { service, resource })
 }
 
+/// The resource of a KMS ARN (`arn:aws:kms:REGION:ACCOUNT:RESOURCE`):
+/// `key/ID` or `alias/NAME`.
+pub fn kms_resource(arn: &str) -> Option<&str> {
+    parse_arn(arn)
+        .filter(|a| a.service == "kms")
+        .map(|a| a.resource)
+}
+
 /// The stream name in a Kinesis stream ARN
 /// (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
 pub fn kinesis_stream_from_arn(arn: &str) -> Option<&str> {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod record;
 pub mod route;
 pub mod sched;
+pub mod secret;
 pub mod sink;
 pub mod streams;
 pub mod tls;

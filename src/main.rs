@@ -464,6 +464,17 @@ fn decrypt_cmd(
                 keys.extend(enc.keys.iter().cloned());
             }
         }
+        // Error outputs and backups of streams sealed at rest are sealed
+        // with the log's keys.
+        keys.extend(
+            cfg.log
+                .keys
+                .secrets()
+                .map(|(id, k)| (id.to_string(), k.clone())),
+        );
+        if let Some(k) = hydrant::log::seal::read_builtin(&cfg.data_dir)? {
+            keys.push((hydrant::log::seal::BUILTIN_KEY.to_string(), k));
+        }
     }
     let data = std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?;
     let plain = encrypt::decrypt(&data, |id| {

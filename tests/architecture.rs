@@ -23,6 +23,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("metrics", 0),
     ("record", 0),
     ("sched", 0),
+    ("secret", 0),
     ("tls", 0),
     // Stages that know records, not streams.
     ("encode", 1),

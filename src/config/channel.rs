@@ -691,6 +691,7 @@ fn channel_stream(
         destination,
         backup: None,
         transform: None,
+        log_key: None,
         fingerprint: String::new(),
     }
 }

@@ -163,9 +163,7 @@ pub(super) fn encryption(
     path: &str,
     e: RawEncryption,
 ) -> Option<Encryption> {
-    use crate::encode::encrypt::{
-        CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, DEFAULT_CHUNK_BYTES, SecretKey,
-    };
+    use crate::encode::encrypt::{CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, DEFAULT_CHUNK_BYTES};
     let chunk_bytes = range_check(
         errors,
         &format!("{path}.chunk_bytes"),
@@ -180,8 +178,21 @@ pub(super) fn encryption(
         ));
         return None;
     }
+    let keys = read_keys(errors, path, e.keys);
+    (!keys.is_empty()).then_some(Encryption { keys, chunk_bytes })
+}
+
+/// Reads the keys of a `keys` list (`PATH.keys[i]`): ids unique, 1 to 255
+/// printable ASCII characters, each key from exactly one of `file` or
+/// `env`. Keys that cannot be read are reported and left out.
+pub(super) fn read_keys(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    raw: Vec<crate::config::raw::RawKey>,
+) -> Vec<(String, crate::encode::encrypt::SecretKey)> {
+    use crate::encode::encrypt::SecretKey;
     let mut keys = Vec::new();
-    for (i, k) in e.keys.into_iter().enumerate() {
+    for (i, k) in raw.into_iter().enumerate() {
         let kpath = format!("{path}.keys[{i}]");
         if k.id.is_empty() || k.id.len() > 255 || !k.id.chars().all(|c| c.is_ascii_graphic()) {
             errors.push(err(
@@ -217,5 +228,5 @@ pub(super) fn encryption(
             Err((p, m)) => errors.push(err(p, m)),
         }
     }
-    (!keys.is_empty()).then_some(Encryption { keys, chunk_bytes })
+    keys
 }

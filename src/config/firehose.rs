@@ -27,7 +27,7 @@ use super::destination::{Destination, ObjectDestination, object_keys};
 use super::partitioning::partitioning;
 use super::raw::RawPartitioning;
 use super::stream::{BUFFER_INTERVAL_SECS, BUFFER_SIZE_MB, RETRY_DURATION_SECS};
-use super::{Config, ConfigError, Source, StreamConfig};
+use super::{Config, ConfigError, Source, StreamConfig, at_rest};
 use crate::aws;
 use crate::encode::{Compression, Encoding};
 use crate::route::keys::KeyContext;
@@ -44,6 +44,10 @@ pub enum RequestError {
     /// (`InvalidArgumentException`).
     #[error("{0}")]
     Invalid(String),
+    /// A key the request names that cannot be used
+    /// (`InvalidKMSResourceException`).
+    #[error("{0}")]
+    Kms(String),
 }
 
 pub(crate) fn invalid(message: impl Into<String>) -> RequestError {
@@ -78,6 +82,51 @@ pub fn stream_from_request(
     req: &Value,
     cfg: &Config,
 ) -> Result<StreamConfig, RequestError> {
+    let mut stream = destination_stream(name, req, cfg)?;
+    stream.log_key = log_key(req, &stream.source, cfg)?;
+    Ok(stream)
+}
+
+/// The key a request's `DeliveryStreamEncryptionConfigurationInput` seals
+/// the stream's log with: `AWS_OWNED_CMK` the built-in key,
+/// `CUSTOMER_MANAGED_CMK` the key of `log.keys` its `KeyARN` names.
+pub fn log_key(req: &Value, source: &Source, cfg: &Config) -> Result<Option<String>, RequestError> {
+    const FIELD: &str = "DeliveryStreamEncryptionConfigurationInput";
+    let Some(input) = req.get(FIELD).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if matches!(source, Source::Kinesis { .. }) {
+        return Err(invalid(format!(
+            "{FIELD}: a delivery stream with a Kinesis stream as its source cannot be encrypted; encrypt the Kinesis stream (StartStreamEncryption)"
+        )));
+    }
+    let arn = input.get("KeyARN").and_then(Value::as_str);
+    let requested = match (input.get("KeyType").and_then(Value::as_str), arn) {
+        (Some("AWS_OWNED_CMK"), None) => Some(crate::log::seal::BUILTIN_KEY),
+        (Some("AWS_OWNED_CMK"), Some(_)) => {
+            return Err(invalid(format!(
+                "{FIELD}.KeyARN must not be given with KeyType AWS_OWNED_CMK"
+            )));
+        }
+        (Some("CUSTOMER_MANAGED_CMK"), Some(arn)) => Some(at_rest::key_id_of_kms(arn)),
+        (Some("CUSTOMER_MANAGED_CMK"), None) => {
+            return Err(invalid(format!(
+                "{FIELD}.KeyARN is required with KeyType CUSTOMER_MANAGED_CMK"
+            )));
+        }
+        (other, _) => {
+            return Err(RequestError::Validation(vec![format!(
+                "Value '{}' at '{FIELD}.keyType' failed to satisfy constraint: Member must satisfy enum value set: [AWS_OWNED_CMK, CUSTOMER_MANAGED_CMK]",
+                other.unwrap_or("null")
+            )]));
+        }
+    };
+    at_rest::resolve(&cfg.log.keys, cfg.cluster.is_some(), requested)
+        .map(Some)
+        .map_err(RequestError::Kms)
+}
+
+fn destination_stream(name: &str, req: &Value, cfg: &Config) -> Result<StreamConfig, RequestError> {
     let (kind, d) = s3_destination(req)?;
     let source = source(req)?;
     if kind == "IcebergDestinationConfiguration" {
@@ -283,6 +332,7 @@ pub(crate) fn api_stream(
         destination,
         backup: None,
         transform: None,
+        log_key: None,
         fingerprint: String::new(),
     }
 }

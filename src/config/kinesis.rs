@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::raw::{RawKinesis, RawKinesisStream};
 use super::{ConfigError, err, range_check};
 use crate::aws;
+use crate::log::seal::Keyring;
 
 /// Settings of the Kinesis Data Streams API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub struct KinesisOptions {
 pub struct KinesisStreamConfig {
     pub shards: u32,
     pub retention_hours: u32,
+    /// The key its log is sealed with at rest (`log_encryption`); None:
+    /// as the API left it.
+    pub log_key: Option<String>,
 }
 
 impl Default for KinesisOptions {
@@ -80,8 +84,9 @@ impl Default for KinesisOptions {
 
 /// Validates `kinesis`: its bounds and each declared stream, whose shards
 /// together must fit `shards_max`.
+/// `kinesis` but its declared streams (see [`declared`]).
 pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisOptions {
-    let mut kinesis = KinesisOptions {
+    KinesisOptions {
         shards_max: range_check(
             errors,
             "kinesis.shards_max",
@@ -175,17 +180,16 @@ pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisO
             65_536,
         ),
         streams: BTreeMap::new(),
-    };
-    kinesis.streams = declared(errors, rk.streams, kinesis.shards_max);
-    kinesis
+    }
 }
 
 /// `kinesis.streams`: each declared stream, whose shards together must fit
 /// `shards_max`.
-fn declared(
+pub(super) fn declared(
     errors: &mut Vec<ConfigError>,
     raw: BTreeMap<String, RawKinesisStream>,
     shards_max: u32,
+    (keys, clustered): (&Keyring, bool),
 ) -> BTreeMap<String, KinesisStreamConfig> {
     let mut streams = BTreeMap::new();
     let mut declared_shards = 0u32;
@@ -212,11 +216,13 @@ fn declared(
             8760,
         );
         declared_shards = declared_shards.saturating_add(shards);
+        let log_key = super::at_rest::stream_key(errors, &path, ks.log_encryption, keys, clustered);
         streams.insert(
             name,
             KinesisStreamConfig {
                 shards,
                 retention_hours,
+                log_key,
             },
         );
     }

@@ -176,6 +176,7 @@ pub(super) fn log(errors: &mut Vec<ConfigError>, rl: RawLog) -> (LogOptions, u64
             64 << 10,
             256 << 20,
         ),
+        keys: std::sync::Arc::new(super::at_rest::keys(errors, rl.keys)),
     };
     let disk_quota_bytes = range_check(
         errors,

@@ -7,6 +7,7 @@
 //! before parsing, so secrets need not sit in the file. Nothing downstream ever
 //! sees an invalid value: this is the only place config is checked.
 
+pub mod at_rest;
 mod auth;
 pub mod channel;
 mod cluster;
@@ -333,8 +334,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         },
         Some(s) => store::store_config(&mut errors, "object_store", &s, &data_dir),
     };
-    let kinesis = kinesis::kinesis(&mut errors, raw.kinesis.unwrap_or_default());
     let cluster = raw.cluster.and_then(|c| cluster::cluster(&mut errors, c));
+    let mut raw_kinesis = raw.kinesis.unwrap_or_default();
+    let declared = std::mem::take(&mut raw_kinesis.streams);
+    let mut kinesis = kinesis::kinesis(&mut errors, raw_kinesis);
+    kinesis.streams = kinesis::declared(
+        &mut errors,
+        declared,
+        kinesis.shards_max,
+        (&log.keys, cluster.is_some()),
+    );
     let iceberg_catalogs = iceberg::catalogs(&mut errors, raw.iceberg, &data_dir, &object_store);
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
@@ -354,6 +363,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                 store: &object_store,
                 data_dir: &data_dir,
                 catalogs: &iceberg_catalogs,
+                log_keys: &log.keys,
+                clustered: cluster.is_some(),
             },
         ) {
             streams.insert(name, sc);

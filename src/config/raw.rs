@@ -62,6 +62,7 @@ pub struct RawKinesis {
 pub struct RawKinesisStream {
     pub shards: Option<u32>,
     pub retention_hours: Option<u32>,
+    pub log_encryption: Option<RawLogEncryption>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +107,17 @@ pub struct RawLog {
     pub group_commit_bytes_max: Option<usize>,
     pub disk_quota_bytes: Option<u64>,
     pub fsync: Option<String>,
+    /// Keys for encryption at rest; the first is a stream's default.
+    pub keys: Option<Vec<RawKey>>,
+}
+
+/// A stream's `log_encryption`: its log's records sealed at rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogEncryption {
+    /// A key id of `log.keys`, or `builtin`; the first of `log.keys` (else
+    /// `builtin`) when left out.
+    pub key: Option<String>,
 }
 
 /// An object store: a local directory or an S3-compatible service.
@@ -169,6 +181,7 @@ pub struct RawStream {
     pub backup: Option<RawBackup>,
     pub dynamic_partitioning: Option<RawPartitioning>,
     pub transform: Option<RawTransform>,
+    pub log_encryption: Option<RawLogEncryption>,
 }
 
 /// Where a delivery stream's records come from when it is not put to

@@ -63,6 +63,9 @@ pub struct StreamConfig {
     pub partitioning: Option<Arc<Partitioner>>,
     /// The user's WebAssembly transform.
     pub transform: Option<TransformConfig>,
+    /// The key the stream's own log is sealed with at rest (None: records
+    /// stored in clear); a key id of the log's keyring.
+    pub log_key: Option<String>,
     /// Hash of everything that defines the stream (its YAML, the store it
     /// resolved to, the transform's bytes, the encryption keys): a reload
     /// restarts the stream only if this changed.
@@ -95,6 +98,25 @@ pub(crate) struct Defaults<'a> {
     pub store: &'a StoreConfig,
     pub data_dir: &'a Path,
     pub catalogs: &'a BTreeMap<String, IcebergCatalog>,
+    pub log_keys: &'a crate::log::seal::Keyring,
+    pub clustered: bool,
+}
+
+/// The key a stream's own log is sealed with (`log_encryption`).
+fn log_key(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    raw: Option<super::raw::RawLogEncryption>,
+    source: &Source,
+    defaults: &Defaults<'_>,
+) -> Option<String> {
+    if raw.is_some() && matches!(source, Source::Kinesis { .. }) {
+        errors.push(err(
+            format!("{path}.log_encryption"),
+            "a stream reading a Kinesis stream has no log of its own: encrypt the Kinesis stream (kinesis.streams.NAME.log_encryption)",
+        ));
+    }
+    super::at_rest::stream_key(errors, path, raw, defaults.log_keys, defaults.clustered)
 }
 
 /// Validates one stream of the `streams` map.
@@ -178,6 +200,7 @@ pub(super) fn stream_config(
         Some(b) => Some(backup(errors, path, b, &destination, default_store)?),
     };
     Some(StreamConfig {
+        log_key: log_key(errors, path, s.log_encryption, &source, defaults),
         source,
         name: name.to_string(),
         shards,

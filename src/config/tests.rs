@@ -445,7 +445,8 @@ fn kinesis_settings_get_defaults_and_their_errors_name_their_paths() {
         c.kinesis.streams["orders"],
         KinesisStreamConfig {
             shards: 3,
-            retention_hours: 24
+            retention_hours: 24,
+            log_key: None,
         }
     );
     assert_eq!(

@@ -22,10 +22,11 @@ use crate::streams::Registry;
 /// Runs the daemon until a shutdown signal; Ok if it drained cleanly.
 /// `config_path` is re-read on SIGHUP (None: the embedded default, nothing
 /// to reload).
-pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let lock = lock_data_dir(&config)?;
+    with_builtin_key(&mut config)?;
 
     let cluster = match &config.cluster {
         Some(c) => {
@@ -100,6 +101,27 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         );
     }
     drop(lock);
+    Ok(())
+}
+
+/// Adds the built-in log key (generated under `data_dir/keys` the first
+/// time) to the keys records are sealed and opened with; a single node's
+/// own, so not in cluster mode, where every node needs the same keys.
+pub(crate) fn with_builtin_key(config: &mut Config) -> anyhow::Result<()> {
+    if config.cluster.is_some() {
+        return Ok(());
+    }
+    let keys = config
+        .log
+        .keys
+        .with_builtin(&config.data_dir)
+        .with_context(|| {
+            format!(
+                "cannot read or create the built-in log key under {}",
+                config.data_dir.join("keys").display()
+            )
+        })?;
+    config.log.keys = Arc::new(keys);
     Ok(())
 }
 
@@ -222,7 +244,7 @@ async fn reload(registry: &Registry, path: Option<&Path>) -> Option<Config> {
             return None;
         }
     };
-    let new = match loaded {
+    let mut new = match loaded {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -231,6 +253,10 @@ async fn reload(registry: &Registry, path: Option<&Path>) -> Option<Config> {
             return None;
         }
     };
+    if let Err(e) = with_builtin_key(&mut new) {
+        tracing::error!(error = %e, "reload refused; the running config stays");
+        return None;
+    }
     match registry.reload(&new).await {
         Ok(r) => {
             for f in &r.failed {

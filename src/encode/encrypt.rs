@@ -22,45 +22,7 @@ pub const CHUNK_BYTES_MIN: u32 = 1024;
 pub const CHUNK_BYTES_MAX: u32 = 16 << 20;
 pub const DEFAULT_CHUNK_BYTES: u32 = 64 << 10;
 
-/// A 256-bit key; `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretKey(pub [u8; 32]);
-
-impl std::fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretKey(..)")
-    }
-}
-
-impl SecretKey {
-    /// Parses 32 raw bytes, 64 hex characters or base64 of 32 bytes.
-    pub fn parse(material: &[u8]) -> Result<SecretKey, String> {
-        if material.len() == 32 {
-            let mut k = [0u8; 32];
-            k.copy_from_slice(material);
-            return Ok(SecretKey(k));
-        }
-        let text = std::str::from_utf8(material)
-            .map_err(|_| {
-                "a key is 32 raw bytes, 64 hex characters or base64 of 32 bytes".to_string()
-            })?
-            .trim();
-        use base64::Engine;
-        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            hex::decode(text).map_err(|e| e.to_string())?
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|_| {
-                    "a key is 32 raw bytes, 64 hex characters or base64 of 32 bytes".to_string()
-                })?
-        };
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("the key is {} bytes; AES-256 needs 32", b.len()))?;
-        Ok(SecretKey(arr))
-    }
-}
+pub use crate::secret::SecretKey;
 
 /// Client-side encryption of a stream's objects.
 #[derive(Clone, Debug)]

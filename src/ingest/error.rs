@@ -26,6 +26,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidArgumentException", message)
     }
 
+    /// A key that cannot be used: Firehose's `InvalidKMSResourceException`.
+    pub fn invalid_kms(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidKMSResourceException",
+            message,
+        )
+    }
+
     /// A model constraint violation, worded as AWS words them.
     pub fn validation(violations: &[String]) -> Self {
         let n = violations.len();

@@ -208,6 +208,10 @@ async fn update(s: &Arc<KinesisStream>, spec: Spec) -> Result<(), KinesisError> 
     }
     s.on_demand
         .store(spec.on_demand, std::sync::atomic::Ordering::Release);
+    if s.log.sealing_key() != spec.log_key {
+        tokio::task::block_in_place(|| s.log.set_sealing(spec.log_key.as_deref()))
+            .map_err(|e| fail(&spec.name, e))?;
+    }
     let mut spec = Some(spec);
     loop {
         let set = match s.spec.try_lock() {

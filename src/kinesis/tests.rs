@@ -142,6 +142,7 @@ async fn declared_streams_are_created_kept_and_not_deleted_through_the_api() {
         crate::config::KinesisStreamConfig {
             shards: 3,
             retention_hours: 72,
+            log_key: None,
         },
     );
     let s = streams(dir.path(), opts.clone());
@@ -158,6 +159,7 @@ async fn declared_streams_are_created_kept_and_not_deleted_through_the_api() {
         crate::config::KinesisStreamConfig {
             shards: 5,
             retention_hours: 24,
+            log_key: None,
         },
     );
     let s = streams(dir.path(), opts);

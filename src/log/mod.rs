@@ -17,6 +17,7 @@ pub mod files;
 pub mod frame;
 pub mod jetstream;
 pub mod reader;
+pub mod seal;
 pub mod segment;
 mod shard;
 mod stream;
@@ -45,6 +46,9 @@ pub struct LogOptions {
     pub append_queue_max: usize,
     /// Most bytes one group commit writes before it syncs.
     pub group_commit_bytes_max: usize,
+    /// The keys sealed records are opened with, and streams seal with
+    /// (`log.keys`, and the built-in key once the daemon has added it).
+    pub keys: Arc<seal::Keyring>,
 }
 
 impl Default for LogOptions {
@@ -53,6 +57,7 @@ impl Default for LogOptions {
             segment_bytes: 64 << 20,
             append_queue_max: 1024,
             group_commit_bytes_max: 16 << 20,
+            keys: Arc::default(),
         }
     }
 }
@@ -136,6 +141,12 @@ pub enum LogError {
         offset: u64,
         path: PathBuf,
         reason: String,
+    },
+    #[error("shard {shard}: {source}")]
+    Sealed {
+        shard: u32,
+        #[source]
+        source: seal::SealError,
     },
     #[error("shard {shard}: offset {offset} is no longer in the log (oldest is {oldest})")]
     Trimmed {

@@ -16,11 +16,19 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::jetstream::{JetReader, JetShard};
+use super::seal::LogCipher;
 use super::{AppendRecord, DiskQuota, DiskReader, DiskShard, LogError, LogOptions};
 use crate::record::Record;
 
-/// One shard of a stream's log.
-pub enum ShardLog {
+/// One shard of a stream's log: its store, and the stream's encryption at
+/// rest ([`LogCipher`]), which seals records on the way in and opens them on
+/// the way out, whichever store holds them.
+pub struct ShardLog {
+    store: Store,
+    cipher: Arc<LogCipher>,
+}
+
+enum Store {
     /// Segment files on this machine's disk.
     Disk(DiskShard),
     /// A replicated JetStream stream.
@@ -29,29 +37,37 @@ pub enum ShardLog {
 
 /// A cursor over one shard, from either store. Reads block: call them from
 /// a blocking thread.
-pub enum ShardReader {
+pub struct ShardReader {
+    store: ReaderStore,
+    cipher: Arc<LogCipher>,
+    shard: u32,
+}
+
+enum ReaderStore {
     Disk(DiskReader),
     JetStream(JetReader),
 }
 
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            ShardLog::Disk($s) => $e,
-            ShardLog::JetStream($s) => $e,
+        match &$self.store {
+            Store::Disk($s) => $e,
+            Store::JetStream($s) => $e,
         }
     };
 }
 
 impl ShardLog {
-    /// Opens (creating if needed) a shard on the local disk in `dir`.
+    /// Opens (creating if needed) a shard on the local disk in `dir`, with
+    /// a cipher of its own that seals nothing.
     pub fn open(
         dir: &Path,
         shard: u32,
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
     ) -> Result<ShardLog, LogError> {
-        DiskShard::open(dir, shard, opts, quota).map(ShardLog::Disk)
+        let cipher = Arc::new(LogCipher::new(opts.keys.clone(), None));
+        Self::open_as(dir, shard, opts, quota, false, cipher)
     }
 
     /// Opens a shard on the local disk; a `sealed` one refuses appends.
@@ -61,39 +77,63 @@ impl ShardLog {
         opts: &LogOptions,
         quota: Arc<DiskQuota>,
         sealed: bool,
+        cipher: Arc<LogCipher>,
     ) -> Result<ShardLog, LogError> {
-        DiskShard::open_as(dir, shard, opts, quota, sealed).map(ShardLog::Disk)
+        let store = DiskShard::open_as(dir, shard, opts, quota, sealed).map(Store::Disk)?;
+        Ok(ShardLog { store, cipher })
+    }
+
+    /// A shard kept in JetStream.
+    pub fn jetstream(shard: JetShard, cipher: Arc<LogCipher>) -> ShardLog {
+        ShardLog {
+            store: Store::JetStream(shard),
+            cipher,
+        }
+    }
+
+    /// The JetStream shard inside, if that is the store.
+    pub(crate) fn as_jetstream(&self) -> Option<&JetShard> {
+        match &self.store {
+            Store::JetStream(j) => Some(j),
+            Store::Disk(_) => None,
+        }
     }
 
     pub fn shard(&self) -> u32 {
         each!(self, s => s.shard())
     }
 
+    /// The stream's encryption at rest, shared by its shards.
+    pub fn cipher(&self) -> &Arc<LogCipher> {
+        &self.cipher
+    }
+
     /// The local shard inside, for the log's own tests.
     #[cfg(test)]
     pub(crate) fn disk(&self) -> &DiskShard {
-        match self {
-            ShardLog::Disk(s) => s,
-            ShardLog::JetStream(_) => panic!("not a local shard"),
+        match &self.store {
+            Store::Disk(s) => s,
+            Store::JetStream(_) => panic!("not a local shard"),
         }
     }
 
-    /// Appends `records` and resolves once they are durable (on this disk,
-    /// or acknowledged by a JetStream quorum), with the offsets they were
-    /// given, consecutive.
-    pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Range<u64>, LogError> {
-        match self {
-            ShardLog::Disk(s) => s.append(records).await,
-            ShardLog::JetStream(s) => s.append(records).await,
+    /// Appends `records` (sealed first, if the stream seals) and resolves
+    /// once they are durable (on this disk, or acknowledged by a JetStream
+    /// quorum), with the offsets they were given, consecutive.
+    pub async fn append(&self, mut records: Vec<AppendRecord>) -> Result<Range<u64>, LogError> {
+        self.cipher.seal(&mut records);
+        match &self.store {
+            Store::Disk(s) => s.append(records).await,
+            Store::JetStream(s) => s.append(records).await,
         }
     }
 
     /// Seals the shard for good and answers its end offset (see
     /// [`DiskShard::seal`]).
     pub async fn seal(&self) -> Result<u64, LogError> {
-        match self {
-            ShardLog::Disk(s) => s.seal().await,
-            ShardLog::JetStream(s) => s.seal().await,
+        match &self.store {
+            Store::Disk(s) => s.seal().await,
+            Store::JetStream(s) => s.seal().await,
         }
     }
 
@@ -114,9 +154,14 @@ impl ShardLog {
 
     /// A reader positioned at `from`.
     pub fn reader(&self, from: u64) -> ShardReader {
-        match self {
-            ShardLog::Disk(s) => ShardReader::Disk(s.reader(from)),
-            ShardLog::JetStream(s) => ShardReader::JetStream(s.reader(from)),
+        let store = match &self.store {
+            Store::Disk(s) => ReaderStore::Disk(s.reader(from)),
+            Store::JetStream(s) => ReaderStore::JetStream(s.reader(from)),
+        };
+        ShardReader {
+            store,
+            cipher: self.cipher.clone(),
+            shard: self.shard(),
         }
     }
 
@@ -124,9 +169,14 @@ impl ShardLog {
     /// [`ShardReader::resume_point`] (local logs only; JetStream reads by
     /// sequence and needs none).
     pub fn reader_at(&self, from: u64, base: u64, pos: u64) -> ShardReader {
-        match self {
-            ShardLog::Disk(s) => ShardReader::Disk(s.reader_at(from, base, pos)),
-            ShardLog::JetStream(s) => ShardReader::JetStream(s.reader(from)),
+        let store = match &self.store {
+            Store::Disk(s) => ReaderStore::Disk(s.reader_at(from, base, pos)),
+            Store::JetStream(s) => ReaderStore::JetStream(s.reader(from)),
+        };
+        ShardReader {
+            store,
+            cipher: self.cipher.clone(),
+            shard: self.shard(),
         }
     }
 
@@ -140,17 +190,17 @@ impl ShardLog {
     /// deleting. JetStream applies retention itself (the stream's max age),
     /// so there it is the oldest offset: nothing for Hydrant to delete.
     pub fn offset_written_before(&self, cutoff: std::time::SystemTime) -> u64 {
-        match self {
-            ShardLog::Disk(s) => s.offset_written_before(cutoff),
-            ShardLog::JetStream(s) => s.oldest_offset(),
+        match &self.store {
+            Store::Disk(s) => s.offset_written_before(cutoff),
+            Store::JetStream(s) => s.oldest_offset(),
         }
     }
 
     /// Where `offset` starts in a local log, if it is the durable end.
     pub fn tail_position(&self, offset: u64) -> Option<(u64, u64)> {
-        match self {
-            ShardLog::Disk(s) => s.tail_position(offset),
-            ShardLog::JetStream(_) => None,
+        match &self.store {
+            Store::Disk(s) => s.tail_position(offset),
+            Store::JetStream(_) => None,
         }
     }
 
@@ -166,9 +216,9 @@ impl ShardLog {
 
     /// Bytes this shard holds of the local disk quota (none in JetStream).
     pub fn quota_bytes(&self) -> u64 {
-        match self {
-            ShardLog::Disk(s) => s.quota_bytes(),
-            ShardLog::JetStream(_) => 0,
+        match &self.store {
+            Store::Disk(s) => s.quota_bytes(),
+            Store::JetStream(_) => 0,
         }
     }
 
@@ -184,25 +234,25 @@ impl ShardReader {
     /// Where the next record starts in a local log, for
     /// [`ShardLog::reader_at`]. None in JetStream.
     pub fn resume_point(&mut self) -> Option<(u64, u64)> {
-        match self {
-            ShardReader::Disk(r) => r.resume_point(),
-            ShardReader::JetStream(_) => None,
+        match &mut self.store {
+            ReaderStore::Disk(r) => r.resume_point(),
+            ReaderStore::JetStream(_) => None,
         }
     }
 
     /// The offset the next returned record will have.
     pub fn position(&self) -> u64 {
-        match self {
-            ShardReader::Disk(r) => r.position(),
-            ShardReader::JetStream(r) => r.position(),
+        match &self.store {
+            ReaderStore::Disk(r) => r.position(),
+            ReaderStore::JetStream(r) => r.position(),
         }
     }
 
     /// One past the newest durable offset of the shard.
     pub fn durable_end(&self) -> u64 {
-        match self {
-            ShardReader::Disk(r) => r.durable_end(),
-            ShardReader::JetStream(r) => r.durable_end(),
+        match &self.store {
+            ReaderStore::Disk(r) => r.durable_end(),
+            ReaderStore::JetStream(r) => r.durable_end(),
         }
     }
 
@@ -221,9 +271,13 @@ impl ShardReader {
         records_max: usize,
         bytes_max: usize,
     ) -> Result<(), LogError> {
-        match self {
-            ShardReader::Disk(r) => r.read_into(out, records_max, bytes_max),
-            ShardReader::JetStream(r) => r.read_into(out, records_max, bytes_max),
+        match &mut self.store {
+            ReaderStore::Disk(r) => r.read_into(out, records_max, bytes_max)?,
+            ReaderStore::JetStream(r) => r.read_into(out, records_max, bytes_max)?,
         }
+        let shard = self.shard;
+        self.cipher
+            .open(out)
+            .map_err(|source| LogError::Sealed { shard, source })
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::jetstream::{Cluster, JetShard, Leases, lease_key, lease_prefix};
+use super::seal::{Keyring, LogCipher, SealError};
 use super::{DiskQuota, LogError, LogOptions, ShardLog, files, io_err};
 
 /// Where a log's shards are kept.
@@ -35,6 +36,8 @@ pub struct StreamLog {
     id: String,
     store: Store,
     shards: RwLock<Vec<Arc<ShardLog>>>,
+    /// Encryption at rest, shared by every shard.
+    cipher: Arc<LogCipher>,
 }
 
 /// Reads the log's identity, creating it with a new random id the first time.
@@ -80,6 +83,10 @@ impl StreamLog {
     ) -> Result<StreamLog, LogError> {
         fs::create_dir_all(dir).map_err(io_err(0, dir))?;
         let id = log_id(dir)?;
+        let cipher = Arc::new(LogCipher::new(opts.keys.clone(), Some(dir)));
+        cipher
+            .verify()
+            .map_err(|source| LogError::Sealed { shard: 0, source })?;
         let mut v = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
             v.push(Arc::new(ShardLog::open_as(
@@ -88,9 +95,11 @@ impl StreamLog {
                 opts,
                 quota.clone(),
                 sealed(shard),
+                cipher.clone(),
             )?));
         }
         Ok(StreamLog {
+            cipher,
             dir: dir.to_path_buf(),
             id,
             store: Store::Disk {
@@ -106,7 +115,9 @@ impl StreamLog {
     /// streams that do not exist, those `sealed` says read-only. `dir` keeps
     /// what stays on this node (checkpoints); `max_age` is the retention
     /// JetStream applies (None: until delivery trims). The log's identity is
-    /// the one shard 0's stream holds, so every node sees the same.
+    /// the one shard 0's stream holds, so every node sees the same. `keys`
+    /// open sealed records (the keys that sealed them are not recorded:
+    /// nodes keep nothing of a log but checkpoints).
     pub fn open_jetstream(
         cluster: Arc<Cluster>,
         name: &str,
@@ -114,8 +125,10 @@ impl StreamLog {
         shards: u32,
         max_age: Option<std::time::Duration>,
         sealed: impl Fn(u32) -> bool,
+        keys: Arc<Keyring>,
     ) -> Result<StreamLog, LogError> {
         fs::create_dir_all(dir).map_err(io_err(0, dir))?;
+        let cipher = Arc::new(LogCipher::new(keys, None));
         let mut id = uuid::Uuid::new_v4().simple().to_string();
         let mut v = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
@@ -130,9 +143,10 @@ impl StreamLog {
             if shard == 0 {
                 id = held;
             }
-            v.push(Arc::new(ShardLog::JetStream(log)));
+            v.push(Arc::new(ShardLog::jetstream(log, cipher.clone())));
         }
         Ok(StreamLog {
+            cipher,
             dir: dir.to_path_buf(),
             id,
             store: Store::JetStream {
@@ -153,7 +167,7 @@ impl StreamLog {
         };
         *max_age.write().unwrap_or_else(|p| p.into_inner()) = Some(age);
         for s in self.shards() {
-            if let ShardLog::JetStream(j) = &*s {
+            if let Some(j) = s.as_jetstream() {
                 j.set_max_age(age)?;
             }
         }
@@ -246,6 +260,23 @@ impl StreamLog {
         Ok(())
     }
 
+    /// The key new records are sealed with (None: stored in clear).
+    pub fn sealing_key(&self) -> Option<String> {
+        self.cipher.sealing_key()
+    }
+
+    /// Seals new records with key `id` from now on, on every shard (None:
+    /// stores them in clear). Records already stored stay as they are, and
+    /// readable while their key is configured. Blocking (records the key).
+    pub fn set_sealing(&self, id: Option<&str>) -> Result<(), SealError> {
+        self.cipher.set_sealing(id)
+    }
+
+    /// The keys this log's records are opened with.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        self.cipher.keyring()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -293,7 +324,7 @@ impl StreamLog {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(i, &dir)(e)),
                 }
-                ShardLog::open(&dir, i, opts, quota.clone())?
+                ShardLog::open_as(&dir, i, opts, quota.clone(), false, self.cipher.clone())?
             }
             Store::JetStream {
                 cluster,
@@ -319,7 +350,7 @@ impl StreamLog {
                         message: "another change added a shard meanwhile".into(),
                     });
                 }
-                ShardLog::JetStream(log)
+                ShardLog::jetstream(log, self.cipher.clone())
             }
         };
         let log = Arc::new(log);

@@ -602,14 +602,10 @@ async fn a_sealed_shard_keeps_its_records_refuses_more_and_reopens_sealed() {
     );
     assert_eq!(read_all(&log, 99), vec!["r099", "last"]);
     drop(log);
-    let reopened = ShardLog::open_as(
-        dir.path(),
-        0,
-        &LogOptions::default(),
-        DiskQuota::new(u64::MAX),
-        true,
-    )
-    .unwrap();
+    let opts = LogOptions::default();
+    let cipher = Arc::new(crate::log::seal::LogCipher::new(opts.keys.clone(), None));
+    let reopened =
+        ShardLog::open_as(dir.path(), 0, &opts, DiskQuota::new(u64::MAX), true, cipher).unwrap();
     assert!(reopened.is_sealed());
     assert_eq!(reopened.durable_end(), 101);
     assert!(reopened.append(vec![rec("x")]).await.is_err());

@@ -220,6 +220,33 @@ impl Registry {
         Ok(())
     }
 
+    /// Replaces the request of an API stream whose encryption at rest
+    /// changed, and seals its log's new records with `key` from now on
+    /// (None: in clear): persisted, nothing restarted, no record waits.
+    pub async fn reseal(
+        &self,
+        name: &str,
+        request: serde_json::Value,
+        key: Option<String>,
+    ) -> Result<(), RegistryError> {
+        let _g = self.admin.lock().await;
+        let e = self.api_entry(name)?;
+        let before = e.log.sealing_key();
+        tokio::task::block_in_place(|| e.log.set_sealing(key.as_deref())).map_err(|err| {
+            RegistryError::Start {
+                stream: name.to_string(),
+                message: err.to_string(),
+            }
+        })?;
+        if let Err(err) = self.persist(&e, &request).await {
+            // Not persisted, so not done: back to what the definition says.
+            let _ = tokio::task::block_in_place(|| e.log.set_sealing(before.as_deref()));
+            return Err(err);
+        }
+        e.set_request(request);
+        Ok(())
+    }
+
     /// Drains `old`'s delivery and starts `config` in its place.
     pub(super) async fn restart(
         &self,
@@ -241,15 +268,12 @@ impl Registry {
         let e = match started {
             Ok(e) => e,
             Err(err) => {
-                // Keep delivering with the old config rather than not at all.
+                // Keep delivering with the old config rather than not at all,
+                // sealing as the log does now.
+                let mut back = (*old.config).clone();
+                back.log_key = old.log.sealing_key();
                 let back = tokio::task::block_in_place(|| {
-                    self.start_on(
-                        (*old.config).clone(),
-                        old.origin,
-                        old.created_ms,
-                        old.request(),
-                        log(),
-                    )
+                    self.start_on(back, old.origin, old.created_ms, old.request(), log())
                 })?;
                 self.write().insert(name, back);
                 return Err(err);

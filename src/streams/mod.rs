@@ -228,11 +228,12 @@ impl Registry {
                 start_at_latest(&k, &consumer).map_err(|e| fail(e.to_string()))?;
                 (k.log.clone(), consumer, Some(k.subscribe_layout()))
             }
-            Source::DirectPut => (
-                self.own_log(&config, log).map_err(fail)?,
-                CONSUMER.to_string(),
-                None,
-            ),
+            Source::DirectPut => {
+                let log = self.own_log(&config, log).map_err(fail)?;
+                log.set_sealing(config.log_key.as_deref())
+                    .map_err(|e| fail(format!("log_encryption: {e}")))?;
+                (log, CONSUMER.to_string(), None)
+            }
         };
         let errors = sink::object(&config.error_output).map_err(|e| fail(e.message))?;
         let writer_id = match &self.cluster {
@@ -315,6 +316,7 @@ impl Registry {
                 config.shards,
                 None,
                 |_| false,
+                self.config.log.keys.clone(),
             ),
             None => StreamLog::open(&dir, config.shards, &self.config.log, self.quota.clone()),
         }

@@ -19,6 +19,7 @@ use crate::config::{BackupMode, Destination, ObjectDestination};
 use crate::delivery::StreamContext;
 use crate::delivery::batcher::{PartitionKey, Ready, Route};
 use crate::encode;
+use crate::encode::encrypt::{DEFAULT_CHUNK_BYTES, EncryptingWriter, Encryption};
 use crate::metrics::{DestinationLabel, Metrics};
 use crate::record::Record;
 use crate::route::keys::{finish_partition, object_name};
@@ -600,15 +601,10 @@ async fn write_error_output(
             .render(at, Some(output_type)),
         origin.object_name(ctx, first.offset, last.offset, output_type)
     );
-    let stored = put_until_stored(
-        &ctx.errors,
-        &key,
-        bytes::Bytes::from(body),
-        stop,
-        &cfg.name,
-        shard,
-    )
-    .await;
+    let Some((key, body)) = side_object(ctx, key, body).await else {
+        return false;
+    };
+    let stored = put_until_stored(&ctx.errors, &key, body, stop, &cfg.name, shard).await;
     if stored {
         ctx.metrics
             .error_output_records
@@ -645,7 +641,58 @@ async fn write_backup(
         backup.target.prefix.render(at, None),
         origin.object_name(ctx, first.offset, last.offset, "backup")
     );
-    put_until_stored(sink, &key, bytes::Bytes::from(body), stop, &cfg.name, shard).await
+    let Some((key, body)) = side_object(ctx, key, body).await else {
+        return false;
+    };
+    put_until_stored(sink, &key, body, stop, &cfg.name, shard).await
+}
+
+/// How the error output and backups of this stream are encrypted: with
+/// its objects' keys when it encrypts its objects, else with the key its
+/// log is sealed with, so records sealed at rest are never written out in
+/// clear beside it. None: in clear, as the stream's own objects.
+fn side_encryption(ctx: &StreamContext) -> Option<Encryption> {
+    if let Some(e) = &ctx.config.encryption {
+        return Some(e.clone());
+    }
+    let id = ctx.log.sealing_key()?;
+    let secret = ctx.log.keyring().secret(&id)?.clone();
+    Some(Encryption {
+        keys: vec![(id, secret)],
+        chunk_bytes: DEFAULT_CHUNK_BYTES,
+    })
+}
+
+/// `body` as the error output or backup object `key` holds it: encrypted
+/// (named `….enc`) when [`side_encryption`] says so. None only if
+/// encrypting failed, which is never written in clear instead.
+async fn side_object(
+    ctx: &StreamContext,
+    key: String,
+    body: Vec<u8>,
+) -> Option<(String, bytes::Bytes)> {
+    let Some(enc) = side_encryption(ctx) else {
+        return Some((key, bytes::Bytes::from(body)));
+    };
+    let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let (id, secret) = enc.current();
+        let mut w = EncryptingWriter::new(Vec::new(), id, secret, enc.chunk_bytes)?;
+        std::io::Write::write_all(&mut w, &body)?;
+        w.finish()
+    })
+    .await;
+    let error = match sealed {
+        Ok(Ok(b)) => return Some((format!("{key}.enc"), bytes::Bytes::from(b))),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(
+        stream = ctx.config.name,
+        key,
+        error,
+        "cannot encrypt an error output or backup object; its records stay in the log"
+    );
+    None
 }
 
 async fn put_until_stored(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{check_name, lookup, parse};
 use crate::aws::{self, ACCOUNT};
-use crate::config::firehose::{RequestError, destination_config, stream_from_request};
+use crate::config::firehose::{destination_config, stream_from_request};
 use crate::config::{self, Destination, ObjectDestination};
 use crate::encode::Compression;
 use crate::ingest::AppState;
@@ -134,6 +134,7 @@ fn description(entry: &StreamEntry) -> Value {
         "Source": source,
         "Destinations": [dest],
         "HasMoreDestinations": false,
+        "DeliveryStreamEncryptionConfiguration": super::encryption::description(entry),
     })
 }
 
@@ -322,14 +323,6 @@ fn object_description(entry: &StreamEntry, d: &ObjectDestination) -> Value {
     json!({ "ExtendedS3DestinationDescription": extended, "S3DestinationDescription": s3 })
 }
 
-/// A refused `CreateDeliveryStream`, as Firehose answers it.
-fn request_error(e: RequestError) -> ApiError {
-    match e {
-        RequestError::Validation(v) => ApiError::validation(&v),
-        RequestError::Invalid(m) => ApiError::invalid_argument(m),
-    }
-}
-
 pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     let req: Value = parse(body)?;
     let mut v = Vec::new();
@@ -348,7 +341,8 @@ pub(super) async fn create(state: &AppState, body: &[u8]) -> Result<Value, ApiEr
             "Firehose {name} under accountId {ACCOUNT} already exists (as {what})"
         )));
     }
-    let cfg = stream_from_request(&name, &req, &state.registry.config).map_err(request_error)?;
+    let cfg =
+        stream_from_request(&name, &req, &state.registry.config).map_err(super::request_error)?;
     if let config::Source::Kinesis { stream } = &cfg.source
         && state.registry.kinesis.get(stream).is_none()
     {

@@ -40,7 +40,10 @@ pub fn last_update_ms(request: Option<&Value>) -> Option<i64> {
 }
 
 /// The stream named by the request, if the API may change it.
-fn changeable(state: &AppState, body: &Value) -> Result<std::sync::Arc<StreamEntry>, ApiError> {
+pub(super) fn changeable(
+    state: &AppState,
+    body: &Value,
+) -> Result<std::sync::Arc<StreamEntry>, ApiError> {
     let mut v = Vec::new();
     let name = check_name(body.get("DeliveryStreamName"), &mut v);
     if !v.is_empty() {
@@ -55,7 +58,7 @@ fn changeable(state: &AppState, body: &Value) -> Result<std::sync::Arc<StreamEnt
     Ok(entry)
 }
 
-fn registry_error(e: RegistryError) -> ApiError {
+pub(super) fn registry_error(e: RegistryError) -> ApiError {
     match e {
         RegistryError::NotFound(n) => {
             ApiError::not_found(format!("Firehose {n} under account {ACCOUNT} not found."))
@@ -164,10 +167,8 @@ pub(super) async fn update_destination(state: &AppState, body: &Value) -> Result
             json!(chrono::Utc::now().timestamp_millis()),
         );
     }
-    let cfg = stream_from_request(&name, &next, &state.registry.config).map_err(|e| match e {
-        RequestError::Validation(v) => ApiError::validation(&v),
-        RequestError::Invalid(m) => ApiError::invalid_argument(m),
-    })?;
+    let cfg =
+        stream_from_request(&name, &next, &state.registry.config).map_err(super::request_error)?;
     state
         .registry
         .update(cfg, next)

@@ -9,6 +9,7 @@
 //! request is made into a stream's config by `config::firehose`.
 
 mod control;
+mod encryption;
 mod manage;
 mod put;
 
@@ -53,11 +54,23 @@ pub async fn dispatch(state: &AppState, op: &str, body: &[u8]) -> Result<Reply, 
         "TagDeliveryStream" => manage::tag(state, &parse(body)?).await,
         "UntagDeliveryStream" => manage::untag(state, &parse(body)?).await,
         "ListTagsForDeliveryStream" => manage::list_tags(state, &parse(body)?),
+        "StartDeliveryStreamEncryption" => encryption::start(state, &parse(body)?).await,
+        "StopDeliveryStreamEncryption" => encryption::stop(state, &parse(body)?).await,
         other => Err(ApiError::unknown_operation(format!(
             "Firehose_20150804.{other} is not an operation Hydrant implements"
         ))),
     };
     value.map(Reply::Value)
+}
+
+/// How Firehose answers a request that cannot become a stream (a refused
+/// `CreateDeliveryStream`, `UpdateDestination` or encryption change).
+fn request_error(e: crate::config::firehose::RequestError) -> ApiError {
+    match e {
+        crate::config::firehose::RequestError::Validation(v) => ApiError::validation(&v),
+        crate::config::firehose::RequestError::Invalid(m) => ApiError::invalid_argument(m),
+        crate::config::firehose::RequestError::Kms(m) => ApiError::invalid_kms(m),
+    }
 }
 
 /// Parses a request body (empty is `{}`); `T` may borrow from it.

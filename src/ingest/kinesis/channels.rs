@@ -36,6 +36,7 @@ fn request_error(e: RequestError) -> ApiError {
             )
         }
         RequestError::Invalid(m) => ApiError::invalid_argument(m),
+        RequestError::Kms(m) => ApiError::invalid_kms(m),
     }
 }
 

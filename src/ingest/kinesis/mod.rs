@@ -21,6 +21,7 @@
 mod account;
 mod channels;
 mod consumers;
+mod encryption;
 mod iterators;
 mod queues;
 mod records;
@@ -249,6 +250,8 @@ pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value,
         "GetRecords" => iterators::get_records(state, req).await,
         "IncreaseStreamRetentionPeriod" => streams::retention(req, state, true),
         "DecreaseStreamRetentionPeriod" => streams::retention(req, state, false),
+        "StartStreamEncryption" => encryption::start(state, req),
+        "StopStreamEncryption" => encryption::stop(state, req),
         "AddTagsToStream" => tags::add_tags(state, req),
         "RemoveTagsFromStream" => tags::remove_tags(state, req),
         "ListTagsForStream" => tags::list_tags(state, req),

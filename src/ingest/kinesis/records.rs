@@ -186,7 +186,7 @@ pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, 
     Ok(json!({
         "ShardId": shard_id(shard),
         "SequenceNumber": sequence(&s, shard, range.start),
-        "EncryptionType": "NONE",
+        "EncryptionType": super::encryption::encryption_of(&s).0,
     }))
 }
 
@@ -310,5 +310,6 @@ fn put_records_reply(
             }
         })
         .collect();
-    json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE" })
+    let encryption = super::encryption::encryption_of(s).0;
+    json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": encryption })
 }

@@ -217,8 +217,7 @@ pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, A
         .collect();
     let page = &shards[..shards.len().min(limit as usize)];
     let spec = s.spec();
-    Ok(json!({
-        "StreamDescription": {
+    let mut d = json!({
             "StreamName": s.name,
             "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
@@ -228,16 +227,15 @@ pub(super) fn describe_stream(state: &AppState, req: Req<'_>) -> Result<Value, A
             "RetentionPeriodHours": spec.retention_hours,
             "StreamCreationTimestamp": seconds(s.created_ms),
             "EnhancedMonitoring": [{ "ShardLevelMetrics": spec.settings.shard_metrics }],
-            "EncryptionType": "NONE",
-        }
-    }))
+    });
+    super::encryption::describe(&s, &mut d);
+    Ok(json!({ "StreamDescription": d }))
 }
 
 pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
     let spec = s.spec();
-    Ok(json!({
-        "StreamDescriptionSummary": {
+    let mut d = json!({
             "StreamName": s.name,
             "StreamARN": kinesis_stream_arn(&s.name),
             "StreamStatus": "ACTIVE",
@@ -245,7 +243,6 @@ pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<
             "RetentionPeriodHours": spec.retention_hours,
             "StreamCreationTimestamp": seconds(s.created_ms),
             "EnhancedMonitoring": [{ "ShardLevelMetrics": spec.settings.shard_metrics }],
-            "EncryptionType": "NONE",
             "OpenShardCount": s.open_shards(),
             "ConsumerCount": spec.consumers.len(),
             "MaxRecordSizeInKiB": s.max_record_bytes() / 1024,
@@ -255,8 +252,9 @@ pub(super) fn describe_stream_summary(state: &AppState, req: Req<'_>) -> Result<
                 e.origin == crate::streams::Origin::Channel
                     && matches!(&e.config.source, crate::config::Source::Kinesis { stream } if *stream == s.name)
             }).count(),
-        }
-    }))
+    });
+    super::encryption::describe(&s, &mut d);
+    Ok(json!({ "StreamDescriptionSummary": d }))
 }
 
 pub(super) fn list_shards(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
