@@ -131,3 +131,55 @@ pub fn channel_request(data: &[u8]) {
         }
     }
 }
+
+/// The opener of records sealed at rest: bytes read back from the log as a
+/// sealed record's data either fail authentication or are exactly what a
+/// sealer produced; a genuinely sealed record opens to what was sealed,
+/// and any change to it is refused.
+pub fn sealed_record(data: &[u8]) {
+    use crate::log::AppendRecord;
+    use crate::log::seal::{Keyring, LogCipher, SealError};
+    use crate::record::Record;
+    use crate::secret::SecretKey;
+    let keys = std::sync::Arc::new(Keyring::new(&[("k".to_string(), SecretKey([7; 32]))]));
+    let cipher = LogCipher::new(keys, None);
+    let stored = |key: bytes::Bytes, data: bytes::Bytes| Record {
+        offset: 1,
+        arrival_ms: 2,
+        key,
+        data,
+    };
+    let forged = stored(
+        bytes::Bytes::from_static(b"\xffk"),
+        bytes::Bytes::copy_from_slice(data),
+    );
+    let mut r = vec![forged];
+    assert!(
+        matches!(cipher.open(&mut r), Err(SealError::Tampered(1))),
+        "arbitrary bytes opened as a sealed record"
+    );
+    if cipher.set_sealing(Some("k")).is_err() {
+        panic!("the key just configured is unknown");
+    }
+    let split = data.len().min(data.first().map_or(0, |b| usize::from(*b)));
+    let mut rec = vec![AppendRecord {
+        key: bytes::Bytes::copy_from_slice(&data[..split]),
+        data: bytes::Bytes::copy_from_slice(&data[split..]),
+        arrival_ms: 2,
+    }];
+    cipher.seal(&mut rec);
+    let mut r = vec![stored(rec[0].key.clone(), rec[0].data.clone())];
+    assert!(cipher.open(&mut r).is_ok(), "a sealed record does not open");
+    assert_eq!(
+        (&r[0].key[..], &r[0].data[..]),
+        (&data[..split], &data[split..])
+    );
+    let mut changed = rec[0].data.to_vec();
+    let at = data.len() % changed.len();
+    changed[at] ^= 0x80;
+    let mut r = vec![stored(rec[0].key.clone(), bytes::Bytes::from(changed))];
+    assert!(
+        cipher.open(&mut r).is_err(),
+        "a changed sealed record opened"
+    );
+}

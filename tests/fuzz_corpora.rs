@@ -56,3 +56,9 @@ fn channel_request_corpus() {
     let n = replay("channel_request", hydrant::fuzzing::channel_request);
     assert!(n >= 5, "only {n} inputs in the channel_request corpus");
 }
+
+#[test]
+fn sealed_record_corpus() {
+    let n = replay("sealed_record", hydrant::fuzzing::sealed_record);
+    assert!(n >= 5, "only {n} inputs in the sealed_record corpus");
+}

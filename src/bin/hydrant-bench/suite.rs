@@ -64,7 +64,7 @@ pub struct Args {
     /// Closed-loop producers at saturation.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Only these workloads (W1..W6); all by default.
+    /// Only these workloads (W1..W6, W1-at-rest, W4-at-rest); all by default.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 }

@@ -94,6 +94,8 @@ pub async fn ceilings(
     let (small, small_raw) = frames_of(n, small_record);
     out.extend(compress::stages(&logs, logs_raw, &small, small_raw)?);
     out.push(encrypt::stage(&logs, logs_raw)?);
+    out.push(encrypt::seal_stage("1 KiB", &logs, logs_raw)?);
+    out.push(encrypt::seal_stage("100 B", &small, small_raw)?);
     out.push(parquet::clickstream_stage(&clicks, clicks_raw)?);
     out.push(json::stage(&clicks, clicks_raw)?);
     out.extend(partition::stages(&clicks, clicks_raw)?);

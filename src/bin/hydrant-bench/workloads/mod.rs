@@ -1,4 +1,4 @@
-//! The suite's workloads, W1 to W6: one module each, saying what a workload
+//! The suite's workloads, W1 to W6 (and W1 and W4 sealed at rest): one module each, saying what a workload
 //! sends, how its stream is configured and which stages it goes through;
 //! and the driver they share: the requests and their sending
 //! ([`requests`]), the closed-loop saturation phase ([`saturation`]), the
@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+mod at_rest;
 pub mod freshness;
 pub mod half_load;
 pub mod requests;
@@ -44,6 +45,8 @@ pub fn all() -> Vec<Workload> {
         w4_small::workload(),
         w5_encrypted::workload(),
         w6_iceberg::workload(),
+        at_rest::w1(),
+        at_rest::w4(),
     ]
 }
 

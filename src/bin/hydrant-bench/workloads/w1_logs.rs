@@ -20,7 +20,7 @@ pub fn workload() -> Workload {
     }
 }
 
-fn stream(bucket: &str, _wasm: &Path) -> String {
+pub(super) fn stream(bucket: &str, _wasm: &Path) -> String {
     format!(
         "    compression: gzip\n    destination: {{ type: s3, bucket: {bucket}, prefix: logs/, {} }}\n",
         errors_prefix()

@@ -20,6 +20,6 @@ pub fn workload() -> Workload {
     }
 }
 
-fn stream(_bucket: &str, _wasm: &Path) -> String {
+pub(super) fn stream(_bucket: &str, _wasm: &Path) -> String {
     "    compression: zstd\n".to_string()
 }
