@@ -21,12 +21,13 @@ fi
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
    || ! command -v clang >/dev/null 2>&1 || ! command -v wasm-ld >/dev/null 2>&1 \
-   || [ ! -d /usr/include/wasm32-wasi ] || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
-  step "installing PostgreSQL, openssl and clang/lld/wasi-libc for the C transform (Debian packages)"
+   || [ ! -d /usr/include/wasm32-wasi ] || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+   || ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  step "installing PostgreSQL, openssl, clang/lld/wasi-libc for the C transform and ffmpeg for video (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql openssl \
-    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null
+    clang lld wasi-libc libclang-rt-dev-wasm32 ffmpeg >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then

@@ -27,3 +27,4 @@ pub mod sink;
 pub mod streams;
 pub mod tls;
 pub mod transform;
+pub mod video;

@@ -81,6 +81,63 @@ pub struct IcebergMetrics {
     pub abandoned_files: Family<TableLabel, Counter>,
 }
 
+/// A video stream's error acknowledgements, by Kinesis Video error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VideoErrorLabel {
+    pub stream: String,
+    pub code: String,
+}
+
+/// Kinesis Video streams: media in and out, sessions, errors.
+#[derive(Clone, Default)]
+pub struct VideoMetrics {
+    pub incoming_bytes: Family<StreamLabel, Counter>,
+    pub incoming_fragments: Family<StreamLabel, Counter>,
+    pub put_media_sessions: Family<StreamLabel, Gauge>,
+    pub errors: Family<VideoErrorLabel, Counter>,
+    pub get_media_bytes: Family<StreamLabel, Counter>,
+    pub hls_bytes: Family<StreamLabel, Counter>,
+}
+
+impl VideoMetrics {
+    fn register(&self, registry: &mut Registry) {
+        for (name, help, family) in [
+            (
+                "video_incoming_bytes",
+                "Bytes of MKV a video stream received through PutMedia",
+                &self.incoming_bytes,
+            ),
+            (
+                "video_incoming_fragments",
+                "Fragments a video stream persisted",
+                &self.incoming_fragments,
+            ),
+            (
+                "video_get_media_bytes",
+                "Bytes of MKV GetMedia and GetMediaForFragmentList sent",
+                &self.get_media_bytes,
+            ),
+            (
+                "video_hls_bytes",
+                "Bytes of HLS playlists and segments and GetClip MP4 sent",
+                &self.hls_bytes,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "video_put_media_sessions",
+            "PutMedia sessions open on a video stream",
+            self.put_media_sessions.clone(),
+        );
+        registry.register(
+            "video_errors",
+            "Error acknowledgements of PutMedia, by Kinesis Video error code",
+            self.errors.clone(),
+        );
+    }
+}
+
 impl Default for IcebergMetrics {
     fn default() -> Self {
         IcebergMetrics {
@@ -192,6 +249,7 @@ pub struct Metrics {
     pub kpl_user_records: Family<StreamLabel, Counter>,
     pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
     pub iceberg: IcebergMetrics,
+    pub video: VideoMetrics,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -253,6 +311,7 @@ impl Metrics {
             kpl_user_records: Family::default(),
             kpl_corrupt_aggregates: Family::default(),
             iceberg: IcebergMetrics::default(),
+            video: VideoMetrics::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -267,6 +326,7 @@ impl Metrics {
         m.register_shards(&mut registry);
         m.register_transform(&mut registry);
         m.iceberg.register(&mut registry);
+        m.video.register(&mut registry);
         m.process_start_time_seconds
             .set(chrono::Utc::now().timestamp());
         m.register_process(&mut registry);

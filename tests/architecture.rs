@@ -35,6 +35,7 @@ const FLOORS: &[(&str, u32)] = &[
     // What a stream delivers to, and the Kinesis stream model.
     ("kinesis", 3),
     ("sink", 3),
+    ("video", 3),
     // Running a stream.
     ("delivery", 4),
     // The streams of a daemon.

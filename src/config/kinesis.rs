@@ -82,9 +82,7 @@ impl Default for KinesisOptions {
     }
 }
 
-/// Validates `kinesis`: its bounds and each declared stream, whose shards
-/// together must fit `shards_max`.
-/// `kinesis` but its declared streams (see [`declared`]).
+/// Validates `kinesis`'s bounds (its declared streams: [`declared`]).
 pub(super) fn kinesis(errors: &mut Vec<ConfigError>, rk: RawKinesis) -> KinesisOptions {
     KinesisOptions {
         shards_max: range_check(

@@ -26,6 +26,7 @@ pub mod raw;
 mod store;
 mod stream;
 mod transform;
+mod video;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,6 +46,7 @@ pub use policy::{Policy, parse as parse_policy};
 pub use postgres::{ColumnMap, ColumnMapping, PostgresDestination, PostgresTls};
 pub use store::{S3Store, StoreConfig};
 pub use stream::{Source, StreamConfig};
+pub use video::VideoOptions;
 
 use crate::aws;
 use crate::log::LogOptions;
@@ -98,6 +100,8 @@ pub struct Config {
     /// Where the buckets of streams created through the API live.
     pub object_store: StoreConfig,
     pub kinesis: KinesisOptions,
+    /// The Kinesis Video Streams API's bounds.
+    pub video: VideoOptions,
     /// Cluster mode: the logs and shared state in NATS JetStream.
     pub cluster: Option<ClusterConfig>,
     /// Iceberg catalogs by name, the default `hydrant` among them.
@@ -212,6 +216,9 @@ impl Config {
             || self.disk_quota_bytes != other.disk_quota_bytes
         {
             out.push("log");
+        }
+        if self.video != other.video {
+            out.push("video");
         }
         if format!("{:?}", self.limits) != format!("{:?}", other.limits) {
             out.push("limits");
@@ -335,6 +342,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         Some(s) => store::store_config(&mut errors, "object_store", &s, &data_dir),
     };
     let cluster = raw.cluster.and_then(|c| cluster::cluster(&mut errors, c));
+    let video = video::video(&mut errors, raw.video.unwrap_or_default());
     let mut raw_kinesis = raw.kinesis.unwrap_or_default();
     let declared = std::mem::take(&mut raw_kinesis.streams);
     let mut kinesis = kinesis::kinesis(&mut errors, raw_kinesis);
@@ -384,6 +392,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         disk_quota_bytes,
         object_store,
         kinesis,
+        video,
         cluster,
         iceberg_catalogs,
         streams,

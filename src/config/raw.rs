@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub object_store: Option<RawStore>,
     pub kinesis: Option<RawKinesis>,
+    pub video: Option<RawVideo>,
     pub cluster: Option<RawCluster>,
     pub iceberg: Option<RawIceberg>,
     #[serde(default)]
@@ -54,6 +55,19 @@ pub struct RawKinesis {
     pub queue_long_polls_max: Option<usize>,
     #[serde(default)]
     pub streams: BTreeMap<String, RawKinesisStream>,
+}
+
+/// The Kinesis Video Streams API's bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVideo {
+    pub streams_max: Option<usize>,
+    pub sessions_per_stream_max: Option<usize>,
+    pub session_bytes_per_sec: Option<u64>,
+    pub fragment_bytes_max: Option<usize>,
+    pub fragment_duration_secs: Option<u64>,
+    pub session_idle_secs: Option<u64>,
+    pub readers_per_stream_max: Option<usize>,
 }
 
 /// A Kinesis stream declared in the config file.

@@ -300,14 +300,20 @@ fn spawn_kinesis_tasks(registry: &Arc<Registry>) {
             }
         });
     }
-    // Kinesis retention: checked every minute (segments are deleted whole).
+    // Kinesis and video retention: checked every minute (segments are
+    // deleted whole).
     let trimmer = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
             let r = trimmer.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || r.kinesis.trim()).await {
+            if let Err(e) = tokio::task::spawn_blocking(move || {
+                r.kinesis.trim();
+                r.video.trim();
+            })
+            .await
+            {
                 tracing::error!(error = %e, "Kinesis retention task failed");
             }
         }

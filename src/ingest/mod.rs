@@ -14,6 +14,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod ndjson;
 pub mod sigv4;
+mod video;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", post(aws_json))
+        .route("/{operation}", post(video::call))
+        .route("/hls/v1/{file}", get(video::hls_serve))
         .route("/v1/streams/{name}/records", post(ndjson_put))
         .route("/health", get(health))
         .route("/ready", get(ready))

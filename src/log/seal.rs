@@ -48,6 +48,9 @@ const NONCE_BYTES: usize = 12;
 const TAG_BYTES: usize = 16;
 const AAD_MAGIC: &[u8; 4] = b"HYL1";
 const KEYS_FILE: &str = "keys.json";
+/// Longest key id (config validation refuses longer ones).
+const KEY_ID_BYTES_MAX: usize = 255;
+const AAD_BYTES_MAX: usize = 4 + KEY_ID_BYTES_MAX + 8;
 
 /// Why a record could not be sealed or opened, or a key not used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -218,14 +221,20 @@ fn restrict(_: &Path, _: u32) -> io::Result<()> {
 /// Seals records under one key, never repeating a nonce.
 struct Sealer {
     key: Arc<LogKey>,
+    /// The stored key of every record it seals: the mark and the key id.
+    stored_key: Bytes,
     /// (random prefix, next counter): a new prefix when the counter wraps.
     nonces: Mutex<([u8; 8], u32)>,
 }
 
 impl Sealer {
     fn new(key: Arc<LogKey>) -> Sealer {
+        let mut stored_key = Vec::with_capacity(1 + key.id.len());
+        stored_key.push(SEALED_MARK);
+        stored_key.extend_from_slice(key.id.as_bytes());
         Sealer {
             key,
+            stored_key: Bytes::from(stored_key),
             nonces: Mutex::new((rand::rng().random(), 0)),
         }
     }
@@ -253,9 +262,10 @@ impl Sealer {
         out.extend_from_slice(&(r.key.len() as u16).to_le_bytes());
         out.extend_from_slice(&r.key);
         out.extend_from_slice(&r.data);
+        let mut aad_buf = [0u8; AAD_BYTES_MAX];
         let tag = self.key.cipher.encrypt_inout_detached(
             &Nonce::<Aes256Gcm>::from(nonce),
-            &aad(id, r.arrival_ms),
+            aad(&mut aad_buf, id, r.arrival_ms),
             (&mut out[NONCE_BYTES..]).into(),
         );
         // Encryption fails only for a message over GCM's 64 GiB limit.
@@ -263,20 +273,21 @@ impl Sealer {
             unreachable!("a record is far below AES-GCM's message limit")
         };
         out.extend_from_slice(&tag);
-        let mut key = Vec::with_capacity(1 + id.len());
-        key.push(SEALED_MARK);
-        key.extend_from_slice(id);
-        r.key = Bytes::from(key);
+        r.key = self.stored_key.clone();
         r.data = Bytes::from(out);
     }
 }
 
-fn aad(key_id: &[u8], arrival_ms: i64) -> Vec<u8> {
-    let mut a = Vec::with_capacity(4 + key_id.len() + 8);
-    a.extend_from_slice(AAD_MAGIC);
-    a.extend_from_slice(key_id);
-    a.extend_from_slice(&arrival_ms.to_le_bytes());
-    a
+/// The associated data of a record, written into `buf` (no allocation per
+/// record): the format's magic, the key id (at most 255 bytes, as config
+/// validation and the stored key's format bound it) and the arrival time.
+fn aad<'b>(buf: &'b mut [u8; AAD_BYTES_MAX], key_id: &[u8], arrival_ms: i64) -> &'b [u8] {
+    let id = &key_id[..key_id.len().min(KEY_ID_BYTES_MAX)];
+    let n = AAD_MAGIC.len() + id.len() + 8;
+    buf[..4].copy_from_slice(AAD_MAGIC);
+    buf[4..4 + id.len()].copy_from_slice(id);
+    buf[4 + id.len()..n].copy_from_slice(&arrival_ms.to_le_bytes());
+    &buf[..n]
 }
 
 /// Whether a stored record is sealed.
@@ -426,10 +437,11 @@ impl LogCipher {
         let nonce: [u8; NONCE_BYTES] = r.data[..NONCE_BYTES].try_into().map_err(|_| bad())?;
         let tag: [u8; TAG_BYTES] = r.data[body_end..].try_into().map_err(|_| bad())?;
         let mut plain = r.data[NONCE_BYTES..body_end].to_vec();
+        let mut aad_buf = [0u8; AAD_BYTES_MAX];
         key.cipher
             .decrypt_inout_detached(
                 &Nonce::<Aes256Gcm>::from(nonce),
-                &aad(id.as_bytes(), r.arrival_ms),
+                aad(&mut aad_buf, id.as_bytes(), r.arrival_ms),
                 (&mut plain[..]).into(),
                 &Tag::<Aes256Gcm>::from(tag),
             )

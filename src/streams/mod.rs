@@ -127,6 +127,8 @@ pub struct Registry {
     pub metrics: Arc<Metrics>,
     /// The Kinesis streams; delivery streams may read them.
     pub kinesis: Streams,
+    /// The Kinesis Video streams.
+    pub video: crate::video::VideoStreams,
     quota: Arc<DiskQuota>,
     /// Cluster mode: every log in JetStream.
     pub cluster: Option<Arc<Cluster>>,
@@ -153,10 +155,17 @@ impl Registry {
         )
         .with_cluster(cluster.clone());
         let encoders = Arc::new(tokio::sync::Semaphore::new(config.limits.encoders_max));
+        let video = crate::video::VideoStreams::new(
+            &config.data_dir,
+            config.video.clone(),
+            config.log.clone(),
+            quota.clone(),
+        );
         Arc::new(Registry {
             config,
             metrics,
             kinesis,
+            video,
             quota,
             cluster,
             encoders,
@@ -382,6 +391,10 @@ impl Registry {
                 stream: "kinesis".into(),
                 message: e.to_string(),
             })?;
+        self.video.load().map_err(|e| RegistryError::Start {
+            stream: "video".into(),
+            message: e.to_string(),
+        })?;
         let now = chrono::Utc::now().timestamp_millis();
         for cfg in self.config.streams.values() {
             let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;

@@ -1,0 +1,159 @@
+//! The fragments of a video stream by offset and time, in memory: rebuilt
+//! from the log at start, extended as fragments are persisted, cut as
+//! retention deletes segments. `ListFragments` and the timestamp selectors
+//! of `GetMedia`, `GetClip` and HLS read it; the bytes stay in the log.
+
+use std::collections::VecDeque;
+use std::sync::RwLock;
+
+use super::fragment::{self, Numbering};
+use crate::log::{LogError, StreamLog};
+
+/// One fragment, as listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u64,
+    pub timecode: i64,
+    pub producer_ms: i64,
+    pub server_ms: i64,
+    pub duration_ms: u64,
+    /// Bytes of its MKV cluster.
+    pub size: u64,
+}
+
+/// Which clock a time selector is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Clock {
+    Producer,
+    Server,
+}
+
+impl Entry {
+    pub fn at(&self, clock: Clock) -> i64 {
+        match clock {
+            Clock::Producer => self.producer_ms,
+            Clock::Server => self.server_ms,
+        }
+    }
+}
+
+/// A stream's fragments, sorted by offset.
+pub struct Index {
+    entries: RwLock<VecDeque<Entry>>,
+    pub numbering: Numbering,
+}
+
+impl Index {
+    /// Reads every fragment's description from `log`. Blocking.
+    pub fn rebuild(log: &StreamLog) -> Result<Index, LogError> {
+        let mut entries = VecDeque::new();
+        if let Some(shard) = log.shard(0) {
+            let mut reader = shard.reader(shard.oldest_offset());
+            loop {
+                let batch = reader.read(256, 64 << 20)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for r in batch {
+                    match fragment::decode(&r.data) {
+                        Some(f) => entries.push_back(entry(r.offset, &f.meta, f.cluster.len())),
+                        None => {
+                            tracing::warn!(
+                                offset = r.offset,
+                                "a video log record is not a fragment; skipped"
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Index {
+            entries: RwLock::new(entries),
+            numbering: Numbering::of_log(log.id()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Entry>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, VecDeque<Entry>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a persisted fragment (appends are serialized, so offsets grow).
+    pub fn push(&self, e: Entry) {
+        self.write().push_back(e);
+    }
+
+    /// Forgets fragments below `offset` (deleted by retention).
+    pub fn forget_before(&self, offset: u64) {
+        let mut g = self.write();
+        while g.front().is_some_and(|e| e.offset < offset) {
+            g.pop_front();
+        }
+    }
+
+    pub fn get(&self, offset: u64) -> Option<Entry> {
+        let g = self.read();
+        let i = g.binary_search_by_key(&offset, |e| e.offset).ok()?;
+        g.get(i).copied()
+    }
+
+    pub fn first(&self) -> Option<Entry> {
+        self.read().front().copied()
+    }
+
+    pub fn last(&self) -> Option<Entry> {
+        self.read().back().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Fragments that start within `[start_ms, end_ms]` on `clock`, in
+    /// ingestion order, from the `skip`th on, at most `max`.
+    pub fn in_range(
+        &self,
+        clock: Clock,
+        start_ms: i64,
+        end_ms: i64,
+        skip: usize,
+        max: usize,
+    ) -> Vec<Entry> {
+        self.read()
+            .iter()
+            .filter(|e| (start_ms..=end_ms).contains(&e.at(clock)))
+            .skip(skip)
+            .take(max)
+            .copied()
+            .collect()
+    }
+
+    /// The first fragment that starts at or after `ms` on `clock`.
+    pub fn first_from(&self, clock: Clock, ms: i64) -> Option<Entry> {
+        self.read().iter().find(|e| e.at(clock) >= ms).copied()
+    }
+
+    /// The fragment after `offset`, if any yet.
+    pub fn after(&self, offset: u64) -> Option<Entry> {
+        self.read().iter().find(|e| e.offset > offset).copied()
+    }
+}
+
+/// The index entry of a fragment stored at `offset`.
+pub fn entry(offset: u64, meta: &fragment::Meta, cluster_bytes: usize) -> Entry {
+    Entry {
+        offset,
+        timecode: meta.timecode,
+        producer_ms: meta.producer_ms,
+        server_ms: meta.server_ms,
+        duration_ms: meta.duration_ms,
+        size: cluster_bytes as u64,
+    }
+}
