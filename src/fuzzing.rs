@@ -183,3 +183,31 @@ pub fn sealed_record(data: &[u8]) {
         "a changed sealed record opened"
     );
 }
+
+/// The PutMedia MKV reader: any bytes, however they are cut into pushes,
+/// give the same events as one push, never panic, and every fragment it
+/// accepts is within its limits.
+pub fn mkv_reader(data: &[u8]) {
+    use crate::video::mkv::{MkvReader, ReadEvent, ReaderLimits};
+    let limits = ReaderLimits {
+        fragment_bytes_max: 1 << 20,
+        ..ReaderLimits::default()
+    };
+    let mut whole = MkvReader::new(limits.clone());
+    let mut once = whole.push(data);
+    once.extend(whole.finish());
+    let step = 1 + data.first().map_or(0, |b| usize::from(*b) % 61);
+    let mut cut = MkvReader::new(limits.clone());
+    let mut pieces = Vec::new();
+    for chunk in data.chunks(step) {
+        pieces.extend(cut.push(chunk));
+    }
+    pieces.extend(cut.finish());
+    assert_eq!(once, pieces, "events depend on how the body was cut");
+    for e in &once {
+        if let ReadEvent::Fragment(f) = e {
+            assert!(f.cluster.len() <= limits.fragment_bytes_max + 16);
+            assert!(f.duration_ns <= limits.fragment_duration_max.as_nanos() as u64);
+        }
+    }
+}

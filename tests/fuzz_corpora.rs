@@ -62,3 +62,9 @@ fn sealed_record_corpus() {
     let n = replay("sealed_record", hydrant::fuzzing::sealed_record);
     assert!(n >= 5, "only {n} inputs in the sealed_record corpus");
 }
+
+#[test]
+fn mkv_reader_corpus() {
+    let n = replay("mkv_reader", hydrant::fuzzing::mkv_reader);
+    assert!(n >= 5, "only {n} inputs in the mkv_reader corpus");
+}

@@ -309,3 +309,44 @@ def test_hls_live_plays_while_ffmpeg_is_still_pushing(hydrant_factory, tmp_path)
         assert pusher.poll() is None or pusher.returncode == 0
     finally:
         pusher.wait(60)
+
+
+def test_fragments_are_archived_as_playable_mkv_objects_once_across_sigkill(hydrant_factory, garage, bucket,
+                                                                           source, tmp_path):
+    from conftest import s3_store_yaml
+    from harness import read_objects
+    cfg = s3_store_yaml(garage) + SHORT_IDLE + f"""  archive:
+    destination: {{ type: s3, bucket: {bucket}, prefix: archive/ }}
+    streams: ["cam-*"]
+"""
+    h = hydrant_factory(cfg).start()
+    kv = client(h, "kinesisvideo")
+    kv.create_stream(StreamName="cam-1", DataRetentionInHours=24)
+    kv.create_stream(StreamName="other", DataRetentionInHours=24)
+    data = source.read_bytes()
+    first = upload(h.port, signed_headers(h.url, "cam-1"), data, chunk=65536)
+    upload(h.port, signed_headers(h.url, "other"), data, chunk=65536)
+    assert len(first.events("PERSISTED")) == 6
+    s3 = garage.s3()
+    objs = wait_until(lambda: (lambda o: o if len(o) >= 6 else None)(read_objects(s3, bucket, "archive/")),
+                      timeout=30, what="6 archived fragments")
+    numbers = [a["FragmentNumber"] for a in first.events("PERSISTED")]
+    assert sorted(k.rsplit("/", 1)[1] for k in objs) == sorted(f"{n}.mkv" for n in numbers)
+    assert all(k.startswith("archive/") and "/cam-1/" in k for k in objs), list(objs)
+    for k, body in objs.items():
+        f = tmp_path / k.replace("/", "_")
+        f.write_bytes(body)
+        assert frame_count(f) == 25, k
+    joined = tmp_path / "joined.mkv"
+    joined.write_bytes(b"".join(body for _, body in sorted(objs.items(), key=lambda kv: kv[0].rsplit("/", 1)[1])))
+    assert framemd5(joined) == framemd5(source)
+
+    # SIGKILL, more media, restart: every fragment archived, each once.
+    h.kill()
+    h.start()
+    second = upload(h.port, signed_headers(h.url, "cam-1"), data, chunk=65536)
+    numbers += [a["FragmentNumber"] for a in second.events("PERSISTED")]
+    assert len(numbers) == 12
+    objs = wait_until(lambda: (lambda o: o if len(o) >= 12 else None)(read_objects(s3, bucket, "archive/")),
+                      timeout=30, what="12 archived fragments")
+    assert sorted(k.rsplit("/", 1)[1] for k in objs) == sorted(f"{n}.mkv" for n in numbers)

@@ -46,7 +46,7 @@ pub use policy::{Policy, parse as parse_policy};
 pub use postgres::{ColumnMap, ColumnMapping, PostgresDestination, PostgresTls};
 pub use store::{S3Store, StoreConfig};
 pub use stream::{Source, StreamConfig};
-pub use video::VideoOptions;
+pub use video::{VideoArchive, VideoOptions};
 
 use crate::aws;
 use crate::log::LogOptions;
@@ -217,7 +217,7 @@ impl Config {
         {
             out.push("log");
         }
-        if self.video != other.video {
+        if format!("{:?}", self.video) != format!("{:?}", other.video) {
             out.push("video");
         }
         if format!("{:?}", self.limits) != format!("{:?}", other.limits) {
@@ -342,7 +342,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         Some(s) => store::store_config(&mut errors, "object_store", &s, &data_dir),
     };
     let cluster = raw.cluster.and_then(|c| cluster::cluster(&mut errors, c));
-    let video = video::video(&mut errors, raw.video.unwrap_or_default());
     let mut raw_kinesis = raw.kinesis.unwrap_or_default();
     let declared = std::mem::take(&mut raw_kinesis.streams);
     let mut kinesis = kinesis::kinesis(&mut errors, raw_kinesis);
@@ -353,6 +352,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         (&log.keys, cluster.is_some()),
     );
     let iceberg_catalogs = iceberg::catalogs(&mut errors, raw.iceberg, &data_dir, &object_store);
+    let video = video::video(&mut errors, raw.video.unwrap_or_default(), &object_store);
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");

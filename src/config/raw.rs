@@ -68,6 +68,15 @@ pub struct RawVideo {
     pub fragment_duration_secs: Option<u64>,
     pub session_idle_secs: Option<u64>,
     pub readers_per_stream_max: Option<usize>,
+    pub archive: Option<RawVideoArchive>,
+}
+
+/// `video.archive`: fragments as MKV objects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVideoArchive {
+    pub destination: RawDestination,
+    pub streams: Option<Vec<String>>,
 }
 
 /// A Kinesis stream declared in the config file.

@@ -2,11 +2,41 @@
 
 use std::time::Duration;
 
+use super::destination::{ObjectDestination, destination_for_objects};
 use super::raw::RawVideo;
-use super::{ConfigError, range_check};
+use super::store::StoreConfig;
+use super::{ConfigError, err, range_check};
+
+/// Where fragments are archived, each as a playable MKV object.
+#[derive(Clone, Debug)]
+pub struct VideoArchive {
+    /// An s3 or file destination; its `prefix` starts every key.
+    pub destination: ObjectDestination,
+    /// The streams archived: names, `*` matching any run of characters.
+    pub streams: Vec<String>,
+}
+
+impl VideoArchive {
+    /// Whether `stream` is archived.
+    pub fn covers(&self, stream: &str) -> bool {
+        self.streams.iter().any(|p| glob(p, stream))
+    }
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, rest)) => {
+            s.starts_with(head)
+                && (0..=s.len() - head.len())
+                    .any(|i| s.is_char_boundary(head.len() + i) && glob(rest, &s[head.len() + i..]))
+        }
+    }
+}
 
 /// Bounds of the video streams and their sessions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VideoOptions {
     /// Video streams `CreateStream` may create.
     pub streams_max: usize,
@@ -24,6 +54,8 @@ pub struct VideoOptions {
     pub session_idle: Duration,
     /// GetMedia readers open at once on one stream.
     pub readers_per_stream_max: usize,
+    /// Fragments archived as objects, if configured.
+    pub archive: Option<VideoArchive>,
 }
 
 impl Default for VideoOptions {
@@ -36,13 +68,37 @@ impl Default for VideoOptions {
             fragment_duration: Duration::from_secs(10),
             session_idle: Duration::from_secs(30),
             readers_per_stream_max: 10,
+            archive: None,
         }
     }
 }
 
 /// Validates `video`.
-pub(super) fn video(errors: &mut Vec<ConfigError>, rv: RawVideo) -> VideoOptions {
+pub(super) fn video(
+    errors: &mut Vec<ConfigError>,
+    rv: RawVideo,
+    default_store: &StoreConfig,
+) -> VideoOptions {
     let d = VideoOptions::default();
+    let archive = rv.archive.and_then(|a| {
+        let streams = a.streams.unwrap_or_else(|| vec!["*".to_string()]);
+        if streams.is_empty() {
+            errors.push(err(
+                "video.archive.streams",
+                "lists no stream; leave it out to archive every stream",
+            ));
+        }
+        destination_for_objects(
+            errors,
+            "video.archive.destination",
+            a.destination,
+            default_store,
+        )
+        .map(|destination| VideoArchive {
+            destination,
+            streams,
+        })
+    });
     VideoOptions {
         streams_max: range_check(
             errors,
@@ -95,5 +151,18 @@ pub(super) fn video(errors: &mut Vec<ConfigError>, rv: RawVideo) -> VideoOptions
             1,
             10_000,
         ),
+        archive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn archive_patterns_match_stream_names() {
+        use super::glob;
+        assert!(glob("*", "cam-1"));
+        assert!(glob("cam-*", "cam-1") && !glob("cam-*", "door-1"));
+        assert!(glob("*-1", "cam-1") && glob("c*m*1", "cam-1") && !glob("c*x", "cam-1"));
+        assert!(glob("cam-1", "cam-1") && !glob("cam-1", "cam-12"));
     }
 }

@@ -10,6 +10,7 @@
 pub mod batcher;
 mod lineage;
 mod shard;
+pub mod video_archive;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};

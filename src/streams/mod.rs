@@ -395,12 +395,53 @@ impl Registry {
             stream: "video".into(),
             message: e.to_string(),
         })?;
+        for s in self.video.all() {
+            self.archive_video(&s);
+        }
         let now = chrono::Utc::now().timestamp_millis();
         for cfg in self.config.streams.values() {
             let e = self.start(cfg.clone(), Origin::Yaml, now, None)?;
             self.write().insert(cfg.name.clone(), e);
         }
         self.restore_api_streams()
+    }
+
+    /// Creates a video stream and starts archiving it if `video.archive`
+    /// covers it. Blocking.
+    pub fn create_video(
+        &self,
+        spec: crate::video::Spec,
+    ) -> Result<Arc<crate::video::VideoStream>, crate::video::VideoError> {
+        let s = self.video.create(spec)?;
+        self.archive_video(&s);
+        Ok(s)
+    }
+
+    /// Starts the archiver of `s`, if `video.archive` covers it.
+    fn archive_video(&self, s: &Arc<crate::video::VideoStream>) {
+        let Some(a) = self
+            .config
+            .video
+            .archive
+            .as_ref()
+            .filter(|a| a.covers(&s.name))
+        else {
+            return;
+        };
+        let sink = match sink::object(&a.destination) {
+            Ok(sink) => sink,
+            Err(e) => {
+                tracing::error!(stream = s.name, error = %e.message, "cannot open the video archive's store; not archiving");
+                return;
+            }
+        };
+        // Until the archiver has read its checkpoint, retention keeps all.
+        s.archived.store(0, std::sync::atomic::Ordering::Release);
+        tokio::spawn(crate::delivery::video_archive::run(
+            s.clone(),
+            a.destination.clone(),
+            sink,
+        ));
     }
 
     /// Drains every stream: flush open batches, deliver, checkpoint.

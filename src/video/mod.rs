@@ -39,9 +39,19 @@ pub struct VideoStream {
     /// Serializes appends, so fragment numbers follow ingestion order and
     /// the index stays sorted.
     pub appending: tokio::sync::Mutex<()>,
+    /// The offset below which every fragment is archived (`u64::MAX`: the
+    /// stream is not archived); retention never deletes past it.
+    pub archived: std::sync::atomic::AtomicU64,
+    /// Cancelled when the stream is deleted: its tasks end.
+    pub deleted: tokio_util::sync::CancellationToken,
 }
 
 impl VideoStream {
+    /// The stream's directory (its definition, log and archive checkpoint).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn spec(&self) -> Spec {
         self.spec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -75,7 +85,8 @@ impl VideoStream {
         let Some(shard) = self.log.shard(0) else {
             return;
         };
-        let below = shard.offset_written_before(cutoff);
+        let archived = self.archived.load(std::sync::atomic::Ordering::Acquire);
+        let below = shard.offset_written_before(cutoff).min(archived);
         match shard.delete_before(below) {
             Ok(_) => self.index.forget_before(shard.oldest_offset()),
             Err(e) => tracing::warn!(stream = self.name, error = %e, "cannot trim a video stream"),
@@ -145,6 +156,8 @@ impl VideoStreams {
             dir,
             sessions: 0.into(),
             readers: 0.into(),
+            archived: u64::MAX.into(),
+            deleted: tokio_util::sync::CancellationToken::new(),
             appending: tokio::sync::Mutex::new(()),
         }))
     }
@@ -218,6 +231,7 @@ impl VideoStreams {
             .dir
             .join(format!(".deleted-{name}-{}", uuid::Uuid::new_v4().simple()));
         let freed = s.log.quota_bytes();
+        s.deleted.cancel();
         drop(s);
         if let Err(e) = std::fs::rename(&dir, &aside) {
             tracing::warn!(stream = name, error = %e, "cannot move a deleted video stream aside");
@@ -238,3 +252,6 @@ impl VideoStreams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

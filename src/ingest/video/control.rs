@@ -182,8 +182,7 @@ fn create(state: &AppState, req: &Value) -> Result<Value, ApiError> {
     };
     let s = state
         .registry
-        .video
-        .create(Spec {
+        .create_video(Spec {
             name: name.to_string(),
             device_name: device,
             media_type: media_type(req)?,
