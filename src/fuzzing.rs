@@ -211,3 +211,46 @@ pub fn mkv_reader(data: &[u8]) {
         }
     }
 }
+
+/// The Kinesis request parsers (`PutRecords` in JSON and in CBOR): any body
+/// is refused with an error or gives records within Kinesis's limits.
+pub fn kinesis_request(data: &[u8]) {
+    const MAX: usize = 1 << 20;
+    for cbor in [false, true] {
+        if let Ok(records) = crate::ingest::kinesis::parse_put_records(data, cbor, MAX) {
+            assert!(!records.is_empty() && records.len() <= 500);
+            for (key, bytes) in records {
+                assert!((1..=1024).contains(&key), "partition key of {key} bytes");
+                assert!(bytes <= MAX);
+            }
+        }
+    }
+}
+
+/// The NDJSON body splitter: every record it accepts is one non-blank JSON
+/// line within the record limit, and the lines are the body's.
+pub fn ndjson_body(data: &[u8]) {
+    use crate::ingest::firehose::RECORD_BYTES_MAX;
+    let body = bytes::Bytes::copy_from_slice(data);
+    if let Ok(lines) = crate::ingest::ndjson::split_lines(&body) {
+        for l in &lines {
+            assert!(!l.is_empty() && l.len() <= RECORD_BYTES_MAX);
+            assert!(serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
+            assert!(!l.contains(&b'\n'));
+        }
+        assert!(lines.iter().map(|l| l.len()).sum::<usize>() <= data.len());
+    }
+}
+
+/// The config file: any text is refused with errors naming their paths, or
+/// gives a config whose streams have valid names.
+pub fn config_yaml(data: &[u8]) {
+    match crate::config::parse(&String::from_utf8_lossy(data)) {
+        Ok(c) => assert!(
+            c.streams
+                .keys()
+                .all(|n| crate::aws::valid_delivery_stream_name(n))
+        ),
+        Err(e) => assert!(!e.0.is_empty()),
+    }
+}

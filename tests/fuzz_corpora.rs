@@ -68,3 +68,21 @@ fn mkv_reader_corpus() {
     let n = replay("mkv_reader", hydrant::fuzzing::mkv_reader);
     assert!(n >= 5, "only {n} inputs in the mkv_reader corpus");
 }
+
+#[test]
+fn kinesis_request_corpus() {
+    let n = replay("kinesis_request", hydrant::fuzzing::kinesis_request);
+    assert!(n >= 5, "only {n} inputs in the kinesis_request corpus");
+}
+
+#[test]
+fn ndjson_body_corpus() {
+    let n = replay("ndjson_body", hydrant::fuzzing::ndjson_body);
+    assert!(n >= 5, "only {n} inputs in the ndjson_body corpus");
+}
+
+#[test]
+fn config_yaml_corpus() {
+    let n = replay("config_yaml", hydrant::fuzzing::config_yaml);
+    assert!(n >= 5, "only {n} inputs in the config_yaml corpus");
+}

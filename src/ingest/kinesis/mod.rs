@@ -231,6 +231,28 @@ fn as_req<'a>(body: &'a Value, empty: &'a Map<String, Value>) -> Result<Req<'a>,
     }
 }
 
+/// Parses a `PutRecords` body (JSON, or CBOR when `cbor`) as the API does,
+/// with records of up to `max` bytes; the records' (partition key, data)
+/// sizes. The fuzz targets' entry into the Kinesis request parsers.
+pub fn parse_put_records(
+    body: &[u8],
+    cbor: bool,
+    max: usize,
+) -> Result<Vec<(usize, usize)>, ApiError> {
+    let v: Value = if cbor {
+        super::cbor::request_to_json(body).map_err(ApiError::serialization)?
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
+    };
+    let empty = Map::new();
+    let req = as_req(&v, &empty)?;
+    let records = records::records_in(&req, max)?;
+    Ok(records
+        .iter()
+        .map(|r| (r.key.len(), r.data.len()))
+        .collect())
+}
+
 /// Dispatches one operation on a request already parsed to a JSON value.
 pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value, ApiError> {
     let empty = Map::new();

@@ -26,9 +26,9 @@ use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 
 /// A record to put, checked.
-struct PutIn {
-    data: Bytes,
-    key: Bytes,
+pub(super) struct PutIn {
+    pub(super) data: Bytes,
+    pub(super) key: Bytes,
     hash: u128,
 }
 
@@ -243,7 +243,7 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
 
 /// The records of a `PutRecords` request, each checked, within the
 /// request's count and size limits.
-fn records_in(req: &Req<'_>, max: usize) -> Result<Vec<PutIn>, ApiError> {
+pub(super) fn records_in(req: &Req<'_>, max: usize) -> Result<Vec<PutIn>, ApiError> {
     let records = match req.0.get("Records") {
         None | Some(Value::Null) => return Err(missing("records")),
         Some(Value::Array(a)) => a,
