@@ -67,12 +67,15 @@ pub(super) fn stream_key(
 }
 
 /// The key id a KMS key name of the APIs means: `alias/aws/kinesis` (and
-/// `alias/aws/firehose`) the built-in key; `ID`, `alias/ID`,
+/// `alias/aws/firehose`, `alias/aws/kinesisvideo`) the built-in key; `ID`, `alias/ID`,
 /// `arn:aws:kms:REGION:ACCOUNT:key/ID` and `…:alias/ID` the key `ID` of
 /// `log.keys`.
 pub fn key_id_of_kms(name: &str) -> &str {
     let resource = aws::kms_resource(name).unwrap_or(name);
-    if matches!(resource, "alias/aws/kinesis" | "alias/aws/firehose") {
+    if matches!(
+        resource,
+        "alias/aws/kinesis" | "alias/aws/firehose" | "alias/aws/kinesisvideo"
+    ) {
         return BUILTIN_KEY;
     }
     resource

@@ -123,11 +123,20 @@ struct Played {
 }
 
 async fn play(s: &Arc<VideoStream>, offset: u64) -> Result<Played, ApiError> {
-    let shard = s
-        .log
-        .shard(0)
-        .ok_or_else(|| not_found("the stream has no log"))?;
-    let read = tokio::task::spawn_blocking(move || shard.reader(offset).read(1, 64 << 20)).await;
+    let stream = s.clone();
+    // Reading the log and parsing the MKV are blocking work.
+    tokio::task::spawn_blocking(move || play_blocking(&stream, offset))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                e.to_string(),
+            )
+        })?
+}
+
+fn play_blocking(s: &VideoStream, offset: u64) -> Result<Played, ApiError> {
     let gone = || {
         not_found(format!(
             "fragment {} is no longer in stream {}",
@@ -135,10 +144,8 @@ async fn play(s: &Arc<VideoStream>, offset: u64) -> Result<Played, ApiError> {
             s.name
         ))
     };
-    let records = match read {
-        Ok(Ok(r)) => r,
-        _ => return Err(gone()),
-    };
+    let shard = s.log.shard(0).ok_or_else(gone)?;
+    let records = shard.reader(offset).read(1, 64 << 20).map_err(|_| gone())?;
     let r = records
         .into_iter()
         .find(|r| r.offset == offset)
@@ -380,12 +387,23 @@ async fn serve_file(state: &AppState, file: &str, q: &HlsQuery) -> Result<Respon
                 .filter(|o| s.index.get(*o).is_some())
                 .ok_or_else(|| not_found(format!("fragment {n} is not in stream {}", s.name)))?;
             let played = play(&s, offset).await?;
-            let seg = mp4::media_segment(
-                (offset + 1) as u32,
-                &played.tracks,
-                &played.frames,
-                &sess.timeline,
-            )
+            let timeline = sess.timeline;
+            let seg = tokio::task::spawn_blocking(move || {
+                mp4::media_segment(
+                    (offset + 1) as u32,
+                    &played.tracks,
+                    &played.frames,
+                    &timeline,
+                )
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalFailure",
+                    e.to_string(),
+                )
+            })?
             .map_err(remux_error)?;
             Ok(body(state, &s.name, "video/mp4", seg))
         }
