@@ -350,3 +350,60 @@ def test_fragments_are_archived_as_playable_mkv_objects_once_across_sigkill(hydr
     objs = wait_until(lambda: (lambda o: o if len(o) >= 12 else None)(read_objects(s3, bucket, "archive/")),
                       timeout=30, what="12 archived fragments")
     assert sorted(k.rsplit("/", 1)[1] for k in objs) == sorted(f"{n}.mkv" for n in numbers)
+
+
+def read_chunks(payload, n, limit=50):
+    """Reads a GetMedia payload until it holds `n` fragments (or ends)."""
+    got = b""
+    for _ in range(limit):
+        if got.count(b"AWS_KINESISVIDEO_FRAGMENT_NUMBER") >= n:
+            break
+        piece = payload.read(4096)
+        if not piece:
+            break
+        got += piece
+    payload.close()
+    return got
+
+
+def numbers_in(got: bytes, frags) -> list:
+    return [f["FragmentNumber"] for f in frags if f["FragmentNumber"].encode() in got]
+
+
+def test_get_media_start_selectors_and_session_bounds(hydrant_factory, source):
+    h = hydrant_factory(SHORT_IDLE + "  sessions_per_stream_max: 1\n").start()
+    client(h, "kinesisvideo").create_stream(StreamName="cam", DataRetentionInHours=24)
+    data = source.read_bytes()
+    p = upload(h.port, signed_headers(h.url, "cam"), data, chunk=65536)
+    assert len(p.events("PERSISTED")) == 6
+    frags = fragments_of(h, "cam")
+    media = client(h, "kinesis-video-media")
+
+    def start(**sel):
+        return media.get_media(StreamName="cam", StartSelector=sel)["Payload"]
+
+    # Producer time of fragment 3 plus half a second: the fragment holding it.
+    at = frags[3]["ProducerTimestamp"].timestamp() + 0.5
+    got = read_chunks(start(StartSelectorType="PRODUCER_TIMESTAMP", StartTimestamp=at), 3)
+    assert numbers_in(got, frags) == [f["FragmentNumber"] for f in frags[3:6]]
+    got = read_chunks(start(StartSelectorType="SERVER_TIMESTAMP",
+                            StartTimestamp=frags[0]["ServerTimestamp"]), 6)
+    assert numbers_in(got, frags) == [f["FragmentNumber"] for f in frags]
+    got = read_chunks(start(StartSelectorType="CONTINUATION_TOKEN",
+                            ContinuationToken=frags[4]["FragmentNumber"]), 1)
+    assert numbers_in(got, frags) == [frags[5]["FragmentNumber"]]
+    # NOW: only what is persisted from now on; here nothing, so it ends empty.
+    assert numbers_in(read_chunks(start(StartSelectorType="NOW"), 1), frags) == []
+    code, msg = error_code(lambda: media.get_media(StreamName="cam", StartSelector={
+        "StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": "123"}))
+    assert code == "ResourceNotFoundException", msg
+
+    # One session at a time: a second upload while one is open is refused.
+    from video_media import PutMedia
+    first = PutMedia(h.port, signed_headers(h.url, "cam"))
+    first.send(data[:1000])
+    time.sleep(0.3)
+    second = upload(h.port, signed_headers(h.url, "cam"), data[:1000])
+    assert second.status == 400 and b"ConnectionLimitExceededException" in second.error_body
+    first.finish()
+    assert h.metric("video_get_media_bytes", stream="cam") > 0
