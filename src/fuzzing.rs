@@ -254,3 +254,18 @@ pub fn config_yaml(data: &[u8]) {
         Err(e) => assert!(!e.0.is_empty()),
     }
 }
+
+/// The video API's request parsing (`CreateStream`, every field checked):
+/// any body is refused or defines a stream within Kinesis Video's rules.
+pub fn video_request(data: &[u8]) {
+    if let Ok(spec) = crate::ingest::video::parse_create_stream(data) {
+        assert!(crate::video::spec::valid_name(&spec.name));
+        assert!(spec.retention_hours <= crate::video::spec::RETENTION_HOURS_MAX);
+        assert!(spec.tags.len() <= crate::video::spec::TAGS_MAX);
+        assert!(
+            spec.log_key
+                .as_deref()
+                .is_none_or(|k| k == crate::log::seal::BUILTIN_KEY)
+        );
+    }
+}

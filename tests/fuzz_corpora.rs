@@ -86,3 +86,9 @@ fn config_yaml_corpus() {
     let n = replay("config_yaml", hydrant::fuzzing::config_yaml);
     assert!(n >= 5, "only {n} inputs in the config_yaml corpus");
 }
+
+#[test]
+fn video_request_corpus() {
+    let n = replay("video_request", hydrant::fuzzing::video_request);
+    assert!(n >= 5, "only {n} inputs in the video_request corpus");
+}

@@ -14,7 +14,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod ndjson;
 pub mod sigv4;
-mod video;
+pub mod video;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@ use super::{from_video, invalid, not_found, opt_str, seconds, stream_of};
 use crate::config::at_rest;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
+use crate::log::seal::Keyring;
 use crate::video::{Spec, VideoError, VideoStream, spec};
 
 /// The APIs `GetDataEndpoint` answers for.
@@ -148,6 +149,20 @@ fn create(state: &AppState, req: &Value) -> Result<Value, ApiError> {
             "video streams keep their fragments on one node's disk; they are not available in cluster mode",
         ));
     }
+    let spec = create_spec(req, &state.registry.config.log.keys)?;
+    let (name, retention) = (spec.name.clone(), spec.retention_hours);
+    let s = state.registry.create_video(spec).map_err(from_video)?;
+    tracing::info!(
+        stream = name,
+        retention_hours = retention,
+        "video stream created"
+    );
+    Ok(json!({ "StreamARN": s.spec().arn() }))
+}
+
+/// The definition a `CreateStream` request asks for, every field checked
+/// as the model constrains it; `keys` resolve its `KmsKeyId`.
+pub(super) fn create_spec(req: &Value, keys: &Keyring) -> Result<Spec, ApiError> {
     let name =
         checked_name(req, "StreamName", 256)?.ok_or_else(|| invalid("StreamName is required"))?;
     let device = checked_name(req, "DeviceName", 128)?.map(str::to_string);
@@ -168,38 +183,23 @@ fn create(state: &AppState, req: &Value) -> Result<Value, ApiError> {
         return Err(too_many_tags(tags.len()));
     }
     let kms = opt_str(req, "KmsKeyId")?.map(str::to_string);
-    let config = &state.registry.config;
     let log_key = match &kms {
         None => None,
-        Some(k) => Some(
-            at_rest::resolve(
-                &config.log.keys,
-                config.cluster.is_some(),
-                Some(at_rest::key_id_of_kms(k)),
-            )
-            .map_err(invalid)?,
-        ),
+        Some(k) => {
+            Some(at_rest::resolve(keys, false, Some(at_rest::key_id_of_kms(k))).map_err(invalid)?)
+        }
     };
-    let s = state
-        .registry
-        .create_video(Spec {
-            name: name.to_string(),
-            device_name: device,
-            media_type: media_type(req)?,
-            kms_key_id: kms,
-            log_key,
-            retention_hours: retention,
-            created_ms: chrono::Utc::now().timestamp_millis(),
-            version: spec::new_version(),
-            tags,
-        })
-        .map_err(from_video)?;
-    tracing::info!(
-        stream = name,
-        retention_hours = retention,
-        "video stream created"
-    );
-    Ok(json!({ "StreamARN": s.spec().arn() }))
+    Ok(Spec {
+        name: name.to_string(),
+        device_name: device,
+        media_type: media_type(req)?,
+        kms_key_id: kms,
+        log_key,
+        retention_hours: retention,
+        created_ms: chrono::Utc::now().timestamp_millis(),
+        version: spec::new_version(),
+        tags,
+    })
 }
 
 fn describe(state: &AppState, req: &Value) -> Result<Value, ApiError> {

@@ -120,6 +120,18 @@ pub async fn call(
     }
 }
 
+/// Parses a `CreateStream` body as the API does; the stream it defines.
+/// The fuzz targets' entry into the video request parsers.
+pub fn parse_create_stream(body: &[u8]) -> Result<spec::Spec, ApiError> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
+    })?;
+    if !req.is_object() {
+        return Err(invalid("the request body must be a JSON object"));
+    }
+    control::create_spec(&req, &crate::log::seal::Keyring::default())
+}
+
 /// This daemon's address as the client reached it (its `Host`), `https`
 /// when that is the TLS listener's port.
 fn endpoint(state: &AppState, headers: &axum::http::HeaderMap) -> String {
