@@ -190,16 +190,27 @@ async fn follow(
             let Some(chunk) = chunk_of(&s, r.offset, &r.data, true) else {
                 continue;
             };
-            metrics
-                .video
-                .get_media_bytes
-                .get_or_create(&Metrics::stream(&s.name))
-                .inc_by(chunk.len() as u64);
-            if tx.send(Ok(chunk)).await.is_err() {
+            if !send(&tx, &metrics, &s.name, chunk).await {
                 return;
             }
         }
     }
+}
+
+/// Sends a chunk to the reader and counts it; false once the reader is
+/// gone.
+async fn send(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    metrics: &Metrics,
+    stream: &str,
+    chunk: Bytes,
+) -> bool {
+    metrics
+        .video
+        .get_media_bytes
+        .get_or_create(&Metrics::stream(stream))
+        .inc_by(chunk.len() as u64);
+    tx.send(Ok(chunk)).await.is_ok()
 }
 
 /// The MKV chunk of the fragment stored at `offset`; None if the record is
@@ -294,12 +305,7 @@ pub(super) async fn for_fragment_list(state: &AppState, req: &Value) -> Response
                 // Deleted by retention since the request was checked.
                 continue;
             };
-            metrics
-                .video
-                .get_media_bytes
-                .get_or_create(&Metrics::stream(&s.name))
-                .inc_by(chunk.len() as u64);
-            if tx.send(Ok(chunk)).await.is_err() {
+            if !send(&tx, &metrics, &s.name, chunk).await {
                 return;
             }
         }

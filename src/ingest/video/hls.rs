@@ -105,6 +105,15 @@ fn session_of(state: &AppState, token: &str) -> Result<Session, ApiError> {
     Ok(s)
 }
 
+/// A blocking task that did not finish (it panicked or was cancelled).
+fn join_error(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalFailure",
+        e.to_string(),
+    )
+}
+
 fn remux_error(e: RemuxError) -> ApiError {
     let kind = e.kvs_exception().unwrap_or("InvalidArgumentException");
     let status = if kind == "ResourceNotFoundException" {
@@ -127,13 +136,7 @@ async fn play(s: &Arc<VideoStream>, offset: u64) -> Result<Played, ApiError> {
     // Reading the log and parsing the MKV are blocking work.
     tokio::task::spawn_blocking(move || play_blocking(&stream, offset))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalFailure",
-                e.to_string(),
-            )
-        })?
+        .map_err(join_error)?
 }
 
 fn play_blocking(s: &VideoStream, offset: u64) -> Result<Played, ApiError> {
@@ -397,13 +400,7 @@ async fn serve_file(state: &AppState, file: &str, q: &HlsQuery) -> Result<Respon
                 )
             })
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalFailure",
-                    e.to_string(),
-                )
-            })?
+            .map_err(join_error)?
             .map_err(remux_error)?;
             Ok(body(state, &s.name, "video/mp4", seg))
         }
@@ -566,13 +563,7 @@ pub(super) async fn get_clip(state: &AppState, req: &Value) -> Result<Response, 
     }
     let mp4 = tokio::task::spawn_blocking(move || mp4::clip(&tracks, &frames))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalFailure",
-                e.to_string(),
-            )
-        })?
+        .map_err(join_error)?
         .map_err(remux_error)?;
     Ok(body(state, &s.name, "video/mp4", mp4))
 }
