@@ -1,6 +1,7 @@
 //! The daemon under test: a bench config on a free port, starting the real
-//! `hydrant` binary and waiting until it is healthy, stopping it, and what
-//! `/proc` says about it (peak RSS, CPU seconds).
+//! `hydrant` binary and waiting until it is healthy, stopping it, settling
+//! the disk between measurements, and what `/proc` says about it (peak RSS,
+//! CPU seconds).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -95,6 +96,17 @@ pub fn stop(child: &mut Child) -> anyhow::Result<()> {
         .status();
     child.wait()?;
     Ok(())
+}
+
+/// Removes a measurement's data and waits for the disk to write everything
+/// out (`sync`), so that no measurement is timed against the writeback of
+/// the one before it.
+pub async fn settle(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let synced = tokio::process::Command::new("sync").status().await;
+    if !synced.is_ok_and(|s| s.success()) {
+        eprintln!("  (sync failed: the last measurement's writeback may overlap the next one)");
+    }
 }
 
 /// The peak resident set size of a process so far, in KiB.

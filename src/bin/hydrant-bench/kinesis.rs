@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use serde_json::json;
 
-use crate::daemon::{bench_config, cpu_seconds, peak_rss_kib, start_daemon, stop};
-use crate::load::{closed_loop, percentile};
+use crate::daemon::{bench_config, cpu_seconds, peak_rss_kib, settle, start_daemon, stop};
+use crate::load::{closed_loop, json_reply, percentile};
 use crate::records::json_record;
 
 /// What `hydrant-bench kinesis` measures.
@@ -88,12 +88,7 @@ pub async fn kinesis_call(
         .body(body)
         .send()
         .await?;
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("{op}: {status}: {}", String::from_utf8_lossy(&bytes));
-    }
-    Ok(serde_json::from_slice(&bytes)?)
+    json_reply(op, resp).await
 }
 
 #[derive(serde::Deserialize)]
@@ -141,28 +136,17 @@ struct Read {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.measure.contains(&Measure::Records) {
         records(&args).await?;
-        settle(&args).await;
+        settle(&args.dir).await;
     }
     if args.measure.contains(&Measure::FanOut) {
         fanout::run(&args).await?;
-        settle(&args).await;
+        settle(&args.dir).await;
     }
     if args.measure.contains(&Measure::Split) {
         split::run(&args).await?;
-        settle(&args).await;
+        settle(&args.dir).await;
     }
     Ok(())
-}
-
-/// Removes a measurement's data and waits for the disk to write everything
-/// out (`sync`), so that no measurement is timed against the writeback of
-/// the one before it.
-async fn settle(args: &Args) {
-    let _ = std::fs::remove_dir_all(&args.dir);
-    let synced = tokio::process::Command::new("sync").status().await;
-    if !synced.is_ok_and(|s| s.success()) {
-        eprintln!("  (sync failed: the last measurement's writeback may overlap the next one)");
-    }
 }
 
 /// Creates the stream, puts, reads every shard back, prints the two rows

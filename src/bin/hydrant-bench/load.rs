@@ -1,6 +1,6 @@
 //! Load shared by the subcommands: closed-loop producers (with or without
-//! their calls' timeline), one `PutRecordBatch` call, and percentiles of the
-//! latencies recorded.
+//! their calls' timeline), one `PutRecordBatch` call, an API reply's JSON,
+//! and percentiles of the latencies recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,16 @@ pub async fn put_record_batch(http: &reqwest::Client, url: &str, body: bytes::By
             .is_ok_and(|v| v["FailedPutCount"].as_u64() == Some(0)),
         _ => false,
     }
+}
+
+/// The JSON of an API call's reply, or an error with its status and body.
+pub async fn json_reply(op: &str, resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        anyhow::bail!("{op}: {status}: {}", String::from_utf8_lossy(&bytes));
+    }
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// One call of a closed-loop producer: when it began, how long it took and

@@ -17,6 +17,9 @@
 //! * `cluster`: W1 and Kinesis puts on the local log and on a cluster (three
 //!   NATS JetStream servers and two Hydrant nodes on this machine) in the
 //!   same run: what replication costs ([`cluster`]).
+//! * `video`: Kinesis Video `PutMedia` sessions at 2 Mbit/s each, doubling
+//!   until the machine saturates, with each fragment's time to `PERSISTED`;
+//!   HLS segment serving beside the remux ceiling ([`video`]).
 //!
 //! This file parses the command line and dispatches; each subcommand lives in
 //! its own module, with its flags.
@@ -37,6 +40,7 @@ mod recovery;
 mod report;
 mod stages;
 mod suite;
+mod video;
 mod workloads;
 
 #[derive(Parser)]
@@ -77,6 +81,11 @@ enum Cmd {
     /// W1 and Kinesis PutRecords on the local log and on a cluster (3 NATS
     /// JetStream servers + 2 Hydrant nodes on this machine), same run.
     Cluster(cluster::Args),
+    /// Kinesis Video: concurrent PutMedia sessions at the media's bitrate
+    /// (2 Mbit/s) doubling until the machine saturates, fragment last byte
+    /// to PERSISTED p50/p99; HLS segment serving against the remux
+    /// ceiling. Writes `bench/results/<date>-<machine>-video.json`.
+    Video(video::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Kinesis(args) => block_on(kinesis::run(args)),
         Cmd::Cluster(args) => block_on(cluster::run(args)),
         Cmd::Ingest(args) => block_on(ingest::run(args)),
+        Cmd::Video(args) => block_on(video::run(args)),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The suite's report: what each workload measured (the shape of the
 //! results file), the two tables printed at the end with W1 against zlib at
-//! level 6, and the results file `<date>-<machine>.json`.
+//! level 6, and the results files `<date>-<machine>[-<suffix>].json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::stages::Stage;
 use crate::stages::compress::ZLIB_6;
@@ -116,27 +116,41 @@ fn print_workload_row(r: &WorkloadResult) {
 /// Writes `<results>/<date>-<machine>.json`; its path.
 pub fn write(
     args: &Args,
-    cores: usize,
     ceilings: &[Stage],
     results: &[WorkloadResult],
 ) -> anyhow::Result<PathBuf> {
+    write_json(
+        &args.results,
+        "",
+        json!({
+            "saturation_secs": args.secs,
+            "half_load_secs": args.half_secs,
+            "clients": args.clients,
+            "stages": ceilings,
+            "workloads": results,
+            "w1_vs_zlib6": w1_vs_zlib6(ceilings, results),
+        }),
+    )
+}
+
+/// Writes `<dir>/<date>-<machine><suffix>.json`: the run's date, machine,
+/// cores, version and commit, then the fields of `fields` (an object); its
+/// path.
+pub fn write_json(dir: &Path, suffix: &str, fields: Value) -> anyhow::Result<PathBuf> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let machine = machine();
-    std::fs::create_dir_all(&args.results)?;
-    let path = args.results.join(format!("{date}-{machine}.json"));
-    let doc = json!({
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{date}-{machine}{suffix}.json"));
+    let mut doc = json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "machine": machine,
-        "cores": cores,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "version": env!("CARGO_PKG_VERSION"),
         "commit": Command::new("git").args(["rev-parse", "--short", "HEAD"]).stderr(Stdio::null()).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        "saturation_secs": args.secs,
-        "half_load_secs": args.half_secs,
-        "clients": args.clients,
-        "stages": ceilings,
-        "workloads": results,
-        "w1_vs_zlib6": w1_vs_zlib6(ceilings, results),
     });
+    if let (Some(d), Value::Object(f)) = (doc.as_object_mut(), fields) {
+        d.extend(f);
+    }
     std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
     Ok(path)
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::daemon::{free_port, peak_rss_kib, start_daemon, stop};
+use crate::daemon::{free_port, peak_rss_kib, settle, start_daemon, stop};
 use crate::garage::Garage;
 use crate::load::percentile;
 use crate::report::{self, WorkloadResult};
@@ -92,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report::print_tables(&args, cores, &ceilings, &results);
-    let path = report::write(&args, cores, &ceilings, &results)?;
+    let path = report::write(&args, &ceilings, &results)?;
     println!("\nwritten to {}", path.display());
     let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
@@ -259,14 +259,10 @@ async fn print_commits(w: &Workload, d: &Running) -> anyhow::Result<()> {
 /// the daemon started on its config.
 async fn start(args: &Args, w: &Workload, garage: &Garage, wasm: &Path) -> anyhow::Result<Running> {
     let wdir = args.dir.join(w.id);
-    let _ = std::fs::remove_dir_all(&wdir);
     // Each workload starts on a quiet disk: what the previous one wrote (its
     // log and output, Garage's objects) would otherwise be written back
     // during this one's half-load phase and timed as this one's fsyncs.
-    let synced = tokio::process::Command::new("sync").status().await;
-    if !synced.is_ok_and(|s| s.success()) {
-        eprintln!("  (sync failed: the previous workload's writeback may overlap this one)");
-    }
+    settle(&wdir).await;
     std::fs::create_dir_all(&wdir)?;
     let bucket = format!("bench-{}", w.id.to_lowercase());
     let out_dir = wdir.join("out");
