@@ -140,6 +140,17 @@ impl Index {
         self.read().iter().find(|e| e.at(clock) >= ms).copied()
     }
 
+    /// The fragment that holds the moment `ms` on `clock`: the newest one
+    /// starting at or before it, if it has not ended by then.
+    pub fn holding(&self, clock: Clock, ms: i64) -> Option<Entry> {
+        self.read()
+            .iter()
+            .rev()
+            .find(|e| e.at(clock) <= ms)
+            .filter(|e| e.at(clock) + e.duration_ms as i64 > ms)
+            .copied()
+    }
+
     /// The fragment after `offset`, if any yet.
     pub fn after(&self, offset: u64) -> Option<Entry> {
         self.read().iter().find(|e| e.offset > offset).copied()

@@ -1,3 +1,5 @@
+//! Video streams over their log: retention, the archive floor, restart.
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 

@@ -80,16 +80,9 @@ fn start_offset(s: &VideoStream, sel: &Value) -> Result<u64, ApiError> {
 
 /// The fragment holding the moment `ms`, else the first after it.
 fn containing(s: &VideoStream, clock: Clock, ms: i64) -> Option<Entry> {
-    let from = s.index.first_from(clock, ms);
-    let before = s
-        .index
-        .in_range(clock, i64::MIN, ms, 0, usize::MAX)
-        .into_iter()
-        .next_back();
-    match before {
-        Some(b) if b.at(clock) + b.duration_ms as i64 > ms => Some(b),
-        _ => from,
-    }
+    s.index
+        .holding(clock, ms)
+        .or_else(|| s.index.first_from(clock, ms))
 }
 
 /// Frees a reader slot when the response ends.

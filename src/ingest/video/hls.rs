@@ -105,6 +105,23 @@ fn session_of(state: &AppState, token: &str) -> Result<Session, ApiError> {
     Ok(s)
 }
 
+/// The stream a playback request names, which must keep its media (HLS and
+/// clips read what retention keeps; Kinesis Video refuses them otherwise).
+fn retained_stream(state: &AppState, req: &Value) -> Result<Arc<VideoStream>, ApiError> {
+    let s = stream_of(state, req)?;
+    if s.spec().retention_hours == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NoDataRetentionException",
+            format!(
+                "stream {} keeps no data (DataRetentionInHours is 0)",
+                s.name
+            ),
+        ));
+    }
+    Ok(s)
+}
+
 /// A blocking task that did not finish (it panicked or was cancelled).
 fn join_error(e: tokio::task::JoinError) -> ApiError {
     ApiError::new(
@@ -242,18 +259,8 @@ pub(super) async fn session_url(
     req: &Value,
     endpoint: &str,
 ) -> Result<Value, ApiError> {
-    let s = stream_of(state, req)?;
+    let s = retained_stream(state, req)?;
     let spec = s.spec();
-    if spec.retention_hours == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "NoDataRetentionException",
-            format!(
-                "stream {} keeps no data (DataRetentionInHours is 0)",
-                s.name
-            ),
-        ));
-    }
     if let Some(c) = opt_str(req, "ContainerFormat")?.filter(|c| *c != "FRAGMENTED_MP4") {
         return Err(invalid(format!(
             "ContainerFormat {c} is not supported; use FRAGMENTED_MP4"
@@ -485,17 +492,7 @@ fn urlencoding(s: &str) -> String {
 }
 
 pub(super) async fn get_clip(state: &AppState, req: &Value) -> Result<Response, ApiError> {
-    let s = stream_of(state, req)?;
-    if s.spec().retention_hours == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "NoDataRetentionException",
-            format!(
-                "stream {} keeps no data (DataRetentionInHours is 0)",
-                s.name
-            ),
-        ));
-    }
+    let s = retained_stream(state, req)?;
     let sel = req
         .get("ClipFragmentSelector")
         .filter(|v| v.is_object())
@@ -529,15 +526,7 @@ pub(super) async fn get_clip(state: &AppState, req: &Value) -> Result<Response, 
         ));
     }
     // The first fragment is the one holding the start, as for GetMedia.
-    let mut from = start;
-    if let Some(b) = s
-        .index
-        .in_range(clock, i64::MIN, start, 0, usize::MAX)
-        .last()
-        && b.at(clock) + b.duration_ms as i64 > start
-    {
-        from = b.at(clock);
-    }
+    let from = s.index.holding(clock, start).map_or(start, |b| b.at(clock));
     let mut chosen = Vec::new();
     let mut bytes = 0u64;
     for e in s.index.in_range(clock, from, end, 0, CLIP_FRAGMENTS_MAX) {

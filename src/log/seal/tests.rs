@@ -1,3 +1,5 @@
+//! Sealing and opening records, key checks at open, the built-in key.
+
 use std::sync::Arc;
 
 use bytes::Bytes;
