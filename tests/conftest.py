@@ -10,6 +10,26 @@ from harness import Garage, Hydrant
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    Hydrant.made.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines each daemon logged,
+    so a failure seen once in CI can be read afterwards."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when == "call":
+        for h in Hydrant.made:
+            try:
+                tail = "\n".join(h.logs().splitlines()[-60:])
+            except OSError as e:
+                tail = f"(cannot read the log: {e})"
+            report.sections.append((f"hydrant log {h.dir.name}", tail))
+
+
 @pytest.fixture(scope="session")
 def garage(tmp_path_factory):
     g = Garage(tmp_path_factory.mktemp("garage")).start()

@@ -154,7 +154,11 @@ def hydrant_bin() -> str:
 class Hydrant:
     """The real hydrant binary with a generated config."""
 
+    # Every daemon the running test made, for the failure report.
+    made: list = []
+
     def __init__(self, workdir: Path, config_body: str, env=None, port=None):
+        Hydrant.made.append(self)
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
