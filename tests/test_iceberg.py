@@ -56,9 +56,22 @@ def put(h, recs, stream="app"):
 def local_catalog(h):
     from pyiceberg.catalog.sql import SqlCatalog
 
+    from sqlalchemy.exc import OperationalError
+
     d = h.data_dir / "iceberg"
     wait_until(lambda: (d / "catalog.db").exists(), timeout=60, what="the catalog's database")
-    return SqlCatalog("hydrant", uri=f"sqlite:///{d}/catalog.db", warehouse=f"file://{d}/warehouse")
+
+    def opened():
+        # pyiceberg creates the catalog's tables it finds missing; Hydrant
+        # may be creating them at the same moment.
+        try:
+            return SqlCatalog("hydrant", uri=f"sqlite:///{d}/catalog.db", warehouse=f"file://{d}/warehouse")
+        except OperationalError as e:
+            if "already exists" in str(e):
+                return None
+            raise
+
+    return wait_until(opened, timeout=30, what="the catalog opened beside Hydrant")
 
 
 def rows(catalog, table="web.app"):

@@ -246,15 +246,26 @@ impl Leases {
             ..Default::default()
         };
         let value = Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
-        match self.kv.create(key, value).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-            // Two nodes seeding at once: the loser may see the race as
-            // another error ("wrong last sequence"); the entry is there.
-            Err(e) => match self.peek(key).await {
-                Ok(Some(_)) => Ok(false),
-                _ => Err(Self::store_err(key, e)),
-            },
+        let mut tries = 0;
+        loop {
+            match self.kv.create(key, value.clone()).await {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(false),
+                // Two nodes seeding at once: the loser may see the race as
+                // another error ("wrong last sequence"), and a replica may
+                // not show the winner's entry yet: look again, a while.
+                Err(e) => {
+                    if let Ok(Some(_)) = self.peek(key).await {
+                        return Ok(false);
+                    }
+                    tries += 1;
+                    if tries >= 20 {
+                        return Err(Self::store_err(key, e));
+                    }
+                    tracing::debug!(key, error = %e, "seeding a lease raced; looking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 
