@@ -153,6 +153,23 @@ pub fn kinesis_stream_from_arn(arn: &str) -> Option<&str> {
         .filter(|n| valid_kinesis_stream_name(n))
 }
 
+/// The delivery stream a Firehose ARN names
+/// (`arn:aws:firehose:REGION:ACCOUNT:deliverystream/NAME`).
+pub fn delivery_stream_from_arn(arn: &str) -> Option<&str> {
+    let arn = parse_arn(arn)?;
+    if arn.service != "firehose" {
+        return None;
+    }
+    arn.resource
+        .strip_prefix("deliverystream/")
+        .filter(|n| valid_delivery_stream_name(n))
+}
+
+/// The ARN of a SQL application (Kinesis Data Analytics).
+pub fn analytics_application_arn(name: &str) -> String {
+    format!("arn:aws:kinesisanalytics:{REGION}:{ACCOUNT}:application/{name}")
+}
+
 /// The (stream, consumer, creation seconds) a consumer ARN names
 /// (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CONSUMER:SECS`).
 pub fn consumer_from_arn(arn: &str) -> Option<(&str, &str, i64)> {

@@ -1,13 +1,15 @@
-//! Hydrant: a self-hosted Amazon Kinesis: the Firehose and Kinesis Data
-//! Streams APIs over a durable shard log, delivering to object stores, HTTP
-//! endpoints and PostgreSQL.
+//! Hydrant: a self-hosted Amazon Kinesis: the Firehose, Kinesis Data
+//! Streams, Data Analytics and Video Streams APIs over a durable shard log,
+//! delivering to object stores, HTTP endpoints and PostgreSQL.
 //!
 //! Records flow `ingest` → `log` → `delivery` (`route`, `transform`,
-//! `encode`) → `sink`; `config` describes the streams, `streams` runs them
-//! and `daemon` wires it all together. Each module lives on a floor and
+//! `encode`) → `sink`; `analytics` runs SQL over the logs into other
+//! streams; `config` describes the streams, `streams` runs them and
+//! `daemon` wires it all together. Each module lives on a floor and
 //! imports only the floors below it: ARCHITECTURE.md has the map, the
 //! floors and the invariants, and `tests/architecture.rs` checks the floors.
 
+pub mod analytics;
 pub mod aws;
 pub mod config;
 pub mod daemon;

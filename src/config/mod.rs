@@ -7,6 +7,7 @@
 //! before parsing, so secrets need not sit in the file. Nothing downstream ever
 //! sees an invalid value: this is the only place config is checked.
 
+pub mod analytics;
 pub mod at_rest;
 mod auth;
 pub mod channel;
@@ -34,6 +35,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use analytics::{AnalyticsOptions, ApplicationConfig};
 pub use auth::AccessKey;
 pub use cluster::ClusterConfig;
 pub use destination::{Backup, BackupMode, Destination, ObjectDestination};
@@ -102,6 +104,8 @@ pub struct Config {
     pub kinesis: KinesisOptions,
     /// The Kinesis Video Streams API's bounds.
     pub video: VideoOptions,
+    /// SQL applications and their bounds.
+    pub analytics: AnalyticsOptions,
     /// Cluster mode: the logs and shared state in NATS JetStream.
     pub cluster: Option<ClusterConfig>,
     /// Iceberg catalogs by name, the default `hydrant` among them.
@@ -219,6 +223,9 @@ impl Config {
         }
         if format!("{:?}", self.video) != format!("{:?}", other.video) {
             out.push("video");
+        }
+        if format!("{:?}", self.analytics) != format!("{:?}", other.analytics) {
+            out.push("analytics");
         }
         if format!("{:?}", self.limits) != format!("{:?}", other.limits) {
             out.push("limits");
@@ -353,6 +360,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     );
     let iceberg_catalogs = iceberg::catalogs(&mut errors, raw.iceberg, &data_dir, &object_store);
     let video = video::video(&mut errors, raw.video.unwrap_or_default(), &object_store);
+    let analytics = analytics::analytics(
+        &mut errors,
+        raw.analytics.unwrap_or_default(),
+        cluster.is_some(),
+    );
     let mut streams = BTreeMap::new();
     for (name, s) in raw.streams {
         let path = format!("streams.{name}");
@@ -393,6 +405,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         object_store,
         kinesis,
         video,
+        analytics,
         cluster,
         iceberg_catalogs,
         streams,

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub object_store: Option<RawStore>,
     pub kinesis: Option<RawKinesis>,
     pub video: Option<RawVideo>,
+    pub analytics: Option<super::analytics::RawAnalytics>,
     pub cluster: Option<RawCluster>,
     pub iceberg: Option<RawIceberg>,
     #[serde(default)]

@@ -43,7 +43,11 @@ pub async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Re
     let registry = Registry::new(config.clone(), metrics, cluster);
     registry.start_all().context("cannot start streams")?;
     spawn_kinesis_tasks(&registry);
-    let state = AppState::new(registry.clone());
+    let analytics = crate::analytics::Applications::new(registry.clone());
+    analytics
+        .start_all(crate::config::analytics::api::from_saved)
+        .map_err(|e| anyhow::anyhow!("cannot start SQL applications: {e}"))?;
+    let state = AppState::new(registry.clone(), analytics.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -88,6 +92,9 @@ pub async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Re
         }
     }
     // In-flight requests have finished: the log holds everything acknowledged.
+    // Applications publish what they processed into their outputs first,
+    // so the delivery streams drain it too.
+    analytics.stop_all().await;
     tracing::info!(
         deadline_secs = deadline.as_secs(),
         "draining: flushing open batches"

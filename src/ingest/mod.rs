@@ -37,6 +37,8 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// The SQL applications.
+    pub analytics: Arc<crate::analytics::Applications>,
     /// Requests being served at once; more wait for a permit.
     pub in_flight: Arc<Semaphore>,
     /// False once shutdown began: new puts are refused.
@@ -44,10 +46,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(registry: Arc<Registry>, analytics: Arc<crate::analytics::Applications>) -> Self {
         let n = registry.config.limits.requests_in_flight_max;
         AppState {
             registry,
+            analytics,
             in_flight: Arc::new(Semaphore::new(n)),
             accepting: Arc::new(AtomicBool::new(true)),
         }

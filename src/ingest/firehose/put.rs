@@ -96,6 +96,12 @@ fn lookup_for_put(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiE
             "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
         ));
     }
+    let out = crate::analytics::runner::io::StreamRef::Delivery(name.to_string());
+    if let Some(app) = state.analytics.owner_of(&out) {
+        return Err(ApiError::invalid_argument(format!(
+            "Delivery stream {name} is the output of application {app}; only the application writes to it."
+        )));
+    }
     Ok(entry)
 }
 

@@ -158,8 +158,21 @@ async fn append(
     }
 }
 
+/// Refuses a put to a stream a SQL application writes its results to.
+fn not_an_output(state: &AppState, s: &KinesisStream) -> Result<(), ApiError> {
+    let out = crate::analytics::runner::io::StreamRef::Kinesis(s.name.clone());
+    match state.analytics.owner_of(&out) {
+        Some(app) => Err(ApiError::invalid_argument(format!(
+            "Stream {} is the output of application {app}; only the application writes to it.",
+            s.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
+    not_an_output(state, &s)?;
     let record = record_in(req.0, "", s.max_record_bytes())?;
     if let Some(o) = req.str("SequenceNumberForOrdering")?
         && !o.bytes().all(|b| b.is_ascii_digit())
@@ -192,6 +205,7 @@ pub(super) async fn put_record(state: &AppState, req: Req<'_>) -> Result<Value, 
 
 pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value, ApiError> {
     let s = req.stream(state)?;
+    not_an_output(state, &s)?;
     let parsed = records_in(&req, s.max_record_bytes())?;
     // Group by shard, keeping request order within each shard; a record over
     // its shard's write limit fails alone, as Kinesis reports it.
