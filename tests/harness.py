@@ -224,6 +224,13 @@ class Hydrant:
             config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}),
         )
 
+    def analytics(self, **kw):
+        return boto3.client(
+            "kinesisanalytics", endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=kw.get("key", "test"), aws_secret_access_key=kw.get("secret", "test"),
+            config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )
+
     def metric(self, name, **labels) -> float:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
             text = r.read().decode()

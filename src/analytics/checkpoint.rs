@@ -53,6 +53,9 @@ struct Header {
     /// The input's identity (log id): a checkpoint of another input is
     /// not this one's.
     input: String,
+    /// The program's: open windows of other SQL are not restored.
+    #[serde(default)]
+    program: String,
     offsets: BTreeMap<u32, u64>,
     done: BTreeSet<u32>,
     ends: BTreeMap<String, BTreeMap<u32, u64>>,
@@ -66,6 +69,8 @@ struct Header {
 /// What a checkpoint holds.
 pub struct Checkpoint {
     pub input: String,
+    /// A digest of the SQL and schemas the state belongs to.
+    pub program: String,
     /// The next offset to read, per input shard.
     pub offsets: BTreeMap<u32, u64>,
     /// Closed input shards read to their end.
@@ -110,6 +115,7 @@ impl Checkpoint {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let header = Header {
             input: self.input.clone(),
+            program: self.program.clone(),
             offsets: self.offsets.clone(),
             done: self.done.clone(),
             ends: self.ends.clone(),
@@ -191,6 +197,7 @@ impl Checkpoint {
         }
         Ok(Checkpoint {
             input: header.input,
+            program: header.program,
             offsets: header.offsets,
             done: header.done,
             ends: header.ends,

@@ -134,18 +134,24 @@ pub fn build(
         .collect();
     let mut outputs = BTreeMap::new();
     let mut defs = BTreeMap::new();
+    // The code is checked first: an output naming no stream is reported
+    // once the code is known to be right.
+    let mut unknown = None;
     for (name, o) in &c.outputs {
-        let exact = known
+        let Some(exact) = known
             .iter()
             .find(|k| *k == name)
             .or_else(|| known.iter().find(|k| k.eq_ignore_ascii_case(name)))
-            .ok_or_else(|| {
+            .cloned()
+        else {
+            unknown.get_or_insert_with(|| {
                 invalid(
                     format!("outputs.{name}"),
                     "names no in-application stream a pump inserts into",
                 )
-            })?
-            .clone();
+            });
+            continue;
+        };
         if stream_ref(&o.stream) == stream_ref(&c.input.stream) {
             return Err(invalid(
                 format!("outputs.{name}"),
@@ -173,7 +179,21 @@ pub fn build(
         EngineError::Code { .. } => AppError::Code(e.to_string()),
         EngineError::Eval(m) => AppError::Code(m),
     })?;
-    Ok((engine, outputs))
+    match unknown {
+        Some(e) => Err(e),
+        None => Ok((engine, outputs)),
+    }
+}
+
+/// A digest of what an application's state depends on: its SQL, input
+/// schema and window settings.
+fn program_digest(c: &ApplicationConfig) -> String {
+    use sha2::Digest;
+    let text = format!(
+        "{}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{:?}",
+        c.sql, c.input.columns, c.input.format, c.input.name_prefix, c.max_out_of_order
+    );
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// Where an application came from.
@@ -341,6 +361,7 @@ impl Applications {
             outputs,
             path: dir.join("checkpoint"),
             consumer: format!("analytics-{}", c.name),
+            program: program_digest(&c),
             options: RunOptions {
                 checkpoint_interval: c.checkpoint_interval,
                 output_interval: c.output_interval,
@@ -444,5 +465,30 @@ impl Applications {
             }
         }
         Ok(())
+    }
+}
+
+impl Applications {
+    /// Forgets a stopped application: its record, its checkpoint, and the
+    /// consumer checkpoints by which it held its input's retention.
+    pub fn forget(&self, name: &str) -> Result<(), AppError> {
+        let Some(app) = self.remove(name) else {
+            return Ok(());
+        };
+        if let Ok(view) =
+            runner::io::input_view(&self.registry, &stream_ref(&app.config().input.stream))
+        {
+            let consumer = view
+                .log
+                .dir()
+                .join("checkpoints")
+                .join(format!("analytics-{name}"));
+            if let Err(e) = std::fs::remove_dir_all(&consumer)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(app = name, error = %e, "cannot remove the input's retention checkpoints");
+            }
+        }
+        store::delete(&self.app_dir(name)).map_err(|e| AppError::Io(e.to_string()))
     }
 }

@@ -43,13 +43,14 @@ pub fn check(
     ))
 }
 
-/// Checks an API request (`kinesis`: Kinesis's, else Firehose's operation
-/// `op`) against `key`'s policy; the body is read for its resource only
-/// when the key has a policy.
+/// Checks an API request (operation `op` of the service whose IAM prefix
+/// is `service`: `kinesis`, `firehose`, `kinesisanalytics`) against `key`'s
+/// policy; the body is read for its resource only when the key has a
+/// policy.
 pub fn request(
     state: &AppState,
     key: &AccessKey,
-    kinesis: bool,
+    service: &str,
     op: &str,
     body: &[u8],
     cbor: bool,
@@ -57,17 +58,32 @@ pub fn request(
     if key.policy.is_none() {
         return Ok(());
     }
-    let (action, resource) = if kinesis {
-        let req = if cbor {
-            super::cbor::request_to_json(body).unwrap_or_default()
-        } else {
-            serde_json::from_slice(body).unwrap_or_default()
-        };
-        (format!("kinesis:{op}"), kinesis_resource(&req))
-    } else {
-        (format!("firehose:{op}"), firehose_resource(body))
+    let resource = match service {
+        "kinesis" => {
+            let req = if cbor {
+                super::cbor::request_to_json(body).unwrap_or_default()
+            } else {
+                serde_json::from_slice(body).unwrap_or_default()
+            };
+            kinesis_resource(&req)
+        }
+        "kinesisanalytics" => analytics_resource(body),
+        _ => firehose_resource(body),
     };
-    check(state, key, &action, &resource)
+    check(state, key, &format!("{service}:{op}"), &resource)
+}
+
+/// The resource a KinesisAnalytics request is for: its application, or `*`.
+pub fn analytics_resource(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(rename = "ApplicationName")]
+        name: Option<String>,
+    }
+    match serde_json::from_slice::<Named>(body) {
+        Ok(Named { name: Some(n) }) => aws::analytics_application_arn(&n),
+        _ => "*".into(),
+    }
 }
 
 /// The resource a Firehose request is for: its delivery stream, or `*`.

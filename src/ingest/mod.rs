@@ -7,6 +7,7 @@
 //! request that fails validation writes nothing. Ingest never talks to a
 //! destination.
 
+pub mod analytics;
 mod authorize;
 pub mod cbor;
 pub mod error;
@@ -218,6 +219,8 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
         (Service::Firehose, op)
     } else if let Some(op) = target.strip_prefix("Kinesis_20131202.") {
         (Service::Kinesis, op)
+    } else if let Some(op) = target.strip_prefix("KinesisAnalytics_20150814.") {
+        (Service::Analytics, op)
     } else {
         return reply(
             Err(ApiError::unknown_operation(if target.is_empty() {
@@ -229,14 +232,7 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
         );
     };
     if let Some(key) = key
-        && let Err(e) = authorize::request(
-            &state,
-            key,
-            matches!(service, Service::Kinesis),
-            op,
-            &body,
-            cbor,
-        )
+        && let Err(e) = authorize::request(&state, key, service.prefix(), op, &body, cbor)
     {
         return reply(Err(e), cbor);
     }
@@ -257,10 +253,16 @@ async fn aws_json(State(state): State<AppState>, req: Request) -> Response {
         )),
         Service::Firehose => firehose::dispatch(&state, op, &body).await,
         Service::Kinesis => kinesis_call(&state, op, &body, cbor).await,
+        Service::Analytics if cbor => Err(ApiError::serialization(
+            "the KinesisAnalytics API takes application/x-amz-json-1.1",
+        )),
+        Service::Analytics => analytics::call(&state, op, &body)
+            .await
+            .map(firehose::Reply::Value),
     };
     if op.starts_with("Put") {
         let label = match service {
-            Service::Firehose => op.to_string(),
+            Service::Firehose | Service::Analytics => op.to_string(),
             Service::Kinesis => format!("Kinesis.{op}"),
         };
         state
@@ -306,6 +308,18 @@ async fn subscribe(state: &AppState, body: &[u8], cbor: bool) -> Response {
 enum Service {
     Firehose,
     Kinesis,
+    Analytics,
+}
+
+impl Service {
+    /// The IAM action prefix of its operations.
+    fn prefix(self) -> &'static str {
+        match self {
+            Service::Firehose => "firehose",
+            Service::Kinesis => "kinesis",
+            Service::Analytics => "kinesisanalytics",
+        }
+    }
 }
 
 /// The reply in the request's encoding: AWS JSON 1.1 or CBOR.

@@ -59,6 +59,9 @@ pub struct Runner {
     pub path: PathBuf,
     /// The consumer whose checkpoints hold the input's retention.
     pub consumer: String,
+    /// A digest of the application's SQL and schemas: a checkpoint's open
+    /// windows are restored only into the program they belong to.
+    pub program: String,
     pub options: RunOptions,
     pub status: Arc<AppStatus>,
     pub stop: CancellationToken,
@@ -270,6 +273,7 @@ impl Runner {
         let stop = self.stop.clone();
         let name = self.name.clone();
         let input = p.input_id.clone();
+        let program = self.program.clone();
         let (offsets, done) = (p.offsets.clone(), p.done.clone());
         self.rt.block_on(async move {
             let mut gates = Vec::new();
@@ -293,6 +297,7 @@ impl Runner {
             let ends = holds.iter().map(|(d, h)| (d.key(), h.ends())).collect();
             let ckpt = Checkpoint {
                 input,
+                program,
                 offsets,
                 done,
                 ends,
@@ -348,8 +353,13 @@ impl Runner {
             let left = self.not_yet_durable(&c)?;
             p.offsets = c.offsets.clone();
             p.done = c.done.clone();
-            if start == StartAt::LastStopped {
+            if start == StartAt::LastStopped && c.program == self.program {
                 self.engine.restore(c.state)?;
+            } else if start == StartAt::LastStopped {
+                tracing::info!(
+                    app = self.name,
+                    "the SQL or schema changed: continuing from the checkpoint's offsets with new state"
+                );
             }
             let state = self.engine.snapshot()?;
             self.publish(&p, left, state)?;
