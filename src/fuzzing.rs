@@ -269,3 +269,64 @@ pub fn video_request(data: &[u8]) {
         );
     }
 }
+
+/// A SQL application's code: any text is refused with a code error placed
+/// in the text (statement, line and column from 1), or plans into an
+/// engine over a fixed input schema.
+pub fn analytics_sql(data: &[u8]) {
+    use crate::analytics::engine::{Engine, EngineDef, EngineError};
+    use crate::analytics::schema::{Column, InputSchema, RecordFormat, SqlType};
+    let code = String::from_utf8_lossy(data);
+    let program = match crate::analytics::kda::parse_program(&code) {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(e.statement() >= 1 && e.line() >= 1 && e.column() >= 1);
+            return;
+        }
+    };
+    let column = |name: &str, sql_type| Column {
+        name: name.into(),
+        sql_type,
+        mapping: None,
+    };
+    let schema = InputSchema {
+        format: RecordFormat::json(),
+        columns: vec![
+            column("TICKER", SqlType::Varchar(8)),
+            column("PRICE", SqlType::Double),
+            column("EVENT_TIME", SqlType::Timestamp),
+        ],
+    };
+    let made = Engine::new(EngineDef {
+        input_stream: "SOURCE_SQL_STREAM_001".into(),
+        schema,
+        program,
+        outputs: Default::default(),
+        delay_ms: 0,
+        groups_max: 10,
+    });
+    if let Err(EngineError::Code {
+        statement, line, ..
+    }) = made
+    {
+        assert!(statement >= 1 && line >= 1);
+    }
+}
+
+/// The KinesisAnalytics API's application request (`CreateApplication`):
+/// any body is refused naming a field, or gives an application within
+/// KDA's bounds.
+pub fn analytics_request(data: &[u8]) {
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    match crate::config::analytics::api::from_request("fuzz", &req) {
+        Ok(c) => {
+            assert!(c.outputs.len() <= 3);
+            assert!(!c.input.columns.is_empty());
+            assert!(c.sql.len() <= crate::config::analytics::SQL_BYTES_MAX);
+            let _ = crate::analytics::input_schema(&c);
+        }
+        Err(e) => assert!(!e.field.is_empty()),
+    }
+}

@@ -350,8 +350,43 @@ fn status_cmd(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()
             s["last_error"].as_str().unwrap_or("-"),
         );
     }
+    print_applications(&a, &b);
     print_cluster(&b["cluster"]);
     Ok(())
+}
+
+/// The applications part of `status`, from two samples a second apart.
+fn print_applications(a: &serde_json::Value, b: &serde_json::Value) {
+    let empty = Vec::new();
+    let apps = b["applications"].as_array().unwrap_or(&empty);
+    if apps.is_empty() {
+        return;
+    }
+    let before = a["applications"].as_array().unwrap_or(&empty);
+    println!();
+    println!(
+        "{:<24} {:<9} {:>10} {:>10} {:>8} {:>8} {:>10} {:>8}  LAST ERROR",
+        "APPLICATION", "STATE", "RECORDS/S", "OUT", "LATE", "ERRORS", "BEHIND MS", "WINDOWS"
+    );
+    for x in apps {
+        let prev = before
+            .iter()
+            .find(|p| p["name"] == x["name"])
+            .and_then(|p| p["records_in"].as_u64())
+            .unwrap_or(0);
+        println!(
+            "{:<24} {:<9} {:>10} {:>10} {:>8} {:>8} {:>10} {:>8}  {}",
+            x["name"].as_str().unwrap_or("?"),
+            x["state"].as_str().unwrap_or("?"),
+            x["records_in"].as_u64().unwrap_or(0).saturating_sub(prev),
+            x["records_out"].as_u64().unwrap_or(0),
+            x["late_rows"].as_u64().unwrap_or(0),
+            x["error_rows"].as_u64().unwrap_or(0),
+            x["millis_behind_latest"].as_i64().unwrap_or(0),
+            x["open_windows"].as_u64().unwrap_or(0),
+            x["error"].as_str().unwrap_or("-"),
+        );
+    }
 }
 
 /// The cluster part of `status`: nodes, JetStream's health, and which node

@@ -3,6 +3,8 @@
 //! Every series is labelled with its stream; shard-level gauges add the shard.
 //! Stages only increment counters here; rendering happens on `/metrics`.
 
+pub mod analytics;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -250,6 +252,7 @@ pub struct Metrics {
     pub kpl_corrupt_aggregates: Family<StreamLabel, Counter>,
     pub iceberg: IcebergMetrics,
     pub video: VideoMetrics,
+    pub analytics: analytics::AnalyticsMetrics,
     process_resident_memory_bytes: Gauge,
     process_cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     process_open_fds: Gauge,
@@ -312,6 +315,7 @@ impl Metrics {
             kpl_corrupt_aggregates: Family::default(),
             iceberg: IcebergMetrics::default(),
             video: VideoMetrics::default(),
+            analytics: analytics::AnalyticsMetrics::default(),
             process_resident_memory_bytes: Gauge::default(),
             process_cpu_seconds: Gauge::default(),
             process_open_fds: Gauge::default(),
@@ -327,6 +331,7 @@ impl Metrics {
         m.register_transform(&mut registry);
         m.iceberg.register(&mut registry);
         m.video.register(&mut registry);
+        m.analytics.register(&mut registry);
         m.process_start_time_seconds
             .set(chrono::Utc::now().timestamp());
         m.register_process(&mut registry);

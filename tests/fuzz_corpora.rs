@@ -92,3 +92,15 @@ fn video_request_corpus() {
     let n = replay("video_request", hydrant::fuzzing::video_request);
     assert!(n >= 5, "only {n} inputs in the video_request corpus");
 }
+
+#[test]
+fn analytics_sql_corpus() {
+    let n = replay("analytics_sql", hydrant::fuzzing::analytics_sql);
+    assert!(n >= 5, "only {n} inputs in the analytics_sql corpus");
+}
+
+#[test]
+fn analytics_request_corpus() {
+    let n = replay("analytics_request", hydrant::fuzzing::analytics_request);
+    assert!(n >= 5, "only {n} inputs in the analytics_request corpus");
+}

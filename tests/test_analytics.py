@@ -6,11 +6,13 @@ the checkpoint and the output append (a test-only failpoint)."""
 import json
 import random
 import signal
+import subprocess
 import time
+import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import wait_until
+from harness import hydrant_bin, wait_until
 
 BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # One hash key in each half of the hash-key range: a record for each of two shards.
@@ -107,6 +109,16 @@ def test_per_minute_counts_over_event_time_match_counts_computed_here(hydrant_fa
                      timeout=60, what="a count per ticker and minute")
     assert Counter({(t, m): n for t, m, n in got}) == expected
     assert len(got) == len(expected), "each result once"
+    # Its numbers: metrics, /v1/status and `hydrant status`.
+    assert h.metric("analytics_input_records", application="per-minute") == 3002
+    assert h.metric("analytics_output_records", application="per-minute") >= len(expected)
+    assert h.metric("analytics_late_rows", application="per-minute") == 0
+    assert h.metric("analytics_open_windows", application="per-minute") >= 1, "minute 9 is open"
+    with urllib.request.urlopen(h.url + "/v1/status", timeout=5) as r:
+        apps = json.load(r)["applications"]
+    assert [(a["name"], a["state"], a["origin"]) for a in apps] == [("per-minute", "RUNNING", "yaml")]
+    out = subprocess.run([hydrant_bin(), "status", "--url", h.url], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "per-minute" in out.stdout and "RUNNING" in out.stdout, out.stdout + out.stderr
     # The output is the application's alone.
     try:
         k.put_record(StreamName="counts", Data=b"x", PartitionKey="x")

@@ -306,6 +306,19 @@ impl Applications {
             )));
         }
         for (name, o) in &c.outputs {
+            if let AppStream::Delivery(d) = &o.stream
+                && self
+                    .registry
+                    .get(d)
+                    .is_some_and(|e| e.config.source != crate::config::Source::DirectPut)
+            {
+                return Err(invalid(
+                    format!("outputs.{name}"),
+                    format!(
+                        "delivery stream {d} reads a Kinesis stream; write to that stream instead"
+                    ),
+                ));
+            }
             if !exists(&o.stream) {
                 return Err(AppError::NotFound(format!(
                     "the output {name}'s stream {} does not exist",
@@ -344,10 +357,17 @@ impl Applications {
     /// Starts `app` reading from `start`.
     pub fn start(&self, app: &Arc<App>, start: StartingPosition) -> Result<(), AppError> {
         let c = app.config();
+        if self.registry.cluster.is_some() {
+            return Err(invalid(
+                "ApplicationName",
+                "SQL applications run on a single node; cluster mode does not run them yet",
+            ));
+        }
         self.check_streams(&c)?;
         let (engine, outputs) = build(&c, self.groups_max())?;
         let stop = CancellationToken::new();
         let status = app.status.clone();
+        status.rebase();
         status.set_state("STARTING");
         status.set_error(None);
         let dir = self.app_dir(&c.name);
@@ -408,6 +428,29 @@ impl Applications {
         app.status.set_state("READY");
     }
 
+    /// Copies every application's numbers into the metrics.
+    pub fn note_metrics(&self) {
+        for (name, app) in self.all() {
+            self.registry
+                .metrics
+                .analytics
+                .note(&name, &app.status.numbers());
+        }
+    }
+
+    /// Every application's state and numbers, for `/v1/status`.
+    pub fn status_json(&self) -> Vec<serde_json::Value> {
+        self.all()
+            .into_iter()
+            .map(|(name, app)| {
+                let mut v = app.status.json();
+                v["name"] = serde_json::json!(name);
+                v["origin"] = serde_json::json!(format!("{:?}", app.origin).to_lowercase());
+                v
+            })
+            .collect()
+    }
+
     /// Stops every application (at shutdown).
     pub async fn stop_all(&self) {
         for (_, app) in self.all() {
@@ -464,7 +507,43 @@ impl Applications {
                 app.status.set_error(Some(e.to_string()));
             }
         }
+        self.release_retention_of_gone();
         Ok(())
+    }
+
+    /// Removes the retention checkpoints of applications that no longer
+    /// exist (taken out of the config): they would hold their input's
+    /// records for ever.
+    fn release_retention_of_gone(&self) {
+        let logs = self
+            .registry
+            .kinesis
+            .all()
+            .into_iter()
+            .map(|k| k.log.dir().to_path_buf())
+            .chain(
+                self.registry
+                    .all()
+                    .into_iter()
+                    .map(|e| e.log.dir().to_path_buf()),
+            );
+        for dir in logs {
+            let Ok(consumers) = std::fs::read_dir(dir.join("checkpoints")) else {
+                continue;
+            };
+            for c in consumers.flatten() {
+                let name = c.file_name().to_string_lossy().into_owned();
+                let Some(app) = name.strip_prefix("analytics-") else {
+                    continue;
+                };
+                if self.get(app).is_none() {
+                    tracing::info!(app, log = %dir.display(), "releasing the retention a removed application held");
+                    if let Err(e) = std::fs::remove_dir_all(c.path()) {
+                        tracing::warn!(app, error = %e, "cannot remove a removed application's checkpoints");
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct AppStatus {
     pub checkpoints: AtomicU64,
     /// How far behind the newest input record the application reads.
     pub millis_behind_latest: AtomicI64,
+    /// The totals when the running engine started (its own count from 0).
+    base: Mutex<[u64; 5]>,
 }
 
 impl AppStatus {
@@ -55,14 +57,38 @@ impl AppStatus {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn counters(&self) -> [&AtomicU64; 5] {
+        [
+            &self.records_in,
+            &self.bytes_in,
+            &self.records_out,
+            &self.late_rows,
+            &self.error_rows,
+        ]
+    }
+
+    /// A new engine starts counting from 0: the totals go on from here.
+    pub fn rebase(&self) {
+        let mut base = self.base.lock().unwrap_or_else(|p| p.into_inner());
+        for (b, c) in base.iter_mut().zip(self.counters()) {
+            *b = c.load(Ordering::Relaxed);
+        }
+    }
+
     /// Copies the engine's numbers.
     pub fn note_engine(&self, e: &Engine) {
         let s = &e.stats;
-        self.records_in.store(s.records_in, Ordering::Relaxed);
-        self.bytes_in.store(s.bytes_in, Ordering::Relaxed);
-        self.records_out.store(s.records_out, Ordering::Relaxed);
-        self.late_rows.store(s.late_rows, Ordering::Relaxed);
-        self.error_rows.store(s.error_rows, Ordering::Relaxed);
+        let base = *self.base.lock().unwrap_or_else(|p| p.into_inner());
+        let now = [
+            s.records_in,
+            s.bytes_in,
+            s.records_out,
+            s.late_rows,
+            s.error_rows,
+        ];
+        for ((c, b), n) in self.counters().into_iter().zip(base).zip(now) {
+            c.store(b + n, Ordering::Relaxed);
+        }
         self.watermark_ms
             .store(e.watermark().unwrap_or(i64::MIN), Ordering::Relaxed);
         let (windows, groups, bytes) = e.open_state();
@@ -75,6 +101,31 @@ impl AppStatus {
         self.checkpoint_ms
             .store(took.as_millis() as u64, Ordering::Relaxed);
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The numbers for the metrics endpoint.
+    pub fn numbers(&self) -> crate::metrics::analytics::AppNumbers {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gauge = |a: &AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let wm = self.watermark_ms.load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        crate::metrics::analytics::AppNumbers {
+            records_in: load(&self.records_in),
+            bytes_in: load(&self.bytes_in),
+            records_out: load(&self.records_out),
+            late_rows: load(&self.late_rows),
+            error_rows: load(&self.error_rows),
+            watermark_lag_ms: if wm == i64::MIN {
+                0
+            } else {
+                now.saturating_sub(wm)
+            },
+            millis_behind_latest: self.millis_behind_latest.load(Ordering::Relaxed),
+            open_windows: gauge(&self.open_windows),
+            open_groups: gauge(&self.open_groups),
+            state_bytes: gauge(&self.state_bytes),
+            checkpoint_ms: gauge(&self.checkpoint_ms),
+        }
     }
 
     /// The numbers as JSON, for `/v1/status`.

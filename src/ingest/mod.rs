@@ -521,12 +521,14 @@ async fn status(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "accepting": state.accepting.load(Ordering::Acquire),
         "streams": streams,
+        "applications": state.analytics.status_json(),
         "cluster": cluster,
     }))
     .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.analytics.note_metrics();
     // Freshness is an age: computed now, not when the last batch went out.
     for e in state.registry.all() {
         state

@@ -96,6 +96,14 @@ pub async fn put(state: &AppState, name: &str, body: Bytes) -> Response {
             None,
         );
     }
+    let out = crate::analytics::runner::io::StreamRef::Delivery(name.to_string());
+    if let Some(app) = state.analytics.owner_of(&out) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("stream {name} is the output of application {app}; only it writes there"),
+            None,
+        );
+    }
     if records.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "accepted": 0 }))).into_response();
     }

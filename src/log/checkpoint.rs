@@ -59,5 +59,20 @@ pub fn write(path: &Path, offset: u64) -> io::Result<()> {
     write_atomic(path, &buf)
 }
 
+/// The lowest checkpoint on `shard` of every consumer of the log at
+/// `stream_dir` but `except` (a consumer's name): what the other readers
+/// still need. None if no other consumer has checkpointed the shard.
+pub fn lowest_of_others(stream_dir: &Path, shard: u32, except: &str) -> Option<u64> {
+    let dirs = fs::read_dir(stream_dir.join("checkpoints")).ok()?;
+    dirs.flatten()
+        .filter(|d| d.file_name().to_str() != Some(except))
+        .filter_map(|d| {
+            read(&d.path().join(format!("shard-{shard}.ckpt")))
+                .ok()
+                .flatten()
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests;

@@ -148,6 +148,39 @@ fn declared_schema(
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// A window needs rows that come from an input shard (for its per-shard
+/// watermark): the input's, or a stateless pump's of such rows. A window's
+/// results come from no shard, so a window over them (directly or through
+/// stateless pumps) is refused.
+fn windows_read_shards(pumps: &[Pump], defs: &[super::kda::Pump]) -> Result<(), EngineError> {
+    let mut unsharded: std::collections::HashSet<&str> = Default::default();
+    loop {
+        let before = unsharded.len();
+        for p in pumps {
+            if p.is_windowed() || unsharded.contains(p.source.as_str()) {
+                unsharded.insert(p.target.as_str());
+            }
+        }
+        if unsharded.len() == before {
+            break;
+        }
+    }
+    for (p, d) in pumps.iter().zip(defs) {
+        if p.is_windowed() && unsharded.contains(p.source.as_str()) {
+            return Err(EngineError::Code {
+                statement: d.statement,
+                line: d.line,
+                column: 1,
+                reason: format!(
+                    "{} windows rows of {}, which come from a window: windows over windows are not supported",
+                    p.name, p.source
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Plans every pump; the first problem is a code error.
     pub fn new(def: EngineDef) -> Result<Engine, EngineError> {
@@ -208,19 +241,9 @@ impl Engine {
                 def.delay_ms,
                 def.groups_max,
             )?;
-            if pump.is_windowed()
-                && pump.source != def.input_stream
-                && pumps
-                    .iter()
-                    .any(|q: &Pump| q.target == pump.source && q.is_windowed())
-            {
-                return Err(fail(format!(
-                    "{} reads the results of a window: windows over windows are not supported",
-                    pump.name
-                )));
-            }
             pumps.push(pump);
         }
+        windows_read_shards(&pumps, &def.program.pumps)?;
         Ok(Engine {
             decoder,
             input_stream: def.input_stream,

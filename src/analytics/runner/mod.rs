@@ -176,6 +176,7 @@ impl Runner {
             ))));
         }
         let mut any = false;
+        let mut behind = 0i64;
         for shard in &view.shards {
             let i = shard.index;
             if p.done.contains(&i) || !shard.parents.iter().all(|x| p.done.contains(x)) {
@@ -213,6 +214,9 @@ impl Runner {
                 };
             let now = now_ms();
             if let Some(last) = records.last() {
+                if reader.position() < reader.durable_end() {
+                    behind = behind.max(now - last.arrival_ms);
+                }
                 any = true;
                 p.dirty = true;
                 p.caught_up_since.remove(&i);
@@ -232,6 +236,9 @@ impl Runner {
             self.engine
                 .caught_up(i, now, since.elapsed() >= self.options.idle);
         }
+        self.status
+            .millis_behind_latest
+            .store(behind, std::sync::atomic::Ordering::Relaxed);
         Ok(any)
     }
 

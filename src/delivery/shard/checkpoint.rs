@@ -108,9 +108,14 @@ impl ShardLoop<'_> {
         };
         let stream_log = ctx.log.clone();
         let owns_log = ctx.owns_log;
+        let consumer = ctx.consumer.clone();
         let done = crate::delivery::background(move || {
+            // Another reader of the log (a SQL application) holds what it
+            // has not read yet.
+            let keep = checkpoint::lowest_of_others(stream_log.dir(), shard, &consumer)
+                .map_or(safe, |o| o.min(safe));
             let deleted = owns_log
-                .then(|| stream_log.shard(shard).map(|l| l.delete_before(safe)))
+                .then(|| stream_log.shard(shard).map(|l| l.delete_before(keep)))
                 .flatten();
             let written = file.map(|p| checkpoint::write(&p, safe).map_err(|e| e.to_string()));
             (deleted, written)
