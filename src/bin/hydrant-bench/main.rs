@@ -20,12 +20,16 @@
 //! * `video`: Kinesis Video `PutMedia` sessions at 2 Mbit/s each, doubling
 //!   until the machine saturates, with each fragment's time to `PERSISTED`;
 //!   HLS segment serving beside the remux ceiling ([`video`]).
+//! * `analytics`: a SQL application's one-minute tumbling count by key,
+//!   records/s per core beside the JSON parse ceiling, and the latency from
+//!   a window's end to its result being durable ([`analytics`]).
 //!
 //! This file parses the command line and dispatches; each subcommand lives in
 //! its own module, with its flags.
 
 use clap::{Parser, Subcommand};
 
+mod analytics;
 mod cluster;
 mod daemon;
 mod files;
@@ -86,6 +90,11 @@ enum Cmd {
     /// to PERSISTED p50/p99; HLS segment serving against the remux
     /// ceiling. Writes `bench/results/<date>-<machine>-video.json`.
     Video(video::Args),
+    /// A SQL application's one-minute tumbling count by key over 1 KiB
+    /// JSON records: records/s per core in process beside the JSON parse
+    /// ceiling, and on the daemon the latency from a window's end to its
+    /// result being durable. Writes `bench/results/<date>-<machine>-analytics.json`.
+    Analytics(analytics::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Cluster(args) => block_on(cluster::run(args)),
         Cmd::Ingest(args) => block_on(ingest::run(args)),
         Cmd::Video(args) => block_on(video::run(args)),
+        Cmd::Analytics(args) => block_on(analytics::run(args)),
     }
 }
 
