@@ -305,6 +305,15 @@ impl WindowRun {
                     .push(i as u32);
             }
         }
+        // Every expression is evaluated before any window changes, so a
+        // batch that fails to evaluate leaves the windows as they were.
+        type Part = (
+            (i64, i64),
+            Option<UInt32Array>,
+            Vec<ArrayRef>,
+            Vec<Vec<ArrayRef>>,
+        );
+        let mut parts: Vec<Part> = Vec::with_capacity(by_window.len());
         for ((end, start), indices) in by_window {
             let all = indices.len() == batch.num_rows();
             let take = UInt32Array::from(indices);
@@ -326,12 +335,11 @@ impl WindowRun {
                 .iter()
                 .map(|a| a.expressions().iter().map(|e| evaluate(e, &part)).collect())
                 .collect::<Result<Vec<Vec<ArrayRef>>, _>>()?;
-            for r in self
-                .state
-                .update((end, start), &keys, &args)
-                .map_err(fail)?
-            {
-                let row = if all { r } else { take.value(r) as usize };
+            parts.push(((end, start), (!all).then_some(take), keys, args));
+        }
+        for (window, take, keys, args) in parts {
+            for r in self.state.update(window, &keys, &args).map_err(fail)? {
+                let row = take.as_ref().map_or(r, |t| t.value(r) as usize);
                 refused.push(Refused {
                     row,
                     name: "State_limit",

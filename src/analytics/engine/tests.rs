@@ -178,6 +178,31 @@ fn check(name: &str, got: &BTreeMap<String, Vec<Value>>, expected: &BTreeMap<Str
 }
 
 #[test]
+fn a_row_failing_in_a_batch_fails_alone() {
+    let case = load("evaluation_errors_row_by_row");
+    let mut e = engine(&case).unwrap();
+    e.track(0);
+    let records: Vec<Record> = case
+        .input
+        .iter()
+        .enumerate()
+        .map(|(o, i)| record(i, o as u64))
+        .collect();
+    e.push(0, &records, NOW_MS).unwrap();
+    let mut got: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in e.take_pending() {
+        got.entry(r.stream)
+            .or_default()
+            .push(serde_json::from_slice(&r.data).unwrap());
+    }
+    check(
+        "evaluation_errors_row_by_row (one batch)",
+        &got,
+        &case.expected,
+    );
+}
+
+#[test]
 fn golden_cases() {
     let mut names: Vec<String> = std::fs::read_dir(golden_dir())
         .unwrap()
