@@ -661,6 +661,13 @@ fn validate_cmd(file: PathBuf) -> ExitCode {
                     failed += 1;
                 }
             }
+            // A SQL application is planned whole: its SQL, schema and outputs.
+            for (name, a) in &c.analytics.applications {
+                if let Err(e) = hydrant::analytics::build(a, c.analytics.groups_max) {
+                    eprintln!("{}: analytics.applications.{name}: {e}", file.display());
+                    failed += 1;
+                }
+            }
             if failed > 0 {
                 eprintln!("{}: {failed} error(s)", file.display());
                 return ExitCode::from(1);

@@ -159,3 +159,21 @@ def test_every_result_lands_exactly_once_across_sigkills(hydrant_factory):
     keys = Counter((t, m) for t, m, _ in got)
     assert [key for key, n in keys.items() if n > 1] == [], "a result twice"
     assert Counter({(t, m): n for t, m, n in got}) == expected
+
+
+def test_validate_plans_each_application_and_names_its_path(tmp_path):
+    bad_sql = app_yaml().replace("COUNT(*)", "COUNT(nope)")
+    bad_key = app_yaml().replace("partition_key: TICKER", "partition_key: NOPE")
+    for text, want in [
+        (bad_sql, "analytics.applications.per-minute: statement 2 (line 3"),
+        (bad_key, "analytics.applications.per-minute: outputs.DESTINATION_SQL_STREAM.partition_key: NOPE is not a column"),
+        (app_yaml().replace("kinesis_stream: trades\n        starting", "kinesis_stream: trades\n        delivery_stream: x\n        starting"),
+         "analytics.applications.per-minute.input: give exactly one of kinesis_stream and delivery_stream"),
+    ]:
+        f = tmp_path / "a.yaml"
+        f.write_text(text)
+        r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and want in r.stderr, r.stderr
+    f.write_text(app_yaml())
+    r = subprocess.run([hydrant_bin(), "validate", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -179,10 +179,29 @@ pub fn build(
         EngineError::Code { .. } => AppError::Code(e.to_string()),
         EngineError::Eval(m) => AppError::Code(m),
     })?;
-    match unknown {
-        Some(e) => Err(e),
-        None => Ok((engine, outputs)),
+    if let Some(e) = unknown {
+        return Err(e);
     }
+    for (name, o) in &c.outputs {
+        let Some(key) = &o.partition_key else {
+            continue;
+        };
+        let columns = outputs
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map(|k| engine.columns_of(k))
+            .unwrap_or_default();
+        if !columns.iter().any(|c| c == key) {
+            return Err(invalid(
+                format!("outputs.{name}.partition_key"),
+                format!(
+                    "{key} is not a column of {name} (its columns: {})",
+                    columns.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok((engine, outputs))
 }
 
 /// A digest of what an application's state depends on: its SQL, input

@@ -267,6 +267,20 @@ impl Engine {
         out
     }
 
+    /// The columns of the in-application stream `stream` (its declared
+    /// ones, else those of the pump inserting into it).
+    pub fn columns_of(&self, stream: &str) -> Vec<String> {
+        let schema = self.declared.get(stream).cloned().or_else(|| {
+            self.pumps
+                .iter()
+                .find(|p| p.target == stream)
+                .map(|p| p.output.clone())
+        });
+        schema.map_or_else(Vec::new, |s| {
+            s.fields().iter().map(|f| f.name().clone()).collect()
+        })
+    }
+
     /// Makes `shard` one whose watermark windows wait for.
     pub fn track(&mut self, shard: u32) {
         self.rowclock.track(shard);

@@ -217,18 +217,21 @@ const SAMPLES: usize = 100;
 
 fn sample(log: &crate::log::StreamLog, newest: bool) -> Result<Vec<Record>, ApiError> {
     let mut out = Vec::new();
-    for shard in log.shards() {
+    let shards = log.shards();
+    // An even share from each shard.
+    let share = SAMPLES.div_ceil(shards.len().max(1));
+    for shard in shards {
         let from = if newest {
             shard
                 .durable_end()
-                .saturating_sub(SAMPLES as u64)
+                .saturating_sub(share as u64)
                 .max(shard.oldest_offset())
         } else {
             shard.oldest_offset()
         };
         let mut reader = shard.reader(from);
         let got = reader
-            .read(SAMPLES, 4 << 20)
+            .read(share, 4 << 20)
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         out.extend(got);
     }
