@@ -127,38 +127,44 @@ def test_per_minute_counts_over_event_time_match_counts_computed_here(hydrant_fa
         assert "per-minute" in str(e)
 
 
-def test_every_result_lands_exactly_once_across_sigkills(hydrant_factory):
-    records, expected = trades(4000, 6, seed=11)
-    h = hydrant_factory(app_yaml(), env={"HYDRANT_FAILPOINT": "analytics.after_checkpoint"}).start()
+def crash_and_count(h, records, expected, first):
+    """Runs `h` (started with the failpoint between checkpoint and append
+    armed) through the crash test: `first` records into one shard (no window
+    closes while the other shows no time), a window closed, the abort with
+    results checkpointed but not appended; then a restart, more records, three
+    SIGKILLs at random moments, the rest, and every window closed. Every
+    result must be in the output exactly once."""
     k = h.kinesis()
-    # Into one shard only: no window closes while the other shows no time.
-    put_in_order(k, records[:2000], shards=(0,))
+    put_in_order(k, records[:first], shards=(0,))
     try:
         close_every_window(k, 3)
     except Exception:  # noqa: BLE001 - the answer may be lost to the abort
         pass
-    # The first results are checkpointed, then the process dies before
-    # appending them.
     wait_until(lambda: h.proc.poll() is not None, timeout=60, what="the failpoint between checkpoint and append")
     h.env.pop("HYDRANT_FAILPOINT")
     h.start()
     k = h.kinesis()
-    put_in_order(k, records[2000:3000])
+    middle = (first + len(records)) // 2
+    put_in_order(k, records[first:middle])
     for _ in range(3):
         time.sleep(random.uniform(0.2, 1.5))
         h.proc.send_signal(signal.SIGKILL)
         h.proc.wait()
         h.start()
         k = h.kinesis()
-    put_in_order(k, records[3000:])
+    put_in_order(k, records[middle:])
     close_every_window(k, 9)
-    got = wait_until(lambda: (lambda r: r if len(r) >= len(expected) else None)(results(k)),
-                     timeout=90, what="every result")
+    wait_until(lambda: len(results(k)) >= len(expected), timeout=90, what="every result")
     time.sleep(2)
     got = results(k)
-    keys = Counter((t, m) for t, m, _ in got)
-    assert [key for key, n in keys.items() if n > 1] == [], "a result twice"
+    assert [key for key, n in Counter((t, m) for t, m, _ in got).items() if n > 1] == [], "a result twice"
     assert Counter({(t, m): n for t, m, n in got}) == expected
+
+
+def test_every_result_lands_exactly_once_across_sigkills(hydrant_factory):
+    records, expected = trades(4000, 6, seed=11)
+    h = hydrant_factory(app_yaml(), env={"HYDRANT_FAILPOINT": "analytics.after_checkpoint"}).start()
+    crash_and_count(h, records, expected, 2000)
 
 
 def test_validate_plans_each_application_and_names_its_path(tmp_path):

@@ -5,10 +5,6 @@ streams; schema discovery; exactly-once results across SIGKILLs of an
 application made through the API; results landing in Garage as Parquet,
 read back with DuckDB."""
 
-import json
-import random
-import signal
-import time
 from collections import Counter
 
 import pytest
@@ -16,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from conftest import s3_store_yaml
 from harness import read_objects, wait_until
-from test_analytics import BASE, close_every_window, put_in_order, results, trades
+from test_analytics import close_every_window, crash_and_count, put_in_order, results, trades
 
 ACCOUNT = "000000000000"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/analytics"
@@ -171,29 +167,7 @@ def test_results_of_an_api_application_land_exactly_once_across_sigkills(hydrant
     create(ka)
     ka.start_application(ApplicationName="counts-app", InputConfigurations=[
         {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
-    put_in_order(k, records[:1500], shards=(0,))
-    try:
-        close_every_window(k, 3)
-    except Exception:  # noqa: BLE001 - the answer may be lost to the abort
-        pass
-    wait_until(lambda: h.proc.poll() is not None, timeout=60, what="the failpoint between checkpoint and append")
-    h.env.pop("HYDRANT_FAILPOINT")
-    h.start()
-    k = h.kinesis()
-    put_in_order(k, records[1500:2200])
-    for _ in range(3):
-        time.sleep(random.uniform(0.2, 1.5))
-        h.proc.send_signal(signal.SIGKILL)
-        h.proc.wait()
-        h.start()
-        k = h.kinesis()
-    put_in_order(k, records[2200:])
-    close_every_window(k, 9)
-    wait_until(lambda: len(results(k)) >= len(expected), timeout=90, what="every result")
-    time.sleep(2)
-    got = results(k)
-    assert [key for key, n in Counter((t, m) for t, m, _ in got).items() if n > 1] == [], "a result twice"
-    assert Counter({(t, m): n for t, m, n in got}) == expected
+    crash_and_count(h, records, expected, 1500)
 
 
 def test_results_into_a_delivery_stream_land_in_garage_as_parquet_read_by_duckdb(hydrant_factory, garage, bucket, tmp_path):

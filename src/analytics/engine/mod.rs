@@ -413,94 +413,50 @@ impl Engine {
             if self.pumps.get(i).is_none_or(|p| p.source != stream) {
                 continue;
             }
-            let result = match self.pumps.get_mut(i) {
-                Some(p) => p.push(&rows),
-                None => continue,
-            };
-            let (out, refused) = match result {
-                Ok(r) => r,
-                // One row fails a batch: each row is tried alone, so only
-                // the rows that fail go to error_stream.
-                Err(EngineError::Eval(_)) if rows.batch.num_rows() > 1 => {
-                    self.pump_row_by_row(i, &rows, now_ms)?;
-                    continue;
-                }
-                Err(EngineError::Eval(message)) => {
-                    let name = self
-                        .pumps
-                        .get(i)
-                        .map(|p| p.name.clone())
-                        .unwrap_or_default();
-                    let e = errors::row_errors(&rows, "Evaluation_error", &message, &name, now_ms)?;
-                    self.flow(ERROR_STREAM, e, now_ms)?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if !refused.is_empty() {
-                let name = self
-                    .pumps
-                    .get(i)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default();
-                self.stats.late_rows +=
-                    refused.iter().filter(|r| r.name == "Late_row").count() as u64;
-                let e = errors::refused_rows(&rows, &refused, &name, now_ms)?;
-                self.flow(ERROR_STREAM, e, now_ms)?;
-            }
-            if let Some(out) = out {
-                let target = self
-                    .pumps
-                    .get(i)
-                    .map(|p| p.target.clone())
-                    .unwrap_or_default();
-                let out = self.conform(&target, out)?;
-                self.flow(&target, out, now_ms)?;
-            }
+            self.pump(i, &rows, now_ms, true)?;
         }
         Ok(())
     }
 
-    /// Pushes `rows` through pump `i` one row at a time (after the whole
-    /// batch failed to evaluate), with what comes out flowing on.
-    fn pump_row_by_row(&mut self, i: usize, rows: &Rows, now_ms: i64) -> Result<(), EngineError> {
-        for r in 0..rows.batch.num_rows() {
-            let one = Rows {
-                batch: rows.batch.slice(r, 1),
-                rowtime: rows.rowtime.slice(r, 1),
-                shard: rows.shard,
-            };
-            let result = match self.pumps.get_mut(i) {
-                Some(p) => p.push(&one),
-                None => return Ok(()),
-            };
-            let name = self
-                .pumps
-                .get(i)
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            match result {
-                Ok((out, refused)) => {
-                    if !refused.is_empty() {
-                        let e = errors::refused_rows(&one, &refused, &name, now_ms)?;
-                        self.flow(ERROR_STREAM, e, now_ms)?;
-                    }
-                    if let Some(out) = out {
-                        let target = self
-                            .pumps
-                            .get(i)
-                            .map(|p| p.target.clone())
-                            .unwrap_or_default();
-                        let out = self.conform(&target, out)?;
-                        self.flow(&target, out, now_ms)?;
-                    }
+    /// Pushes `rows` through pump `i`, its results and refused rows flowing
+    /// on. When the batch fails to evaluate and `split`, each row is tried
+    /// alone, so only the rows that fail go to error_stream.
+    fn pump(&mut self, i: usize, rows: &Rows, now_ms: i64, split: bool) -> Result<(), EngineError> {
+        let (name, target) = match self.pumps.get(i) {
+            Some(p) => (p.name.clone(), p.target.clone()),
+            None => return Ok(()),
+        };
+        let result = match self.pumps.get_mut(i) {
+            Some(p) => p.push(rows),
+            None => return Ok(()),
+        };
+        let (out, refused) = match result {
+            Ok(r) => r,
+            Err(EngineError::Eval(_)) if split && rows.batch.num_rows() > 1 => {
+                for r in 0..rows.batch.num_rows() {
+                    let one = Rows {
+                        batch: rows.batch.slice(r, 1),
+                        rowtime: rows.rowtime.slice(r, 1),
+                        shard: rows.shard,
+                    };
+                    self.pump(i, &one, now_ms, false)?;
                 }
-                Err(EngineError::Eval(message)) => {
-                    let e = errors::row_errors(&one, "Evaluation_error", &message, &name, now_ms)?;
-                    self.flow(ERROR_STREAM, e, now_ms)?;
-                }
-                Err(e) => return Err(e),
+                return Ok(());
             }
+            Err(EngineError::Eval(message)) => {
+                let e = errors::row_errors(rows, "Evaluation_error", &message, &name, now_ms)?;
+                return self.flow(ERROR_STREAM, e, now_ms);
+            }
+            Err(e) => return Err(e),
+        };
+        if !refused.is_empty() {
+            self.stats.late_rows += refused.iter().filter(|r| r.name == "Late_row").count() as u64;
+            let e = errors::refused_rows(rows, &refused, &name, now_ms)?;
+            self.flow(ERROR_STREAM, e, now_ms)?;
+        }
+        if let Some(out) = out {
+            let out = self.conform(&target, out)?;
+            self.flow(&target, out, now_ms)?;
         }
         Ok(())
     }
