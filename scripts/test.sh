@@ -66,7 +66,7 @@ if [ ! -f "$JS_DIR/.installed-$JS_HASH" ]; then
 fi
 export HYDRANT_JS_MODULES="$JS_DIR/node_modules"
 
-step "disk space for target/ (a clean run needs about 4.5 GB)"
+step "disk space for target/ (a clean run needs about 7.5 GB)"
 df -h . | tail -n 1
 
 step "cargo fmt --check"
