@@ -1,3 +1,5 @@
+//! Tests of the KDA dialect front end.
+
 use super::*;
 use proptest::prelude::*;
 use sqlparser::ast::{GroupByExpr, Query, SetExpr};

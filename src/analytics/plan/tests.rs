@@ -1,3 +1,5 @@
+//! Tests of planning pumps with DataFusion.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,3 +1,5 @@
+//! Tests of open windows' groups and snapshots.
+
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;

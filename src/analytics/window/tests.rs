@@ -1,3 +1,5 @@
+//! Tests of window assignment and watermarks.
+
 use proptest::prelude::*;
 
 use super::*;

@@ -22,15 +22,17 @@ fn status(app: &App) -> String {
     app.status.state()
 }
 
+/// The API's prefix for the stream's kind (`KinesisStreams…Description`,
+/// `KinesisFirehose…Description`) and the description itself.
 fn stream_description(s: &AppStream) -> (&'static str, Value) {
     let role = aws::default_role_arn();
     match s {
         AppStream::Kinesis(n) => (
-            "Kinesis",
+            "KinesisStreams",
             json!({ "ResourceARN": aws::kinesis_stream_arn(n), "RoleARN": role }),
         ),
         AppStream::Delivery(n) => (
-            "Firehose",
+            "KinesisFirehose",
             json!({ "ResourceARN": aws::delivery_stream_arn(n), "RoleARN": role }),
         ),
     }
@@ -81,10 +83,7 @@ fn input_description(c: &ApplicationConfig) -> Value {
         "InputParallelism": { "Count": 1 },
         "InputStartingPositionConfiguration": { "InputStartingPosition": c.input.starting_position.api() },
     });
-    d[format!(
-        "{kind}{}InputDescription",
-        if kind == "Kinesis" { "Streams" } else { "" }
-    )] = stream;
+    d[format!("{kind}InputDescription")] = stream;
     d
 }
 
@@ -104,10 +103,7 @@ fn output_descriptions(c: &ApplicationConfig, order: &[String]) -> Vec<Value> {
                 "Name": name,
                 "DestinationSchema": { "RecordFormatType": format },
             });
-            d[format!(
-                "{kind}{}OutputDescription",
-                if kind == "Kinesis" { "Streams" } else { "" }
-            )] = stream;
+            d[format!("{kind}OutputDescription")] = stream;
             Some(d)
         })
         .collect()

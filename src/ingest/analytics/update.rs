@@ -97,6 +97,26 @@ pub async fn add_output(state: &AppState, req: &Value) -> Result<Value, ApiError
     .await
 }
 
+/// An update's `KinesisStreams{side}Update` or `KinesisFirehose{side}Update`
+/// (`side`: `Input` or `Output`) onto the saved input or output: the stream
+/// it names replaces whichever it had.
+fn move_stream(target: &mut Value, u: &Value, side: &str) {
+    for kind in ["KinesisStreams", "KinesisFirehose"] {
+        let Some(arn) = u
+            .get(format!("{kind}{side}Update"))
+            .and_then(|x| x.get("ResourceARNUpdate"))
+        else {
+            continue;
+        };
+        if let Some(o) = target.as_object_mut() {
+            o.remove(&format!("KinesisStreams{side}"));
+            o.remove(&format!("KinesisFirehose{side}"));
+        }
+        target[format!("{kind}{side}")] =
+            json!({ "ResourceARN": arn, "RoleARN": aws::default_role_arn() });
+    }
+}
+
 /// `InputUpdates[0]` onto the saved `Inputs[0]`.
 fn update_input(input: &mut Value, u: &Value) -> Result<(), ApiError> {
     let id = u.get("InputId").and_then(Value::as_str).unwrap_or("");
@@ -106,18 +126,7 @@ fn update_input(input: &mut Value, u: &Value) -> Result<(), ApiError> {
     if let Some(p) = u.get("NamePrefixUpdate") {
         input["NamePrefix"] = p.clone();
     }
-    for (update, field) in [
-        ("KinesisStreamsInputUpdate", "KinesisStreamsInput"),
-        ("KinesisFirehoseInputUpdate", "KinesisFirehoseInput"),
-    ] {
-        if let Some(arn) = u.get(update).and_then(|x| x.get("ResourceARNUpdate")) {
-            if let Some(o) = input.as_object_mut() {
-                o.remove("KinesisStreamsInput");
-                o.remove("KinesisFirehoseInput");
-            }
-            input[field] = json!({ "ResourceARN": arn, "RoleARN": aws::default_role_arn() });
-        }
-    }
+    move_stream(input, u, "Input");
     if let Some(s) = u.get("InputSchemaUpdate") {
         for (update, field) in [
             ("RecordFormatUpdate", "RecordFormat"),
@@ -149,18 +158,7 @@ fn update_outputs(outputs: &mut [Value], updates: &[Value]) -> Result<(), ApiErr
         if let Some(n) = u.get("NameUpdate") {
             out["Name"] = n.clone();
         }
-        for (update, field) in [
-            ("KinesisStreamsOutputUpdate", "KinesisStreamsOutput"),
-            ("KinesisFirehoseOutputUpdate", "KinesisFirehoseOutput"),
-        ] {
-            if let Some(arn) = u.get(update).and_then(|x| x.get("ResourceARNUpdate")) {
-                if let Some(o) = out.as_object_mut() {
-                    o.remove("KinesisStreamsOutput");
-                    o.remove("KinesisFirehoseOutput");
-                }
-                out[field] = json!({ "ResourceARN": arn, "RoleARN": aws::default_role_arn() });
-            }
-        }
+        move_stream(out, u, "Output");
         if let Some(d) = u.get("DestinationSchemaUpdate") {
             out["DestinationSchema"] = d.clone();
         }

@@ -1,3 +1,5 @@
+//! Tests of shaping a pump's SELECT.
+
 use super::*;
 use crate::analytics::plan::parse_select;
 
