@@ -303,7 +303,9 @@ impl Applications {
         self.apps()
             .iter()
             .find(|(_, a)| {
-                a.config()
+                // On every put: the config is looked at, not copied.
+                let r = a.record.lock().unwrap_or_else(|p| p.into_inner());
+                r.config
                     .outputs
                     .values()
                     .any(|o| stream_ref(&o.stream) == *stream)
