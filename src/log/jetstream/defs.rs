@@ -7,6 +7,10 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+/// How long a listing of a bucket's keys is asked again before it is an
+/// error.
+pub(crate) const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A change another node (or this one) made.
 #[derive(Debug)]
 pub enum DefChange {
@@ -81,11 +85,9 @@ impl Defs {
 
     /// Every key with its value.
     pub async fn all(&self) -> Result<Vec<(String, Bytes)>, String> {
-        let mut keys = self.kv.keys().await.map_err(|e| self.err("*", e))?;
-        let mut names = Vec::new();
-        while let Some(k) = keys.next().await {
-            names.push(k.map_err(|e| self.err("*", e))?);
-        }
+        let names = list_keys(&self.kv, &self.bucket)
+            .await
+            .map_err(|e| self.err("*", e))?;
         let mut out = Vec::new();
         for k in names {
             if let Some(v) = self.get(&k).await? {
@@ -109,6 +111,31 @@ impl Defs {
                 kv::Operation::Delete | kv::Operation::Purge => DefChange::Delete(e.key),
             })
         }))
+    }
+}
+
+/// Every key of a bucket. Listing starts a consumer, which a replicated
+/// bucket can fail to answer for a moment (a leader moving, a busy
+/// server), so a failed listing is asked again for up to [`LIST_PATIENCE`].
+pub(crate) async fn list_keys(kv: &kv::Store, bucket: &str) -> Result<Vec<String>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        let listed = async {
+            let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
+            let mut names = Vec::new();
+            while let Some(k) = keys.next().await {
+                names.push(k.map_err(|e| e.to_string())?);
+            }
+            Ok::<_, String>(names)
+        };
+        match listed.await {
+            Ok(names) => return Ok(names),
+            Err(e) if started.elapsed() < LIST_PATIENCE => {
+                tracing::info!(bucket, error = %e, "listing the keys again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -271,15 +271,11 @@ impl Leases {
 
     /// Every lease and node heartbeat, for `status`.
     pub async fn all(&self) -> Result<Vec<(String, LeaseState)>, LeaseError> {
-        use futures::StreamExt;
-        let mut keys = self
-            .kv
-            .keys()
+        let names = super::defs::list_keys(&self.kv, BUCKET)
             .await
             .map_err(|e| Self::store_err(BUCKET, e))?;
         let mut out = Vec::new();
-        while let Some(k) = keys.next().await {
-            let Ok(k) = k else { continue };
+        for k in names {
             if let Some((s, _)) = self.peek(&k).await? {
                 out.push((k, s));
             }
