@@ -22,6 +22,11 @@ pub struct Garage {
 }
 
 impl Garage {
+    /// The server's process id (its CPU is counted beside the daemon's).
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
     pub fn start(bin: &Path, dir: &Path) -> anyhow::Result<Garage> {
         if !bin.exists() {
             bail!(

@@ -37,6 +37,18 @@ pub struct WorkloadResult {
     /// The CPU stages one after another on every core: cores / sum(1/rate).
     pub cpu_ceiling_mb_per_sec: f64,
     pub fraction_of_cpu_ceiling: f64,
+    /// The same with the ingest stage (the `PutRecordBatch` parser) in the
+    /// series: every record of the saturation phase goes through it on the
+    /// same cores.
+    pub cpu_ceiling_with_ingest_mb_per_sec: f64,
+    pub fraction_of_cpu_ceiling_with_ingest: f64,
+    /// Cores the generator (the bench process) and the object store used on
+    /// average over the saturation phase, on the daemon's machine.
+    pub generator_cores: f64,
+    pub store_cores: f64,
+    /// Delivered MB/s over the ceiling with ingest scaled to the cores the
+    /// generator and the store left to the daemon.
+    pub fraction_of_cores_left: f64,
     /// The daemon's own p99 acknowledgement time at half load, as an upper
     /// bound from its `put_latency_seconds` histogram (buckets √2 apart).
     pub server_ack_p99_ms_at_most: f64,
@@ -69,6 +81,25 @@ pub fn print_tables(args: &Args, cores: usize, ceilings: &[Stage], results: &[Wo
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         print_workload_row(r);
+    }
+    println!(
+        "\nWhere the {cores} cores went at saturation (the generator and the store share them with the daemon):\n"
+    );
+    println!(
+        "| workload | CPU stages with ingest in series | of it | daemon cores | generator cores | store cores | of that ceiling on the cores left |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in results {
+        println!(
+            "| {} | {:.0} MB/s | {:.0}% | {:.2} | {:.2} | {:.2} | {:.0}% |",
+            r.id,
+            r.cpu_ceiling_with_ingest_mb_per_sec,
+            r.fraction_of_cpu_ceiling_with_ingest * 100.0,
+            r.cpu_seconds_per_gb * r.delivered_mb_per_sec / 1e3,
+            r.generator_cores,
+            r.store_cores,
+            r.fraction_of_cores_left * 100.0
+        );
     }
     if let Some(x) = w1_vs_zlib6(ceilings, results) {
         println!("\nW1 delivered MB/s ÷ {ZLIB_6} MB/s per core: {x:.2}");

@@ -146,7 +146,10 @@ async fn run_workload(
     let sat = saturation::run(
         &d.http,
         &d.url,
-        d.pid,
+        saturation::Processes {
+            daemon: d.pid,
+            store: w.s3.then(|| garage.pid()),
+        },
         w.ndjson,
         &pool,
         args.clients,
@@ -169,7 +172,18 @@ async fn run_workload(
         print_commits(w, &d).await?;
     }
     stop(&mut d.child)?;
-    let (cpu_ceiling, slowest, ceiling) = workload_ceilings(w, ceilings);
+    let (cpu_ceiling, slowest, ceiling) = workload_ceilings(w.stages, ceilings);
+    let with_ingest: Vec<&str> = w.stages.iter().copied().chain(w.ingest_stage()).collect();
+    let (cpu_ceiling_with_ingest, _, _) = workload_ceilings(&with_ingest, ceilings);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let others = (sat.generator_cpu + sat.store_cpu) / sat.e2e_secs;
+    let fraction = |ceiling: f64| {
+        if ceiling > 0.0 {
+            delivered_mbps / ceiling
+        } else {
+            0.0
+        }
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let _ = std::fs::remove_dir_all(&d.wdir);
     Ok(WorkloadResult {
@@ -200,17 +214,16 @@ async fn run_workload(
         cpu_seconds_per_gb: sat.cpu / (sat.bytes as f64 / 1e9),
         slowest_stage: slowest,
         ceiling_mb_per_sec: ceiling,
-        fraction_of_ceiling: if ceiling > 0.0 {
-            delivered_mbps / ceiling
-        } else {
-            0.0
-        },
+        fraction_of_ceiling: fraction(ceiling),
         cpu_ceiling_mb_per_sec: cpu_ceiling,
-        fraction_of_cpu_ceiling: if cpu_ceiling > 0.0 {
-            delivered_mbps / cpu_ceiling
-        } else {
-            0.0
-        },
+        fraction_of_cpu_ceiling: fraction(cpu_ceiling),
+        cpu_ceiling_with_ingest_mb_per_sec: cpu_ceiling_with_ingest,
+        fraction_of_cpu_ceiling_with_ingest: fraction(cpu_ceiling_with_ingest),
+        generator_cores: sat.generator_cpu / sat.e2e_secs,
+        store_cores: sat.store_cpu / sat.e2e_secs,
+        fraction_of_cores_left: fraction(
+            cpu_ceiling_with_ingest * (cores - others).max(0.0) / cores,
+        ),
         server_ack_p99_ms_at_most: half.server_p99,
         send_lag_p99_ms: ms(percentile(&half.lag, 0.99)),
     })
@@ -354,10 +367,9 @@ async fn half_load_watched(
 /// The workload's ceilings from the stages it goes through: the CPU stages
 /// in series on every core, and the slowest stage (times the cores if it
 /// is CPU work) with its name.
-fn workload_ceilings(w: &Workload, ceilings: &[Stage]) -> (f64, String, f64) {
+fn workload_ceilings(stages: &[&str], ceilings: &[Stage]) -> (f64, String, f64) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu_stages: Vec<&Stage> = w
-        .stages
+    let cpu_stages: Vec<&Stage> = stages
         .iter()
         .filter_map(|name| ceilings.iter().find(|s| s.name == *name))
         .filter(|s| s.per_core)
@@ -367,8 +379,7 @@ fn workload_ceilings(w: &Workload, ceilings: &[Stage]) -> (f64, String, f64) {
     } else {
         cores / cpu_stages.iter().map(|s| 1.0 / s.mb_per_sec).sum::<f64>()
     };
-    let (slowest, ceiling) = w
-        .stages
+    let (slowest, ceiling) = stages
         .iter()
         .filter_map(|name| ceilings.iter().find(|s| s.name == *name))
         .map(|s| {

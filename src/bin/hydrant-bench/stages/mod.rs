@@ -16,6 +16,7 @@ pub mod compress;
 pub mod disk;
 pub mod encodings;
 pub mod encrypt;
+pub mod ingest;
 pub mod json;
 pub mod parquet;
 pub mod partition;
@@ -92,6 +93,8 @@ pub async fn ceilings(
     let (logs, logs_raw) = frames_of(n, log_record);
     let (clicks, clicks_raw) = frames_of(n, click_record);
     let (small, small_raw) = frames_of(n, small_record);
+    out.push(ingest::stage(ingest::PARSE_1K, &logs, logs_raw)?);
+    out.push(ingest::stage(ingest::PARSE_300, &clicks, clicks_raw)?);
     out.extend(compress::stages(&logs, logs_raw, &small, small_raw)?);
     out.push(encrypt::stage(&logs, logs_raw)?);
     out.push(encrypt::seal_stage("1 KiB", &logs, logs_raw)?);

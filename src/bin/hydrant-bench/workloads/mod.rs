@@ -36,6 +36,20 @@ pub struct Workload {
     pub iceberg: bool,
 }
 
+impl Workload {
+    /// The ingest stage its records go through before the log: the
+    /// `PutRecordBatch` parser for Firehose requests (NDJSON bodies are
+    /// split by lines, with no stage of their own).
+    pub fn ingest_stage(&self) -> Option<&'static str> {
+        use crate::stages::ingest::{PARSE_1K, PARSE_300};
+        match (self.ndjson, self.record_bytes) {
+            (true, _) => None,
+            (false, 300) => Some(PARSE_300),
+            (false, _) => Some(PARSE_1K),
+        }
+    }
+}
+
 /// Every workload, in order.
 pub fn all() -> Vec<Workload> {
     vec![

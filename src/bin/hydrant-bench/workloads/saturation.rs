@@ -21,6 +21,17 @@ pub struct Saturation {
     pub e2e_secs: f64,
     /// The daemon's CPU seconds from the start until then.
     pub cpu: f64,
+    /// The generator's (this process's) and the object store's CPU seconds
+    /// meanwhile: the cores they took from the daemon's.
+    pub generator_cpu: f64,
+    pub store_cpu: f64,
+}
+
+/// The processes whose CPU a run counts: the daemon's, and the object
+/// store's if the workload writes to one.
+pub struct Processes {
+    pub daemon: u32,
+    pub store: Option<u32>,
 }
 
 /// `clients` producers for `secs`, each sending the pool's requests in
@@ -29,13 +40,15 @@ pub struct Saturation {
 pub async fn run(
     http: &reqwest::Client,
     url: &str,
-    pid: u32,
+    procs: Processes,
     ndjson: bool,
     pool: &[Request],
     clients: usize,
     secs: u64,
 ) -> anyhow::Result<Saturation> {
-    let cpu0 = cpu_seconds(pid);
+    let (pid, me) = (procs.daemon, std::process::id());
+    let store_cpu = || procs.store.map_or(0.0, cpu_seconds);
+    let (cpu0, generator0, store0) = (cpu_seconds(pid), cpu_seconds(me), store_cpu());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -76,5 +89,7 @@ pub async fn run(
         ingest_secs,
         e2e_secs,
         cpu,
+        generator_cpu: cpu_seconds(me) - generator0,
+        store_cpu: store_cpu() - store0,
     })
 }
