@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use base64::Engine;
 
 use crate::daemon::{bench_config, peak_rss_kib, start_daemon, stop};
 use crate::files::dir_stats;
 use crate::load::put_record_batch;
 use crate::metrics::{metrics_text, sum};
-use crate::records::json_record;
+use crate::records::{json_record, put_record_batch_body};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -139,20 +138,14 @@ fn stream_yaml(args: &Args, key_file: &Path, out: &Path) -> anyhow::Result<Strin
 /// compressors see realistic data; and the records' total bytes.
 fn bodies(records: usize, record_bytes: usize) -> anyhow::Result<(Vec<bytes::Bytes>, u64)> {
     let per_batch = 500;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut raw_bytes = 0u64;
     let mut bodies = Vec::new();
     for start in (0..records).step_by(per_batch) {
-        let recs: Vec<serde_json::Value> = (start..(start + per_batch).min(records))
-            .map(|i| {
-                let r = json_record(i, record_bytes);
-                raw_bytes += r.len() as u64;
-                serde_json::json!({ "Data": b64.encode(r) })
-            })
+        let recs: Vec<Vec<u8>> = (start..(start + per_batch).min(records))
+            .map(|i| json_record(i, record_bytes))
             .collect();
-        bodies.push(bytes::Bytes::from(serde_json::to_vec(
-            &serde_json::json!({ "DeliveryStreamName": "bench", "Records": recs }),
-        )?));
+        raw_bytes += recs.iter().map(|r| r.len() as u64).sum::<u64>();
+        bodies.push(bytes::Bytes::from(put_record_batch_body(&recs)?));
     }
     Ok((bodies, raw_bytes))
 }

@@ -170,11 +170,19 @@ pub fn frames_of(
 
 /// A PutRecordBatch body of `n` JSON records of about `bytes` each.
 pub fn batch_body(n: usize, bytes: usize) -> anyhow::Result<bytes::Bytes> {
+    let records: Vec<Vec<u8>> = (0..n).map(|i| json_record(i, bytes)).collect();
+    Ok(bytes::Bytes::from(put_record_batch_body(&records)?))
+}
+
+/// The `PutRecordBatch` body for the stream `bench` of `records`, each
+/// base64-encoded as `Data`.
+pub fn put_record_batch_body<R: AsRef<[u8]>>(records: &[R]) -> anyhow::Result<Vec<u8>> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<serde_json::Value> = (0..n)
-        .map(|i| serde_json::json!({ "Data": b64.encode(json_record(i, bytes)) }))
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::json!({ "Data": b64.encode(r) }))
         .collect();
-    Ok(bytes::Bytes::from(serde_json::to_vec(
+    Ok(serde_json::to_vec(
         &serde_json::json!({ "DeliveryStreamName": "bench", "Records": records }),
-    )?))
+    )?)
 }

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 
 /// How long a listing of a bucket's keys is asked again before it is an
 /// error.
-pub(crate) const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A change another node (or this one) made.
 #[derive(Debug)]

@@ -5,11 +5,11 @@
 use std::time::Instant;
 
 use anyhow::bail;
-use base64::Engine;
 use hydrant::ingest::firehose::parse_put_record_batch;
 use hydrant::record::Record;
 
 use super::{Stage, measured};
+use crate::records::put_record_batch_body;
 
 /// Records per request, as the suite's generator sends them.
 const PER_REQUEST: usize = 500;
@@ -21,19 +21,10 @@ pub const PARSE_300: &str = "PutRecordBatch parse (300 B)";
 
 /// The stage `name` over `records` (`raw` bytes in all).
 pub fn stage(name: &str, records: &[Record], raw: usize) -> anyhow::Result<Stage> {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let bodies: Vec<Vec<u8>> = records
         .chunks(PER_REQUEST)
-        .map(|c| {
-            let recs: Vec<serde_json::Value> = c
-                .iter()
-                .map(|r| serde_json::json!({ "Data": b64.encode(&r.data) }))
-                .collect();
-            serde_json::to_vec(
-                &serde_json::json!({ "DeliveryStreamName": "bench", "Records": recs }),
-            )
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|c| put_record_batch_body(&c.iter().map(|r| &r.data[..]).collect::<Vec<_>>()))
+        .collect::<anyhow::Result<_>>()?;
     let t = Instant::now();
     let mut decoded = 0usize;
     for b in &bodies {

@@ -4,10 +4,8 @@
 
 use std::time::Instant;
 
-use base64::Engine;
-use serde_json::json;
-
 use super::Workload;
+use crate::records::put_record_batch_body;
 
 /// A request to send: its body and how many records it holds.
 #[derive(Clone)]
@@ -20,7 +18,6 @@ pub struct Request {
 /// `count` requests of `per_request` of the workload's records, numbered
 /// on from one request to the next.
 pub fn requests(w: &Workload, count: usize, per_request: usize) -> anyhow::Result<Vec<Request>> {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::with_capacity(count);
     for r in 0..count {
         let recs: Vec<Vec<u8>> = (0..per_request)
@@ -37,11 +34,7 @@ pub fn requests(w: &Workload, count: usize, per_request: usize) -> anyhow::Resul
             }
             b
         } else {
-            let records: Vec<serde_json::Value> = recs
-                .iter()
-                .map(|d| json!({ "Data": b64.encode(d) }))
-                .collect();
-            serde_json::to_vec(&json!({ "DeliveryStreamName": "bench", "Records": records }))?
+            put_record_batch_body(&recs)?
         };
         out.push(Request {
             body: bytes::Bytes::from(body),
