@@ -63,6 +63,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, std::f64::consts::SQRT_2, 32))
 }
 
+/// The time of each group commit's write and `fdatasync` in the local log,
+/// over every shard of every stream: the disk's share of an acknowledgement.
+/// One per process, because the log writers hold no registry; every
+/// [`Metrics`] registers it.
+pub fn log_sync_seconds() -> &'static Histogram {
+    static H: std::sync::LazyLock<Histogram> = std::sync::LazyLock::new(latency_histogram);
+    &H
+}
+
 /// An Iceberg table, as `namespace.table` of its catalog.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabel {
@@ -501,6 +510,11 @@ impl Metrics {
             "put_latency_seconds",
             "Time from request to acknowledgement, by operation",
             self.put_latency_seconds.clone(),
+        );
+        registry.register(
+            "log_sync_seconds",
+            "Time of each group commit's write and fdatasync in the local log",
+            log_sync_seconds().clone(),
         );
     }
 

@@ -167,6 +167,9 @@ def test_metrics_add_up_to_what_was_sent_and_delivered(hydrant_factory, tmp_path
     assert h.metric("error_output_records") == 0
     assert h.metric("delivery_success", stream="a") >= 1
     assert h.metric("put_latency_seconds_count") >= 40
+    # The 40 puts were sent one after another: each was one group commit.
+    assert h.metric("log_sync_seconds_count") == 40
+    assert h.metric("log_sync_seconds_sum") > 0
     assert h.metric("process_resident_memory_bytes") > 1e6
     assert h.metric("process_open_fds") > 3 and h.metric("process_threads") >= 2
     assert h.metric("process_start_time_seconds") > 1.7e9

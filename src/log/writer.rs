@@ -160,10 +160,12 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let result = self
             .file
             .write_all_at(&self.buf, self.active_len)
             .and_then(|()| self.file.sync_data());
+        crate::metrics::log_sync_seconds().observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 self.active_len += self.buf.len() as u64;

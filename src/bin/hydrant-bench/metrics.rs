@@ -38,10 +38,26 @@ pub async fn latency_buckets(
     op: &str,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
     let text = metrics_text(http, url).await?;
-    let want = format!("operation=\"{op}\"");
+    Ok(buckets(
+        &text,
+        "hydrant_put_latency_seconds_bucket",
+        &format!("operation=\"{op}\""),
+    ))
+}
+
+/// The cumulative buckets of the daemon's `log_sync_seconds` histogram (each
+/// group commit's write and fdatasync): (upper bound in seconds, count).
+pub async fn sync_buckets(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let text = metrics_text(http, url).await?;
+    Ok(buckets(&text, "hydrant_log_sync_seconds_bucket", ""))
+}
+
+/// The buckets of the histogram series starting with `series` whose labels
+/// contain `label`, sorted by upper bound.
+fn buckets(text: &str, series: &str, label: &str) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for l in text.lines() {
-        if !l.starts_with("hydrant_put_latency_seconds_bucket") || !l.contains(&want) {
+        if !l.starts_with(series) || !l.contains(label) {
             continue;
         }
         let le = l
@@ -61,7 +77,7 @@ pub async fn latency_buckets(
         }
     }
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(out)
+    out
 }
 
 /// The upper bound of the bucket holding quantile `q` of what was observed
@@ -97,5 +113,53 @@ pub async fn wait_delivered(http: &reqwest::Client, url: &str, n: f64) -> anyhow
             bail!("only {d} of {n} records delivered after 30 minutes");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# TYPE hydrant_log_sync_seconds histogram
+hydrant_log_sync_seconds_sum 0.5
+hydrant_log_sync_seconds_count 100
+hydrant_log_sync_seconds_bucket{le=\"0.001\"} 90
+hydrant_log_sync_seconds_bucket{le=\"0.004\"} 99
+hydrant_log_sync_seconds_bucket{le=\"0.016\"} 100
+hydrant_log_sync_seconds_bucket{le=\"+Inf\"} 100
+hydrant_put_latency_seconds_bucket{le=\"0.001\",operation=\"PutRecordBatch\"} 7
+hydrant_put_latency_seconds_bucket{le=\"+Inf\",operation=\"PutRecordBatch\"} 8
+hydrant_put_latency_seconds_bucket{le=\"0.001\",operation=\"NdjsonPut\"} 1
+";
+
+    #[test]
+    fn buckets_are_read_per_series_and_label_and_give_a_quantile() {
+        let syncs = buckets(TEXT, "hydrant_log_sync_seconds_bucket", "");
+        assert_eq!(
+            syncs,
+            vec![
+                (0.001, 90.0),
+                (0.004, 99.0),
+                (0.016, 100.0),
+                (f64::INFINITY, 100.0)
+            ]
+        );
+        let puts = buckets(
+            TEXT,
+            "hydrant_put_latency_seconds_bucket",
+            "operation=\"PutRecordBatch\"",
+        );
+        assert_eq!(puts, vec![(0.001, 7.0), (f64::INFINITY, 8.0)]);
+        // Between an empty scrape and this one: 99 of 100 are within 4 ms.
+        assert_eq!(bucket_quantile(&[], &syncs, 0.99), 0.004);
+        // Between two scrapes: only what was observed in between counts.
+        let before = vec![
+            (0.001, 90.0),
+            (0.004, 90.0),
+            (0.016, 90.0),
+            (f64::INFINITY, 90.0),
+        ];
+        assert_eq!(bucket_quantile(&before, &syncs, 0.5), 0.004);
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::stages::Stage;
 use crate::stages::compress::ZLIB_6;
+use crate::stages::floor::Floor;
 use crate::suite::Args;
 
 /// What one workload measured: an entry of the results file's `workloads`.
@@ -52,13 +53,24 @@ pub struct WorkloadResult {
     /// The daemon's own p99 acknowledgement time at half load, as an upper
     /// bound from its `put_latency_seconds` histogram (buckets √2 apart).
     pub server_ack_p99_ms_at_most: f64,
+    /// The p99 of the daemon's group commits (write + fdatasync) at half
+    /// load, as an upper bound from its `log_sync_seconds` histogram: the
+    /// disk's share of an acknowledgement.
+    pub log_sync_p99_ms_at_most: f64,
     /// How late the generator began a request after its scheduled time, p99:
     /// the generator's own error, included in the acknowledgement times.
     pub send_lag_p99_ms: f64,
 }
 
-/// The stage ceilings, then the workloads, as Markdown tables.
-pub fn print_tables(args: &Args, cores: usize, ceilings: &[Stage], results: &[WorkloadResult]) {
+/// The stage ceilings, the latency floor, then the workloads, as Markdown
+/// tables.
+pub fn print_tables(
+    args: &Args,
+    cores: usize,
+    ceilings: &[Stage],
+    floor: &Floor,
+    results: &[WorkloadResult],
+) {
     println!("\nStage ceilings (one core; disk and store as a whole):\n");
     println!("| stage | MB/s | records/s |");
     println!("|---|---|---|");
@@ -71,12 +83,26 @@ pub fn print_tables(args: &Args, cores: usize, ceilings: &[Stage], results: &[Wo
             s.records_per_sec
         );
     }
+    println!("\nLatency floor of this machine, idle (ms):\n");
+    println!(
+        "| wake-up after a 1 ms sleep p50 / p99 / p99.9 | 512 KiB write + fdatasync p50 / p99 / max |"
+    );
+    println!("|---|---|");
+    println!(
+        "| {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+        floor.wake_p50_ms,
+        floor.wake_p99_ms,
+        floor.wake_p999_ms,
+        floor.sync_p50_ms,
+        floor.sync_p99_ms,
+        floor.sync_max_ms
+    );
     println!(
         "\nWorkloads ({} s at saturation with {} clients, {} s at half load, {cores} cores):\n",
         args.secs, args.clients, args.half_secs
     );
     println!(
-        "| workload | ingest rec/s | delivered rec/s | delivered MB/s | slowest stage (x{cores} cores if CPU) | of it | CPU stages in series (x{cores}) | of it | ack p50/p99/p99.9 at half load | daemon's p99 | generator's lag p99 | freshness p50/p99 | peak RSS | CPU s/GB |"
+        "| workload | ingest rec/s | delivered rec/s | delivered MB/s | slowest stage (x{cores} cores if CPU) | of it | CPU stages in series (x{cores}) | of it | ack p50/p99/p99.9 at half load | daemon's p99 / its log syncs' p99 | generator's lag p99 | freshness p50/p99 | peak RSS | CPU s/GB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
@@ -116,7 +142,7 @@ pub fn w1_vs_zlib6(ceilings: &[Stage], results: &[WorkloadResult]) -> Option<f64
 
 fn print_workload_row(r: &WorkloadResult) {
     println!(
-        "| {} {} | {:.0} | {:.0} | {:.1} | {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% | {:.1} / {:.1} / {:.1} ms{} | ≤ {:.1} ms | {:.2} ms | {:.0} / {:.0} ms | {:.0} MiB | {:.1} |",
+        "| {} {} | {:.0} | {:.0} | {:.1} | {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% | {:.1} / {:.1} / {:.1} ms{} | ≤ {:.1} / ≤ {:.1} ms | {:.2} ms | {:.0} / {:.0} ms | {:.0} MiB | {:.1} |",
         r.id,
         r.description,
         r.ingest_records_per_sec,
@@ -136,6 +162,7 @@ fn print_workload_row(r: &WorkloadResult) {
             String::new()
         },
         r.server_ack_p99_ms_at_most,
+        r.log_sync_p99_ms_at_most,
         r.send_lag_p99_ms,
         r.freshness_p50_ms,
         r.freshness_p99_ms,
@@ -148,6 +175,7 @@ fn print_workload_row(r: &WorkloadResult) {
 pub fn write(
     args: &Args,
     ceilings: &[Stage],
+    floor: &Floor,
     results: &[WorkloadResult],
 ) -> anyhow::Result<PathBuf> {
     write_json(
@@ -158,6 +186,7 @@ pub fn write(
             "half_load_secs": args.half_secs,
             "clients": args.clients,
             "stages": ceilings,
+            "latency_floor": floor,
             "workloads": results,
             "w1_vs_zlib6": w1_vs_zlib6(ceilings, results),
         }),

@@ -79,6 +79,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "transforms/examples/rust/transform.wasm is missing: build it with transforms/examples/rust/build.sh",
     )?;
     let garage = Garage::start(&garage_bin, &args.dir.join("garage"))?;
+    eprintln!("latency floor (idle machine)");
+    let floor = stages::floor::measure(&args.dir, 3)?;
     eprintln!("stage ceilings (one core each; disk and store as a whole)");
     let ceilings = stages::ceilings(&args.dir, &garage, &wasm, 100_000).await?;
     let mut results = Vec::new();
@@ -91,8 +93,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(garage);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    report::print_tables(&args, cores, &ceilings, &results);
-    let path = report::write(&args, &ceilings, &results)?;
+    report::print_tables(&args, cores, &ceilings, &floor, &results);
+    let path = report::write(&args, &ceilings, &floor, &results)?;
     println!("\nwritten to {}", path.display());
     let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
@@ -225,6 +227,7 @@ async fn run_workload(
             cpu_ceiling_with_ingest * (cores - others).max(0.0) / cores,
         ),
         server_ack_p99_ms_at_most: half.server_p99,
+        log_sync_p99_ms_at_most: half.sync_p99,
         send_lag_p99_ms: ms(percentile(&half.lag, 0.99)),
     })
 }

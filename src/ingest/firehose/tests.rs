@@ -59,3 +59,40 @@ fn a_single_record_is_parsed_alike() {
         .unwrap_or_else(|| panic!("accepted"));
     assert!(e.message.contains("'record.data'"), "{}", e.message);
 }
+
+proptest::proptest! {
+    /// The SIMD decoder with its scalar fallback accepts exactly what the
+    /// standard engine accepts, and decodes it to the same bytes: valid
+    /// encodings of any length, and ones with a character replaced (bad
+    /// symbols, trailing bits, padding in the middle).
+    #[test]
+    fn data_decodes_as_the_standard_engine_decodes(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+        at in proptest::prelude::any::<usize>(),
+        with in proptest::sample::select(b"A/+=Z_-!9 ".to_vec()),
+        change in proptest::prelude::any::<bool>(),
+    ) {
+        let mut text = base64::engine::general_purpose::STANDARD.encode(&bytes).into_bytes();
+        if change && !text.is_empty() {
+            let i = at % text.len();
+            text[i] = with;
+        }
+        let text = String::from_utf8(text).unwrap_or_default();
+        let raw = serde_json::value::RawValue::from_string(format!("\"{text}\""))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut out, mut v) = (b"before".to_vec(), Vec::new());
+        let got = put::decode_data(Some(&raw), || "records.1.member.data".into(), &mut v, &mut out);
+        let want = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
+        match (got, want) {
+            (Ok(Some(range)), Ok(want)) => {
+                proptest::prop_assert_eq!(&out[range], want.as_slice());
+                proptest::prop_assert_eq!(&out[..6], b"before");
+            }
+            (Err(e), Err(_)) => {
+                proptest::prop_assert!(e.message.contains("not valid base64"), "{}", e.message);
+                proptest::prop_assert_eq!(out.as_slice(), b"before");
+            }
+            (got, want) => proptest::prop_assert!(false, "{text:?}: got {got:?}, want {want:?}"),
+        }
+    }
+}

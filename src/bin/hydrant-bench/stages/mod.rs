@@ -16,6 +16,7 @@ pub mod compress;
 pub mod disk;
 pub mod encodings;
 pub mod encrypt;
+pub mod floor;
 pub mod ingest;
 pub mod json;
 pub mod parquet;

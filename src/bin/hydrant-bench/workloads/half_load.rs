@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::requests::{Request, send};
-use crate::metrics::{bucket_quantile, latency_buckets, metric, wait_delivered};
+use crate::metrics::{bucket_quantile, latency_buckets, metric, sync_buckets, wait_delivered};
 
 /// What the half-load phase measured. The durations are not sorted.
 pub struct HalfLoad {
@@ -29,6 +29,8 @@ pub struct HalfLoad {
     pub lag: Vec<Duration>,
     /// The daemon's own p99 acknowledgement time, at most (ms).
     pub server_p99: f64,
+    /// The p99 of the daemon's group commits' write + fdatasync, at most (ms).
+    pub sync_p99: f64,
 }
 
 /// One request as sent: scheduled, begun, answered (or given up), where
@@ -52,6 +54,7 @@ pub async fn run(
         "PutRecordBatch"
     };
     let buckets_before = latency_buckets(http, url, op).await?;
+    let syncs_before = sync_buckets(http, url).await?;
     let half_start = Instant::now() + Duration::from_millis(200);
     let count = (secs as f64 / interval.as_secs_f64()).ceil() as usize;
     // The generator runs on threads of its own at a higher priority than the
@@ -75,6 +78,8 @@ pub async fn run(
     generator.shutdown_background();
     let buckets_after = latency_buckets(http, url, op).await?;
     half.server_p99 = bucket_quantile(&buckets_before, &buckets_after, 0.99) * 1e3;
+    let syncs_after = sync_buckets(http, url).await?;
+    half.sync_p99 = bucket_quantile(&syncs_before, &syncs_after, 0.99) * 1e3;
     wait_delivered(http, url, before + half.records as f64).await?;
     Ok(half)
 }
@@ -146,6 +151,7 @@ async fn collect(sends: Vec<JoinHandle<Sent>>, count: usize) -> anyhow::Result<H
         records: 0,
         lag: Vec::with_capacity(count),
         server_p99: 0.0,
+        sync_p99: 0.0,
     };
     for s in sends {
         let (due, began, end, p, n) = s.await?;
