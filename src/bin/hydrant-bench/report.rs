@@ -88,15 +88,8 @@ pub fn print_tables(
         "| wake-up after a 1 ms sleep p50 / p99 / p99.9 | 512 KiB write + fdatasync p50 / p99 / max |"
     );
     println!("|---|---|");
-    println!(
-        "| {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
-        floor.wake_p50_ms,
-        floor.wake_p99_ms,
-        floor.wake_p999_ms,
-        floor.sync_p50_ms,
-        floor.sync_p99_ms,
-        floor.sync_max_ms
-    );
+    let (wake, sync) = floor.cells();
+    println!("| {wake} | {sync} |");
     println!(
         "\nWorkloads ({} s at saturation with {} clients, {} s at half load, {cores} cores):\n",
         args.secs, args.clients, args.half_secs

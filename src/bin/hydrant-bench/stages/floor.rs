@@ -31,6 +31,23 @@ pub struct Floor {
     pub sync_max_ms: f64,
 }
 
+impl Floor {
+    /// The wake-ups' p50 / p99 / p99.9 and the syncs' p50 / p99 / max, as
+    /// printed (ms).
+    pub fn cells(&self) -> (String, String) {
+        (
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                self.wake_p50_ms, self.wake_p99_ms, self.wake_p999_ms
+            ),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                self.sync_p50_ms, self.sync_p99_ms, self.sync_max_ms
+            ),
+        )
+    }
+}
+
 /// Measures both for about `secs` seconds each.
 pub fn measure(dir: &Path, secs: u64) -> anyhow::Result<Floor> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -68,14 +85,9 @@ pub fn measure(dir: &Path, secs: u64) -> anyhow::Result<Floor> {
         sync_p99_ms: ms(percentile(&sync, 0.99)),
         sync_max_ms: sync.last().copied().map_or(0.0, ms),
     };
+    let (wake, sync) = floor.cells();
     eprintln!(
-        "  floor: wake-up after a 1 ms sleep p50 / p99 / p99.9 {:.2} / {:.2} / {:.2} ms; 512 KiB write + fdatasync p50 / p99 / max {:.2} / {:.2} / {:.2} ms",
-        floor.wake_p50_ms,
-        floor.wake_p99_ms,
-        floor.wake_p999_ms,
-        floor.sync_p50_ms,
-        floor.sync_p99_ms,
-        floor.sync_max_ms
+        "  floor: wake-up after a 1 ms sleep p50 / p99 / p99.9 {wake} ms; 512 KiB write + fdatasync p50 / p99 / max {sync} ms"
     );
     Ok(floor)
 }
