@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -73,23 +72,8 @@ pub(super) fn decode_data(
         None => return Err(not_string()),
     };
     let start = out.len();
-    // The SIMD decoder first (base64 decoding was the largest single item of
-    // ingest's CPU); it says only that a text is not base64, so then the
-    // scalar one decodes it again, to accept what it accepts and to say where
-    // the text is wrong.
-    if base64_simd::STANDARD
-        .decode_append(text.as_bytes(), out)
-        .is_err()
-    {
-        out.truncate(start);
-        if let Err(e) = base64::engine::general_purpose::STANDARD.decode_vec(text.as_bytes(), out) {
-            out.truncate(start);
-            return Err(ApiError::serialization(format!(
-                "'{}' is not valid base64: {e}",
-                at()
-            )));
-        }
-    }
+    crate::ingest::decode_base64_onto(text.as_bytes(), out)
+        .map_err(|e| ApiError::serialization(format!("'{}' is not valid base64: {e}", at())))?;
     let n = out.len() - start;
     if n > RECORD_BYTES_MAX {
         out.truncate(start);
@@ -119,10 +103,19 @@ fn lookup_for_put(state: &AppState, name: &str) -> Result<Arc<StreamEntry>, ApiE
     Ok(entry)
 }
 
+/// A record's id: its stream's creation time (20 digits), its shard (4) and
+/// its offset (20). Opaque to clients; unique across shards and across
+/// streams re-created under the same name.
 fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
-    // Opaque to clients; unique across shards and across streams re-created
-    // under the same name. `put_record_batch` writes the same layout.
-    format!("{:020}{:04}{:020}", entry.created_ms.max(0), shard, offset)
+    let mut id = record_id_head(entry, shard);
+    id.push_str(Digits20::new(offset).as_str());
+    id
+}
+
+/// The first 24 digits of [`record_id`], shared by every record a put
+/// appends to one shard.
+fn record_id_head(entry: &StreamEntry, shard: u32) -> String {
+    format!("{:020}{shard:04}", entry.created_ms.max(0))
 }
 
 /// A `u64` as 20 decimal digits, zero-padded (`u64::MAX` has 20), that can
@@ -309,8 +302,8 @@ pub(super) async fn put_record_batch(
             // of the answer. Every id shares record_id's first 24 digits,
             // and the offsets are consecutive: their digits are counted up
             // in place instead of formatted.
-            let head = format!(r#"{{"RecordId":"{:020}{shard:04}"#, entry.created_ms.max(0));
-            let mut out = String::with_capacity(70 + n * (head.len() + 23));
+            let head = record_id_head(&entry, shard);
+            let mut out = String::with_capacity(70 + n * (head.len() + 37));
             out.push_str(r#"{"FailedPutCount":0,"Encrypted":false,"RequestResponses":["#);
             let mut digits = Digits20::new(range.start);
             for i in 0..range.end.saturating_sub(range.start) {
@@ -318,6 +311,7 @@ pub(super) async fn put_record_batch(
                     out.push(',');
                     digits.increment();
                 }
+                out.push_str(r#"{"RecordId":""#);
                 out.push_str(&head);
                 out.push_str(digits.as_str());
                 out.push_str("\"}");

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -36,11 +35,13 @@ fn record_in(r: &Map<String, Value>, at: &str, max: usize) -> Result<PutIn, ApiE
     let field = |f: &str| format!("{at}{f}");
     let data = match r.get("Data") {
         None | Some(Value::Null) => return Err(missing(&field("data"))),
-        Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
-            .decode(s.as_bytes())
-            .map_err(|e| {
+        Some(Value::String(s)) => {
+            let mut data = Vec::with_capacity(s.len() / 4 * 3);
+            crate::ingest::decode_base64_onto(s.as_bytes(), &mut data).map_err(|e| {
                 ApiError::serialization(format!("'{}' is not valid base64: {e}", field("data")))
-            })?,
+            })?;
+            data
+        }
         Some(_) => {
             return Err(ApiError::serialization(format!(
                 "'{}' must be a base64 string",
