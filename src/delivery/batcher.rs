@@ -67,6 +67,12 @@ impl Ready {
         self.oldest_arrival
     }
 
+    /// Whether its records were copied and packed: taking them out
+    /// ([`Ready::into_parts`]) is then work on every record.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.records, OpenRecords::Packed(_))
+    }
+
     /// The records, in the order they came, and what they are for.
     pub fn into_parts(self) -> (Vec<Record>, Route) {
         (self.records.into_frames(), self.route)

@@ -10,16 +10,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// A fresh bench directory and a config there listening on a free port:
-/// returns (port, config path). `body` follows `listen` and `data_dir`.
+/// returns (port, config path). `body` follows `listen` and `data_dir`,
+/// then `HYDRANT_BENCH_CONFIG` if set: top-level YAML of the daemon's
+/// options to compare in one build (e.g. `log: { prepare_segments: false }`).
 pub fn bench_config(dir: &Path, body: &str) -> anyhow::Result<(u16, PathBuf)> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
     let cfg = dir.join("bench.yaml");
+    let extra = std::env::var("HYDRANT_BENCH_CONFIG").unwrap_or_default();
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{body}",
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{body}\n{extra}\n",
             dir.join("data").display()
         ),
     )?;

@@ -22,7 +22,7 @@ use crate::delivery::StreamContext;
 use crate::delivery::batcher::{Batcher, PartitionKey};
 use crate::kinesis::kpl;
 use crate::log::{LogError, ShardLog, ShardReader};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ShardLabel};
 use crate::record::Record;
 use crate::route::partition::{Partitioner, RouteScratch};
 use crate::transform::Transform;
@@ -108,8 +108,8 @@ impl Tally {
 }
 
 impl ShardLoop<'_> {
-    /// Reads the next chunk of durable records, prepares them off the
-    /// runtime, and batches them. After a read error, waits a second and
+    /// Reads the next chunk of durable records, prepares them and batches
+    /// them, all off the runtime. After a read error, waits a second and
     /// reads again. Break: delivery of this shard stops (a hard stop, or the
     /// read task failed).
     pub(super) async fn read(&mut self) -> ControlFlow<()> {
@@ -117,14 +117,24 @@ impl ShardLoop<'_> {
             return ControlFlow::Break(());
         };
         let mut bufs = std::mem::take(&mut self.read_bufs);
+        // The batcher goes with the read and comes back with it (the loop
+        // awaits the read and touches no batch meanwhile); an empty one
+        // holds its place.
+        let mut batcher = std::mem::replace(&mut self.batcher, Batcher::new(0, 0, Duration::ZERO));
         let part = self.partitioner.clone();
         let transform = self.ctx.transform.clone();
         let backs_up_sources = self.backs_up_sources;
         let deaggregates = self.ctx.deaggregates();
+        let batching = Batching {
+            ctx: self.ctx.clone(),
+            shard_label: self.shard_label.clone(),
+            partitioned: self.partitioner.is_some(),
+        };
+        let now = Instant::now();
         let res = crate::delivery::background(move || {
-            // Taking aggregates apart, transforming and partitioning are
-            // CPU work on every record: done here, off the runtime, beside
-            // the read.
+            // Taking aggregates apart, transforming, partitioning and
+            // batching are CPU work on every record: done here, off the
+            // runtime (whose threads answer producers), beside the read.
             let r = read_and_prepare(
                 &mut rd,
                 &mut bufs,
@@ -132,12 +142,16 @@ impl ShardLoop<'_> {
                 transform.as_deref(),
                 part.as_deref(),
                 backs_up_sources,
-            );
-            (rd, bufs, r)
+            )
+            .map(|(sources, took, user_records)| {
+                batching.count_user_records(user_records);
+                batching.batch(&mut batcher, sources, took, &mut bufs.prepared, now)
+            });
+            (rd, bufs, batcher, r)
         })
         .await;
         let shard = self.shard;
-        let (rd, mut bufs, result) = match res {
+        let (rd, mut bufs, batcher, result) = match res {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(stream = self.stream, shard, error = %e, "log read task failed; delivery of this shard stops");
@@ -147,10 +161,12 @@ impl ShardLoop<'_> {
             }
         };
         self.reader = Some(rd);
+        self.batcher = batcher;
         match result {
-            Ok((sources, took, user_records)) => {
-                self.batch(sources, took, &mut bufs.prepared);
-                self.count_user_records(user_records);
+            Ok(read_to) => {
+                if let Some(pos) = read_to {
+                    self.read_pos = pos;
+                }
             }
             Err(e) => {
                 self.reader = handle_read_error(
@@ -171,29 +187,48 @@ impl ShardLoop<'_> {
         self.read_bufs = bufs;
         ControlFlow::Continue(())
     }
+}
 
+/// What batching a chunk needs of its shard's loop, taken along to the
+/// blocking thread that reads.
+struct Batching {
+    ctx: std::sync::Arc<StreamContext>,
+    shard_label: ShardLabel,
+    partitioned: bool,
+}
+
+impl Batching {
     /// Hands records just read and prepared to the batcher: to their
     /// partition's open batch, or, failed by the transform or the
     /// partitioner (or corrupt aggregates), toward the error output;
-    /// `sources` to the backup.
-    fn batch(&mut self, sources: Vec<Record>, took: Duration, prepared: &mut Vec<(Record, Step)>) {
-        let now = Instant::now();
-        self.batcher.push_backup(sources);
+    /// `sources` to the backup. Returns the offset after the last record,
+    /// if there was one.
+    fn batch(
+        &self,
+        batcher: &mut Batcher,
+        sources: Vec<Record>,
+        took: Duration,
+        prepared: &mut Vec<(Record, Step)>,
+        now: Instant,
+    ) -> Option<u64> {
+        let stream = &self.ctx.config.name;
+        batcher.push_backup(sources);
         if self.ctx.transform.is_some() && !prepared.is_empty() {
             self.ctx
                 .metrics
                 .transform_seconds
-                .get_or_create(&Metrics::stream(&self.stream))
+                .get_or_create(&Metrics::stream(stream))
                 .observe(took.as_secs_f64());
         }
+        let mut read_to = None;
         let mut tally = Tally::default();
         let mut steps = prepared.drain(..).peekable();
         while let Some((f, step)) = steps.next() {
-            self.read_pos = f.offset + 1;
+            read_to = Some(f.offset + 1);
             let offset = f.offset;
             if steps.peek().is_none_or(|(next, _)| next.offset != offset) {
                 if let Some((key, f)) = tally.note(f, step) {
-                    self.batcher.push_to(key, f, now);
+                    batcher.push_to(key, f, now);
                 }
                 continue;
             }
@@ -207,30 +242,29 @@ impl ShardLoop<'_> {
                 }
                 next = steps.next_if(|(n, _)| n.offset == offset);
             }
-            groups.push_into(&mut self.batcher, now);
+            groups.push_into(batcher, now);
         }
         self.count(&tally);
-        self.batcher
-            .push_failed("processing-failed", tally.untransformed);
-        self.batcher
-            .push_failed("partitioning-failed", tally.unpartitioned);
-        if self.partitioner.is_some() {
+        batcher.push_failed("processing-failed", tally.untransformed);
+        batcher.push_failed("partitioning-failed", tally.unpartitioned);
+        if self.partitioned {
             self.ctx
                 .metrics
                 .open_partitions
                 .get_or_create(&self.shard_label)
-                .set(self.batcher.open_partitions() as i64);
+                .set(batcher.open_partitions() as i64);
             self.ctx
                 .metrics
                 .partition_evictions
                 .get_or_create(&self.shard_label)
-                .set(self.batcher.evictions() as i64);
+                .set(batcher.evictions() as i64);
         }
+        read_to
     }
 
     /// Counts a chunk's outcomes: the transform's, and corrupt aggregates.
     fn count(&self, tally: &Tally) {
-        let stream = &self.stream;
+        let stream = &self.ctx.config.name;
         if self.ctx.transform.is_some() {
             let m = &self.ctx.metrics.transform_records;
             m.get_or_create(&Metrics::outcome(stream, "ok"))
@@ -256,7 +290,7 @@ impl ShardLoop<'_> {
             self.ctx
                 .metrics
                 .kpl_user_records
-                .get_or_create(&Metrics::stream(&self.stream))
+                .get_or_create(&Metrics::stream(&self.ctx.config.name))
                 .inc_by(n);
         }
     }

@@ -71,6 +71,36 @@ impl ShardLoop<'_> {
     }
 }
 
+/// A closed batch's records, route, and first and last offsets. Unpacking
+/// packed records is work on every record, so it is done off the runtime,
+/// whose threads answer producers. Err: what [`upload`] returns instead,
+/// true for a batch with no records, false if the unpacking task failed
+/// (logged; the records stay in the log).
+async fn unpack(
+    ready: Ready,
+    stream: &str,
+    shard: u32,
+) -> Result<(Vec<Record>, Route, u64, u64), bool> {
+    let (records, route) = if ready.is_packed() {
+        match crate::delivery::background(move || ready.into_parts()).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::error!(stream, shard, error = %e, "unpacking a batch failed; its records stay in the log");
+                return Err(false);
+            }
+        }
+    } else {
+        ready.into_parts()
+    };
+    match (records.first(), records.last()) {
+        (Some(a), Some(b)) => {
+            let (first, last) = (a.offset, b.offset);
+            Ok((records, route, first, last))
+        }
+        _ => Err(true),
+    }
+}
+
 /// Encodes (for object destinations) and delivers one batch (or writes it to
 /// the error output or the backup, as its route says); returns whether it is
 /// finished with: delivered, or what the destination refused written to the
@@ -83,12 +113,9 @@ async fn upload(
     (stop, waiting): (CancellationToken, Waiting),
 ) -> bool {
     let cfg = &ctx.config;
-    let (records, route) = ready.into_parts();
-    let (Some(first), Some(last)) = (
-        records.first().map(|f| f.offset),
-        records.last().map(|f| f.offset),
-    ) else {
-        return true;
+    let (records, route, first, last) = match unpack(ready, &cfg.name, shard).await {
+        Ok(unpacked) => unpacked,
+        Err(finished) => return finished,
     };
     let partition = match route {
         Route::Deliver(p) => p,
