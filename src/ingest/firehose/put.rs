@@ -250,6 +250,88 @@ pub(super) async fn put_record(state: &AppState, req: PutRecordRequest) -> Resul
 /// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
 /// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
 pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
+    match parse_valid_batch(body) {
+        Some(req) => Ok(req),
+        None => parse_checked_batch(body),
+    }
+}
+
+/// A record's `Data` string as the fast path reads it: its bytes with
+/// escapes resolved, without serde_json's UTF-8 check of them (base64 is
+/// ASCII, and the decoder refuses anything else). Anything but a string is
+/// an error here, and the full parse words it.
+struct DataBytes<'a>(std::borrow::Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for DataBytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Text<'a> {
+            type Value = DataBytes<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(DataBytes(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(DataBytes(std::borrow::Cow::Owned(v.to_vec())))
+            }
+        }
+        d.deserialize_bytes(Text(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ValidRecordIn<'a> {
+    #[serde(borrow)]
+    data: Option<DataBytes<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ValidBatchIn<'a> {
+    delivery_stream_name: Option<Value>,
+    #[serde(borrow)]
+    records: Option<Vec<ValidRecordIn<'a>>>,
+}
+
+/// The common case, a valid batch, read without serde_json's UTF-8 pass
+/// over every `Data` string (in a W2 profile, 4.5% of the samples of the
+/// threads that answer producers). None at the first thing amiss: then
+/// [`parse_checked_batch`] parses again, accepts exactly what it always
+/// accepted and words the error. Whatever this accepts, that accepts alike:
+/// the strings skipped are then valid base64, hence ASCII.
+pub(super) fn parse_valid_batch(body: &[u8]) -> Option<PutRecordBatchRequest> {
+    let req: ValidBatchIn = serde_json::from_slice(body).ok()?;
+    let mut v = Vec::new();
+    let stream = check_name(req.delivery_stream_name.as_ref(), &mut v);
+    let rs = req.records?;
+    if !v.is_empty() || rs.is_empty() || rs.len() > BATCH_RECORDS_MAX {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(body.len() / 4 * 3);
+    let mut ranges = Vec::with_capacity(rs.len());
+    for r in &rs {
+        let start = buf.len();
+        crate::ingest::decode_base64_onto(&r.data.as_ref()?.0, &mut buf).ok()?;
+        if buf.len() - start > RECORD_BYTES_MAX {
+            return None;
+        }
+        ranges.push(start..buf.len());
+    }
+    if buf.len() > BATCH_BYTES_MAX {
+        return None;
+    }
+    let buf = Bytes::from(buf);
+    Some(PutRecordBatchRequest {
+        stream,
+        records: ranges.into_iter().map(|r| buf.slice(r)).collect(),
+    })
+}
+
+/// [`parse_put_record_batch`] with every check and its message.
+pub(super) fn parse_checked_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
     let req: PutRecordBatchIn = parse(body)?;
     let mut v = Vec::new();
     let name = check_name(req.delivery_stream_name.as_ref(), &mut v);

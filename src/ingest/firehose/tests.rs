@@ -96,3 +96,43 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// The fast path for valid batches accepts nothing the full parse
+    /// refuses and reads what it accepts alike, and the full parse accepts
+    /// nothing the fast path leaves to it: bodies of a few records, some
+    /// escaped, with one byte replaced (quotes, backslashes, non-ASCII and
+    /// invalid UTF-8, padding, structure).
+    #[test]
+    fn the_fast_path_accepts_and_reads_what_the_full_parse_does(
+        records in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..4),
+        escape in proptest::prelude::any::<bool>(),
+        at in proptest::prelude::any::<usize>(),
+        with in proptest::sample::select(vec![b'"', b'\\', b'A', b'=', b'/', b' ', b'}', b']', b',', b'7', 0xC3, 0xFF, 0x00]),
+        change in proptest::prelude::any::<bool>(),
+    ) {
+        let data: Vec<String> = records
+            .iter()
+            .map(|r| {
+                let t = base64::engine::general_purpose::STANDARD.encode(r);
+                if escape { t.replace('/', "\\/") } else { t }
+            })
+            .map(|t| format!(r#"{{"Data":"{t}"}}"#))
+            .collect();
+        let mut body = format!(r#"{{"DeliveryStreamName":"s-1","Records":[{}]}}"#, data.join(",")).into_bytes();
+        if change {
+            let i = at % body.len();
+            body[i] = with;
+        }
+        let fast = put::parse_valid_batch(&body);
+        let full = put::parse_checked_batch(&body);
+        match (&fast, &full) {
+            (Some(f), Ok(c)) => {
+                proptest::prop_assert_eq!(&f.stream, &c.stream);
+                proptest::prop_assert_eq!(&f.records, &c.records);
+            }
+            (None, Err(_)) => {}
+            _ => proptest::prop_assert!(false, "{:?}: fast {fast:?}, full {full:?}", String::from_utf8_lossy(&body)),
+        }
+    }
+}
