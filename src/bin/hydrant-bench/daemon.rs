@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 /// A fresh bench directory and a config there listening on a free port:
 /// returns (port, config path). `body` follows `listen` and `data_dir`,
 /// then `HYDRANT_BENCH_CONFIG` if set: top-level YAML of the daemon's
-/// options to compare in one build (e.g. `log: { prepare_segments: false }`).
+/// options to compare in one build (e.g. `log: { group_commit_bytes_max: 1048576 }`).
 pub fn bench_config(dir: &Path, body: &str) -> anyhow::Result<(u16, PathBuf)> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;

@@ -215,6 +215,17 @@ pub struct PutRecordBatchRequest {
     pub records: Vec<Bytes>,
 }
 
+impl PutRecordBatchRequest {
+    /// The records as slices of the one buffer they were decoded into.
+    fn sliced(stream: String, buf: Vec<u8>, ranges: Vec<std::ops::Range<usize>>) -> Self {
+        let buf = Bytes::from(buf);
+        PutRecordBatchRequest {
+            stream,
+            records: ranges.into_iter().map(|r| buf.slice(r)).collect(),
+        }
+    }
+}
+
 /// Parses and validates a `PutRecord` body: JSON, base64, Firehose's limits.
 /// Pure, so it can be fuzzed.
 pub fn parse_put_record(body: &[u8]) -> Result<PutRecordRequest, ApiError> {
@@ -323,11 +334,7 @@ pub(super) fn parse_valid_batch(body: &[u8]) -> Option<PutRecordBatchRequest> {
     if buf.len() > BATCH_BYTES_MAX {
         return None;
     }
-    let buf = Bytes::from(buf);
-    Some(PutRecordBatchRequest {
-        stream,
-        records: ranges.into_iter().map(|r| buf.slice(r)).collect(),
-    })
+    Some(PutRecordBatchRequest::sliced(stream, buf, ranges))
 }
 
 /// [`parse_put_record_batch`] with every check and its message.
@@ -357,18 +364,12 @@ pub(super) fn parse_checked_batch(body: &[u8]) -> Result<PutRecordBatchRequest, 
     if !v.is_empty() {
         return Err(ApiError::validation(&v));
     }
-    let total = buf.len();
-    let buf = Bytes::from(buf);
-    let data: Vec<Bytes> = ranges.into_iter().map(|r| buf.slice(r)).collect();
-    if total > BATCH_BYTES_MAX {
+    if buf.len() > BATCH_BYTES_MAX {
         return Err(ApiError::invalid_argument(
             "Records size exceeds 4 MB limit",
         ));
     }
-    Ok(PutRecordBatchRequest {
-        stream: name,
-        records: data,
-    })
+    Ok(PutRecordBatchRequest::sliced(name, buf, ranges))
 }
 
 pub(super) async fn put_record_batch(
