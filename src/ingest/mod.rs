@@ -11,6 +11,7 @@ pub mod analytics;
 mod authorize;
 pub mod cbor;
 pub mod error;
+mod fast;
 pub mod firehose;
 pub mod kinesis;
 pub mod ndjson;
@@ -148,13 +149,20 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// A Kinesis operation: the body parsed (JSON or CBOR) and dispatched;
-/// `GetRecords` for a JSON client written straight into the body.
+/// `GetRecords` for a JSON client written straight into the body, and
+/// `PutRecords` from a valid JSON body read by its fast path.
 async fn kinesis_call(
     state: &AppState,
     op: &str,
     body: &[u8],
     cbor: bool,
 ) -> Result<firehose::Reply, ApiError> {
+    if op == "PutRecords"
+        && !cbor
+        && let Some(answer) = kinesis::put_records_json(state, body).await
+    {
+        return answer.map(firehose::Reply::Json);
+    }
     let req = if cbor {
         cbor::request_to_json(body)
             .map_err(|e| ApiError::serialization(format!("cannot parse the request body: {e}")))?

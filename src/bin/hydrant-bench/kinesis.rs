@@ -113,6 +113,8 @@ struct Put {
     records: u64,
     mib: f64,
     secs: f64,
+    /// The daemon's CPU seconds over the phase.
+    daemon_cpu: f64,
 }
 
 /// What one shard's consumer read: records, bytes (decoded), how long it
@@ -165,7 +167,9 @@ async fn records(args: &Args) -> anyhow::Result<()> {
         json!({ "StreamName": "bench", "ShardCount": args.shards }).to_string(),
     )
     .await?;
-    let put = put_phase(args, &http, &url).await?;
+    let cpu_before = cpu_seconds(child.id());
+    let mut put = put_phase(args, &http, &url).await?;
+    put.daemon_cpu = cpu_seconds(child.id()) - cpu_before;
     let cpu_before = cpu_seconds(child.id());
     let mut read = read_phase(args.shards, &http, &url).await?;
     read.daemon_cpu = cpu_seconds(child.id()) - cpu_before;
@@ -225,6 +229,7 @@ async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Re
         records,
         mib,
         secs,
+        daemon_cpu: 0.0,
     })
 }
 
@@ -310,13 +315,14 @@ fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
     } = args;
     let failed = put.failed;
     println!(
-        "| kinesis PutRecords: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} |",
+        "| kinesis PutRecords: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} | daemon CPU {:.2} ms per MiB put |",
         put.records as f64 / put.secs,
         put.records as f64 / put.secs / *shards as f64,
         put.mib / put.secs,
         put.mib / put.secs / *shards as f64,
         percentile(&put.lat, 0.5).as_secs_f64() * 1e3,
         percentile(&put.lat, 0.99).as_secs_f64() * 1e3,
+        put.daemon_cpu * 1e3 / put.mib.max(1e-9),
     );
     println!(
         "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB | daemon CPU {:.2} ms per MiB read |",

@@ -14,6 +14,7 @@ use super::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, RECORD_BYTES_MAX, check_name, lo
 use crate::config;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
+use crate::ingest::fast::{DataBytes, Digits20};
 use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 use crate::streams::StreamEntry;
@@ -116,38 +117,6 @@ fn record_id(entry: &StreamEntry, shard: u32, offset: u64) -> String {
 /// appends to one shard.
 fn record_id_head(entry: &StreamEntry, shard: u32) -> String {
     format!("{:020}{shard:04}", entry.created_ms.max(0))
-}
-
-/// A `u64` as 20 decimal digits, zero-padded (`u64::MAX` has 20), that can
-/// be counted up by one in place.
-struct Digits20([u8; 20]);
-
-impl Digits20 {
-    fn new(mut v: u64) -> Self {
-        let mut d = [b'0'; 20];
-        for slot in d.iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        Digits20(d)
-    }
-
-    /// Adds one, in decimal (past `u64::MAX` too, which offsets never reach).
-    fn increment(&mut self) {
-        for slot in self.0.iter_mut().rev() {
-            if *slot == b'9' {
-                *slot = b'0';
-            } else {
-                *slot += 1;
-                return;
-            }
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only ASCII digits are ever stored.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
 fn now_ms() -> i64 {
@@ -264,31 +233,6 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
     match parse_valid_batch(body) {
         Some(req) => Ok(req),
         None => parse_checked_batch(body),
-    }
-}
-
-/// A record's `Data` string as the fast path reads it: its bytes with
-/// escapes resolved, without serde_json's UTF-8 check of them (base64 is
-/// ASCII, and the decoder refuses anything else). Anything but a string is
-/// an error here, and the full parse words it.
-struct DataBytes<'a>(std::borrow::Cow<'a, [u8]>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for DataBytes<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Text<'a> {
-            type Value = DataBytes<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a base64 string")
-            }
-            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
-                Ok(DataBytes(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
-                Ok(DataBytes(std::borrow::Cow::Owned(v.to_vec())))
-            }
-        }
-        d.deserialize_bytes(Text(std::marker::PhantomData))
     }
 }
 
@@ -414,27 +358,5 @@ pub(super) async fn put_record_batch(
             )
         }
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Digits20;
-
-    #[test]
-    fn counted_digits_match_formatted_ones_across_carries() {
-        for start in [0, 8, 99_990, 1_999_999_995, u64::MAX - 3] {
-            let mut d = Digits20::new(start);
-            for k in 0..3u64 {
-                if k > 0 {
-                    d.increment();
-                }
-                assert_eq!(d.as_str(), format!("{:020}", start + k));
-            }
-        }
-        let mut d = Digits20::new(u64::MAX);
-        assert_eq!(d.as_str(), u64::MAX.to_string());
-        d.increment();
-        assert_eq!(d.as_str(), (u128::from(u64::MAX) + 1).to_string());
     }
 }

@@ -157,31 +157,7 @@ impl<'a> Req<'a> {
 
     /// The stream a request names by `StreamName` or `StreamARN`.
     fn stream_name(&self) -> Result<String, ApiError> {
-        let name = self.str("StreamName")?;
-        let arn = self.str("StreamARN")?;
-        match (name, arn) {
-            (Some(n), _) => {
-                check_name(n)?;
-                if let Some(a) = arn
-                    && kinesis_stream_from_arn(a) != Some(n)
-                {
-                    return Err(ApiError::invalid_argument(format!(
-                        "StreamARN {a} does not name stream {n}"
-                    )));
-                }
-                Ok(n.to_string())
-            }
-            (None, Some(a)) => kinesis_stream_from_arn(a).map(str::to_string).ok_or_else(|| {
-                violation(
-                    "streamARN",
-                    a,
-                    "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
-                )
-            }),
-            (None, None) => Err(ApiError::invalid_argument(
-                "Either StreamName or StreamARN should be provided.",
-            )),
-        }
+        stream_name_of(self.str("StreamName")?, self.str("StreamARN")?)
     }
 
     fn stream(&self, state: &AppState) -> Result<Arc<KinesisStream>, ApiError> {
@@ -191,6 +167,34 @@ impl<'a> Req<'a> {
             .kinesis
             .get(&name)
             .ok_or_else(|| not_found(&name))
+    }
+}
+
+/// The stream named by a request's `StreamName` or `StreamARN` (if both,
+/// they must agree).
+fn stream_name_of(name: Option<&str>, arn: Option<&str>) -> Result<String, ApiError> {
+    match (name, arn) {
+        (Some(n), _) => {
+            check_name(n)?;
+            if let Some(a) = arn
+                && kinesis_stream_from_arn(a) != Some(n)
+            {
+                return Err(ApiError::invalid_argument(format!(
+                    "StreamARN {a} does not name stream {n}"
+                )));
+            }
+            Ok(n.to_string())
+        }
+        (None, Some(a)) => kinesis_stream_from_arn(a).map(str::to_string).ok_or_else(|| {
+            violation(
+                "streamARN",
+                a,
+                "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+            )
+        }),
+        (None, None) => Err(ApiError::invalid_argument(
+            "Either StreamName or StreamARN should be provided.",
+        )),
     }
 }
 
@@ -332,6 +336,13 @@ pub async fn get_records_json(state: &AppState, body: &Value) -> Result<String, 
     let empty = Map::new();
     let req = as_req(body, &empty)?;
     iterators::get_records_json(state, req).await
+}
+
+/// `PutRecords` for a JSON client by its fast path, which reads a valid
+/// body once and writes the answer directly; None: the body is not
+/// certainly valid, and [`dispatch`] must answer it.
+pub async fn put_records_json(state: &AppState, body: &[u8]) -> Option<Result<String, ApiError>> {
+    records::put_records_json(state, body).await
 }
 
 /// A paging token: where the page ended, for which operation, and when.

@@ -7,24 +7,28 @@
 //! open shards until they are durable, so a reshard, which takes the gate
 //! alone, never closes a shard under a put in flight.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
     PARTITION_KEY_CHARS_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX, Req, internal, missing,
-    now_ms, sequence, throughput, violation,
+    now_ms, sequence, stream_name_of, throughput, violation,
 };
 use crate::aws::ACCOUNT;
 use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
+use crate::ingest::fast::{DataBytes, Digits20};
 use crate::kinesis::KinesisStream;
 use crate::kinesis::position::{hash_key, parse_hash_key, shard_id};
 use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 
 /// A record to put, checked.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct PutIn {
     pub(super) data: Bytes,
     pub(super) key: Bytes,
@@ -69,21 +73,9 @@ fn record_in(r: &Map<String, Value>, at: &str, max: usize) -> Result<PutIn, ApiE
             )));
         }
     };
-    let chars = key.chars().count();
-    if chars == 0 || chars > PARTITION_KEY_CHARS_MAX {
-        return Err(violation(
-            &field("partitionKey"),
-            key,
-            &format!("Member must have length between 1 and {PARTITION_KEY_CHARS_MAX}"),
-        ));
-    }
-    let hash = match r.get("ExplicitHashKey") {
-        None | Some(Value::Null) => hash_key(key.as_bytes()),
-        Some(Value::String(h)) => parse_hash_key(h).ok_or_else(|| {
-            ApiError::invalid_argument(format!(
-                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {h}"
-            ))
-        })?,
+    let explicit = match r.get("ExplicitHashKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(h)) => Some(h.as_str()),
         Some(_) => {
             return Err(ApiError::serialization(format!(
                 "'{}' must be a string",
@@ -91,11 +83,33 @@ fn record_in(r: &Map<String, Value>, at: &str, max: usize) -> Result<PutIn, ApiE
             )));
         }
     };
+    let hash = key_hash(key, explicit, at)?;
     Ok(PutIn {
         data: Bytes::from(data),
         key: Bytes::copy_from_slice(key.as_bytes()),
         hash,
     })
+}
+
+/// Checks a record's partition key and explicit hash key; the hash key
+/// the record is routed by.
+fn key_hash(key: &str, explicit: Option<&str>, at: &str) -> Result<u128, ApiError> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > PARTITION_KEY_CHARS_MAX {
+        return Err(violation(
+            &format!("{at}partitionKey"),
+            key,
+            &format!("Member must have length between 1 and {PARTITION_KEY_CHARS_MAX}"),
+        ));
+    }
+    match explicit {
+        None => Ok(hash_key(key.as_bytes())),
+        Some(h) => parse_hash_key(h).ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {h}"
+            ))
+        }),
+    }
 }
 
 fn over_limit(s: &KinesisStream, shard: u32) -> String {
@@ -208,10 +222,19 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
     let s = req.stream(state)?;
     not_an_output(state, &s)?;
     let parsed = records_in(&req, s.max_record_bytes())?;
-    // Group by shard, keeping request order within each shard; a record over
-    // its shard's write limit fails alone, as Kinesis reports it.
+    let results = put_checked(state, &s, parsed).await;
+    Ok(put_records_reply(&s, results))
+}
+
+/// Each record's shard and offset, or its error, in request order.
+type PutResults = Vec<Option<Result<(u32, u64), ApiError>>>;
+
+/// Puts checked records: grouped by shard, keeping request order within
+/// each shard, one append per shard; a record over its shard's write limit
+/// fails alone, as Kinesis reports it.
+async fn put_checked(state: &AppState, s: &KinesisStream, parsed: Vec<PutIn>) -> PutResults {
     let n = parsed.len();
-    let mut results: Vec<Option<Result<(u32, u64), ApiError>>> = (0..n).map(|_| None).collect();
+    let mut results: PutResults = (0..n).map(|_| None).collect();
     let mut groups: BTreeMap<u32, (Vec<usize>, Vec<PutIn>)> = BTreeMap::new();
     let mut throttled = 0u64;
     let _gate = s.gate.read().await;
@@ -224,7 +247,7 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
             g.1.push(r);
         } else {
             throttled += 1;
-            results[i] = Some(Err(throughput(over_limit(&s, shard))));
+            results[i] = Some(Err(throughput(over_limit(s, shard))));
         }
     }
     if throttled > 0 {
@@ -235,9 +258,8 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
             .get_or_create(&Metrics::stream(&s.name))
             .inc_by(throttled);
     }
-    let appends = groups.into_iter().map(|(shard, (idx, recs))| {
-        let s = &s;
-        async move { (shard, idx, append(state, s, shard, recs).await) }
+    let appends = groups.into_iter().map(|(shard, (idx, recs))| async move {
+        (shard, idx, append(state, s, shard, recs).await)
     });
     for (shard, idx, res) in futures::future::join_all(appends).await {
         match res {
@@ -253,7 +275,7 @@ pub(super) async fn put_records(state: &AppState, req: Req<'_>) -> Result<Value,
             }
         }
     }
-    Ok(put_records_reply(&s, results))
+    results
 }
 
 /// The records of a `PutRecords` request, each checked, within the
@@ -298,10 +320,7 @@ pub(super) fn records_in(req: &Req<'_>, max: usize) -> Result<Vec<PutIn>, ApiErr
 
 /// The `PutRecords` answer: each record's shard and sequence number or its
 /// error, in request order.
-fn put_records_reply(
-    s: &KinesisStream,
-    results: Vec<Option<Result<(u32, u64), ApiError>>>,
-) -> Value {
+fn put_records_reply(s: &KinesisStream, results: PutResults) -> Value {
     let mut failed = 0;
     let out: Vec<Value> = results
         .into_iter()
@@ -328,3 +347,125 @@ fn put_records_reply(
     let encryption = super::encryption::encryption_of(s).0;
     json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": encryption })
 }
+
+/// A record of a `PutRecords` JSON body as the fast path reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ValidRecordIn<'a> {
+    #[serde(borrow)]
+    data: DataBytes<'a>,
+    #[serde(borrow)]
+    partition_key: Cow<'a, str>,
+    #[serde(borrow)]
+    explicit_hash_key: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ValidPutRecordsIn<'a> {
+    #[serde(borrow)]
+    stream_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "StreamARN")]
+    stream_arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    records: Vec<ValidRecordIn<'a>>,
+}
+
+/// `PutRecords` from a JSON body by the fast path: the body read once into
+/// borrowed fields (no JSON value per record, no UTF-8 pass over `Data`),
+/// the records decoded into one buffer, the answer written straight into
+/// its text. None at the first thing amiss, before anything is appended:
+/// then the full path parses again, accepts exactly what it always accepted
+/// and words the error.
+pub(super) async fn put_records_json(
+    state: &AppState,
+    body: &[u8],
+) -> Option<Result<String, ApiError>> {
+    let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
+    let name = stream_name_of(req.stream_name.as_deref(), req.stream_arn.as_deref()).ok()?;
+    let s = state.registry.kinesis.get(&name)?;
+    not_an_output(state, &s).ok()?;
+    let records = valid_records(&req.records, s.max_record_bytes())?;
+    let results = put_checked(state, &s, records).await;
+    Some(Ok(put_records_text(&s, results)))
+}
+
+/// The records of a fast-path body, if every one passes the checks
+/// [`records_in`] makes; their data and keys are slices of two buffers.
+fn valid_records(rs: &[ValidRecordIn], max: usize) -> Option<Vec<PutIn>> {
+    if rs.is_empty() || rs.len() > PUT_RECORDS_MAX {
+        return None;
+    }
+    let mut data = Vec::with_capacity(rs.iter().map(|r| r.data.0.len() / 4 * 3).sum());
+    let mut keys = Vec::with_capacity(rs.iter().map(|r| r.partition_key.len()).sum());
+    let mut spans = Vec::with_capacity(rs.len());
+    for r in rs {
+        let (d, k) = (data.len(), keys.len());
+        crate::ingest::decode_base64_onto(&r.data.0, &mut data).ok()?;
+        if data.len() - d > max {
+            return None;
+        }
+        let hash = key_hash(&r.partition_key, r.explicit_hash_key.as_deref(), "").ok()?;
+        keys.extend_from_slice(r.partition_key.as_bytes());
+        spans.push((d..data.len(), k..keys.len(), hash));
+    }
+    let total_max = PUT_RECORDS_BYTES_MAX.max(max + PARTITION_KEY_CHARS_MAX * 4);
+    if data.len() + keys.len() > total_max {
+        return None;
+    }
+    let (data, keys) = (Bytes::from(data), Bytes::from(keys));
+    Some(
+        spans
+            .into_iter()
+            .map(|(d, k, hash)| PutIn {
+                data: data.slice(d),
+                key: keys.slice(k),
+                hash,
+            })
+            .collect(),
+    )
+}
+
+/// [`put_records_reply`] as text, written directly when every record was
+/// put (a sequence number is its shard's 16-digit head and 20 digits of
+/// offset); else through the value, as a refusal is rare.
+fn put_records_text(s: &KinesisStream, results: PutResults) -> String {
+    if results.iter().any(|r| !matches!(r, Some(Ok(_)))) {
+        return put_records_reply(s, results).to_string();
+    }
+    let mut heads: BTreeMap<u32, (String, String)> = BTreeMap::new();
+    let mut out = String::with_capacity(64 + results.len() * 90);
+    out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
+    for (i, (shard, offset)) in results.into_iter().flatten().flatten().enumerate() {
+        let (id, head) = heads.entry(shard).or_insert_with(|| {
+            let mut head = sequence(s, shard, 0);
+            head.truncate(head.len() - 20);
+            (shard_id(shard), head)
+        });
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"ShardId":""#);
+        out.push_str(id);
+        out.push_str(r#"","SequenceNumber":""#);
+        out.push_str(head);
+        out.push_str(Digits20::new(offset).as_str());
+        out.push_str("\"}");
+    }
+    out.push_str(r#"],"EncryptionType":""#);
+    out.push_str(super::encryption::encryption_of(s).0);
+    out.push_str("\"}");
+    out
+}
+
+/// [`put_records_json`]'s parse and checks alone, for tests: the records'
+/// (partition key, data, hash key) as the fast path reads them.
+#[cfg(test)]
+fn parse_valid_put_records(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
+    let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
+    stream_name_of(req.stream_name.as_deref(), req.stream_arn.as_deref()).ok()?;
+    valid_records(&req.records, max)
+}
+
+#[cfg(test)]
+mod tests;

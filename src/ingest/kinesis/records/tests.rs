@@ -1,0 +1,104 @@
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::{PutIn, parse_valid_put_records, records_in};
+use crate::ingest::error::ApiError;
+use crate::ingest::kinesis::as_req;
+
+/// The full path's parse and checks of a JSON body, as `put_records` makes
+/// them before it appends.
+fn full(body: &[u8], max: usize) -> Result<Vec<PutIn>, ApiError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?;
+    let empty = Map::new();
+    let req = as_req(&v, &empty)?;
+    req.stream_name()?;
+    records_in(&req, max)
+}
+
+const MAX: usize = 64;
+
+#[test]
+fn the_fast_path_reads_a_body_of_every_kind_of_valid_record_as_the_full_path_does() {
+    let body = br#"{"StreamName":"s-1","Records":[
+        {"Data":"aGVsbG8=","PartitionKey":"k"},
+        {"Data":"","PartitionKey":"\u00e9t\u00e9","ExplicitHashKey":"12"},
+        {"Data":"YQ==","PartitionKey":"a\/b","ExplicitHashKey":null}]}"#;
+    let fast = parse_valid_put_records(body, MAX).expect("the fast path reads a valid body");
+    let full = full(body, MAX).expect("the full path reads a valid body");
+    assert_eq!(fast, full);
+    assert_eq!(&fast[0].data[..], b"hello");
+    assert_eq!(&fast[1].key[..], "été".as_bytes());
+    assert_eq!(fast[1].hash, 12);
+    assert_eq!(&fast[2].key[..], b"a/b");
+}
+
+#[test]
+fn the_fast_path_leaves_every_refusal_to_the_full_path() {
+    let long_key = "k".repeat(257);
+    let too_big = base64::engine::general_purpose::STANDARD.encode([0u8; MAX + 1]);
+    for body in [
+        r#"{"Records":[{"Data":"YQ==","PartitionKey":"k"}]}"#.to_string(),
+        r#"{"StreamName":"s-1","Records":[]}"#.to_string(),
+        r#"{"StreamName":"s-1","Records":[{"Data":"YQ==","PartitionKey":""}]}"#.to_string(),
+        format!(r#"{{"StreamName":"s-1","Records":[{{"Data":"YQ==","PartitionKey":"{long_key}"}}]}}"#),
+        format!(r#"{{"StreamName":"s-1","Records":[{{"Data":"{too_big}","PartitionKey":"k"}}]}}"#),
+        r#"{"StreamName":"s-1","Records":[{"Data":"YQ","PartitionKey":"k"}]}"#.to_string(),
+        r#"{"StreamName":"s-1","Records":[{"Data":null,"PartitionKey":"k"}]}"#.to_string(),
+        r#"{"StreamName":"s-1","Records":[{"Data":"YQ==","PartitionKey":"k","ExplicitHashKey":"340282366920938463463374607431768211456"}]}"#.to_string(),
+        r#"{"StreamName":"s 1","Records":[{"Data":"YQ==","PartitionKey":"k"}]}"#.to_string(),
+    ] {
+        assert!(full(body.as_bytes(), MAX).is_err(), "{body}");
+        assert!(parse_valid_put_records(body.as_bytes(), MAX).is_none(), "{body}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Whatever the fast path accepts, the full path accepts and reads
+    /// alike, and the full path accepts nothing the fast path leaves to it:
+    /// bodies of a few records with keys of any length (multi-byte ones
+    /// too), hash keys valid or not, some escaped, with one byte replaced.
+    #[test]
+    fn the_fast_path_accepts_and_reads_what_the_full_path_does(
+        records in proptest::collection::vec(
+            (
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+                proptest::sample::select(vec!["k", "", "été", "key-1", "a\\/b", "\\u00e9"]),
+                0usize..300,
+                proptest::option::of(proptest::sample::select(vec!["0", "12", "340282366920938463463374607431768211455", "340282366920938463463374607431768211456", "x"])),
+            ),
+            0..4,
+        ),
+        escape in proptest::prelude::any::<bool>(),
+        at in proptest::prelude::any::<usize>(),
+        with in proptest::sample::select(vec![b'"', b'\\', b'A', b'=', b'/', b' ', b'}', b']', b',', b'7', b'n', 0xC3, 0xFF, 0x00]),
+        change in proptest::prelude::any::<bool>(),
+    ) {
+        let items: Vec<String> = records
+            .iter()
+            .map(|(data, key, repeat, hash)| {
+                let t = base64::engine::general_purpose::STANDARD.encode(data);
+                let t = if escape { t.replace('/', "\\/") } else { t };
+                let key = key.repeat(1 + repeat % 90);
+                match hash {
+                    Some(h) => format!(r#"{{"Data":"{t}","PartitionKey":"{key}","ExplicitHashKey":"{h}"}}"#),
+                    None => format!(r#"{{"Data":"{t}","PartitionKey":"{key}"}}"#),
+                }
+            })
+            .collect();
+        let mut body = format!(r#"{{"StreamName":"s-1","Records":[{}]}}"#, items.join(",")).into_bytes();
+        if change {
+            let i = at % body.len();
+            body[i] = with;
+        }
+        let fast = parse_valid_put_records(&body, MAX);
+        let full = full(&body, MAX);
+        match (&fast, &full) {
+            (Some(f), Ok(c)) => proptest::prop_assert_eq!(f, c),
+            (None, Err(_)) => {}
+            _ => proptest::prop_assert!(false, "{:?}: fast {fast:?}, full {:?}", String::from_utf8_lossy(&body), full.as_ref().map(Vec::len)),
+        }
+    }
+}
