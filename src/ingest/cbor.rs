@@ -12,6 +12,8 @@ use base64::Engine;
 use ciborium::Value as Cbor;
 use serde_json::{Map, Number, Value};
 
+pub(crate) mod write;
+
 pub const CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
 
 /// Members that are blobs in the Kinesis model.

@@ -149,7 +149,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// A Kinesis operation: the body parsed (JSON or CBOR) and dispatched;
-/// `GetRecords` for a JSON client written straight into the body, and
+/// `GetRecords` written straight into the body (JSON or CBOR), and
 /// `PutRecords` from a valid JSON body read by its fast path.
 async fn kinesis_call(
     state: &AppState,
@@ -173,10 +173,16 @@ async fn kinesis_call(
             ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
         })?
     };
-    if op == "GetRecords" && !cbor {
-        return kinesis::get_records_json(state, &req)
-            .await
-            .map(firehose::Reply::Json);
+    if op == "GetRecords" {
+        return if cbor {
+            kinesis::get_records_cbor(state, &req)
+                .await
+                .map(firehose::Reply::Cbor)
+        } else {
+            kinesis::get_records_json(state, &req)
+                .await
+                .map(firehose::Reply::Json)
+        };
     }
     kinesis::dispatch(state, op, &req)
         .await
@@ -358,6 +364,13 @@ fn reply(result: Result<firehose::Reply, ApiError>, cbor: bool) -> Response {
         (Ok(Reply::Value(v)), false) => json_response(v.to_string()),
         (Ok(Reply::Json(s)), false) => json_response(s),
         (Err(e), false) => e.into_response(),
+        (Ok(Reply::Cbor(b)), true) => cbor_bytes_response(StatusCode::OK, b, None),
+        (Ok(Reply::Cbor(_)), false) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            "a CBOR answer was made for a JSON request",
+        )
+        .into_response(),
         (Ok(Reply::Value(v)), true) => cbor_response(StatusCode::OK, &v, None),
         (Ok(Reply::Json(s)), true) => match serde_json::from_str(&s) {
             Ok(v) => cbor_response(StatusCode::OK, &v, None),
@@ -381,7 +394,11 @@ fn cbor_response(
     v: &serde_json::Value,
     error: Option<&'static str>,
 ) -> Response {
-    let mut resp = (status, cbor::reply_from_json(v)).into_response();
+    cbor_bytes_response(status, cbor::reply_from_json(v), error)
+}
+
+fn cbor_bytes_response(status: StatusCode, body: Vec<u8>, error: Option<&'static str>) -> Response {
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -68,6 +68,10 @@ pub struct Args {
     /// Seconds of PutRecords before the read-back (records).
     #[arg(long, default_value_t = 20)]
     duration_secs: u64,
+    /// Read back in CBOR, as the AWS SDK for Java (and so the KCL) does,
+    /// instead of JSON (records).
+    #[arg(long)]
+    cbor: bool,
     #[command(flatten)]
     fanout: fanout::Args,
     #[command(flatten)]
@@ -171,7 +175,7 @@ async fn records(args: &Args) -> anyhow::Result<()> {
     let mut put = put_phase(args, &http, &url).await?;
     put.daemon_cpu = cpu_seconds(child.id()) - cpu_before;
     let cpu_before = cpu_seconds(child.id());
-    let mut read = read_phase(args.shards, &http, &url).await?;
+    let mut read = read_phase(args.shards, args.cbor, &http, &url).await?;
     read.daemon_cpu = cpu_seconds(child.id()) - cpu_before;
     let rss = peak_rss_kib(child.id()).unwrap_or(0);
     stop(&mut child)?;
@@ -234,14 +238,19 @@ async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Re
 }
 
 /// Every shard read back from TRIM_HORIZON at once, one consumer each.
-async fn read_phase(shards: u32, http: &reqwest::Client, url: &str) -> anyhow::Result<Read> {
+async fn read_phase(
+    shards: u32,
+    cbor: bool,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<Read> {
     let read_start = Instant::now();
     let mut readers = Vec::new();
     for shard in 0..shards {
         let (http, url) = (http.clone(), url.to_string());
-        readers.push(tokio::spawn(
-            async move { read_shard(&http, &url, shard).await },
-        ));
+        readers.push(tokio::spawn(async move {
+            read_shard(&http, &url, shard, cbor).await
+        }));
     }
     let mut read = Read {
         records: 0,
@@ -265,7 +274,12 @@ async fn read_phase(shards: u32, http: &reqwest::Client, url: &str) -> anyhow::R
 }
 
 /// One shard read from TRIM_HORIZON until it is caught up and empty.
-async fn read_shard(http: &reqwest::Client, url: &str, shard: u32) -> anyhow::Result<ShardRead> {
+async fn read_shard(
+    http: &reqwest::Client,
+    url: &str,
+    shard: u32,
+    cbor: bool,
+) -> anyhow::Result<ShardRead> {
     let it = kinesis_call(
         http,
         url,
@@ -278,30 +292,88 @@ async fn read_shard(http: &reqwest::Client, url: &str, shard: u32) -> anyhow::Re
     let t0 = Instant::now();
     loop {
         let t = Instant::now();
-        let resp = http
-            .post(url)
-            .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .body(json!({ "ShardIterator": it, "Limit": 10_000 }).to_string())
-            .send()
-            .await?
-            .bytes()
-            .await?;
-        let out: GetRecordsOut = serde_json::from_slice(&resp)
-            .with_context(|| String::from_utf8_lossy(&resp[..resp.len().min(300)]).to_string())?;
+        let (n, b, next, behind) = if cbor {
+            get_records_cbor(http, url, &it).await?
+        } else {
+            let resp = http
+                .post(url)
+                .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
+                .header("Content-Type", "application/x-amz-json-1.1")
+                .body(json!({ "ShardIterator": it, "Limit": 10_000 }).to_string())
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            let out: GetRecordsOut = serde_json::from_slice(&resp).with_context(|| {
+                String::from_utf8_lossy(&resp[..resp.len().min(300)]).to_string()
+            })?;
+            let b = out.records.iter().map(|r| r.data.len() as u64 * 3 / 4);
+            (
+                out.records.len() as u64,
+                b.sum::<u64>(),
+                out.next_shard_iterator,
+                out.millis_behind_latest,
+            )
+        };
         calls.push(t.elapsed());
-        records += out.records.len() as u64;
-        bytes += out
-            .records
-            .iter()
-            .map(|r| r.data.len() as u64 * 3 / 4)
-            .sum::<u64>();
-        it = out.next_shard_iterator;
-        if out.records.is_empty() && out.millis_behind_latest == 0 {
+        records += n;
+        bytes += b;
+        it = next;
+        if n == 0 && behind == 0 {
             break;
         }
     }
     Ok((records, bytes, t0.elapsed(), calls))
+}
+
+/// One `GetRecords` call in CBOR: records, their data's bytes, the next
+/// iterator and how far behind the tip.
+async fn get_records_cbor(
+    http: &reqwest::Client,
+    url: &str,
+    it: &str,
+) -> anyhow::Result<(u64, u64, String, u64)> {
+    use ciborium::Value as Cbor;
+    let mut body = Vec::new();
+    let req = Cbor::Map(vec![
+        (Cbor::Text("ShardIterator".into()), Cbor::Text(it.into())),
+        (Cbor::Text("Limit".into()), Cbor::Integer(10_000.into())),
+    ]);
+    ciborium::into_writer(&req, &mut body)?;
+    let resp = http
+        .post(url)
+        .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
+        .header("Content-Type", "application/x-amz-cbor-1.1")
+        .body(body)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let out: Cbor = ciborium::from_reader(&resp[..]).context("a CBOR GetRecords answer")?;
+    let field = |name: &str| {
+        out.as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(name)))
+            .map(|(_, v)| v)
+    };
+    let records = field("Records").and_then(Cbor::as_array);
+    let Some(records) = records else {
+        bail!("a CBOR GetRecords answer without records: {out:?}");
+    };
+    let bytes = records
+        .iter()
+        .filter_map(Cbor::as_map)
+        .flat_map(|m| m.iter().filter(|(k, _)| k.as_text() == Some("Data")))
+        .filter_map(|(_, v)| v.as_bytes())
+        .map(|b| b.len() as u64)
+        .sum();
+    let next = field("NextShardIterator")
+        .and_then(Cbor::as_text)
+        .unwrap_or_default();
+    let behind = field("MillisBehindLatest")
+        .and_then(Cbor::as_integer)
+        .and_then(|i| u64::try_from(i).ok())
+        .unwrap_or(0);
+    Ok((records.len() as u64, bytes, next.to_string(), behind))
 }
 
 /// The two table rows: `PutRecords`, then `GetRecords`.
@@ -325,7 +397,8 @@ fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
         put.daemon_cpu * 1e3 / put.mib.max(1e-9),
     );
     println!(
-        "| kinesis GetRecords: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB | daemon CPU {:.2} ms per MiB read |",
+        "| kinesis GetRecords{}: {shards} consumers from TRIM_HORIZON, Limit 10,000 | {:.0} records/s | {:.1} MiB/s in all, per shard {} MiB/s (Kinesis: 2 MiB/s per shard) | call p50 {:.1} ms, p99 {:.1} ms | peak RSS {:.0} MiB | daemon CPU {:.2} ms per MiB read |",
+        if args.cbor { " (CBOR)" } else { "" },
         read.records as f64 / read.secs,
         read.bytes as f64 / (1 << 20) as f64 / read.secs,
         read.per_shard

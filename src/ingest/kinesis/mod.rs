@@ -338,6 +338,14 @@ pub async fn get_records_json(state: &AppState, body: &Value) -> Result<String, 
     iterators::get_records_json(state, req).await
 }
 
+/// `GetRecords` for a CBOR client: its answer written straight into the
+/// body (records' data as byte strings, no JSON value per record).
+pub async fn get_records_cbor(state: &AppState, body: &Value) -> Result<Vec<u8>, ApiError> {
+    let empty = Map::new();
+    let req = as_req(body, &empty)?;
+    iterators::get_records_cbor(state, req).await
+}
+
 /// `PutRecords` for a JSON client by its fast path, which reads a valid
 /// body once and writes the answer directly; None: the body is not
 /// certainly valid, and [`dispatch`] must answer it.
