@@ -7,6 +7,11 @@
 //! SDKs write them) become epoch seconds. A reply goes the other way: the
 //! members that are blobs in the Kinesis model (`Data`) become byte strings,
 //! and its timestamps become tag 1 around epoch milliseconds.
+//!
+//! The two paths that carry records skip the value: a `PutRecords` body of
+//! the shape the SDK sends is read straight into its records, and the
+//! `PutRecords` and `GetRecords` answers are written directly ([`write`]),
+//! byte for byte as the value would have been.
 
 use base64::Engine;
 use ciborium::Value as Cbor;

@@ -150,18 +150,26 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
 
 /// A Kinesis operation: the body parsed (JSON or CBOR) and dispatched;
 /// `GetRecords` written straight into the body (JSON or CBOR), and
-/// `PutRecords` from a valid JSON body read by its fast path.
+/// `PutRecords` from a valid body read by its fast path (JSON or CBOR).
 async fn kinesis_call(
     state: &AppState,
     op: &str,
     body: &[u8],
     cbor: bool,
 ) -> Result<firehose::Reply, ApiError> {
-    if op == "PutRecords"
-        && !cbor
-        && let Some(answer) = kinesis::put_records_json(state, body).await
-    {
-        return answer.map(firehose::Reply::Json);
+    if op == "PutRecords" {
+        let answer = if cbor {
+            kinesis::put_records_cbor(state, body)
+                .await
+                .map(|a| a.map(firehose::Reply::Cbor))
+        } else {
+            kinesis::put_records_json(state, body)
+                .await
+                .map(|a| a.map(firehose::Reply::Json))
+        };
+        if let Some(answer) = answer {
+            return answer;
+        }
     }
     let req = if cbor {
         cbor::request_to_json(body)

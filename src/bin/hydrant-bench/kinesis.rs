@@ -68,8 +68,8 @@ pub struct Args {
     /// Seconds of PutRecords before the read-back (records).
     #[arg(long, default_value_t = 20)]
     duration_secs: u64,
-    /// Read back in CBOR, as the AWS SDK for Java (and so the KCL) does,
-    /// instead of JSON (records).
+    /// Put and read back in CBOR, as the AWS SDK for Java (and so the KCL)
+    /// does, instead of JSON (records).
     #[arg(long)]
     cbor: bool,
     #[command(flatten)]
@@ -207,16 +207,84 @@ pub fn put_bodies(stream: &str, per_call: usize, record_bytes: usize) -> Vec<byt
         .collect()
 }
 
+/// [`put_bodies`] in CBOR, as the AWS SDK for Java sends them: `Data` as
+/// byte strings.
+fn put_bodies_cbor(
+    stream: &str,
+    per_call: usize,
+    record_bytes: usize,
+) -> anyhow::Result<Vec<bytes::Bytes>> {
+    use ciborium::Value as Cbor;
+    let t = |s: &str| Cbor::Text(s.into());
+    (0..16)
+        .map(|b| {
+            let records = (0..per_call)
+                .map(|i| {
+                    Cbor::Map(vec![
+                        (
+                            t("Data"),
+                            Cbor::Bytes(json_record(b * per_call + i, record_bytes)),
+                        ),
+                        (t("PartitionKey"), t(&format!("key-{b}-{i}"))),
+                    ])
+                })
+                .collect();
+            let body = Cbor::Map(vec![
+                (t("StreamName"), t(stream)),
+                (t("Records"), Cbor::Array(records)),
+            ]);
+            let mut out = Vec::new();
+            ciborium::into_writer(&body, &mut out)?;
+            Ok(bytes::Bytes::from(out))
+        })
+        .collect()
+}
+
+/// One `PutRecords` call in CBOR; whether every record was put.
+async fn put_records_cbor(
+    http: &reqwest::Client,
+    url: &str,
+    body: bytes::Bytes,
+) -> anyhow::Result<bool> {
+    use ciborium::Value as Cbor;
+    let resp = http
+        .post(url)
+        .header("X-Amz-Target", "Kinesis_20131202.PutRecords")
+        .header("Content-Type", "application/x-amz-cbor-1.1")
+        .body(body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Ok(false);
+    }
+    let out: Cbor = ciborium::from_reader(&resp.bytes().await?[..])?;
+    let failed = out
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_text() == Some("FailedRecordCount"))
+        })
+        .and_then(|(_, v)| v.as_integer());
+    Ok(failed == Some(0.into()))
+}
+
 /// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
 async fn put_phase(args: &Args, http: &reqwest::Client, url: &str) -> anyhow::Result<Put> {
     let per_call = args.records_per_call;
-    let bodies = put_bodies("bench", per_call, args.record_bytes);
+    let bodies = if args.cbor {
+        put_bodies_cbor("bench", per_call, args.record_bytes)?
+    } else {
+        put_bodies("bench", per_call, args.record_bytes)
+    };
     let start = Instant::now();
-    let (h, u, bodies) = (http.clone(), url.to_string(), Arc::new(bodies));
+    let (h, u, bodies, cbor) = (http.clone(), url.to_string(), Arc::new(bodies), args.cbor);
     let (mut lat, failed) = closed_loop(args.clients, args.duration_secs, move |c, n| {
         let (http, url) = (h.clone(), u.clone());
         let body = bodies[(c + n) % bodies.len()].clone();
         async move {
+            if cbor {
+                return put_records_cbor(&http, &url, body).await.unwrap_or(false);
+            }
             kinesis_call(&http, &url, "PutRecords", body)
                 .await
                 .is_ok_and(|v| v["FailedRecordCount"].as_u64() == Some(0))
@@ -387,7 +455,8 @@ fn print(args: &Args, put: &Put, read: &Read, rss: u64) {
     } = args;
     let failed = put.failed;
     println!(
-        "| kinesis PutRecords: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} | daemon CPU {:.2} ms per MiB put |",
+        "| kinesis PutRecords{}: {clients} clients x {per_call} x {record_bytes} B, {shards} shards | {:.0} records/s ({:.0}/shard) | {:.1} MiB/s ({:.1}/shard; Kinesis: 1 MiB/s, 1,000 records/s per shard) | ack p50 {:.2} ms, p99 {:.2} ms | failed calls {failed} | daemon CPU {:.2} ms per MiB put |",
+        if args.cbor { " (CBOR)" } else { "" },
         put.records as f64 / put.secs,
         put.records as f64 / put.secs / *shards as f64,
         put.mib / put.secs,

@@ -35,7 +35,8 @@ pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub enum Reply {
     Value(Value),
     Json(String),
-    /// A CBOR body written directly (Kinesis `GetRecords` for a CBOR client).
+    /// A CBOR body written directly (Kinesis `GetRecords` and `PutRecords`
+    /// for a CBOR client).
     Cbor(Vec<u8>),
 }
 

@@ -353,6 +353,13 @@ pub async fn put_records_json(state: &AppState, body: &[u8]) -> Option<Result<St
     records::put_records_json(state, body).await
 }
 
+/// `PutRecords` for a CBOR client by its fast path (a body of the shape the
+/// AWS SDK for Java sends, read without the JSON value); None: [`dispatch`]
+/// must answer it.
+pub async fn put_records_cbor(state: &AppState, body: &[u8]) -> Option<Result<Vec<u8>, ApiError>> {
+    records::put_records_cbor(state, body).await
+}
+
 /// A paging token: where the page ended, for which operation, and when.
 fn encode_token(after: &str, op: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{op}\n{}\n{after}", now_ms()))

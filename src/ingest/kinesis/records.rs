@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -382,12 +383,42 @@ pub(super) async fn put_records_json(
     body: &[u8],
 ) -> Option<Result<String, ApiError>> {
     let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
-    let name = stream_name_of(req.stream_name.as_deref(), req.stream_arn.as_deref()).ok()?;
+    let (name, arn) = (req.stream_name.as_deref(), req.stream_arn.as_deref());
+    let (s, results) = put_valid(state, name, arn, |max| valid_records(&req.records, max)).await?;
+    Some(Ok(put_records_text(&s, results)))
+}
+
+/// `PutRecords` from a CBOR body by the fast path: a body of the shape the
+/// AWS SDK for Java sends, its `Data` byte strings taken as they are (no
+/// base64 round trip, no JSON value), the answer written straight into the
+/// body. None for anything else, before anything is appended.
+pub(super) async fn put_records_cbor(
+    state: &AppState,
+    body: &[u8],
+) -> Option<Result<Vec<u8>, ApiError>> {
+    let (name, arn, records) = cbor_put_records(body)?;
+    let (s, results) = put_valid(state, name.as_deref(), arn.as_deref(), |max| {
+        valid_cbor_records(&records, max)
+    })
+    .await?;
+    Some(Ok(put_records_cbor_reply(&s, results)))
+}
+
+/// The fast paths' put: the stream named, not an application's output,
+/// and the records `valid` reads at the stream's record size, put; None
+/// if any of that is not so.
+async fn put_valid(
+    state: &AppState,
+    name: Option<&str>,
+    arn: Option<&str>,
+    valid: impl FnOnce(usize) -> Option<Vec<PutIn>>,
+) -> Option<(Arc<KinesisStream>, PutResults)> {
+    let name = stream_name_of(name, arn).ok()?;
     let s = state.registry.kinesis.get(&name)?;
     not_an_output(state, &s).ok()?;
-    let records = valid_records(&req.records, s.max_record_bytes())?;
+    let records = valid(s.max_record_bytes())?;
     let results = put_checked(state, &s, records).await;
-    Some(Ok(put_records_text(&s, results)))
+    Some((s, results))
 }
 
 /// The records of a fast-path body, if every one passes the checks
@@ -409,6 +440,37 @@ fn valid_records(rs: &[ValidRecordIn], max: usize) -> Option<Vec<PutIn>> {
         keys.extend_from_slice(r.partition_key.as_bytes());
         spans.push((d..data.len(), k..keys.len(), hash));
     }
+    sliced(data, keys, spans, max)
+}
+
+/// The records of a CBOR fast-path body, if every one passes the checks
+/// [`records_in`] makes.
+fn valid_cbor_records(rs: &[(Vec<u8>, String, Option<String>)], max: usize) -> Option<Vec<PutIn>> {
+    if rs.is_empty() || rs.len() > PUT_RECORDS_MAX {
+        return None;
+    }
+    let mut data = Vec::with_capacity(rs.iter().map(|r| r.0.len()).sum());
+    let mut keys = Vec::with_capacity(rs.iter().map(|r| r.1.len()).sum());
+    let mut spans = Vec::with_capacity(rs.len());
+    for (d, key, explicit) in rs {
+        if d.len() > max {
+            return None;
+        }
+        let hash = key_hash(key, explicit.as_deref(), "").ok()?;
+        let (ds, ks) = (data.len(), keys.len());
+        data.extend_from_slice(d);
+        keys.extend_from_slice(key.as_bytes());
+        spans.push((ds..data.len(), ks..keys.len(), hash));
+    }
+    sliced(data, keys, spans, max)
+}
+
+/// Where each record's data and key are in the two buffers, and its hash key.
+type Spans = Vec<(std::ops::Range<usize>, std::ops::Range<usize>, u128)>;
+
+/// The records as slices of their two buffers, if the request's total is
+/// within [`records_in`]'s limit.
+fn sliced(data: Vec<u8>, keys: Vec<u8>, spans: Spans, max: usize) -> Option<Vec<PutIn>> {
     let total_max = PUT_RECORDS_BYTES_MAX.max(max + PARTITION_KEY_CHARS_MAX * 4);
     if data.len() + keys.len() > total_max {
         return None;
@@ -426,6 +488,61 @@ fn valid_records(rs: &[ValidRecordIn], max: usize) -> Option<Vec<PutIn>> {
     )
 }
 
+/// The parts of a CBOR `PutRecords` body the fast path reads: the stream's
+/// name and ARN, and each record's data, partition key and hash key.
+type CborPut = (
+    Option<String>,
+    Option<String>,
+    Vec<(Vec<u8>, String, Option<String>)>,
+);
+
+/// A CBOR `PutRecords` body of the one shape the AWS SDK for Java sends
+/// (a map of text keys: `StreamName` and `StreamARN` as text, `Records` an
+/// array of maps of `Data` as a byte string, `PartitionKey` and
+/// `ExplicitHashKey` as text), none repeated and nothing else; None for
+/// anything else, which the full path (the body as the JSON value it would
+/// be) then reads.
+fn cbor_put_records(body: &[u8]) -> Option<CborPut> {
+    use ciborium::Value as Cbor;
+    let text = |v: Cbor| match v {
+        Cbor::Text(t) => Some(t),
+        _ => None,
+    };
+    let Cbor::Map(top) = ciborium::from_reader::<Cbor, _>(body).ok()? else {
+        return None;
+    };
+    let (mut name, mut arn, mut records) = (None, None, None);
+    for (k, v) in top {
+        match text(k)?.as_str() {
+            "StreamName" if name.is_none() => name = Some(text(v)?),
+            "StreamARN" if arn.is_none() => arn = Some(text(v)?),
+            "Records" if records.is_none() => match v {
+                Cbor::Array(a) => records = Some(a),
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    let mut out = Vec::new();
+    for r in records? {
+        let Cbor::Map(fields) = r else { return None };
+        let (mut data, mut key, mut hash) = (None, None, None);
+        for (k, v) in fields {
+            match text(k)?.as_str() {
+                "Data" if data.is_none() => match v {
+                    Cbor::Bytes(b) => data = Some(b),
+                    _ => return None,
+                },
+                "PartitionKey" if key.is_none() => key = Some(text(v)?),
+                "ExplicitHashKey" if hash.is_none() => hash = Some(text(v)?),
+                _ => return None,
+            }
+        }
+        out.push((data?, key?, hash));
+    }
+    Some((name, arn, out))
+}
+
 /// [`put_records_reply`] as text, written directly when every record was
 /// put (a sequence number is its shard's 16-digit head and 20 digits of
 /// offset); else through the value, as a refusal is rare.
@@ -437,11 +554,9 @@ fn put_records_text(s: &KinesisStream, results: PutResults) -> String {
     let mut out = String::with_capacity(64 + results.len() * 90);
     out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
     for (i, (shard, offset)) in results.into_iter().flatten().flatten().enumerate() {
-        let (id, head) = heads.entry(shard).or_insert_with(|| {
-            let mut head = sequence(s, shard, 0);
-            head.truncate(head.len() - 20);
-            (shard_id(shard), head)
-        });
+        let (id, head) = heads
+            .entry(shard)
+            .or_insert_with(|| sequence_head(s, shard));
         if i > 0 {
             out.push(',');
         }
@@ -458,6 +573,47 @@ fn put_records_text(s: &KinesisStream, results: PutResults) -> String {
     out
 }
 
+/// [`put_records_reply`] in CBOR, written directly when every record was
+/// put (members in the order the value's CBOR has them); else through the
+/// value.
+fn put_records_cbor_reply(s: &KinesisStream, results: PutResults) -> Vec<u8> {
+    use crate::ingest::cbor::{reply_from_json, write};
+    if results.iter().any(|r| !matches!(r, Some(Ok(_)))) {
+        return reply_from_json(&put_records_reply(s, results));
+    }
+    let mut heads: BTreeMap<u32, (String, String)> = BTreeMap::new();
+    let mut out = Vec::with_capacity(64 + results.len() * 80);
+    write::map(&mut out, 3);
+    write::text(&mut out, "EncryptionType");
+    write::text(&mut out, super::encryption::encryption_of(s).0);
+    write::text(&mut out, "FailedRecordCount");
+    write::int(&mut out, 0);
+    write::text(&mut out, "Records");
+    write::array(&mut out, results.len());
+    let mut seq = String::with_capacity(36);
+    for (shard, offset) in results.into_iter().flatten().flatten() {
+        let (id, head) = heads
+            .entry(shard)
+            .or_insert_with(|| sequence_head(s, shard));
+        seq.clear();
+        seq.push_str(head);
+        seq.push_str(Digits20::new(offset).as_str());
+        write::map(&mut out, 2);
+        write::text(&mut out, "SequenceNumber");
+        write::text(&mut out, &seq);
+        write::text(&mut out, "ShardId");
+        write::text(&mut out, id);
+    }
+    out
+}
+
+/// A shard's id and the 16 digits every sequence number of it starts with.
+fn sequence_head(s: &KinesisStream, shard: u32) -> (String, String) {
+    let mut head = sequence(s, shard, 0);
+    head.truncate(head.len() - 20);
+    (shard_id(shard), head)
+}
+
 /// [`put_records_json`]'s parse and checks alone, for tests: the records'
 /// (partition key, data, hash key) as the fast path reads them.
 #[cfg(test)]
@@ -465,6 +621,14 @@ fn parse_valid_put_records(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
     let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
     stream_name_of(req.stream_name.as_deref(), req.stream_arn.as_deref()).ok()?;
     valid_records(&req.records, max)
+}
+
+/// [`put_records_cbor`]'s parse and checks alone, for tests.
+#[cfg(test)]
+fn parse_valid_put_records_cbor(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
+    let (name, arn, records) = cbor_put_records(body)?;
+    stream_name_of(name.as_deref(), arn.as_deref()).ok()?;
+    valid_cbor_records(&records, max)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 use base64::Engine;
+use ciborium::Value as Cbor;
 use serde_json::{Map, Value};
 
-use super::{PutIn, parse_valid_put_records, records_in};
+use super::{PutIn, parse_valid_put_records, parse_valid_put_records_cbor, records_in};
 use crate::ingest::error::ApiError;
 use crate::ingest::kinesis::as_req;
 
@@ -99,6 +100,87 @@ proptest::proptest! {
             (Some(f), Ok(c)) => proptest::prop_assert_eq!(f, c),
             (None, Err(_)) => {}
             _ => proptest::prop_assert!(false, "{:?}: fast {fast:?}, full {:?}", String::from_utf8_lossy(&body), full.as_ref().map(Vec::len)),
+        }
+    }
+}
+
+/// The full path's parse and checks of a CBOR body: the body as the JSON
+/// value it would be, then as [`full`].
+fn full_cbor(body: &[u8], max: usize) -> Result<Vec<PutIn>, ApiError> {
+    let v = crate::ingest::cbor::request_to_json(body).map_err(ApiError::serialization)?;
+    full(v.to_string().as_bytes(), max)
+}
+
+fn cbor_body(v: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("writing to a Vec");
+    out
+}
+
+fn t(s: &str) -> Cbor {
+    Cbor::Text(s.into())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Whatever the CBOR fast path accepts, the full path accepts and reads
+    /// alike; it accepts every body of the shape the Java SDK sends, and
+    /// leaves any other to the full path: `Data` as text, a key as bytes, a
+    /// key not text, a member repeated or unknown, a tag.
+    #[test]
+    fn the_cbor_fast_path_reads_what_the_full_path_does(
+        records in proptest::collection::vec(
+            (
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+                proptest::sample::select(vec!["k", "", "été", "key-1"]),
+                0usize..100,
+                proptest::option::of(proptest::sample::select(vec!["0", "12", "340282366920938463463374607431768211456", "x"])),
+            ),
+            0..4,
+        ),
+        twist in 0usize..8,
+        at in proptest::prelude::any::<usize>(),
+    ) {
+        let mut items: Vec<Vec<(Cbor, Cbor)>> = records
+            .iter()
+            .map(|(data, key, repeat, hash)| {
+                let mut m = vec![(t("Data"), Cbor::Bytes(data.clone())), (t("PartitionKey"), t(&key.repeat(1 + repeat % 90)))];
+                if let Some(h) = hash {
+                    m.push((t("ExplicitHashKey"), t(h)));
+                }
+                m
+            })
+            .collect();
+        let n = items.len();
+        if n > 0 {
+            let m = &mut items[at % n];
+            let b64 = |v: &Cbor| base64::engine::general_purpose::STANDARD.encode(v.as_bytes().map(Vec::as_slice).unwrap_or_default());
+            match twist {
+                1 => m[0].1 = t(&b64(&m[0].1)),
+                2 => m[1].1 = Cbor::Bytes(b"k".to_vec()),
+                3 => m[0].0 = Cbor::Integer(0.into()),
+                4 => m.push((t("PartitionKey"), t("again"))),
+                5 => m.push((t("Extra"), Cbor::Null)),
+                6 => m[0].1 = Cbor::Tag(24, Box::new(m[0].1.clone())),
+                _ => {}
+            }
+        }
+        let mut top = vec![(t("StreamName"), t("s-1"))];
+        if twist == 7 {
+            top.push((t("StreamARN"), t("arn:aws:kinesis:us-east-1:000000000000:stream/s-2")));
+        }
+        top.push((t("Records"), Cbor::Array(items.into_iter().map(Cbor::Map).collect())));
+        let body = cbor_body(&Cbor::Map(top));
+        let fast = parse_valid_put_records_cbor(&body, MAX);
+        let full = full_cbor(&body, MAX);
+        match (&fast, &full) {
+            (Some(f), Ok(c)) => proptest::prop_assert_eq!(f, c),
+            (None, _) => proptest::prop_assert!(
+                twist != 0 || full.is_err(),
+                "the fast path left a valid body of the SDK's shape to the full path"
+            ),
+            (Some(_), Err(e)) => proptest::prop_assert!(false, "fast accepted what the full path refuses: {}", e.message),
         }
     }
 }
