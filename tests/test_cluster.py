@@ -51,12 +51,17 @@ def status(node) -> dict:
 
 
 def lease_owners(node, prefix) -> dict:
-    """{lease: owner} of the leases whose name starts with `prefix`."""
-    return {
-        l["lease"]: l.get("owner")
-        for l in status(node)["cluster"]["leases"]
-        if l.get("lease", "").startswith(prefix)
-    }
+    """{lease: owner} of the leases whose name starts with `prefix`. A
+    listing the node could not make (JetStream briefly out of reach, as
+    while a paused node resumes) is asked again: an error is no answer."""
+    for _ in range(20):
+        leases = status(node)["cluster"]["leases"]
+        if not any("error" in l for l in leases):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the node could not list its leases: {leases}")
+    return {l["lease"]: l.get("owner") for l in leases if l.get("lease", "").startswith(prefix)}
 
 
 class KinesisProducers:
@@ -269,7 +274,8 @@ def test_a_paused_owner_is_fenced_and_postgres_loads_every_record_once(nats, nod
     p.stop()
     wait_until(lambda: "lease" in paused.logs() and ("refused" in paused.logs() or "lost the shard" in paused.logs()),
                timeout=30, what="the resumed node noticing it was fenced")
-    assert lease_owners(other, "hydrant_fh_app").get("hydrant_fh_app.delivery.0") == other_id
+    owners = lease_owners(other, "hydrant_fh_app")
+    assert owners.get("hydrant_fh_app.delivery.0") == other_id, status(other)["cluster"]
 
     def loaded():
         ids = set(postgres.psql(f"SELECT id FROM {table}").split())

@@ -139,17 +139,26 @@ pub(crate) async fn list_keys(kv: &kv::Store, bucket: &str) -> Result<Vec<String
     }
 }
 
+/// How long creating a bucket is tried again: a cluster that is still
+/// forming (its servers started with the daemon) has no peers to place
+/// replicas on for a moment.
+const CREATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens (creating if needed) a key-value bucket of single values,
-/// replicated as the logs are, and waits until it answers.
+/// replicated as the logs are, and waits until it answers. A creation
+/// that fails is tried again every half second for [`CREATE_PATIENCE`].
 pub(crate) async fn open_bucket(
     js: &async_nats::jetstream::Context,
     replicas: usize,
     bucket: &str,
     description: &str,
 ) -> Result<kv::Store, String> {
-    let kv = match js.get_key_value(bucket).await {
-        Ok(kv) => kv,
-        Err(_) => js
+    let started = std::time::Instant::now();
+    let kv = loop {
+        if let Ok(kv) = js.get_key_value(bucket).await {
+            break kv;
+        }
+        let created = js
             .create_key_value(kv::Config {
                 bucket: bucket.to_string(),
                 description: description.to_string(),
@@ -158,8 +167,15 @@ pub(crate) async fn open_bucket(
                 storage: async_nats::jetstream::stream::StorageType::File,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?,
+            .await;
+        match created {
+            Ok(kv) => break kv,
+            Err(e) if started.elapsed() < CREATE_PATIENCE => {
+                tracing::info!(bucket, error = %e, "creating the bucket again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(format!("cannot create the bucket {bucket}: {e}")),
+        }
     };
     wait_answering(&kv, bucket).await?;
     Ok(kv)

@@ -145,15 +145,22 @@ impl JetShard {
             ..Default::default()
         };
         // Another node may be creating it at this moment (the stream is
-        // not found, yet creating it is refused): try again for a while.
+        // not found, yet creating it is refused), and a stream just
+        // created may not answer yet (not found): try again for a while.
         let mut attempt = 0;
-        let mut s = loop {
-            let err = match cluster.js.get_stream(&name).await {
-                Ok(s) => break s,
-                Err(_) => match cluster.js.create_stream(config.clone()).await {
-                    Ok(s) => break s,
+        let info = loop {
+            let opened = match cluster.js.get_stream(&name).await {
+                Ok(s) => Ok(s),
+                Err(_) => {
+                    (cluster.js.create_stream(config.clone()).await).map_err(|e| e.to_string())
+                }
+            };
+            let err = match opened {
+                Ok(mut s) => match s.info().await {
+                    Ok(info) => break info.clone(),
                     Err(e) => e.to_string(),
                 },
+                Err(e) => e,
             };
             attempt += 1;
             if attempt >= OPEN_ATTEMPTS {
@@ -161,7 +168,6 @@ impl JetShard {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let info = s.info().await.map_err(|e| fail(e.to_string()))?.clone();
         let info = apply_settings(&cluster.js, info, &config)
             .await
             .map_err(|e| fail(format!("cannot apply the settings: {e}")))?;
