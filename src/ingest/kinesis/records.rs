@@ -421,66 +421,72 @@ async fn put_valid(
     Some((s, results))
 }
 
-/// The records of a fast-path body, if every one passes the checks
-/// [`records_in`] makes; their data and keys are slices of two buffers.
+/// The records of a JSON fast-path body, if every one passes the checks
+/// [`records_in`] makes (`Data` base64-decoded).
 fn valid_records(rs: &[ValidRecordIn], max: usize) -> Option<Vec<PutIn>> {
-    if rs.is_empty() || rs.len() > PUT_RECORDS_MAX {
-        return None;
-    }
-    let mut data = Vec::with_capacity(rs.iter().map(|r| r.data.0.len() / 4 * 3).sum());
-    let mut keys = Vec::with_capacity(rs.iter().map(|r| r.partition_key.len()).sum());
-    let mut spans = Vec::with_capacity(rs.len());
-    for r in rs {
-        let (d, k) = (data.len(), keys.len());
-        crate::ingest::decode_base64_onto(&r.data.0, &mut data).ok()?;
-        if data.len() - d > max {
-            return None;
-        }
-        let hash = key_hash(&r.partition_key, r.explicit_hash_key.as_deref(), "").ok()?;
-        keys.extend_from_slice(r.partition_key.as_bytes());
-        spans.push((d..data.len(), k..keys.len(), hash));
-    }
-    sliced(data, keys, spans, max)
+    let parts = rs.iter().map(|r| {
+        let key: &str = &r.partition_key;
+        (&r.data.0[..], key, r.explicit_hash_key.as_deref())
+    });
+    let data_bytes = rs.iter().map(|r| r.data.0.len() / 4 * 3).sum();
+    checked(parts, data_bytes, max, |text, out| {
+        crate::ingest::decode_base64_onto(text, out).ok()
+    })
 }
 
 /// The records of a CBOR fast-path body, if every one passes the checks
-/// [`records_in`] makes.
+/// [`records_in`] makes (`Data` as it came).
 fn valid_cbor_records(rs: &[(Vec<u8>, String, Option<String>)], max: usize) -> Option<Vec<PutIn>> {
-    if rs.is_empty() || rs.len() > PUT_RECORDS_MAX {
-        return None;
-    }
-    let mut data = Vec::with_capacity(rs.iter().map(|r| r.0.len()).sum());
-    let mut keys = Vec::with_capacity(rs.iter().map(|r| r.1.len()).sum());
-    let mut spans = Vec::with_capacity(rs.len());
-    for (d, key, explicit) in rs {
-        if d.len() > max {
-            return None;
-        }
-        let hash = key_hash(key, explicit.as_deref(), "").ok()?;
-        let (ds, ks) = (data.len(), keys.len());
-        data.extend_from_slice(d);
-        keys.extend_from_slice(key.as_bytes());
-        spans.push((ds..data.len(), ks..keys.len(), hash));
-    }
-    sliced(data, keys, spans, max)
+    let parts = rs
+        .iter()
+        .map(|(d, k, h)| (&d[..], k.as_str(), h.as_deref()));
+    let data_bytes = rs.iter().map(|r| r.0.len()).sum();
+    checked(parts, data_bytes, max, |d, out| {
+        out.extend_from_slice(d);
+        Some(())
+    })
 }
 
-/// Where each record's data and key are in the two buffers, and its hash key.
-type Spans = Vec<(std::ops::Range<usize>, std::ops::Range<usize>, u128)>;
-
-/// The records as slices of their two buffers, if the request's total is
-/// within [`records_in`]'s limit.
-fn sliced(data: Vec<u8>, keys: Vec<u8>, spans: Spans, max: usize) -> Option<Vec<PutIn>> {
-    let total_max = PUT_RECORDS_BYTES_MAX.max(max + PARTITION_KEY_CHARS_MAX * 4);
-    if data.len() + keys.len() > total_max {
+/// Records as a fast path read them (data as sent, partition key, hash
+/// key), checked as [`records_in`] checks them: their count, each one's
+/// data (put onto the buffer by `data`) and keys, and the total. The
+/// records are slices of one buffer of data and one of keys.
+fn checked<'r>(
+    parts: impl ExactSizeIterator<Item = (&'r [u8], &'r str, Option<&'r str>)> + Clone,
+    data_bytes: usize,
+    max: usize,
+    data: impl Fn(&[u8], &mut Vec<u8>) -> Option<()>,
+) -> Option<Vec<PutIn>> {
+    let n = parts.len();
+    if n == 0 || n > PUT_RECORDS_MAX {
         return None;
     }
-    let (data, keys) = (Bytes::from(data), Bytes::from(keys));
+    let key_bytes = parts.clone().map(|(_, key, _)| key.len()).sum();
+    let (mut datas, mut keys) = (
+        Vec::with_capacity(data_bytes),
+        Vec::with_capacity(key_bytes),
+    );
+    let mut spans = Vec::with_capacity(n);
+    for (sent, key, explicit) in parts {
+        let (d, k) = (datas.len(), keys.len());
+        data(sent, &mut datas)?;
+        if datas.len() - d > max {
+            return None;
+        }
+        let hash = key_hash(key, explicit, "").ok()?;
+        keys.extend_from_slice(key.as_bytes());
+        spans.push((d..datas.len(), k..keys.len(), hash));
+    }
+    let total_max = PUT_RECORDS_BYTES_MAX.max(max + PARTITION_KEY_CHARS_MAX * 4);
+    if datas.len() + keys.len() > total_max {
+        return None;
+    }
+    let (datas, keys) = (Bytes::from(datas), Bytes::from(keys));
     Some(
         spans
             .into_iter()
             .map(|(d, k, hash)| PutIn {
-                data: data.slice(d),
+                data: datas.slice(d),
                 key: keys.slice(k),
                 hash,
             })

@@ -1,3 +1,6 @@
+//! The `PutRecords` fast paths (JSON and CBOR) held to the full path:
+//! whatever a fast path accepts, the full path accepts and reads alike.
+
 use base64::Engine;
 use ciborium::Value as Cbor;
 use serde_json::{Map, Value};
