@@ -87,10 +87,17 @@ pub struct SequenceNumber {
 
 impl SequenceNumber {
     pub fn encode(&self) -> String {
-        format!(
-            "4{:09}{:06}{:020}",
-            self.incarnation, self.shard, self.offset
-        )
+        use std::fmt::Write;
+        let mut s = Self::head(self.incarnation, self.shard);
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{:020}", self.offset);
+        s
+    }
+
+    /// The first 16 digits of every sequence number of a shard; the 20
+    /// digits of the offset follow.
+    pub fn head(incarnation: u32, shard: u32) -> String {
+        format!("4{incarnation:09}{shard:06}")
     }
 
     /// Decodes a sequence number this daemon issued; None for anything else.

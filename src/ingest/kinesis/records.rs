@@ -24,7 +24,7 @@ use crate::ingest::AppState;
 use crate::ingest::error::ApiError;
 use crate::ingest::fast::{DataBytes, Digits20};
 use crate::kinesis::KinesisStream;
-use crate::kinesis::position::{hash_key, parse_hash_key, shard_id};
+use crate::kinesis::position::{SequenceNumber, hash_key, parse_hash_key, shard_id};
 use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 
@@ -615,9 +615,7 @@ fn put_records_cbor_reply(s: &KinesisStream, results: PutResults) -> Vec<u8> {
 
 /// A shard's id and the 16 digits every sequence number of it starts with.
 fn sequence_head(s: &KinesisStream, shard: u32) -> (String, String) {
-    let mut head = sequence(s, shard, 0);
-    head.truncate(head.len() - 20);
-    (shard_id(shard), head)
+    (shard_id(shard), SequenceNumber::head(s.incarnation, shard))
 }
 
 /// [`put_records_json`]'s parse and checks alone, for tests: the records'
