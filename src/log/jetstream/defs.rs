@@ -3,13 +3,16 @@
 //! others (a Kinesis stream created, resharded or deleted on one node is
 //! created, resharded or deleted on every node).
 
+use std::future::Future;
+use std::time::Duration;
+
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 /// How long a listing of a bucket's keys is asked again before it is an
 /// error.
-const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const LIST_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A change another node (or this one) made.
 #[derive(Debug)]
@@ -53,7 +56,7 @@ impl Defs {
                 Err(e) if tries < 8 => {
                     tracing::debug!(bucket = self.bucket, key, error = %e, "asking again");
                     tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(e) => return Err(self.err(key, e)),
             }
@@ -118,31 +121,27 @@ impl Defs {
 /// bucket can fail to answer for a moment (a leader moving, a busy
 /// server), so a failed listing is asked again for up to [`LIST_PATIENCE`].
 pub(crate) async fn list_keys(kv: &kv::Store, bucket: &str) -> Result<Vec<String>, String> {
-    let started = std::time::Instant::now();
-    loop {
-        let listed = async {
-            let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
-            let mut names = Vec::new();
-            while let Some(k) = keys.next().await {
-                names.push(k.map_err(|e| e.to_string())?);
-            }
-            Ok::<_, String>(names)
-        };
-        match listed.await {
-            Ok(names) => return Ok(names),
-            Err(e) if started.elapsed() < LIST_PATIENCE => {
-                tracing::info!(bucket, error = %e, "listing the keys again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
+    let listed = || async {
+        let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| e.to_string())?);
         }
-    }
+        Ok::<_, String>(names)
+    };
+    patiently(LIST_PATIENCE, Duration::from_millis(500), listed, |e| {
+        tracing::info!(bucket, error = %e, "listing the keys again");
+    })
+    .await
 }
 
 /// How long creating a bucket is tried again: a cluster that is still
 /// forming (its servers started with the daemon) has no peers to place
 /// replicas on for a moment.
-const CREATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const CREATE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a bucket just opened is waited for to answer reads.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Opens (creating if needed) a key-value bucket of single values,
 /// replicated as the logs are, and waits until it answers. A creation
@@ -153,46 +152,53 @@ pub(crate) async fn open_bucket(
     bucket: &str,
     description: &str,
 ) -> Result<kv::Store, String> {
-    let started = std::time::Instant::now();
-    let kv = loop {
+    let opened = || async {
         if let Ok(kv) = js.get_key_value(bucket).await {
-            break kv;
+            return Ok(kv);
         }
-        let created = js
-            .create_key_value(kv::Config {
-                bucket: bucket.to_string(),
-                description: description.to_string(),
-                history: 1,
-                num_replicas: replicas,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await;
-        match created {
-            Ok(kv) => break kv,
-            Err(e) if started.elapsed() < CREATE_PATIENCE => {
-                tracing::info!(bucket, error = %e, "creating the bucket again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(format!("cannot create the bucket {bucket}: {e}")),
-        }
+        js.create_key_value(kv::Config {
+            bucket: bucket.to_string(),
+            description: description.to_string(),
+            history: 1,
+            num_replicas: replicas,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
     };
-    wait_answering(&kv, bucket).await?;
+    let kv = patiently(CREATE_PATIENCE, Duration::from_millis(500), opened, |e| {
+        tracing::info!(bucket, error = %e, "creating the bucket again");
+    })
+    .await
+    .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?;
+    // A new replicated bucket has no leader for a moment.
+    let answered = || kv.get("hydrant-probe");
+    patiently(ANSWER_PATIENCE, Duration::from_millis(200), answered, |e| {
+        tracing::debug!(bucket, error = %e, "waiting for the bucket to answer");
+    })
+    .await
+    .map_err(|e| format!("the bucket {bucket} does not answer: {e}"))?;
     Ok(kv)
 }
 
-/// Waits until a bucket just opened answers reads: a new replicated
-/// bucket has no leader for a moment.
-async fn wait_answering(kv: &kv::Store, bucket: &str) -> Result<(), String> {
+/// Tries `attempt` until it succeeds or `patience` has passed since the
+/// first try, pausing `pause` between tries and telling `again` each error
+/// it tries again after; the last error once out of patience.
+async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
+    patience: Duration,
+    pause: Duration,
+    mut attempt: impl FnMut() -> F,
+    again: impl Fn(&E),
+) -> Result<T, E> {
     let started = std::time::Instant::now();
     loop {
-        match kv.get("hydrant-probe").await {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() < std::time::Duration::from_secs(30) => {
-                tracing::debug!(bucket, error = %e, "waiting for the bucket to answer");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < patience => {
+                again(&e);
+                tokio::time::sleep(pause).await;
             }
-            Err(e) => return Err(format!("the bucket {bucket} does not answer: {e}")),
+            Err(e) => return Err(e),
         }
     }
 }
