@@ -258,14 +258,16 @@ async fn put_records_cbor(
         return Ok(false);
     }
     let out: Cbor = ciborium::from_reader(&resp.bytes().await?[..])?;
-    let failed = out
-        .as_map()
-        .and_then(|m| {
-            m.iter()
-                .find(|(k, _)| k.as_text() == Some("FailedRecordCount"))
-        })
-        .and_then(|(_, v)| v.as_integer());
+    let failed = cbor_member(&out, "FailedRecordCount").and_then(Cbor::as_integer);
     Ok(failed == Some(0.into()))
+}
+
+/// The member `name` of a CBOR map.
+fn cbor_member<'v>(v: &'v ciborium::Value, name: &str) -> Option<&'v ciborium::Value> {
+    v.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
 }
 
 /// `PutRecords` from `clients` closed-loop clients for `duration_secs`.
@@ -418,11 +420,7 @@ async fn get_records_cbor(
         .bytes()
         .await?;
     let out: Cbor = ciborium::from_reader(&resp[..]).context("a CBOR GetRecords answer")?;
-    let field = |name: &str| {
-        out.as_map()
-            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(name)))
-            .map(|(_, v)| v)
-    };
+    let field = |name: &str| cbor_member(&out, name);
     let records = field("Records").and_then(Cbor::as_array);
     let Some(records) = records else {
         bail!("a CBOR GetRecords answer without records: {out:?}");
