@@ -118,3 +118,13 @@ fn main() -> anyhow::Result<()> {
 fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(f)
 }
+
+#[cfg(test)]
+mod cli_tests {
+    /// clap's own checks of the command line (unique argument and group
+    /// names), which a release build never runs.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

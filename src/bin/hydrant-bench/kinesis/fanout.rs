@@ -33,6 +33,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 const TAKEOVER_AFTER: Duration = Duration::from_millis(5_200);
 
 #[derive(clap::Args)]
+#[group(id = "fan-out")]
 pub struct Args {
     /// Fan-out rounds: how many subscribers (registered consumers) read the
     /// one shard in each, comma-separated.

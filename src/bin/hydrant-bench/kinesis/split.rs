@@ -29,6 +29,7 @@ const STEP: Duration = Duration::from_millis(100);
 const REACH: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args)]
+#[group(id = "split")]
 pub struct Args {
     /// Seconds of PutRecords load in the split measurement; SplitShard is
     /// called halfway through.
