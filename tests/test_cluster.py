@@ -4,6 +4,7 @@ clients, Garage and PostgreSQL as destinations."""
 
 import json
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -13,6 +14,14 @@ import pytest
 from conftest import s3_store_yaml
 from harness import Hydrant, Postgres, Producers, read_objects, records_in, wait_until
 from nats import NatsCluster
+
+
+def port_open(port) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -303,6 +312,46 @@ def test_a_nats_server_that_does_not_sync_every_write_is_refused(tmp_path):
         ok.kill()
     finally:
         unsafe.stop()
+
+
+def test_a_node_waits_for_a_forming_cluster_as_long_as_its_config_says(tmp_path):
+    """One server of three up has no JetStream leader: a node told to wait 2 s
+    (`start_wait_secs`) gives up soon, naming the setting; a node with the
+    default wait rides it out and starts once the other two servers come up,
+    and serves puts in cluster mode."""
+    forming = NatsCluster(tmp_path / "nats", size=3)
+    forming.start_server(0)
+    try:
+        wait_until(lambda: port_open(forming.ports[0]), timeout=30, what="the first NATS server's port")
+        hasty = Hydrant(tmp_path / "hasty", forming.yaml(
+            "hasty", nats_extra="    start_wait_secs: 2\n    patience_secs: 2\n    request_timeout_ms: 1000\n"
+        ) + "streams: {}\n")
+        started = time.monotonic()
+        hasty.start(wait=False)
+        assert hasty.proc.wait(60) != 0, "a node without JetStream started"
+        waited = time.monotonic() - started
+        logs = hasty.logs()
+        assert "start_wait_secs" in logs and "JetStream" in logs, logs[-2000:]
+        assert waited < 30, f"gave up after {waited:.0f} s, told to wait 2 s"
+        assert logs.count("waiting for JetStream") >= 1, logs[-2000:]
+
+        patient = Hydrant(tmp_path / "patient", forming.yaml("patient") + "streams: {}\n")
+        patient.start(wait=False)
+        time.sleep(3)
+        assert patient.proc.poll() is None, patient.logs()[-2000:]
+        forming.start_server(1)
+        forming.start_server(2)
+        wait_until(patient.healthy, timeout=90, what="the patient node, once JetStream formed")
+        assert "waiting for JetStream" in patient.logs()
+        k = patient.kinesis()
+        k.create_stream(StreamName="formed", ShardCount=1)
+        wait_until(lambda: k.describe_stream_summary(StreamName="formed")["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE",
+                   timeout=30, what="the stream")
+        r = k.put_record(StreamName="formed", Data=b"after the wait", PartitionKey="k")
+        assert r["SequenceNumber"]
+        patient.kill()
+    finally:
+        forming.stop()
 
 
 def test_the_whole_nats_cluster_restarted_loses_nothing_acknowledged(nats, nodes):

@@ -135,6 +135,20 @@ fn nats(errors: &mut Vec<ConfigError>, n: RawNats) -> JetStreamOptions {
         100,
         600_000,
     );
+    let start_wait_secs = range_check(
+        errors,
+        "cluster.nats.start_wait_secs",
+        n.start_wait_secs.unwrap_or(60),
+        1,
+        3600,
+    );
+    let patience_secs = range_check(
+        errors,
+        "cluster.nats.patience_secs",
+        n.patience_secs.unwrap_or(30),
+        1,
+        3600,
+    );
     JetStreamOptions {
         servers: n.servers,
         replicas,
@@ -143,6 +157,8 @@ fn nats(errors: &mut Vec<ConfigError>, n: RawNats) -> JetStreamOptions {
         publishes_in_flight,
         shard_bytes_max,
         request_timeout: Duration::from_millis(timeout_ms),
+        start_wait: Duration::from_secs(start_wait_secs),
+        patience: Duration::from_secs(patience_secs),
         credentials_file: n.credentials_file.map(PathBuf::from),
         user: n.user.zip(n.password),
         token: n.token,
@@ -194,6 +210,8 @@ mod tests {
         assert!(!cl.nats.allow_unsynced);
         assert_eq!(cl.nats.publishes_in_flight, 32);
         assert_eq!(cl.nats.shard_bytes_max, 0);
+        assert_eq!(cl.nats.start_wait, Duration::from_secs(60));
+        assert_eq!(cl.nats.patience, Duration::from_secs(30));
         assert!(
             crate::config::parse("streams: {}\n")
                 .unwrap()
@@ -205,7 +223,7 @@ mod tests {
     #[test]
     fn each_cluster_error_names_its_path() {
         let all = errors(
-            "cluster: { node_id: 'a b', nats: { servers: [ 'nats://x:notaport' ], replicas: 7, publishes_in_flight: 51, user: u } }\n",
+            "cluster: { node_id: 'a b', nats: { servers: [ 'nats://x:notaport' ], replicas: 7, publishes_in_flight: 51, user: u, start_wait_secs: 0, patience_secs: 3601 } }\n",
         )
         .join("\n");
         for path in [
@@ -214,6 +232,8 @@ mod tests {
             "cluster.nats.replicas",
             "cluster.nats.publishes_in_flight",
             "cluster.nats.password",
+            "cluster.nats.start_wait_secs",
+            "cluster.nats.patience_secs",
         ] {
             assert!(all.contains(path), "no error names {path}:\n{all}");
         }

@@ -395,6 +395,8 @@ pub struct RawNats {
     pub publishes_in_flight: Option<usize>,
     pub shard_bytes_max: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub start_wait_secs: Option<u64>,
+    pub patience_secs: Option<u64>,
     pub credentials_file: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,

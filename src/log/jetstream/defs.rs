@@ -10,9 +10,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-/// How long a listing of a bucket's keys is asked again before it is an
-/// error.
-const LIST_PATIENCE: Duration = Duration::from_secs(30);
+use super::JetStreamOptions;
 
 /// A change another node (or this one) made.
 #[derive(Debug)]
@@ -25,20 +23,24 @@ pub enum DefChange {
 pub struct Defs {
     kv: kv::Store,
     bucket: String,
+    /// How long a listing of its keys is asked again
+    /// ([`JetStreamOptions::patience`]).
+    patience: Duration,
 }
 
 impl Defs {
     /// Opens (creating if needed) the bucket `bucket`.
     pub(crate) async fn open(
         js: &async_nats::jetstream::Context,
-        replicas: usize,
+        opts: &JetStreamOptions,
         bucket: &str,
         description: &str,
     ) -> Result<Defs, String> {
-        let kv = open_bucket(js, replicas, bucket, description).await?;
+        let kv = open_bucket(js, opts, bucket, description).await?;
         Ok(Defs {
             kv,
             bucket: bucket.to_string(),
+            patience: opts.patience,
         })
     }
 
@@ -88,7 +90,7 @@ impl Defs {
 
     /// Every key with its value.
     pub async fn all(&self) -> Result<Vec<(String, Bytes)>, String> {
-        let names = list_keys(&self.kv, &self.bucket)
+        let names = list_keys(&self.kv, &self.bucket, self.patience)
             .await
             .map_err(|e| self.err("*", e))?;
         let mut out = Vec::new();
@@ -119,8 +121,12 @@ impl Defs {
 
 /// Every key of a bucket. Listing starts a consumer, which a replicated
 /// bucket can fail to answer for a moment (a leader moving, a busy
-/// server), so a failed listing is asked again for up to [`LIST_PATIENCE`].
-pub(crate) async fn list_keys(kv: &kv::Store, bucket: &str) -> Result<Vec<String>, String> {
+/// server), so a failed listing is asked again for up to `patience`.
+pub(crate) async fn list_keys(
+    kv: &kv::Store,
+    bucket: &str,
+    patience: Duration,
+) -> Result<Vec<String>, String> {
     let listed = || async {
         let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
         let mut names = Vec::new();
@@ -129,26 +135,21 @@ pub(crate) async fn list_keys(kv: &kv::Store, bucket: &str) -> Result<Vec<String
         }
         Ok::<_, String>(names)
     };
-    patiently(LIST_PATIENCE, Duration::from_millis(500), listed, |e| {
+    patiently(patience, Duration::from_millis(500), listed, |e| {
         tracing::info!(bucket, error = %e, "listing the keys again");
     })
     .await
 }
 
-/// How long creating a bucket is tried again: a cluster that is still
-/// forming (its servers started with the daemon) has no peers to place
-/// replicas on for a moment.
-const CREATE_PATIENCE: Duration = Duration::from_secs(30);
-
-/// How long a bucket just opened is waited for to answer reads.
-const ANSWER_PATIENCE: Duration = Duration::from_secs(30);
-
 /// Opens (creating if needed) a key-value bucket of single values,
 /// replicated as the logs are, and waits until it answers. A creation
-/// that fails is tried again every half second for [`CREATE_PATIENCE`].
+/// that fails is tried again every half second for the options' patience
+/// (a cluster still forming, its servers started with the daemon, has no
+/// peers to place replicas on for a moment), and so is a read of the
+/// bucket just opened.
 pub(crate) async fn open_bucket(
     js: &async_nats::jetstream::Context,
-    replicas: usize,
+    opts: &JetStreamOptions,
     bucket: &str,
     description: &str,
 ) -> Result<kv::Store, String> {
@@ -160,20 +161,20 @@ pub(crate) async fn open_bucket(
             bucket: bucket.to_string(),
             description: description.to_string(),
             history: 1,
-            num_replicas: replicas,
+            num_replicas: opts.replicas,
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         })
         .await
     };
-    let kv = patiently(CREATE_PATIENCE, Duration::from_millis(500), opened, |e| {
+    let kv = patiently(opts.patience, Duration::from_millis(500), opened, |e| {
         tracing::info!(bucket, error = %e, "creating the bucket again");
     })
     .await
     .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?;
     // A new replicated bucket has no leader for a moment.
     let answered = || kv.get("hydrant-probe");
-    patiently(ANSWER_PATIENCE, Duration::from_millis(200), answered, |e| {
+    patiently(opts.patience, Duration::from_millis(200), answered, |e| {
         tracing::debug!(bucket, error = %e, "waiting for the bucket to answer");
     })
     .await
@@ -184,7 +185,7 @@ pub(crate) async fn open_bucket(
 /// Tries `attempt` until it succeeds or `patience` has passed since the
 /// first try, pausing `pause` between tries and telling `again` each error
 /// it tries again after; the last error once out of patience.
-async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
+pub(super) async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
     patience: Duration,
     pause: Duration,
     mut attempt: impl FnMut() -> F,

@@ -60,6 +60,8 @@ pub struct Leases {
     kv: kv::Store,
     node: String,
     ttl: Duration,
+    /// How long a listing of the leases is asked again.
+    patience: Duration,
     /// Leases this node holds now.
     held_here: AtomicUsize,
     /// Leases per live node, rounded up, as last counted (0: not yet).
@@ -101,21 +103,18 @@ impl Leases {
     /// Opens (creating if needed) the bucket, replicated as the logs are.
     pub async fn open(
         js: &async_nats::jetstream::Context,
-        replicas: usize,
+        opts: &super::JetStreamOptions,
         node: &str,
         ttl: Duration,
     ) -> Result<Leases, String> {
-        let kv = super::defs::open_bucket(
-            js,
-            replicas,
-            BUCKET,
-            "Hydrant delivery leases and checkpoints",
-        )
-        .await?;
+        let kv =
+            super::defs::open_bucket(js, opts, BUCKET, "Hydrant delivery leases and checkpoints")
+                .await?;
         Ok(Leases {
             kv,
             node: node.to_string(),
             ttl,
+            patience: opts.patience,
             held_here: AtomicUsize::new(0),
             share: AtomicUsize::new(0),
             shedding: AtomicBool::new(false),
@@ -271,7 +270,7 @@ impl Leases {
 
     /// Every lease and node heartbeat, for `status`.
     pub async fn all(&self) -> Result<Vec<(String, LeaseState)>, LeaseError> {
-        let names = super::defs::list_keys(&self.kv, BUCKET)
+        let names = super::defs::list_keys(&self.kv, BUCKET, self.patience)
             .await
             .map_err(|e| Self::store_err(BUCKET, e))?;
         let mut out = Vec::new();

@@ -31,9 +31,6 @@ pub use lease::{Lease, LeaseError, LeaseState, Leases, lease_key, lease_prefix};
 pub use reader::JetReader;
 pub use shard::JetShard;
 
-/// How long a node waits at start for JetStream to answer.
-const JETSTREAM_WAIT: Duration = Duration::from_secs(60);
-
 /// How to reach the NATS cluster and how to use it. Built by the config's
 /// `cluster.nats` section.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +54,13 @@ pub struct JetStreamOptions {
     pub shard_bytes_max: u64,
     /// How long a publish or read may wait for JetStream.
     pub request_timeout: Duration,
+    /// How long a node starting waits for JetStream to answer at all (a
+    /// cluster starting beside it may still be electing its leader).
+    pub start_wait: Duration,
+    /// How long a node asks again when JetStream does not answer yet: a
+    /// bucket being created or just created, a listing of its keys, a
+    /// shard's stream another node is creating or just created.
+    pub patience: Duration,
     /// A NATS credentials file (JWT and seed), if the servers want one.
     pub credentials_file: Option<std::path::PathBuf>,
     /// User and password, if the servers want them.
@@ -146,28 +150,26 @@ impl Cluster {
         js.set_timeout(opts.request_timeout);
         // A cluster starting beside Hydrant may still be electing its
         // JetStream leader: wait for it a while.
-        let started = std::time::Instant::now();
-        loop {
-            match js.query_account().await {
-                Ok(_) => break,
-                Err(e) if started.elapsed() < JETSTREAM_WAIT => {
-                    tracing::info!(error = %e, "waiting for JetStream");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => {
-                    return Err(fail(format!(
-                        "JetStream is not enabled or not reachable after {JETSTREAM_WAIT:?}: {e}"
-                    )));
-                }
-            }
-        }
+        defs::patiently(
+            opts.start_wait,
+            Duration::from_millis(500),
+            || js.query_account(),
+            |e| tracing::info!(error = %e, "waiting for JetStream"),
+        )
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "JetStream is not enabled or not reachable after {:?} (cluster.nats.start_wait_secs): {e}",
+                opts.start_wait
+            ))
+        })?;
         check::servers(&opts).await?;
-        let leases = Leases::open(&js, opts.replicas, node_id, lease_ttl)
+        let leases = Leases::open(&js, &opts, node_id, lease_ttl)
             .await
             .map_err(ClusterError::Request)?;
         let kinesis_defs = Defs::open(
             &js,
-            opts.replicas,
+            &opts,
             "hydrant_kinesis",
             "Hydrant's Kinesis stream definitions",
         )
@@ -175,7 +177,7 @@ impl Cluster {
         .map_err(ClusterError::Request)?;
         let stream_defs = Defs::open(
             &js,
-            opts.replicas,
+            &opts,
             "hydrant_streams",
             "Hydrant's delivery streams created through the API",
         )

@@ -24,8 +24,6 @@ use crate::log::{AppendRecord, LogError};
 
 /// Most messages JetStream takes in one atomic batch.
 const BATCH_MAX: usize = 1000;
-/// Tries to open a shard's stream, 250 ms apart.
-const OPEN_ATTEMPTS: u32 = 40;
 /// How often stream state is read again.
 const REFRESH: Duration = Duration::from_secs(5);
 /// The metadata key holding the log's identity on every shard's stream.
@@ -146,28 +144,25 @@ impl JetShard {
         };
         // Another node may be creating it at this moment (the stream is
         // not found, yet creating it is refused), and a stream just
-        // created may not answer yet (not found): try again for a while.
-        let mut attempt = 0;
-        let info = loop {
-            let opened = match cluster.js.get_stream(&name).await {
-                Ok(s) => Ok(s),
+        // created may not answer yet (not found): try again, every quarter
+        // second for the cluster's patience.
+        let opened = || async {
+            let mut s = match cluster.js.get_stream(&name).await {
+                Ok(s) => s,
                 Err(_) => {
-                    (cluster.js.create_stream(config.clone()).await).map_err(|e| e.to_string())
+                    (cluster.js.create_stream(config.clone()).await).map_err(|e| e.to_string())?
                 }
             };
-            let err = match opened {
-                Ok(mut s) => match s.info().await {
-                    Ok(info) => break info.clone(),
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e,
-            };
-            attempt += 1;
-            if attempt >= OPEN_ATTEMPTS {
-                return Err(fail(err));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            s.info().await.cloned().map_err(|e| e.to_string())
         };
+        let info = super::defs::patiently(
+            cluster.opts.patience,
+            Duration::from_millis(250),
+            opened,
+            |e| tracing::debug!(stream = name, error = %e, "opening the shard's stream again"),
+        )
+        .await
+        .map_err(fail)?;
         let info = apply_settings(&cluster.js, info, &config)
             .await
             .map_err(|e| fail(format!("cannot apply the settings: {e}")))?;
