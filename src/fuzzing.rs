@@ -227,6 +227,24 @@ pub fn kinesis_request(data: &[u8]) {
     }
 }
 
+/// The fast paths of the record-carrying requests (Firehose's
+/// `PutRecordBatch`, Kinesis's `PutRecords` in JSON and in CBOR), held to
+/// the full parses they step aside for: whatever a fast path accepts, the
+/// full parse accepts and reads alike (and for `PutRecordBatch`, the full
+/// parse accepts nothing the fast path leaves to it).
+pub fn fast_paths(data: &[u8]) {
+    if let Err(e) = firehose::put_record_batch_fast_path_agrees(data) {
+        panic!("PutRecordBatch: {e}");
+    }
+    for cbor in [false, true] {
+        for max in [1 << 20, 16] {
+            if let Err(e) = crate::ingest::kinesis::put_records_fast_path_agrees(data, cbor, max) {
+                panic!("PutRecords (cbor: {cbor}, records up to {max} bytes): {e}");
+            }
+        }
+    }
+}
+
 /// The NDJSON body splitter: every record it accepts is one non-blank JSON
 /// line within the record limit, and the lines are the body's.
 pub fn ndjson_body(data: &[u8]) {

@@ -69,6 +69,20 @@ fn mkv_reader_corpus() {
     assert!(n >= 5, "only {n} inputs in the mkv_reader corpus");
 }
 
+/// The fast paths against their full parses, on their own corpus and on
+/// every body of the request parsers' corpora.
+#[test]
+fn fast_paths_corpus() {
+    let n = replay("fast_paths", hydrant::fuzzing::fast_paths);
+    assert!(n >= 5, "only {n} inputs in the fast_paths corpus");
+    let firehose = replay("firehose_request", hydrant::fuzzing::fast_paths);
+    let kinesis = replay("kinesis_request", hydrant::fuzzing::fast_paths);
+    assert!(
+        firehose + kinesis >= 10,
+        "{firehose} + {kinesis} request bodies"
+    );
+}
+
 #[test]
 fn kinesis_request_corpus() {
     let n = replay("kinesis_request", hydrant::fuzzing::kinesis_request);

@@ -23,7 +23,10 @@ use super::error::ApiError;
 use crate::aws::{self, ACCOUNT};
 use crate::streams::{Origin, StreamEntry};
 
-pub use put::{PutRecordBatchRequest, PutRecordRequest, parse_put_record, parse_put_record_batch};
+pub use put::{
+    PutRecordBatchRequest, PutRecordRequest, parse_put_record, parse_put_record_batch,
+    put_record_batch_fast_path_agrees,
+};
 
 /// Firehose's limits.
 pub const RECORD_BYTES_MAX: usize = 1_024_000;

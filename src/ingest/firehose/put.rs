@@ -281,6 +281,20 @@ pub(super) fn parse_valid_batch(body: &[u8]) -> Option<PutRecordBatchRequest> {
     Some(PutRecordBatchRequest::sliced(stream, buf, ranges))
 }
 
+/// Whether the fast path for valid batches holds to the full parse on
+/// `body`: whatever it accepts, the full parse accepts and reads alike, and
+/// the full parse accepts nothing it leaves to it. The fuzz targets' entry;
+/// the reason when it does not hold.
+pub fn put_record_batch_fast_path_agrees(body: &[u8]) -> Result<(), String> {
+    match (parse_valid_batch(body), parse_checked_batch(body)) {
+        (Some(f), Ok(c)) if f.stream == c.stream && f.records == c.records => Ok(()),
+        (None, Err(_)) => Ok(()),
+        (Some(f), Ok(c)) => Err(format!("read differently: fast {f:?}, full {c:?}")),
+        (Some(_), Err(e)) => Err(format!("the full parse refuses it: {}", e.message)),
+        (None, Ok(_)) => Err("the fast path left a batch the full parse accepts".into()),
+    }
+}
+
 /// [`parse_put_record_batch`] with every check and its message.
 pub(super) fn parse_checked_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
     let req: PutRecordBatchIn = parse(body)?;

@@ -257,6 +257,14 @@ pub fn parse_put_records(
         .collect())
 }
 
+/// Whether the `PutRecords` fast path (JSON, or CBOR when `cbor`) holds to
+/// the full path on `body`, with records of up to `max` bytes: whatever it
+/// accepts, the full path accepts and reads alike. The fuzz targets' entry
+/// into the fast paths; the reason when it does not hold.
+pub fn put_records_fast_path_agrees(body: &[u8], cbor: bool, max: usize) -> Result<(), String> {
+    records::fast_path_agrees(body, cbor, max)
+}
+
 /// Dispatches one operation on a request already parsed to a JSON value.
 pub async fn dispatch(state: &AppState, op: &str, body: &Value) -> Result<Value, ApiError> {
     let empty = Map::new();

@@ -29,7 +29,7 @@ use crate::log::AppendRecord;
 use crate::metrics::Metrics;
 
 /// A record to put, checked.
-#[cfg_attr(test, derive(Debug, PartialEq))]
+#[derive(Debug, PartialEq)]
 pub(super) struct PutIn {
     pub(super) data: Bytes,
     pub(super) key: Bytes,
@@ -618,21 +618,55 @@ fn sequence_head(s: &KinesisStream, shard: u32) -> (String, String) {
     (shard_id(shard), SequenceNumber::head(s.incarnation, shard))
 }
 
-/// [`put_records_json`]'s parse and checks alone, for tests: the records'
-/// (partition key, data, hash key) as the fast path reads them.
-#[cfg(test)]
+/// [`put_records_json`]'s parse and checks alone, for tests and the fuzz
+/// targets: the records' (partition key, data, hash key) as the fast path
+/// reads them.
 fn parse_valid_put_records(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
     let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
     stream_name_of(req.stream_name.as_deref(), req.stream_arn.as_deref()).ok()?;
     valid_records(&req.records, max)
 }
 
-/// [`put_records_cbor`]'s parse and checks alone, for tests.
-#[cfg(test)]
+/// [`put_records_cbor`]'s parse and checks alone, for tests and the fuzz
+/// targets.
 fn parse_valid_put_records_cbor(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
     let (name, arn, records) = cbor_put_records(body)?;
     stream_name_of(name.as_deref(), arn.as_deref()).ok()?;
     valid_cbor_records(&records, max)
+}
+
+/// The full path's parse and checks of a body (JSON, or CBOR when `cbor`:
+/// the JSON value it would be), as `put_records` makes them before it
+/// appends.
+fn parse_full_put_records(body: &[u8], cbor: bool, max: usize) -> Result<Vec<PutIn>, ApiError> {
+    let v: Value = if cbor {
+        crate::ingest::cbor::request_to_json(body).map_err(ApiError::serialization)?
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
+    };
+    let empty = Map::new();
+    let req = super::as_req(&v, &empty)?;
+    req.stream_name()?;
+    records_in(&req, max)
+}
+
+/// Whether the `PutRecords` fast path (JSON, or CBOR when `cbor`) holds to
+/// the full path on `body`: whatever it accepts, the full path accepts and
+/// reads alike. The fuzz targets' check; the reason when it does not.
+pub(super) fn fast_path_agrees(body: &[u8], cbor: bool, max: usize) -> Result<(), String> {
+    let fast = if cbor {
+        parse_valid_put_records_cbor(body, max)
+    } else {
+        parse_valid_put_records(body, max)
+    };
+    let Some(fast) = fast else {
+        return Ok(());
+    };
+    match parse_full_put_records(body, cbor, max) {
+        Ok(full) if full == fast => Ok(()),
+        Ok(full) => Err(format!("read differently: fast {fast:?}, full {full:?}")),
+        Err(e) => Err(format!("the full path refuses it: {}", e.message)),
+    }
 }
 
 #[cfg(test)]

@@ -3,21 +3,14 @@
 
 use base64::Engine;
 use ciborium::Value as Cbor;
-use serde_json::{Map, Value};
 
-use super::{PutIn, parse_valid_put_records, parse_valid_put_records_cbor, records_in};
+use super::{PutIn, parse_full_put_records, parse_valid_put_records, parse_valid_put_records_cbor};
 use crate::ingest::error::ApiError;
-use crate::ingest::kinesis::as_req;
 
 /// The full path's parse and checks of a JSON body, as `put_records` makes
 /// them before it appends.
 fn full(body: &[u8], max: usize) -> Result<Vec<PutIn>, ApiError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?;
-    let empty = Map::new();
-    let req = as_req(&v, &empty)?;
-    req.stream_name()?;
-    records_in(&req, max)
+    parse_full_put_records(body, false, max)
 }
 
 const MAX: usize = 64;
@@ -110,8 +103,7 @@ proptest::proptest! {
 /// The full path's parse and checks of a CBOR body: the body as the JSON
 /// value it would be, then as [`full`].
 fn full_cbor(body: &[u8], max: usize) -> Result<Vec<PutIn>, ApiError> {
-    let v = crate::ingest::cbor::request_to_json(body).map_err(ApiError::serialization)?;
-    full(v.to_string().as_bytes(), max)
+    parse_full_put_records(body, true, max)
 }
 
 fn cbor_body(v: &Cbor) -> Vec<u8> {
