@@ -349,9 +349,12 @@ fn put_records_reply(s: &KinesisStream, results: PutResults) -> Value {
     json!({ "FailedRecordCount": failed, "Records": out, "EncryptionType": encryption })
 }
 
-/// A record of a `PutRecords` JSON body as the fast path reads it.
+/// A record of a `PutRecords` JSON body as the fast path reads it. A member
+/// it does not know sends the body to the full path: skipping it would
+/// not check its text (serde_json skips strings without validating their
+/// UTF-8), which the full path refuses.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct ValidRecordIn<'a> {
     #[serde(borrow)]
     data: DataBytes<'a>,
@@ -362,7 +365,7 @@ struct ValidRecordIn<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct ValidPutRecordsIn<'a> {
     #[serde(borrow)]
     stream_name: Option<Cow<'a, str>>,
