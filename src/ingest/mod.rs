@@ -171,16 +171,7 @@ async fn kinesis_call(
             return answer;
         }
     }
-    let req = if cbor {
-        cbor::request_to_json(body)
-            .map_err(|e| ApiError::serialization(format!("cannot parse the request body: {e}")))?
-    } else if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
-        })?
-    };
+    let req = kinesis::request_value(body, cbor)?;
     if op == "GetRecords" {
         return if cbor {
             kinesis::get_records_cbor(state, &req)

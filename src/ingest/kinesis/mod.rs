@@ -235,6 +235,21 @@ fn as_req<'a>(body: &'a Value, empty: &'a Map<String, Value>) -> Result<Req<'a>,
     }
 }
 
+/// A Kinesis request's body (JSON, or CBOR when `cbor`) as the JSON value
+/// every operation's full path reads; an empty JSON body is `null`.
+pub fn request_value(body: &[u8], cbor: bool) -> Result<Value, ApiError> {
+    if cbor {
+        super::cbor::request_to_json(body)
+            .map_err(|e| ApiError::serialization(format!("cannot parse the request body: {e}")))
+    } else if body.is_empty() {
+        Ok(Value::Null)
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::serialization(format!("cannot parse the request body as JSON: {e}"))
+        })
+    }
+}
+
 /// Parses a `PutRecords` body (JSON, or CBOR when `cbor`) as the API does,
 /// with records of up to `max` bytes; the records' (partition key, data)
 /// sizes. The fuzz targets' entry into the Kinesis request parsers.
@@ -243,11 +258,7 @@ pub fn parse_put_records(
     cbor: bool,
     max: usize,
 ) -> Result<Vec<(usize, usize)>, ApiError> {
-    let v: Value = if cbor {
-        super::cbor::request_to_json(body).map_err(ApiError::serialization)?
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
-    };
+    let v = request_value(body, cbor)?;
     let empty = Map::new();
     let req = as_req(&v, &empty)?;
     let records = records::records_in(&req, max)?;

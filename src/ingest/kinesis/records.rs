@@ -639,14 +639,10 @@ fn parse_valid_put_records_cbor(body: &[u8], max: usize) -> Option<Vec<PutIn>> {
 }
 
 /// The full path's parse and checks of a body (JSON, or CBOR when `cbor`:
-/// the JSON value it would be), as `put_records` makes them before it
-/// appends.
+/// the JSON value it would be), as the router and `put_records` make them
+/// before it appends.
 fn parse_full_put_records(body: &[u8], cbor: bool, max: usize) -> Result<Vec<PutIn>, ApiError> {
-    let v: Value = if cbor {
-        crate::ingest::cbor::request_to_json(body).map_err(ApiError::serialization)?
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
-    };
+    let v = super::request_value(body, cbor)?;
     let empty = Map::new();
     let req = super::as_req(&v, &empty)?;
     req.stream_name()?;
