@@ -3,14 +3,13 @@
 //! others (a Kinesis stream created, resharded or deleted on one node is
 //! created, resharded or deleted on every node).
 
-use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::JetStreamOptions;
+use super::{JetStreamOptions, patiently};
 
 /// A change another node (or this one) made.
 #[derive(Debug)]
@@ -180,26 +179,4 @@ pub(crate) async fn open_bucket(
     .await
     .map_err(|e| format!("the bucket {bucket} does not answer: {e}"))?;
     Ok(kv)
-}
-
-/// Tries `attempt` until it succeeds or `patience` has passed since the
-/// first try, pausing `pause` between tries and telling `again` each error
-/// it tries again after; the last error once out of patience.
-pub(super) async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
-    patience: Duration,
-    pause: Duration,
-    mut attempt: impl FnMut() -> F,
-    again: impl Fn(&E),
-) -> Result<T, E> {
-    let started = std::time::Instant::now();
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() < patience => {
-                again(&e);
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -150,7 +150,7 @@ impl Cluster {
         js.set_timeout(opts.request_timeout);
         // A cluster starting beside Hydrant may still be electing its
         // JetStream leader: wait for it a while.
-        defs::patiently(
+        patiently(
             opts.start_wait,
             Duration::from_millis(500),
             || js.query_account(),
@@ -288,6 +288,28 @@ pub fn log_name(kind: &str, name: &str) -> String {
 /// [`log_name`]), and the subject its records are published on.
 pub(crate) fn shard_names(log: &str, shard: u32) -> (String, String) {
     (format!("{log}_{shard}"), format!("{log}.{shard}"))
+}
+
+/// Tries `attempt` until it succeeds or `patience` has passed since the
+/// first try, pausing `pause` between tries and telling `again` each error
+/// it tries again after; the last error once out of patience.
+async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
+    patience: Duration,
+    pause: Duration,
+    mut attempt: impl FnMut() -> F,
+    again: impl Fn(&E),
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < patience => {
+                again(&e);
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

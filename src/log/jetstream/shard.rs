@@ -155,7 +155,7 @@ impl JetShard {
             };
             s.info().await.cloned().map_err(|e| e.to_string())
         };
-        let info = super::defs::patiently(
+        let info = super::patiently(
             cluster.opts.patience,
             Duration::from_millis(250),
             opened,
