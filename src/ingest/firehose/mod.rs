@@ -79,13 +79,21 @@ fn request_error(e: crate::config::firehose::RequestError) -> ApiError {
     }
 }
 
-/// Parses a request body (empty is `{}`); `T` may borrow from it.
+/// Parses a request body (empty is `{}`); `T` may borrow from it. The whole
+/// body must be UTF-8, as JSON is: serde_json skips a member `T` does not
+/// know without looking at its bytes.
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() {
         b"{}".as_slice()
     } else {
         body
     };
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ApiError::serialization(format!(
+            "cannot parse the request body as JSON: it is not UTF-8 (byte {})",
+            e.valid_up_to()
+        )));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::serialization(format!("cannot parse the request body as JSON: {e}")))
 }

@@ -236,15 +236,17 @@ pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiE
     }
 }
 
+// A member the fast path does not know goes to the full parse, which
+// checks the body's UTF-8: serde_json would skip it unchecked.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct ValidRecordIn<'a> {
     #[serde(borrow)]
     data: Option<DataBytes<'a>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct ValidBatchIn<'a> {
     delivery_stream_name: Option<Value>,
     #[serde(borrow)]
@@ -283,16 +285,38 @@ pub(super) fn parse_valid_batch(body: &[u8]) -> Option<PutRecordBatchRequest> {
 
 /// Whether the fast path for valid batches holds to the full parse on
 /// `body`: whatever it accepts, the full parse accepts and reads alike, and
-/// the full parse accepts nothing it leaves to it. The fuzz targets' entry;
-/// the reason when it does not hold.
+/// the full parse accepts nothing it leaves to it but bodies with members
+/// it does not know. The fuzz targets' entry; the reason when it does not
+/// hold.
 pub fn put_record_batch_fast_path_agrees(body: &[u8]) -> Result<(), String> {
     match (parse_valid_batch(body), parse_checked_batch(body)) {
         (Some(f), Ok(c)) if f.stream == c.stream && f.records == c.records => Ok(()),
         (None, Err(_)) => Ok(()),
+        (None, Ok(_)) if has_unknown_member(body) => Ok(()),
         (Some(f), Ok(c)) => Err(format!("read differently: fast {f:?}, full {c:?}")),
         (Some(_), Err(e)) => Err(format!("the full parse refuses it: {}", e.message)),
         (None, Ok(_)) => Err("the fast path left a batch the full parse accepts".into()),
     }
+}
+
+/// Whether a `PutRecordBatch` body has a member, at the top or in a record,
+/// that the fast path does not know (and so leaves to the full parse).
+fn has_unknown_member(body: &[u8]) -> bool {
+    let Ok(Value::Object(top)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    let unknown = |m: &serde_json::Map<String, Value>, known: &[&str]| {
+        m.keys().any(|k| !known.contains(&k.as_str()))
+    };
+    unknown(&top, &["DeliveryStreamName", "Records"])
+        || top
+            .get("Records")
+            .and_then(Value::as_array)
+            .is_some_and(|rs| {
+                rs.iter()
+                    .filter_map(Value::as_object)
+                    .any(|r| unknown(r, &["Data"]))
+            })
 }
 
 /// [`parse_put_record_batch`] with every check and its message.

@@ -50,6 +50,37 @@ fn bad_records_are_named_by_their_position() {
 }
 
 #[test]
+fn a_member_the_fast_path_does_not_know_goes_to_the_full_parse() {
+    // serde_json skips a member it does not know without checking its
+    // UTF-8: the body is refused as JSON that is not UTF-8, by both parses.
+    let mut batch =
+        br#"{"DeliveryStreamName":"s","Records":[{"Data":"YQ==","Other":"xx"}]}"#.to_vec();
+    let at = batch.len() - 5;
+    batch[at..at + 2].copy_from_slice(&[0xCC, 0xC6]);
+    assert!(put::parse_valid_batch(&batch).is_none());
+    let e = parse_put_record_batch(&batch)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.kind, "SerializationException");
+    assert!(e.message.contains("not UTF-8"), "{}", e.message);
+    let mut single = br#"{"DeliveryStreamName":"s","Record":{"Data":"YQ=="},"X":"xx"}"#.to_vec();
+    let at = single.len() - 4;
+    single[at..at + 2].copy_from_slice(&[0xFF, 0xFE]);
+    let e = parse_put_record(&single)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.kind, "SerializationException");
+    // Valid UTF-8 in a member it does not know: the full parse takes it,
+    // as Firehose ignores members it does not know.
+    let extra = br#"{"DeliveryStreamName":"s","Records":[{"Data":"YQ==","Other":1}],"More":[]}"#;
+    assert!(put::parse_valid_batch(extra).is_none());
+    let req = parse_put_record_batch(extra).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(req.records.len(), 1);
+    assert_eq!(put::put_record_batch_fast_path_agrees(extra), Ok(()));
+    assert_eq!(put::put_record_batch_fast_path_agrees(&batch), Ok(()));
+}
+
+#[test]
 fn a_single_record_is_parsed_alike() {
     let req = parse_put_record(br#"{"DeliveryStreamName":"s","Record":{"Data":"aGk="}}"#)
         .unwrap_or_else(|e| panic!("{e:?}"));
