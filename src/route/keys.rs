@@ -227,13 +227,16 @@ impl KeyTemplate {
     /// Which partition a record belongs to: the template rendered with the
     /// record's key values and time, random strings left as placeholders so
     /// that records of one partition share it.
+    /// Written into `out` (cleared first), whose room is kept from one
+    /// record to the next.
     pub fn render_partition(
         &self,
         at: DateTime<Utc>,
         values: &[String],
         transform_values: &[String],
         cache: &mut TimestampCache,
-    ) -> String {
+        out: &mut String,
+    ) {
         let second = at.timestamp();
         if cache.second != Some(second) {
             cache.rendered.clear();
@@ -244,7 +247,7 @@ impl KeyTemplate {
             }
             cache.second = Some(second);
         }
-        let mut out = String::new();
+        out.clear();
         let mut times = cache.rendered.iter();
         for p in &self.parts {
             match p {
@@ -258,7 +261,6 @@ impl KeyTemplate {
                 }
             }
         }
-        out
     }
 
     /// The transform's partition keys the template uses, in first-use order.

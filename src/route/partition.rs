@@ -10,6 +10,9 @@
 //! Everything here is pure CPU work on one record at a time; it runs on
 //! blocking threads beside the log reads, never on the async runtime.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
@@ -244,12 +247,43 @@ pub struct Partitioner {
     pub open_bytes_max: u64,
 }
 
-/// Per-thread scratch for [`Partitioner::route`].
+/// Per-thread scratch for [`Partitioner::route`], kept from one record to
+/// the next so that routing a record allocates nothing in the common case:
+/// its key values and its prefix are written over the last record's, and
+/// a prefix already made is shared, not made again.
 #[derive(Default)]
 pub struct RouteScratch {
     times: TimestampCache,
     values: Vec<String>,
     transform_values: Vec<String>,
+    prefix: String,
+    /// The prefixes made so far, at most [`INTERNED_MAX`].
+    interned: HashSet<Arc<str>>,
+}
+
+/// Most prefixes a [`RouteScratch`] keeps to share; past it, it starts over.
+pub const INTERNED_MAX: usize = 4096;
+
+impl RouteScratch {
+    /// The prefix just rendered, shared with the records before it that
+    /// had the same.
+    fn intern(&mut self) -> Arc<str> {
+        if let Some(p) = self.interned.get(self.prefix.as_str()) {
+            return p.clone();
+        }
+        if self.interned.len() >= INTERNED_MAX {
+            self.interned.clear();
+        }
+        let p: Arc<str> = Arc::from(self.prefix.as_str());
+        self.interned.insert(p.clone());
+        p
+    }
+}
+
+impl path::PathOf for (String, Query) {
+    fn path(&self) -> &[String] {
+        self.1.path.as_deref().unwrap_or_default()
+    }
 }
 
 /// Whether `name` may name a partition key (`!{partitionKeyFromQuery:name}`):
@@ -270,8 +304,7 @@ impl Partitioner {
         frame: &Record,
         transform_keys: &[(String, String)],
         scratch: &mut RouteScratch,
-    ) -> Result<String, String> {
-        scratch.values.clear();
+    ) -> Result<Arc<str>, String> {
         scratch.transform_values.clear();
         for name in self.template.transform_keys() {
             let Some((_, v)) = transform_keys.iter().find(|(k, _)| k == name) else {
@@ -283,13 +316,16 @@ impl Partitioner {
         }
         let needs_json = !self.keys.is_empty() || self.time.is_some();
         if needs_json && self.time.is_none() && self.fast_keys(frame, scratch) {
-            return Ok(self.template.render_partition(
+            self.template.render_partition(
                 arrival(frame),
                 &scratch.values,
                 &scratch.transform_values,
                 &mut scratch.times,
-            ));
+                &mut scratch.prefix,
+            );
+            return Ok(scratch.intern());
         }
+        scratch.values.clear();
         let at = if needs_json {
             let record = jaq_json::read::parse_single(&frame.data).map_err(|e| {
                 format!("record is not JSON ({e}); dynamic partitioning reads JSON records")
@@ -317,12 +353,14 @@ impl Partitioner {
         } else {
             arrival(frame)
         };
-        Ok(self.template.render_partition(
+        self.template.render_partition(
             at,
             &scratch.values,
             &scratch.transform_values,
             &mut scratch.times,
-        ))
+            &mut scratch.prefix,
+        );
+        Ok(scratch.intern())
     }
 }
 
@@ -331,21 +369,9 @@ impl Partitioner {
     /// and each value one jq would key by as it is; false (nothing kept)
     /// when jq must run instead.
     fn fast_keys(&self, frame: &Record, scratch: &mut RouteScratch) -> bool {
-        let mut paths: Vec<&[String]> = Vec::with_capacity(self.keys.len());
-        for (_, q) in &self.keys {
-            match &q.path {
-                Some(p) => paths.push(p),
-                None => return false,
-            }
-        }
-        let Some(values) = path::read(&frame.data, &paths) else {
-            return false;
-        };
-        if values.iter().any(|v| check_key_value(v).is_err()) {
-            return false;
-        }
-        scratch.values.extend(values);
-        true
+        self.keys.iter().all(|(_, q)| q.path.is_some())
+            && path::read_into(&frame.data, &self.keys, &mut scratch.values)
+            && scratch.values.iter().all(|v| check_key_value(v).is_ok())
     }
 }
 

@@ -40,7 +40,7 @@ const KEPT_RECORDS_MAX: usize = 4 * READ_RECORDS_MAX;
 #[derive(Debug, PartialEq)]
 enum Step {
     /// Batch it, under this partition's prefix (None: the stream's).
-    Deliver(Option<String>),
+    Deliver(PartitionKey),
     /// The transform dropped it.
     Dropped,
     /// The transform failed it (the frame is the original record).
@@ -93,7 +93,7 @@ impl Tally {
         match step {
             Step::Deliver(prefix) => {
                 self.ok += 1;
-                return Some((prefix.map(Into::into), f));
+                return Some((prefix, f));
             }
             Step::PartitionFailed(why) => self.unpartitioned.push((f, why)),
             Step::TransformFailed(why) => self.untransformed.push((f, why)),

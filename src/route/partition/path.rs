@@ -151,36 +151,77 @@ fn closing_quote(s: &str) -> Option<usize> {
     None
 }
 
-/// The text of each path's value in `data`, in the order of `paths`, as jq
-/// would make a key of it, or `None` when jq must decide.
-pub fn read(data: &[u8], paths: &[&[String]]) -> Option<Vec<String>> {
-    let mut found: Vec<Option<String>> = vec![None; paths.len()];
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let active: Vec<usize> = (0..paths.len()).collect();
-    Level {
-        paths,
-        depth: 0,
-        active: &active,
-        found: &mut found,
-    }
-    .deserialize(&mut de)
-    .ok()?;
-    de.end().ok()?;
-    found.into_iter().collect()
+/// Something that names a plain path (a key's query, or the path itself).
+pub trait PathOf {
+    fn path(&self) -> &[String];
 }
 
-/// One object level of the scan: the paths still followed at this depth.
-struct Level<'p, 'f> {
-    paths: &'p [&'p [String]],
+impl PathOf for &[String] {
+    fn path(&self) -> &[String] {
+        self
+    }
+}
+
+/// Most paths one scan follows (one bit each); with more, jq decides.
+pub const PATHS_MAX: usize = 64;
+
+/// The text of each path's value in `data`, in the order of `paths`, as jq
+/// would make a key of it, or `None` when jq must decide.
+#[cfg(test)]
+pub fn read(data: &[u8], paths: &[&[String]]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    read_into(data, paths, &mut out).then_some(out)
+}
+
+/// [`read`] into `out` (one string per path, written over), allocating
+/// nothing once `out`'s strings have room: called for every record. False
+/// when jq must decide (then `out` holds nothing of use).
+pub fn read_into<P: PathOf>(data: &[u8], paths: &[P], out: &mut Vec<String>) -> bool {
+    if paths.is_empty() || paths.len() > PATHS_MAX {
+        return false;
+    }
+    out.resize_with(paths.len(), String::new);
+    out.iter_mut().for_each(String::clear);
+    let all = u64::MAX >> (PATHS_MAX - paths.len());
+    let mut found = 0u64;
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let scanned = Level {
+        paths,
+        depth: 0,
+        active: all,
+        found: &mut found,
+        out,
+    }
+    .deserialize(&mut de)
+    .is_ok();
+    scanned && de.end().is_ok() && found == all
+}
+
+/// The indexes of the bits set in `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
+}
+
+/// One object level of the scan: the paths still followed at this depth
+/// (a bit each), and where their values go.
+struct Level<'p, 'f, P> {
+    paths: &'p [P],
     depth: usize,
-    active: &'p [usize],
-    found: &'f mut [Option<String>],
+    active: u64,
+    found: &'f mut u64,
+    out: &'f mut [String],
 }
 
 /// Why the scan gives up (jq decides instead).
 const GIVE_UP: &str = "not a plain value";
 
-impl<'de> DeserializeSeed<'de> for Level<'_, '_> {
+impl<'de, P: PathOf> DeserializeSeed<'de> for Level<'_, '_, P> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -188,7 +229,7 @@ impl<'de> DeserializeSeed<'de> for Level<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Level<'_, '_> {
+impl<'de, P: PathOf> Visitor<'de> for Level<'_, '_, P> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -196,41 +237,52 @@ impl<'de> Visitor<'de> for Level<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let found = self.found;
-        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let (paths, depth) = (self.paths, self.depth);
+        // The paths a key of this object already led to: a key seen twice
+        // leads to the same ones again, and jq takes the last, so it decides.
+        let mut taken = 0u64;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let here: Vec<usize> = self
-                .active
-                .iter()
-                .copied()
-                .filter(|&i| self.paths[i][self.depth] == key)
-                .collect();
-            if here.is_empty() {
+            let here = bits(self.active)
+                .filter(|&i| paths[i].path().get(depth).is_some_and(|p| *p == key))
+                .fold(0u64, |m, i| m | 1 << i);
+            if here == 0 {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            if seen.contains(&key) {
+            if taken & here != 0 {
                 return Err(de::Error::custom(GIVE_UP));
             }
-            seen.push(key);
-            let (leaves, deeper): (Vec<usize>, Vec<usize>) = here
-                .into_iter()
-                .partition(|&i| self.paths[i].len() == self.depth + 1);
-            match (leaves.as_slice(), deeper.is_empty()) {
-                ([], false) => map.next_value_seed(Level {
-                    paths: self.paths,
-                    depth: self.depth + 1,
-                    active: &deeper,
-                    found: &mut *found,
-                })?,
-                (_, true) => {
-                    let text = map.next_value::<Plain>()?.0;
-                    for i in leaves {
-                        found[i] = Some(text.clone());
-                    }
+            taken |= here;
+            let leaves = bits(here)
+                .filter(|&i| paths[i].path().len() == depth + 1)
+                .fold(0u64, |m, i| m | 1 << i);
+            let deeper = here & !leaves;
+            if leaves == 0 {
+                map.next_value_seed(Level {
+                    paths,
+                    depth: depth + 1,
+                    active: deeper,
+                    found: &mut *self.found,
+                    out: &mut *self.out,
+                })?;
+            } else if deeper == 0 {
+                let first = leaves.trailing_zeros() as usize;
+                let Some(slot) = self.out.get_mut(first) else {
+                    return Err(de::Error::custom(GIVE_UP));
+                };
+                map.next_value_seed(PlainInto(slot))?;
+                // Two keys with the same path: the same text.
+                for i in bits(leaves & !(1 << first)) {
+                    let [a, b] = self
+                        .out
+                        .get_disjoint_mut([first, i])
+                        .map_err(de::Error::custom)?;
+                    b.clone_from(a);
                 }
+                *self.found |= leaves;
+            } else {
                 // One path ends where another goes on: jq decides.
-                _ => return Err(de::Error::custom(GIVE_UP)),
+                return Err(de::Error::custom(GIVE_UP));
             }
         }
         Ok(())
@@ -262,36 +314,39 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-/// A string, a boolean or an integer, as jq writes it into a key.
-struct Plain(String);
+/// A string, a boolean or an integer, as jq writes it into a key, written
+/// onto the end of the string it holds.
+struct PlainInto<'a>(&'a mut String);
 
-impl<'de> de::Deserialize<'de> for Plain {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Plain, D::Error> {
-        d.deserialize_any(PlainVisitor)
+impl<'de> DeserializeSeed<'de> for PlainInto<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct PlainVisitor;
-
-impl Visitor<'_> for PlainVisitor {
-    type Value = Plain;
+impl Visitor<'_> for PlainInto<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string, boolean or integer")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Plain, E> {
-        Ok(Plain(v.to_string()))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Plain, E> {
-        Ok(Plain(v.to_string()))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.push_str(if v { "true" } else { "false" });
+        Ok(())
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Plain, E> {
-        Ok(Plain(v.to_string()))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        use std::fmt::Write;
+        write!(self.0, "{v}").map_err(E::custom)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Plain, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
         // Past i64, jq's own number text decides.
-        i64::try_from(v)
-            .map(|v| Plain(v.to_string()))
-            .map_err(|_| E::custom(GIVE_UP))
+        let v = i64::try_from(v).map_err(|_| E::custom(GIVE_UP))?;
+        self.visit_i64(v)
     }
 }

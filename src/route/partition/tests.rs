@@ -42,6 +42,7 @@ fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) 
 
 fn route(p: &Partitioner, data: &str) -> Result<String, String> {
     p.route(&frame(data), &[], &mut RouteScratch::default())
+        .map(|p| p.to_string())
 }
 
 #[test]
@@ -377,4 +378,81 @@ fn the_one_scan_gives_what_jq_gives_or_leaves_the_record_to_jq() {
     assert!(e.contains("`d` (`.a.b`) yields null"), "{e}");
     let e = route(&p, r#"{"country":"a/b","a":{"b":"x"}}"#).unwrap_err();
     assert!(e.contains("cannot be part of an object key"), "{e}");
+}
+
+#[test]
+fn a_scratch_kept_from_record_to_record_routes_as_a_new_one_and_shares_prefixes() {
+    // Fast (plain paths), jq (a float, a repeated key), refused (missing,
+    // null, not JSON) records, in turn, through one scratch.
+    let p = partitioner(
+        "c=!{partitionKeyFromQuery:c}/d=!{partitionKeyFromQuery:d}/!{timestamp:HH}/",
+        &[("c", ".country"), ("d", ".a.b"), ("c2", ".country")],
+        None,
+    );
+    let records = [
+        r#"{"country":"NO","a":{"b":"deep"}}"#,
+        r#"{"country":"SE","a":{"b":7}}"#,
+        r#"{"country":"NO","a":{"b":"deep"}}"#,
+        r#"{"country":1.5,"a":{"b":"x"}}"#,
+        r#"{"a":{"b":"only"}}"#,
+        r#"{"country":"NO","a":{"b":null}}"#,
+        r#"{"country":"dup","country":"DK","a":{"b":"deep"}}"#,
+        "not json",
+        r#"{"country":"SE","a":{"b":7}}"#,
+        r#"{"country":true,"a":{"b":-3}}"#,
+    ];
+    let mut kept = RouteScratch::default();
+    let mut shared: Vec<(String, Arc<str>)> = Vec::new();
+    for data in records {
+        let got = p.route(&frame(data), &[], &mut kept);
+        let fresh = route(&p, data);
+        assert_eq!(got.clone().map(|p| p.to_string()), fresh, "{data}");
+        if let Ok(prefix) = got {
+            if let Some((_, first)) = shared.iter().find(|(s, _)| s == &*prefix) {
+                assert!(Arc::ptr_eq(first, &prefix), "{data}: not shared");
+            } else {
+                shared.push((prefix.to_string(), prefix));
+            }
+        }
+    }
+    let prefixes: Vec<&str> = shared.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        prefixes,
+        [
+            "c=NO/d=deep/10/",
+            "c=SE/d=7/10/",
+            "c=1.5/d=x/10/",
+            "c=DK/d=deep/10/",
+            "c=true/d=-3/10/"
+        ]
+    );
+}
+
+#[test]
+fn plain_paths_read_into_kept_strings_as_into_new_ones() {
+    let paths: Vec<Vec<String>> = [".a", ".b.c", ".a"]
+        .iter()
+        .map(|q| path::simple_path(q).unwrap_or_default())
+        .collect();
+    let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+    let mut out = Vec::new();
+    for data in [
+        r#"{"a":"long value here","b":{"c":1}}"#,
+        r#"{"a":"x","b":{"c":"y"}}"#,
+        r#"{"a":"x"}"#,
+        r#"{"b":{"c":false},"a":12}"#,
+        r#"{"a":"x","a":"y","b":{"c":1}}"#,
+    ] {
+        let kept = path::read_into(data.as_bytes(), &refs, &mut out).then(|| out.clone());
+        assert_eq!(kept, path::read(data.as_bytes(), &refs), "{data}");
+    }
+    assert_eq!(
+        path::read(br#"{"b":{"c":false},"a":12}"#, &refs),
+        Some(vec!["12".to_string(), "false".into(), "12".into()])
+    );
+    let many: Vec<&[String]> = vec![refs[0]; path::PATHS_MAX + 1];
+    assert!(
+        !path::read_into(br#"{"a":"x"}"#, &many, &mut out),
+        "past 64 paths, jq decides"
+    );
 }
