@@ -9,7 +9,7 @@
 //! whose first record came first): the number of open partitions and the
 //! bytes they hold together.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -309,7 +309,10 @@ pub struct Batcher {
     per_record_bytes: u64,
     interval: Duration,
     limits: PartitionLimits,
-    open: HashMap<PartitionKey, OpenBatch>,
+    /// Keyed with foldhash, not SipHash: looked up once or twice per record,
+    /// and the open partitions are bounded, so a flood of colliding keys can
+    /// cost no more than a few thousand entries' worth.
+    open: foldhash::HashMap<PartitionKey, OpenBatch>,
     /// Open partitions by opening order; the first is the oldest.
     order: BTreeMap<u64, PartitionKey>,
     next_seq: u64,
@@ -349,7 +352,7 @@ impl Batcher {
                 open_bytes_max: limits.open_bytes_max.max(1),
                 copy_records: limits.copy_records,
             },
-            open: HashMap::new(),
+            open: foldhash::HashMap::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             open_bytes: 0,
@@ -370,8 +373,8 @@ impl Batcher {
     pub fn push_to(&mut self, key: PartitionKey, frame: Record, now: Instant) {
         let len = self.record_bytes(&frame);
         self.open_for(&key, len, now);
-        self.append(&key, frame, len);
-        self.settle(&key);
+        let full = self.append(&key, frame, len);
+        self.settle(&key, full);
     }
 
     /// Adds records that must stay in one batch (the user records of one KPL
@@ -382,11 +385,12 @@ impl Batcher {
     pub fn push_group_to(&mut self, key: PartitionKey, frames: Vec<Record>, now: Instant) {
         let len = frames.iter().map(|f| self.record_bytes(f)).sum();
         self.open_for(&key, len, now);
+        let mut full = false;
         for f in frames {
             let len = self.record_bytes(&f);
-            self.append(&key, f, len);
+            full = self.append(&key, f, len);
         }
-        self.settle(&key);
+        self.settle(&key, full);
     }
 
     /// What a record counts toward the size hint: its data and what the
@@ -399,13 +403,10 @@ impl Batcher {
     /// batch if they would pass the hint, and opens one if it has none
     /// (closing the oldest partitions while too many are open).
     fn open_for(&mut self, key: &PartitionKey, len: u64, now: Instant) {
-        if let Some(b) = self.open.get(key)
-            && b.bytes + len > self.bytes_max
-        {
-            self.close_one(key);
-        }
-        if self.open.contains_key(key) {
-            return;
+        match self.open.get(key) {
+            Some(b) if b.bytes + len > self.bytes_max => self.close_one(key),
+            Some(_) => return,
+            None => {}
         }
         while self.open.len() >= self.limits.open_max {
             if !self.close_oldest() {
@@ -438,10 +439,11 @@ impl Batcher {
         );
     }
 
-    /// Adds a record of `len` bytes to `key`'s open batch.
-    fn append(&mut self, key: &PartitionKey, frame: Record, len: u64) {
+    /// Adds a record of `len` bytes to `key`'s open batch; true when the
+    /// batch reached the hint with it.
+    fn append(&mut self, key: &PartitionKey, frame: Record, len: u64) -> bool {
         let Some(b) = self.open.get_mut(key) else {
-            return;
+            return false;
         };
         b.oldest_arrival = b.oldest_arrival.min(frame.arrival_ms);
         let held = match &mut b.records {
@@ -454,14 +456,14 @@ impl Batcher {
         b.bytes += len;
         b.held += held;
         self.open_bytes += held;
+        b.bytes >= self.bytes_max
     }
 
-    /// Closes `key`'s batch if it reached the hint, then the oldest
-    /// partitions while the open ones hold too much.
-    fn settle(&mut self, key: &PartitionKey) {
-        if let Some(b) = self.open.get(key)
-            && b.bytes >= self.bytes_max
-        {
+    /// Closes `key`'s batch if it reached the hint (`full`, as
+    /// [`Batcher::append`] said), then the oldest partitions while the open
+    /// ones hold too much.
+    fn settle(&mut self, key: &PartitionKey, full: bool) {
+        if full && let Some(b) = self.open.get(key) {
             self.last_full_count = b.records.len();
             self.close_one(key);
         }

@@ -10,7 +10,6 @@
 //! Everything here is pure CPU work on one record at a time; it runs on
 //! blocking threads beside the log reads, never on the async runtime.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -257,8 +256,9 @@ pub struct RouteScratch {
     values: Vec<String>,
     transform_values: Vec<String>,
     prefix: String,
-    /// The prefixes made so far, at most [`INTERNED_MAX`].
-    interned: HashSet<Arc<str>>,
+    /// The prefixes made so far, at most [`INTERNED_MAX`]; foldhash, not
+    /// SipHash, as it is asked once per record and bounded.
+    interned: foldhash::HashSet<Arc<str>>,
 }
 
 /// Most prefixes a [`RouteScratch`] keeps to share; past it, it starts over.

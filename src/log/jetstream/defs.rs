@@ -48,20 +48,17 @@ impl Defs {
     }
 
     /// The value of `key`, if it has one. A bucket between leaders (no
-    /// server answers for a moment) is asked again for up to 2 seconds.
+    /// server answers for a moment) is asked again every 250 ms for up to
+    /// `cluster.nats.patience_secs`.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, String> {
-        let mut tries = 0;
-        loop {
-            match self.kv.get(key).await {
-                Ok(v) => return Ok(v),
-                Err(e) if tries < 8 => {
-                    tracing::debug!(bucket = self.bucket, key, error = %e, "asking again");
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(self.err(key, e)),
-            }
-        }
+        patiently(
+            self.patience,
+            Duration::from_millis(250),
+            || self.kv.get(key),
+            |e| tracing::debug!(bucket = self.bucket, key, error = %e, "asking again"),
+        )
+        .await
+        .map_err(|e| self.err(key, e))
     }
 
     /// Writes `key` only if it has no value; false if it had one.

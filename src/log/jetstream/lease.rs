@@ -245,20 +245,20 @@ impl Leases {
             ..Default::default()
         };
         let value = Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
-        let mut tries = 0;
+        let started = std::time::Instant::now();
         loop {
             match self.kv.create(key, value.clone()).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(false),
                 // Two nodes seeding at once: the loser may see the race as
                 // another error ("wrong last sequence"), and a replica may
-                // not show the winner's entry yet: look again, a while.
+                // not show the winner's entry yet: look again, every 100 ms
+                // for up to `cluster.nats.patience_secs`.
                 Err(e) => {
                     if let Ok(Some(_)) = self.peek(key).await {
                         return Ok(false);
                     }
-                    tries += 1;
-                    if tries >= 20 {
+                    if started.elapsed() >= self.patience {
                         return Err(Self::store_err(key, e));
                     }
                     tracing::debug!(key, error = %e, "seeding a lease raced; looking again");
