@@ -2,6 +2,7 @@
 
 use super::*;
 use bytes::Bytes;
+use std::collections::HashMap;
 
 /// A closed batch's records, as upload takes them.
 fn frames(r: Ready) -> Vec<Record> {
