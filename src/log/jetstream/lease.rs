@@ -245,27 +245,31 @@ impl Leases {
             ..Default::default()
         };
         let value = Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
-        let started = std::time::Instant::now();
-        loop {
-            match self.kv.create(key, value.clone()).await {
-                Ok(_) => return Ok(true),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(false),
-                // Two nodes seeding at once: the loser may see the race as
-                // another error ("wrong last sequence"), and a replica may
-                // not show the winner's entry yet: look again, every 100 ms
-                // for up to `cluster.nats.patience_secs`.
-                Err(e) => {
-                    if let Ok(Some(_)) = self.peek(key).await {
-                        return Ok(false);
-                    }
-                    if started.elapsed() >= self.patience {
-                        return Err(Self::store_err(key, e));
-                    }
-                    tracing::debug!(key, error = %e, "seeding a lease raced; looking again");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let attempt = || {
+            let value = value.clone();
+            async move {
+                match self.kv.create(key, value).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                    // Two nodes seeding at once: the loser may see the race
+                    // as another error ("wrong last sequence"), and a replica
+                    // may not show the winner's entry yet: look again, every
+                    // 100 ms for up to `cluster.nats.patience_secs`.
+                    Err(e) => match self.peek(key).await {
+                        Ok(Some(_)) => Ok(false),
+                        _ => Err(e),
+                    },
                 }
             }
-        }
+        };
+        super::patiently(
+            self.patience,
+            Duration::from_millis(100),
+            attempt,
+            |e| tracing::debug!(key, error = %e, "seeding a lease raced; looking again"),
+        )
+        .await
+        .map_err(|e| Self::store_err(key, e))
     }
 
     /// Every lease and node heartbeat, for `status`.
