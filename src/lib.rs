@@ -9,6 +9,10 @@
 //! imports only the floors below it: ARCHITECTURE.md has the map, the
 //! floors and the invariants, and `tests/architecture.rs` checks the floors.
 
+// Input, the network and the disk must never panic the daemon: errors are
+// returned and worded, not unwrapped (tests may unwrap; clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod analytics;
 pub mod aws;
 pub mod config;

@@ -1,5 +1,9 @@
 //! The `hydrant` command: run the daemon, or check a config file.
 
+// Input, the network and the disk must never panic the daemon: errors are
+// returned and worded, not unwrapped (tests may unwrap; clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -27,6 +27,8 @@
 //! This file parses the command line and dispatches; each subcommand lives in
 //! its own module, with its flags.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::{Parser, Subcommand};
 
 mod analytics;
