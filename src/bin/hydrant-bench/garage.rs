@@ -21,6 +21,25 @@ pub struct Garage {
     secret: String,
 }
 
+/// How long Garage may take to start and answer.
+const START_WAIT: Duration = Duration::from_secs(30);
+
+/// Calls `f` every `pause` until it succeeds, for up to [`START_WAIT`] from
+/// `since`; then its last error.
+fn until_ok<T>(
+    since: Instant,
+    pause: Duration,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if since.elapsed() > START_WAIT => return Err(e),
+            Err(_) => std::thread::sleep(pause),
+        }
+    }
+}
+
 impl Garage {
     /// The server's process id (its CPU is counted beside the daemon's).
     pub fn pid(&self) -> u32 {
@@ -65,21 +84,27 @@ impl Garage {
             secret: String::new(),
         };
         let t = Instant::now();
-        let node = loop {
-            if let Ok(out) = g.cli(&["node", "id", "-q"])
-                && let Some(id) = out.trim().split('@').next().filter(|s| !s.is_empty())
-            {
-                break id.to_string();
-            }
-            if t.elapsed() > Duration::from_secs(30) {
-                bail!(
-                    "Garage did not start (see {})",
-                    dir.join("garage.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])?;
+        let node = until_ok(t, Duration::from_millis(100), || {
+            let out = g.cli(&["node", "id", "-q"])?;
+            out.trim()
+                .split('@')
+                .next()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .with_context(|| format!("no node id in: {out}"))
+        })
+        .with_context(|| {
+            format!(
+                "Garage did not start (see {})",
+                dir.join("garage.log").display()
+            )
+        })?;
+        // `node id` reads the node's key from disk; the first call that
+        // needs the server running is this one, so it is retried until
+        // the server listens.
+        until_ok(t, Duration::from_millis(200), || {
+            g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])
+        })?;
         g.cli(&["layout", "apply", "--version", "1"])?;
         let out = g.cli(&["key", "create", "bench"])?;
         let field = |label: &str| {

@@ -169,6 +169,7 @@ pub fn write(
     args: &Args,
     ceilings: &[Stage],
     floor: &Floor,
+    store: &StoreDir,
     results: &[WorkloadResult],
 ) -> anyhow::Result<PathBuf> {
     write_json(
@@ -180,10 +181,51 @@ pub fn write(
             "clients": args.clients,
             "stages": ceilings,
             "latency_floor": floor,
+            "store_dir": store,
             "workloads": results,
             "w1_vs_zlib6": w1_vs_zlib6(ceilings, results),
         }),
     )
+}
+
+/// Where the store kept its data, and on what: a store on the log's disk
+/// adds its writes to every `fdatasync` of the log.
+#[derive(serde::Serialize)]
+pub struct StoreDir {
+    pub path: String,
+    /// The filesystem type of the mount the directory is on (`ext4`,
+    /// `tmpfs`, ...), from `/proc/mounts`; `unknown` if not found.
+    pub filesystem: String,
+    /// Whether that mount is the one the daemon's log is on (`--dir`).
+    pub same_mount_as_log: bool,
+}
+
+impl StoreDir {
+    /// `dir`, where the store keeps its data, against `log_dir`, where the
+    /// daemon keeps its log.
+    pub fn of(dir: &Path, log_dir: &Path) -> StoreDir {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        // The longest mount point the path is under: (mount point, type).
+        let mount_of = |p: &Path| {
+            mounts
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let (_, at, fs) = (f.next()?, f.next()?, f.next()?);
+                    p.starts_with(at).then_some((at, fs))
+                })
+                .max_by_key(|(at, _)| at.len())
+        };
+        let path = canonical(dir);
+        let store = mount_of(&path);
+        let log = mount_of(&canonical(log_dir));
+        StoreDir {
+            path: path.display().to_string(),
+            filesystem: store.map_or("unknown", |(_, fs)| fs).to_string(),
+            same_mount_as_log: store.is_some() && store.map(|s| s.0) == log.map(|l| l.0),
+        }
+    }
 }
 
 /// Writes `<dir>/<date>-<machine><suffix>.json`: the run's date, machine,

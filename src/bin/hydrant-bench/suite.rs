@@ -52,6 +52,16 @@ pub struct Args {
     pub garage: Option<PathBuf>,
     #[arg(long, default_value = "/tmp/hydrant-bench-suite")]
     pub dir: PathBuf,
+    /// Where Garage keeps its data and metadata: in `garage/` under this
+    /// directory (made, and removed after, by the suite; nothing else in it
+    /// is touched); by default under `--dir`, on the log's own disk. A
+    /// directory on another device stands for a
+    /// store on other machines (on a machine with one disk, tmpfs:
+    /// `/dev/shm/...`). Every `fdatasync` of the log waits for the disk's
+    /// cache to take whatever else was written to it, so a store on the
+    /// same disk adds its writes to the acknowledgements' tail.
+    #[arg(long)]
+    pub store_dir: Option<PathBuf>,
     #[arg(long, default_value = "bench/results")]
     pub results: PathBuf,
     /// Seconds of the saturation phase.
@@ -78,7 +88,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let wasm = std::fs::canonicalize("transforms/examples/rust/transform.wasm").context(
         "transforms/examples/rust/transform.wasm is missing: build it with transforms/examples/rust/build.sh",
     )?;
-    let garage = Garage::start(&garage_bin, &args.dir.join("garage"))?;
+    let store_dir = args.store_dir.as_ref().unwrap_or(&args.dir).join("garage");
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let garage = Garage::start(&garage_bin, &store_dir)?;
+    let store = report::StoreDir::of(&store_dir, &args.dir);
+    eprintln!("store's data in {} ({})", store.path, store.filesystem);
     eprintln!("latency floor (idle machine)");
     let floor = stages::floor::measure(&args.dir, 3)?;
     eprintln!("stage ceilings (one core each; disk and store as a whole)");
@@ -94,9 +108,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report::print_tables(&args, cores, &ceilings, &floor, &results);
-    let path = report::write(&args, &ceilings, &floor, &results)?;
+    println!("\nThe store's data: {} ({})", store.path, store.filesystem);
+    let path = report::write(&args, &ceilings, &floor, &store, &results)?;
     println!("\nwritten to {}", path.display());
     let _ = std::fs::remove_dir_all(&args.dir);
+    let _ = std::fs::remove_dir_all(&store_dir);
     Ok(())
 }
 
