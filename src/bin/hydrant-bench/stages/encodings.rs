@@ -1,6 +1,6 @@
 //! `hydrant-bench stages`: the ceilings of the encoding stages alone, on one
 //! core and the same data: JSON lines with each compression, Parquet, and
-//! AES-256-GCM; then dynamic partitioning.
+//! AES-256-GCM; then dynamic partitioning, and W2's partitioned Parquet.
 
 use std::time::Instant;
 
@@ -57,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     // Dynamic partitioning alone: JSON parse, two jq keys, prefix render.
-    partition::print_logs_row(&frames, raw)
+    partition::print_logs_row(&frames, raw)?;
+    // W2's delivery whole, the keys scanned and from one decode (stderr).
+    let (clicks, clicks_raw) = frames_of(n, crate::records::click_record);
+    parquet::partitioned_stages(&clicks, clicks_raw).map(drop)
 }
 
 /// The rows, in order. A flat table: one entry per row, kept together so the
