@@ -15,6 +15,7 @@ pub(super) fn encoding(errors: &mut Vec<ConfigError>, path: &str, enc: RawEncodi
                 ("schema", enc.schema.is_some()),
                 ("row_group_rows", enc.row_group_rows.is_some()),
                 ("compression", enc.compression.is_some()),
+                ("compression_level", enc.compression_level.is_some()),
                 ("dictionary", enc.dictionary.is_some()),
             ] {
                 if set {
@@ -89,6 +90,19 @@ fn parquet_options(
             format!("`{compression}` is not a Parquet compression (none, snappy, gzip, zstd)"),
         ));
     }
+    let level_path = format!("{path}.encoding.compression_level");
+    let level = match (enc.compression_level, compression.as_str()) {
+        (None, _) => None,
+        (Some(l), "gzip") => Some(range_check(errors, &level_path, l, 0, 9)),
+        (Some(l), "zstd") => Some(range_check(errors, &level_path, l, 1, 22)),
+        (Some(_), _) => {
+            errors.push(err(
+                level_path,
+                "applies only to gzip and zstd column compression",
+            ));
+            None
+        }
+    };
     parquet::ParquetOptions {
         schema: parquet::schema(&cols),
         row_group_rows: range_check(
@@ -99,6 +113,7 @@ fn parquet_options(
             100_000_000,
         ),
         compression,
+        level,
         dictionary: enc.dictionary.unwrap_or(true),
     }
 }

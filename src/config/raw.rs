@@ -270,6 +270,8 @@ pub struct RawEncoding {
     pub row_group_rows: Option<usize>,
     /// parquet: column compression (none, snappy, gzip, zstd).
     pub compression: Option<String>,
+    /// parquet: the column compression's level (gzip 0-9, zstd 1-22).
+    pub compression_level: Option<i32>,
     /// parquet: dictionary encoding (default true).
     pub dictionary: Option<bool>,
 }

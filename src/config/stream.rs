@@ -233,8 +233,18 @@ struct ObjectFormat {
 fn object_format(errors: &mut Vec<ConfigError>, path: &str, s: &mut RawStream) -> ObjectFormat {
     let encoding = encoding::encoding(errors, path, s.encoding.take().unwrap_or_default());
     let compression = encoding::compression(errors, path, s.compression.as_deref());
-    let compression_level =
-        encoding::compression_level(errors, path, s.compression_level, compression);
+    let compression_level = if matches!(encoding, Encoding::Parquet(_))
+        && compression == Compression::None
+        && s.compression_level.is_some()
+    {
+        errors.push(err(
+            format!("{path}.compression_level"),
+            "parquet compresses inside the file: set encoding.compression_level",
+        ));
+        None
+    } else {
+        encoding::compression_level(errors, path, s.compression_level, compression)
+    };
     let encryption = s
         .encryption
         .take()

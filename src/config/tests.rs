@@ -515,3 +515,52 @@ fn malloc_arenas_default_to_the_cores_and_are_bounded() {
         "{e:?}"
     );
 }
+
+#[test]
+fn parquet_takes_its_column_compression_level_under_encoding() {
+    let stream = |top: &str, enc: &str| {
+        format!(
+            "streams:\n  s:\n{top}    encoding:\n      format: parquet\n{enc}      schema: [{{ name: id, type: int64 }}]\n    destination: {{ type: file, path: /tmp/out }}\n"
+        )
+    };
+    let c = parse(&stream(
+        "",
+        "      compression: zstd\n      compression_level: 19\n",
+    ))
+    .unwrap();
+    let Encoding::Parquet(p) = &c.streams["s"].encoding else {
+        panic!("{:?}", c.streams["s"].encoding)
+    };
+    assert_eq!((p.compression.as_str(), p.level), ("zstd", Some(19)));
+    let e = errors(&stream(
+        "",
+        "      compression: zstd\n      compression_level: 23\n",
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("streams.s.encoding.compression_level")),
+        "{e:?}"
+    );
+    let e = errors(&stream("", "      compression_level: 3\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("streams.s.encoding.compression_level")
+                && e.contains("gzip and zstd")),
+        "{e:?}"
+    );
+    let e = errors(&stream("    compression_level: 3\n", ""));
+    assert!(
+        e.iter().any(|e| e.contains("streams.s.compression_level")
+            && e.contains("encoding.compression_level")),
+        "{e:?}"
+    );
+    let e = errors(
+        "streams:\n  s:\n    encoding: { compression_level: 3 }\n    destination: { type: file, path: /tmp/out }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("streams.s.encoding.compression_level")
+                && e.contains("format: parquet")),
+        "{e:?}"
+    );
+}

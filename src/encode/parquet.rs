@@ -24,6 +24,9 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// none | snappy | gzip | zstd
     pub compression: String,
+    /// gzip's level (0-9, default 6) or zstd's (1-22, default 1); the
+    /// config checks the range.
+    pub level: Option<i32>,
     pub dictionary: bool,
 }
 
@@ -220,8 +223,16 @@ fn decode_chunk(
 pub fn writer_properties(opts: &ParquetOptions) -> WriterProperties {
     let compression = match opts.compression.as_str() {
         "none" => PqCompression::UNCOMPRESSED,
-        "gzip" => PqCompression::GZIP(GzipLevel::default()),
-        "zstd" => PqCompression::ZSTD(ZstdLevel::default()),
+        "gzip" => PqCompression::GZIP(
+            opts.level
+                .and_then(|l| GzipLevel::try_new(u32::try_from(l).ok()?).ok())
+                .unwrap_or_default(),
+        ),
+        "zstd" => PqCompression::ZSTD(
+            opts.level
+                .and_then(|l| ZstdLevel::try_new(l).ok())
+                .unwrap_or_default(),
+        ),
         _ => PqCompression::SNAPPY,
     };
     WriterProperties::builder()

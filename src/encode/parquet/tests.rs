@@ -55,6 +55,7 @@ fn writes_good_records_and_rejects_the_rest() {
         ]),
         row_group_rows: 1000,
         compression: "zstd".into(),
+        level: None,
         dictionary: true,
     };
     let recs = frames(&[
@@ -84,6 +85,7 @@ fn a_batch_decoded_in_chunks_is_one_row_group_and_rejects_by_batch_index() {
         schema: schema(&[("id".into(), DataType::Int64, false)]),
         row_group_rows: 1_000_000,
         compression: "snappy".into(),
+        level: None,
         dictionary: false,
     };
     let n = DECODE_ROWS * 2 + 10;
@@ -124,4 +126,47 @@ fn a_batch_decoded_in_chunks_is_one_row_group_and_rejects_by_batch_index() {
         .map(|i| i as i64)
         .collect();
     assert_eq!(ids, expected);
+}
+
+#[test]
+fn the_column_compression_level_is_the_one_asked_for() {
+    let lines: Vec<String> = (0..5000)
+        .map(|i| {
+            format!(
+                r#"{{"id": {i}, "name": "user-{} of group {}"}}"#,
+                i % 97,
+                i % 13
+            )
+        })
+        .collect();
+    let recs = frames(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let at = |compression: &str, level: Option<i32>| {
+        let opts = ParquetOptions {
+            schema: schema(&[
+                ("id".into(), DataType::Int64, false),
+                ("name".into(), DataType::Utf8, true),
+            ]),
+            row_group_rows: 100_000,
+            compression: compression.into(),
+            level,
+            dictionary: false,
+        };
+        let (bytes, rejected) = write(&recs, &opts, Vec::new()).unwrap();
+        assert!(rejected.is_empty());
+        let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            Bytes::from(bytes.clone()),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+        assert_eq!(rows, lines.len(), "{compression} {level:?}");
+        bytes
+    };
+    // No level is the codec's default: zstd 1, gzip 6.
+    assert_eq!(at("zstd", None), at("zstd", Some(1)));
+    assert_eq!(at("gzip", None), at("gzip", Some(6)));
+    assert_ne!(at("zstd", Some(19)), at("zstd", Some(1)));
+    assert!(at("gzip", Some(9)).len() < at("gzip", Some(0)).len());
 }

@@ -109,6 +109,7 @@ impl IcebergSink {
                 schema: arrow.clone(),
                 row_group_rows: 1_000_000,
                 compression: self.cfg.compression.clone(),
+                level: None,
                 dictionary: true,
             },
         };

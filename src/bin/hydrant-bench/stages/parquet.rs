@@ -20,6 +20,7 @@ pub fn logs_encoding() -> Encoding {
         ]),
         row_group_rows: 1_000_000,
         compression: "zstd".into(),
+        level: None,
         dictionary: true,
     })
 }
@@ -49,6 +50,7 @@ fn clickstream_options() -> ParquetOptions {
         schema: schema(&columns),
         row_group_rows: 1_000_000,
         compression: "zstd".into(),
+        level: None,
         dictionary: true,
     }
 }
