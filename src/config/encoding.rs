@@ -90,19 +90,18 @@ fn parquet_options(
             format!("`{compression}` is not a Parquet compression (none, snappy, gzip, zstd)"),
         ));
     }
-    let level_path = format!("{path}.encoding.compression_level");
-    let level = match (enc.compression_level, compression.as_str()) {
-        (None, _) => None,
-        (Some(l), "gzip") => Some(range_check(errors, &level_path, l, 0, 9)),
-        (Some(l), "zstd") => Some(range_check(errors, &level_path, l, 1, 22)),
-        (Some(_), _) => {
-            errors.push(err(
-                level_path,
-                "applies only to gzip and zstd column compression",
-            ));
-            None
-        }
+    // The column codec's level has the same ranges as the object's.
+    let codec = match compression.as_str() {
+        "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        _ => Compression::None,
     };
+    let level = compression_level(
+        errors,
+        &format!("{path}.encoding"),
+        enc.compression_level,
+        codec,
+    );
     parquet::ParquetOptions {
         schema: parquet::schema(&cols),
         row_group_rows: range_check(
