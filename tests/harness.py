@@ -405,10 +405,12 @@ class Producers:
     """Threads that put batches of uniquely numbered JSON records until
     stopped, remembering which ids were acknowledged."""
 
-    def __init__(self, make_client, stream="app", threads=3, batch=100, pad=200):
+    def __init__(self, make_client, stream="app", threads=3, batch=100, pad=200, fields=None):
         import threading
 
         self.make_client = make_client
+        # More fields of each record, from its id.
+        self.fields = fields or (lambda _id: {})
         self.stream = stream
         self.batch = batch
         self.pad = pad
@@ -432,7 +434,8 @@ class Producers:
             try:
                 r = fh.put_record_batch(
                     DeliveryStreamName=self.stream,
-                    Records=[{"Data": json.dumps({"id": x, "pad": "p" * self.pad}).encode()} for x in ids],
+                    Records=[{"Data": json.dumps({"id": x, "pad": "p" * self.pad, **self.fields(x)}).encode()}
+                             for x in ids],
                 )
             except Exception:  # noqa: BLE001 - the daemon may be down on purpose
                 self.failed_calls += 1

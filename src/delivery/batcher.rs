@@ -19,6 +19,9 @@ use tokio::time::Instant;
 use crate::log::frame::{read_u32, read_u64};
 use crate::record::Record;
 
+mod rows;
+pub use rows::{RowOf, Rows, RowsPiece};
+
 /// A partition: the prefix its records go under, or `None` for a stream
 /// without dynamic partitioning.
 pub type PartitionKey = Option<Arc<str>>;
@@ -73,10 +76,34 @@ impl Ready {
         matches!(self.records, OpenRecords::Packed(_))
     }
 
-    /// The records, in the order they came, and what they are for.
-    pub fn into_parts(self) -> (Vec<Record>, Route) {
-        (self.records.into_frames(), self.route)
+    /// The records (or their rows, already decoded), in the order they
+    /// came, and what they are for.
+    pub fn into_contents(self) -> (Contents, Route) {
+        let contents = match self.records {
+            OpenRecords::Rows(rows) => Contents::Rows(rows),
+            records => Contents::Records(records.into_frames()),
+        };
+        (contents, self.route)
     }
+
+    /// The records, in the order they came, and what they are for; a batch
+    /// of rows has none.
+    #[cfg(test)]
+    pub fn into_parts(self) -> (Vec<Record>, Route) {
+        match self.into_contents() {
+            (Contents::Records(records), route) => (records, route),
+            (Contents::Rows(_), route) => (Vec::new(), route),
+        }
+    }
+}
+
+/// What a closed batch holds.
+#[derive(Debug)]
+pub enum Contents {
+    Records(Vec<Record>),
+    /// Rows decoded into the stream's Parquet schema, with their records'
+    /// offsets ([`Batcher::push_rows_to`]).
+    Rows(Rows),
 }
 
 /// Records waiting to form one object.
@@ -103,6 +130,8 @@ enum OpenRecords {
     Frames(Vec<Record>),
     /// Copied ([`PartitionLimits::copy_records`]) and packed.
     Packed(Packed),
+    /// Decoded rows ([`Batcher::push_rows_to`]).
+    Rows(Rows),
 }
 
 impl OpenRecords {
@@ -110,6 +139,7 @@ impl OpenRecords {
         match self {
             OpenRecords::Frames(v) => v.len(),
             OpenRecords::Packed(p) => p.count,
+            OpenRecords::Rows(r) => r.len(),
         }
     }
 
@@ -121,6 +151,7 @@ impl OpenRecords {
         match self {
             OpenRecords::Frames(v) => v.first().map(|f| f.offset),
             OpenRecords::Packed(p) => p.first_offset,
+            OpenRecords::Rows(r) => r.first_offset(),
         }
     }
 
@@ -135,6 +166,8 @@ impl OpenRecords {
                 v
             }
             OpenRecords::Packed(p) => p.into_frames(),
+            // Rows are taken whole (`Ready::into_contents`), never as frames.
+            OpenRecords::Rows(_) => Vec::new(),
         }
     }
 }
@@ -372,7 +405,7 @@ impl Batcher {
     /// the hint forms a batch alone.
     pub fn push_to(&mut self, key: PartitionKey, frame: Record, now: Instant) {
         let len = self.record_bytes(&frame);
-        self.open_for(&key, len, now);
+        self.open_for(&key, len, now, false);
         let full = self.append(&key, frame, len);
         self.settle(&key, full);
     }
@@ -384,7 +417,7 @@ impl Batcher {
     /// hold records of the same offset.
     pub fn push_group_to(&mut self, key: PartitionKey, frames: Vec<Record>, now: Instant) {
         let len = frames.iter().map(|f| self.record_bytes(f)).sum();
-        self.open_for(&key, len, now);
+        self.open_for(&key, len, now, false);
         let mut full = false;
         for f in frames {
             let len = self.record_bytes(&f);
@@ -400,11 +433,13 @@ impl Batcher {
     }
 
     /// Makes room in `key`'s partition for `len` more bytes: closes its
-    /// batch if they would pass the hint, and opens one if it has none
+    /// batch if they would pass the hint (or it holds records where `rows`
+    /// are to come, or the other way round), and opens one if it has none
     /// (closing the oldest partitions while too many are open).
-    fn open_for(&mut self, key: &PartitionKey, len: u64, now: Instant) {
+    fn open_for(&mut self, key: &PartitionKey, len: u64, now: Instant, rows: bool) {
         match self.open.get(key) {
             Some(b) if b.bytes + len > self.bytes_max => self.close_one(key),
+            Some(b) if matches!(b.records, OpenRecords::Rows(_)) != rows => self.close_one(key),
             Some(_) => return,
             None => {}
         }
@@ -425,7 +460,9 @@ impl Batcher {
         self.open.insert(
             key.clone(),
             OpenBatch {
-                records: if self.limits.copy_records {
+                records: if rows {
+                    OpenRecords::Rows(Rows::default())
+                } else if self.limits.copy_records {
                     OpenRecords::Packed(Packed::default())
                 } else {
                     OpenRecords::Frames(Vec::with_capacity(expected))
@@ -452,11 +489,64 @@ impl Batcher {
                 len
             }
             OpenRecords::Packed(p) => p.push(&frame, b.bytes),
+            // Never: `open_for` opened the batch for records.
+            OpenRecords::Rows(_) => return false,
         };
         b.bytes += len;
         b.held += held;
         self.open_bytes += held;
         b.bytes >= self.bytes_max
+    }
+
+    /// Adds a partition's rows from one read chunk, as [`Batcher::push_to`]
+    /// adds their records one by one: the size hint closes the batch before
+    /// a row that would pass it or after the row that reaches it. What the
+    /// rows hold in memory counts toward the open partitions' bound.
+    pub fn push_rows_to(&mut self, key: PartitionKey, piece: RowsPiece, now: Instant) {
+        let held_per_row = piece.held_per_row();
+        let n = piece.records.len().min(piece.batch.num_rows());
+        let per_record = self.per_record_bytes;
+        let len_of = |i: usize| {
+            piece
+                .records
+                .get(i)
+                .map_or(0, |r| u64::from(r.bytes) + per_record)
+        };
+        let mut start = 0;
+        while start < n {
+            self.open_for(&key, len_of(start), now, true);
+            let Some(b) = self.open.get_mut(&key) else {
+                return;
+            };
+            // Rows up to the one that reaches the hint, or before the one
+            // that would pass it.
+            let (mut end, mut bytes, mut full) = (start, b.bytes, false);
+            while end < n {
+                let len = len_of(end);
+                if end > start && bytes + len > self.bytes_max {
+                    break;
+                }
+                bytes += len;
+                end += 1;
+                if bytes >= self.bytes_max {
+                    full = true;
+                    break;
+                }
+            }
+            let records = piece.records.get(start..end).unwrap_or_default();
+            let held = held_per_row * (end - start) as u64;
+            if let OpenRecords::Rows(rows) = &mut b.records {
+                rows.push(piece.batch.slice(start, end - start), records);
+            }
+            if let Some(oldest) = records.iter().map(|r| r.arrival_ms).min() {
+                b.oldest_arrival = b.oldest_arrival.min(oldest);
+            }
+            b.held += held;
+            self.open_bytes += held;
+            b.bytes = bytes;
+            self.settle(&key, full);
+            start = end;
+        }
     }
 
     /// Closes `key`'s batch if it reached the hint (`full`, as

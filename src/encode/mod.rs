@@ -129,6 +129,27 @@ pub fn encode_batch(records: &[Record], opts: &EncodeOptions) -> io::Result<Enco
     })
 }
 
+/// Writes rows already decoded into a Parquet stream's schema as one
+/// object (`opts` must be Parquet's).
+pub fn encode_rows(rows: &[arrow_array::RecordBatch], opts: &EncodeOptions) -> io::Result<Bytes> {
+    let Encoding::Parquet(p) = &opts.encoding else {
+        return Err(io::Error::other("decoded rows are written only as Parquet"));
+    };
+    let body = match &opts.encryption {
+        None => parquet::write_rows(rows, p, Vec::new())?,
+        Some(enc) => {
+            let (id, key) = enc.current();
+            parquet::write_rows(
+                rows,
+                p,
+                EncryptingWriter::new(Vec::new(), id, key, enc.chunk_bytes)?,
+            )?
+            .finish()?
+        }
+    };
+    Ok(Bytes::from(body))
+}
+
 fn compress_into<W: Write>(records: &[Record], out: W, opts: &EncodeOptions) -> io::Result<W> {
     match opts.compression {
         Compression::None => {

@@ -278,5 +278,43 @@ pub fn decode_chunks(
     Ok(rejected)
 }
 
+/// Records decoded: the rows of those that fit, and the ones that do not
+/// (index, reason).
+pub type DecodedRows = (Vec<RecordBatch>, Vec<(usize, String)>);
+
+/// Decodes `records` into `schema`: the rows of those that fit (one each,
+/// in order, in batches of at most [`DECODE_ROWS`]) and the ones that do
+/// not (index, reason), as [`write`] decodes a batch.
+pub fn decode_all(records: &[Record], schema: &SchemaRef) -> Result<DecodedRows, String> {
+    let mut batches = Vec::new();
+    let rejected = decode_chunks(records, schema, |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    Ok((batches, rejected))
+}
+
+/// Writes rows already decoded into `opts.schema` as one Parquet file into
+/// `out`, [`DECODE_ROWS`] at a time as [`write`] writes the records they came
+/// from, so the same rows make the same file.
+pub fn write_rows<W: Write + Send>(
+    rows: &[RecordBatch],
+    opts: &ParquetOptions,
+    out: W,
+) -> std::io::Result<W> {
+    let props = writer_properties(opts);
+    let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
+        .map_err(std::io::Error::other)?;
+    let all =
+        arrow_select::concat::concat_batches(&opts.schema, rows).map_err(std::io::Error::other)?;
+    let mut at = 0;
+    while at < all.num_rows() {
+        let n = DECODE_ROWS.min(all.num_rows() - at);
+        w.write(&all.slice(at, n)).map_err(std::io::Error::other)?;
+        at += n;
+    }
+    w.into_inner().map_err(std::io::Error::other)
+}
+
 #[cfg(test)]
 mod tests;

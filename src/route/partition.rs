@@ -365,6 +365,65 @@ impl Partitioner {
 }
 
 impl Partitioner {
+    /// Each key's top-level field name, in key order, when every key is a
+    /// plain path one level deep, the time is the arrival's and no key comes
+    /// from a transform: then a record's keys are those fields' values, and
+    /// [`Partitioner::route_values`] can route it from them without reading
+    /// its JSON. None otherwise.
+    pub fn top_level_fields(&self) -> Option<Vec<&str>> {
+        if self.time.is_some() || self.template.uses_transform_keys() || self.keys.is_empty() {
+            return None;
+        }
+        self.keys
+            .iter()
+            .map(|(_, q)| match q.path.as_deref() {
+                Some([one]) => Some(one.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The prefix of a record whose keys are `values` (strings, in key
+    /// order, as [`Partitioner::top_level_fields`] names them) and which
+    /// arrived at `arrival_ms`: what [`Partitioner::route`] gives the same
+    /// record. None when a value cannot be part of a key; `route` then says
+    /// why.
+    pub fn route_values<'v>(
+        &self,
+        values: impl IntoIterator<Item = &'v str>,
+        arrival_ms: i64,
+        scratch: &mut RouteScratch,
+    ) -> Option<Arc<str>> {
+        scratch.values.truncate(self.keys.len());
+        let mut n = 0;
+        for v in values {
+            check_key_value(v).ok()?;
+            match scratch.values.get_mut(n) {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(v);
+                }
+                None => scratch.values.push(v.to_string()),
+            }
+            n += 1;
+        }
+        if n != self.keys.len() {
+            return None;
+        }
+        let at = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or_else(Utc::now);
+        scratch.transform_values.clear();
+        self.template.render_partition(
+            at,
+            &scratch.values,
+            &scratch.transform_values,
+            &mut scratch.times,
+            &mut scratch.prefix,
+        );
+        Some(scratch.intern())
+    }
+}
+
+impl Partitioner {
     /// The keys from one scan of the record when every key is a plain path
     /// and each value one jq would key by as it is; false (nothing kept)
     /// when jq must run instead.

@@ -394,3 +394,101 @@ async fn evictions_close_a_partition_after_its_group_not_within_it() {
         ["a", "b", "c"].map(|k| Route::Deliver(key(k))).to_vec()
     );
 }
+
+/// A piece of decoded rows (one Int64 column) for records of these sizes,
+/// from offset `first` on.
+fn piece(first: u64, lens: &[u32]) -> RowsPiece {
+    use arrow_array::{Int64Array, RecordBatch};
+    let ids: Vec<i64> = (0..lens.len() as i64).map(|i| first as i64 + i).collect();
+    let batch = RecordBatch::try_from_iter([(
+        "id",
+        Arc::new(Int64Array::from(ids)) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let records = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &bytes)| RowOf {
+            offset: first + i as u64,
+            arrival_ms: 1_000 + i as i64,
+            bytes,
+        })
+        .collect();
+    RowsPiece { batch, records }
+}
+
+/// Each closed batch's offsets, and for rows, that each row is its record's.
+fn closed_offsets(b: &mut Batcher) -> Vec<Vec<u64>> {
+    use arrow_array::{Array, Int64Array};
+    let mut out = Vec::new();
+    while let Some(r) = b.pop_ready() {
+        match r.into_contents().0 {
+            Contents::Records(rs) => out.push(rs.iter().map(|f| f.offset).collect()),
+            Contents::Rows(rows) => {
+                let ids: Vec<u64> = rows
+                    .batches()
+                    .iter()
+                    .flat_map(|b| {
+                        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                        (0..a.len()).map(|i| a.value(i) as u64).collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_eq!(ids, rows.offsets());
+                out.push(ids);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn rows_close_by_the_size_hint_where_their_records_would() {
+    let lens = [30, 30, 30, 30, 500, 10, 50, 50, 99, 1, 100, 20];
+    let now = Instant::now();
+    let mut by_record = Batcher::new(100, 1, Duration::from_secs(300));
+    for (i, &len) in lens.iter().enumerate() {
+        by_record.push_to(key("p"), frame(i as u64, len as usize), now);
+    }
+    let mut by_rows = Batcher::new(100, 1, Duration::from_secs(300));
+    // In two pieces, as two read chunks would bring them.
+    by_rows.push_rows_to(key("p"), piece(0, &lens[..6]), now);
+    by_rows.push_rows_to(key("p"), piece(6, &lens[6..]), now);
+    assert_eq!(by_rows.lowest_offset(), by_record.lowest_offset());
+    by_record.close();
+    by_rows.close();
+    let want = closed_offsets(&mut by_record);
+    assert_eq!(want.len(), 9, "{want:?}");
+    assert_eq!(closed_offsets(&mut by_rows), want);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rows_count_toward_the_open_bytes_bound_and_close_by_time() {
+    let now = Instant::now();
+    let p = piece(0, &[10; 1000]);
+    let held = p.held_per_row() * 1000;
+    let mut b = Batcher::with_limits(
+        1 << 30,
+        0,
+        Duration::from_secs(5),
+        limits(10, held + held / 2),
+    );
+    b.push_rows_to(key("a"), p, now);
+    assert_eq!(b.open_partitions(), 1);
+    assert!(!b.has_ready());
+    assert_eq!(b.oldest_arrival(), Some(1_000));
+    // A second partition as large passes the bound: the oldest closes.
+    b.push_rows_to(key("b"), piece(1000, &[10; 1000]), now);
+    assert_eq!(b.evictions(), 1);
+    let first = b.pop_ready().unwrap();
+    assert_eq!(first.route, Route::Deliver(key("a")));
+    assert_eq!(b.lowest_offset(), Some(1000));
+    // Records for a partition holding rows close its batch first.
+    b.push_to(key("b"), frame(5000, 10), now);
+    assert_eq!(
+        closed_offsets(&mut b),
+        vec![(1000..2000).collect::<Vec<u64>>()]
+    );
+    b.tick(now + Duration::from_secs(5));
+    assert_eq!(closed_offsets(&mut b), vec![vec![5000]]);
+    assert!(b.is_empty());
+}

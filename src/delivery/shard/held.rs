@@ -50,6 +50,15 @@ impl Held {
         }
     }
 
+    /// A batch held by its records' offsets (ascending), which the log
+    /// keeps until the checkpoint passes the batch.
+    pub(super) fn in_log(offsets: &[u64]) -> Held {
+        Held::InLog {
+            runs: runs_of(offsets.iter().copied()),
+            count: offsets.len(),
+        }
+    }
+
     /// What to keep of a batch once delivered but not yet confirmed (its
     /// commit awaited): as after encoding.
     pub(super) fn shrink(self, ctx: &StreamContext) -> Held {
@@ -109,11 +118,16 @@ impl Held {
 
 /// The offsets of `records` (ascending) as runs of consecutive ones.
 pub(super) fn offset_runs(records: &[Record]) -> Vec<(u64, u64)> {
+    runs_of(records.iter().map(|f| f.offset))
+}
+
+/// Ascending offsets as runs (first, last) of consecutive ones.
+fn runs_of(offsets: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
-    for f in records {
+    for o in offsets {
         match runs.last_mut() {
-            Some((_, last)) if *last + 1 == f.offset => *last = f.offset,
-            _ => runs.push((f.offset, f.offset)),
+            Some((_, last)) if *last + 1 == o => *last = o,
+            _ => runs.push((o, o)),
         }
     }
     runs

@@ -8,16 +8,20 @@
 //! every upload slot is busy, and the log absorbs the backlog.
 //!
 //! This module holds the loop and its state; its steps live by concern:
-//! [`read`] takes records from the log and prepares them, [`upload`] delivers
-//! closed batches (keeping their records as [`held`] says), [`checkpoint`]
+//! [`read`] takes records from the log and prepares them (on the
+//! partitioned Parquet path, [`decoded`] parses each record's JSON once),
+//! [`upload`] delivers closed batches (keeping their records as [`held`]
+//! says, and writing what is not delivered through [`side`]), [`checkpoint`]
 //! decides how far the checkpoint moves and writes it. The loop never moves the checkpoint but through [`checkpoint`],
 //! and it blocks in one place only, [`ShardLoop::wait`] (and a read's pause
 //! after an error), where a hard stop always ends it.
 
 mod checkpoint;
+mod decoded;
 mod held;
 mod leased;
 mod read;
+mod side;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -110,6 +114,8 @@ struct ShardLoop<'a> {
     /// The end of the shard's durable records.
     durable: watch::Receiver<u64>,
     partitioner: Option<Arc<Partitioner>>,
+    /// Set where the stream's chunks are decoded once ([`decoded`]).
+    decode_once: Option<Arc<decoded::DecodeOnce>>,
     batcher: Batcher,
     inflight: JoinSet<(Uploading, bool)>,
     /// Each uploading batch, with its oldest arrival.
@@ -165,6 +171,11 @@ impl<'a> ShardLoop<'a> {
             committed: start,
             durable: log.subscribe(),
             partitioner: ctx.config.partitioning.clone(),
+            decode_once: decoded::DecodeOnce::for_stream(ctx, ctx.config.partitioning.as_deref())
+                .map(|d| {
+                    tracing::info!(stream, shard, "partition keys are read from the decoded Parquet columns: each record's JSON is parsed once");
+                    Arc::new(d)
+                }),
             batcher: batcher(&ctx.config),
             inflight: JoinSet::new(),
             inflight_firsts: BTreeMap::new(),

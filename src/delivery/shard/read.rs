@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ShardLoop;
+use super::decoded::{DecodeOnce, Decoded};
 use crate::delivery::StreamContext;
 use crate::delivery::batcher::{Batcher, PartitionKey};
 use crate::kinesis::kpl;
@@ -125,6 +126,7 @@ impl ShardLoop<'_> {
         let transform = self.ctx.transform.clone();
         let backs_up_sources = self.backs_up_sources;
         let deaggregates = self.ctx.deaggregates();
+        let decode_once = self.decode_once.clone();
         let batching = Batching {
             ctx: self.ctx.clone(),
             shard_label: self.shard_label.clone(),
@@ -135,18 +137,26 @@ impl ShardLoop<'_> {
             // Taking aggregates apart, transforming, partitioning and
             // batching are CPU work on every record: done here, off the
             // runtime (whose threads answer producers), beside the read.
-            let r = read_and_prepare(
-                &mut rd,
-                &mut bufs,
-                deaggregates,
-                transform.as_deref(),
-                part.as_deref(),
-                backs_up_sources,
-            )
-            .map(|(sources, took, user_records)| {
-                batching.count_user_records(user_records);
-                batching.batch(&mut batcher, sources, took, &mut bufs.prepared, now)
-            });
+            let r = rd
+                .read_into(&mut bufs.frames, READ_RECORDS_MAX, READ_BYTES_MAX)
+                .map(|()| {
+                    if let (Some(d), Some(p)) = (decode_once.as_deref(), part.as_deref())
+                        && let Some(decoded) = decode(d, p, &bufs.frames, &batching)
+                    {
+                        let read_to = bufs.frames.last().map(|f| f.offset + 1);
+                        bufs.frames.clear();
+                        return batching.batch_decoded(&mut batcher, decoded, read_to, now);
+                    }
+                    let (sources, took, user_records) = prepare_read(
+                        &mut bufs,
+                        deaggregates,
+                        transform.as_deref(),
+                        part.as_deref(),
+                        backs_up_sources,
+                    );
+                    batching.count_user_records(user_records);
+                    batching.batch(&mut batcher, sources, took, &mut bufs.prepared, now)
+                });
             (rd, bufs, batcher, r)
         })
         .await;
@@ -247,6 +257,31 @@ impl Batching {
         self.count(&tally);
         batcher.push_failed("processing-failed", tally.untransformed);
         batcher.push_failed("partitioning-failed", tally.unpartitioned);
+        self.count_partitions(batcher);
+        read_to
+    }
+
+    /// Hands a chunk decoded once ([`DecodeOnce`]) to the batcher: each
+    /// partition's rows to its open batch, what could not be partitioned or
+    /// does not fit the schema toward the error output. Returns `read_to`.
+    fn batch_decoded(
+        &self,
+        batcher: &mut Batcher,
+        decoded: Decoded,
+        read_to: Option<u64>,
+        now: Instant,
+    ) -> Option<u64> {
+        for (prefix, piece) in decoded.parts {
+            batcher.push_rows_to(Some(prefix), piece, now);
+        }
+        batcher.push_failed("partitioning-failed", decoded.unpartitioned);
+        batcher.push_failed("format-conversion-failed", decoded.unfit);
+        self.count_partitions(batcher);
+        read_to
+    }
+
+    /// Sets the open partitions' gauges.
+    fn count_partitions(&self, batcher: &Batcher) {
         if self.partitioned {
             self.ctx
                 .metrics
@@ -259,7 +294,6 @@ impl Batching {
                 .get_or_create(&self.shard_label)
                 .set(batcher.evictions() as i64);
         }
-        read_to
     }
 
     /// Counts a chunk's outcomes: the transform's, and corrupt aggregates.
@@ -322,38 +356,46 @@ impl Groups {
     }
 }
 
-/// Reads the next chunk into `bufs` and prepares it (see [`prepare`]).
-/// Blocking. Returns the records as read, for a backup of source data (else
-/// empty), how long preparing took, and how many user records came out of
+/// Decodes a chunk just read once ([`DecodeOnce`]); None, logged, when it
+/// goes the way of every chunk instead.
+fn decode(d: &DecodeOnce, part: &Partitioner, frames: &[Record], b: &Batching) -> Option<Decoded> {
+    let mut scratch = RouteScratch::default();
+    match d.decode(frames, part, &mut scratch) {
+        Ok(decoded) => Some(decoded),
+        Err(why) => {
+            tracing::debug!(stream = b.ctx.config.name, reason = %why, "a chunk is not decoded once; routing its records one by one");
+            None
+        }
+    }
+}
+
+/// Prepares the chunk just read into `bufs` (see [`prepare`]). Blocking.
+/// Returns the records as read, for a backup of source data (else empty),
+/// how long preparing took, and how many user records came out of
 /// aggregates.
-fn read_and_prepare(
-    rd: &mut ShardReader,
+fn prepare_read(
     bufs: &mut ReadBuffers,
     deaggregates: bool,
     transform: Option<&Transform>,
     part: Option<&Partitioner>,
     backs_up_sources: bool,
-) -> Result<(Vec<Record>, Duration, u64), LogError> {
-    rd.read_into(&mut bufs.frames, READ_RECORDS_MAX, READ_BYTES_MAX)
-        .map(|()| {
-            let started = std::time::Instant::now();
-            // The transform replaces the records' data: a backup of
-            // all source data keeps them as read (sharing their bytes),
-            // aggregates whole.
-            let sources = if backs_up_sources {
-                bufs.frames.clone()
-            } else {
-                Vec::new()
-            };
-            let user_records = prepare_chunk(
-                (&mut bufs.frames, &mut bufs.spare),
-                deaggregates,
-                transform,
-                part,
-                &mut bufs.prepared,
-            );
-            (sources, started.elapsed(), user_records)
-        })
+) -> (Vec<Record>, Duration, u64) {
+    let started = std::time::Instant::now();
+    // The transform replaces the records' data: a backup of all source
+    // data keeps them as read (sharing their bytes), aggregates whole.
+    let sources = if backs_up_sources {
+        bufs.frames.clone()
+    } else {
+        Vec::new()
+    };
+    let user_records = prepare_chunk(
+        (&mut bufs.frames, &mut bufs.spare),
+        deaggregates,
+        transform,
+        part,
+        &mut bufs.prepared,
+    );
+    (sources, started.elapsed(), user_records)
 }
 
 /// Prepares a chunk just read (taking it out of `frames`) into `out`, in

@@ -85,7 +85,7 @@ async fn records_missing_from_the_log_are_an_error_not_a_short_batch() {
 
 #[test]
 fn error_output_names_tell_partitions_and_outputs_apart_when_records_share_offsets() {
-    use super::upload::output_object_name;
+    use super::side::output_object_name;
     // A stream's own log: one record per offset, the names as ever.
     assert_eq!(
         output_object_name("s", 1, (5, 9), None),

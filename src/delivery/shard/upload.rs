@@ -1,6 +1,7 @@
-//! Uploading one closed batch: encoding it (object destinations), delivering
-//! it through the retry loop, and writing what cannot be delivered to the
-//! error output (and, as configured, the backup). An upload reports only
+//! Uploading one closed batch: encoding it (object destinations, from its
+//! records or from its rows already decoded), delivering it through the
+//! retry loop, and sending what cannot be delivered to the error output
+//! (and, as configured, the backup; both written by [`super::side`]). An upload reports only
 //! whether its batch is finished with; it never moves the checkpoint, and it
 //! never drops a record: what the destination refused or gave up on is
 //! written to the error output, retried until stored.
@@ -8,24 +9,22 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::ShardLoop;
 use super::held::Held;
+use super::side::{Origin, write_backup, write_error_output};
 use crate::config::{BackupMode, Destination, ObjectDestination};
 use crate::delivery::StreamContext;
-use crate::delivery::batcher::{PartitionKey, Ready, Route};
+use crate::delivery::batcher::{Contents, PartitionKey, Ready, Route, Rows};
 use crate::encode;
-use crate::encode::encrypt::{DEFAULT_CHUNK_BYTES, EncryptingWriter, Encryption};
 use crate::metrics::{DestinationLabel, Metrics};
 use crate::record::Record;
 use crate::route::keys::{finish_partition, object_name};
-use crate::sink::retry::{Outcome, RetryPolicy, retry, retry_forever};
+use crate::sink::retry::{Outcome, RetryPolicy, retry};
 use crate::sink::{Batch, Delivered, PendingError, SinkError};
-use md5::{Digest, Md5};
 
 /// An uploading batch: its first offset, and the order uploads started in,
 /// since two batches can share a first offset (a backup of source records
@@ -80,9 +79,9 @@ async fn unpack(
     ready: Ready,
     stream: &str,
     shard: u32,
-) -> Result<(Vec<Record>, Route, u64, u64), bool> {
-    let (records, route) = if ready.is_packed() {
-        match crate::delivery::background(move || ready.into_parts()).await {
+) -> Result<(Contents, Route, u64, u64), bool> {
+    let (contents, route) = if ready.is_packed() {
+        match crate::delivery::background(move || ready.into_contents()).await {
             Ok(parts) => parts,
             Err(e) => {
                 tracing::error!(stream, shard, error = %e, "unpacking a batch failed; its records stay in the log");
@@ -90,14 +89,19 @@ async fn unpack(
             }
         }
     } else {
-        ready.into_parts()
+        ready.into_contents()
     };
-    match (records.first(), records.last()) {
-        (Some(a), Some(b)) => {
-            let (first, last) = (a.offset, b.offset);
-            Ok((records, route, first, last))
-        }
-        _ => Err(true),
+    let ends = match &contents {
+        Contents::Records(r) => r.first().zip(r.last()).map(|(a, b)| (a.offset, b.offset)),
+        Contents::Rows(r) => r
+            .offsets()
+            .first()
+            .copied()
+            .zip(r.offsets().last().copied()),
+    };
+    match ends {
+        Some((first, last)) => Ok((contents, route, first, last)),
+        None => Err(true),
     }
 }
 
@@ -113,9 +117,38 @@ async fn upload(
     (stop, waiting): (CancellationToken, Waiting),
 ) -> bool {
     let cfg = &ctx.config;
-    let (records, route, first, last) = match unpack(ready, &cfg.name, shard).await {
+    let (contents, route, first, last) = match unpack(ready, &cfg.name, shard).await {
         Ok(unpacked) => unpacked,
         Err(finished) => return finished,
+    };
+    let records = match contents {
+        Contents::Records(records) => records,
+        Contents::Rows(rows) => {
+            let (Route::Deliver(partition), Destination::Object(o)) = (route, &cfg.destination)
+            else {
+                // Never: only batches to deliver as objects hold rows.
+                tracing::error!(
+                    stream = cfg.name,
+                    shard,
+                    first,
+                    last,
+                    "decoded rows outside an object delivery; they stay in the log"
+                );
+                return false;
+            };
+            let up = Upload {
+                ctx: &ctx,
+                shard,
+                partition: partition.clone(),
+                first,
+                last,
+                stop: &stop,
+            };
+            return match up.encode_rows(rows, partition, encoder, o).await {
+                ControlFlow::Continue(out) => up.send(out, &waiting).await,
+                ControlFlow::Break(finished) => finished,
+            };
+        }
     };
     let partition = match route {
         Route::Deliver(p) => p,
@@ -155,48 +188,66 @@ async fn upload(
             format_refused: Vec::new(),
         },
     };
-    let kind = cfg.destination.kind();
-    let label = Metrics::destination(&cfg.name, kind);
-    // Firehose's name where it has one.
-    let failed_type = match kind {
-        "http" => "http-endpoint-failed".to_string(),
-        k => format!("{k}-failed"),
-    };
-    let mut out = out;
-    loop {
-        let (attempts, mut value) = match up.deliver(&out, &label).await {
-            Outcome::Delivered { attempts, value } => (attempts, value),
-            Outcome::GaveUp { attempts, error } => {
-                return up.gave_up(out, attempts, error, &failed_type, &label).await;
-            }
-            Outcome::Cancelled => return false,
+    up.send(out, &waiting).await
+}
+
+impl Upload<'_> {
+    /// Delivers an encoded batch until it is finished with: delivered and
+    /// committed, or given up on and in the error output. False: a hard
+    /// stop came first, or the error output could not be written.
+    async fn send(&self, out: Outgoing, waiting: &Waiting) -> bool {
+        let (ctx, cfg, shard, first, last, stop) = (
+            self.ctx,
+            &self.ctx.config,
+            self.shard,
+            self.first,
+            self.last,
+            self.stop,
+        );
+        let up = self;
+        let kind = cfg.destination.kind();
+        let label = Metrics::destination(&cfg.name, kind);
+        // Firehose's name where it has one.
+        let failed_type = match kind {
+            "http" => "http-endpoint-failed".to_string(),
+            k => format!("{k}-failed"),
         };
-        let Some(pending) = value.pending.take() else {
-            return up
-                .delivered(out, attempts, value, &failed_type, &label)
-                .await;
-        };
-        // Written; only the commit is awaited, holding as little as can be.
-        out.records = out.records.shrink(&ctx);
-        let committed = tokio::select! {
-            _ = stop.cancelled() => return false,
-            r = waiting.wait(pending.0) => r,
-        };
-        match committed {
-            Ok(()) => {
+        let mut out = out;
+        loop {
+            let (attempts, mut value) = match up.deliver(&out, &label).await {
+                Outcome::Delivered { attempts, value } => (attempts, value),
+                Outcome::GaveUp { attempts, error } => {
+                    return up.gave_up(out, attempts, error, &failed_type, &label).await;
+                }
+                Outcome::Cancelled => return false,
+            };
+            let Some(pending) = value.pending.take() else {
                 return up
                     .delivered(out, attempts, value, &failed_type, &label)
                     .await;
-            }
-            Err(PendingError::Failed(error)) => {
-                return up.gave_up(out, attempts, error, &failed_type, &label).await;
-            }
-            Err(PendingError::Replay(why)) => {
-                tracing::info!(stream = cfg.name, shard, first, last, reason = %why, "delivering the batch again");
-                let Some(records) = out.records.frames(&ctx, shard, &stop).await else {
-                    return false;
-                };
-                out.records = Held::Frames(records);
+            };
+            // Written; only the commit is awaited, holding as little as can be.
+            out.records = out.records.shrink(ctx);
+            let committed = tokio::select! {
+                _ = stop.cancelled() => return false,
+                r = waiting.wait(pending.0) => r,
+            };
+            match committed {
+                Ok(()) => {
+                    return up
+                        .delivered(out, attempts, value, &failed_type, &label)
+                        .await;
+                }
+                Err(PendingError::Failed(error)) => {
+                    return up.gave_up(out, attempts, error, &failed_type, &label).await;
+                }
+                Err(PendingError::Replay(why)) => {
+                    tracing::info!(stream = cfg.name, shard, first, last, reason = %why, "delivering the batch again");
+                    let Some(records) = out.records.frames(ctx, shard, stop).await else {
+                        return false;
+                    };
+                    out.records = Held::Frames(records);
+                }
             }
         }
     }
@@ -336,6 +387,68 @@ impl Upload<'_> {
             body,
             key,
             format_refused,
+        })
+    }
+
+    /// Writes a batch of decoded rows into an object, off the runtime,
+    /// giving the encoding slot back once written; names the object as
+    /// [`Upload::encode`] does. The batch then holds only its records'
+    /// offsets: the log keeps the records for the error output. Break: the
+    /// encoding failed, and the records, read again from the log, went to
+    /// the error output (true), or did not (false).
+    async fn encode_rows(
+        &self,
+        rows: Rows,
+        partition: PartitionKey,
+        encoder: Option<OwnedSemaphorePermit>,
+        o: &ObjectDestination,
+    ) -> ControlFlow<bool, Outgoing> {
+        let (ctx, cfg) = (self.ctx, &self.ctx.config);
+        let opts = cfg.encode_options();
+        let ext = opts.extension();
+        let encoded =
+            crate::delivery::background(move || (encode::encode_rows(rows.batches(), &opts), rows))
+                .await;
+        drop(encoder);
+        let (body, rows) = match encoded {
+            Ok((Ok(body), rows)) => (body, rows),
+            Ok((Err(e), rows)) => {
+                let held = Held::in_log(rows.offsets());
+                let Some(records) = held.frames(ctx, self.shard, self.stop).await else {
+                    return ControlFlow::Break(false);
+                };
+                let reason = format!("encoding failed: {e}");
+                let failed: Vec<(&Record, String)> =
+                    records.iter().map(|r| (r, reason.clone())).collect();
+                let ok = write_error_output(
+                    ctx,
+                    self.origin(),
+                    &failed,
+                    "format-conversion-failed",
+                    1,
+                    self.stop,
+                )
+                .await;
+                return ControlFlow::Break(ok);
+            }
+            Err(e) => {
+                tracing::error!(stream = cfg.name, shard = self.shard, first = self.first, error = %e, "encoding task failed");
+                return ControlFlow::Break(false);
+            }
+        };
+        let prefix = match &partition {
+            Some(p) => finish_partition(p),
+            None => o.prefix.render(Utc::now(), None),
+        };
+        let key = format!(
+            "{prefix}{}",
+            object_name(&cfg.name, self.shard, self.first, self.last, &ext)
+        );
+        ControlFlow::Continue(Outgoing {
+            records: Held::in_log(rows.offsets()),
+            body,
+            key,
+            format_refused: Vec::new(),
         })
     }
 
@@ -534,207 +647,4 @@ impl Upload<'_> {
         }
         ok
     }
-}
-
-/// Where records bound for the error output or the backup come from: their
-/// shard and, for a batch that was to be delivered, its partition.
-#[derive(Clone, Copy)]
-struct Origin<'a> {
-    shard: u32,
-    partition: Option<&'a str>,
-}
-
-impl Origin<'_> {
-    /// Records of a chunk read from the log (failed before batching, or
-    /// its source records).
-    fn chunk(shard: u32) -> Origin<'static> {
-        Origin {
-            shard,
-            partition: None,
-        }
-    }
-
-    /// The name of the error output or backup object (`output`: its type,
-    /// or `backup`) holding records from `first` to `last`. A delivery
-    /// stream reading a Kinesis stream adds a tag of the partition and the
-    /// output: the user records of a KPL aggregate share its offset, so
-    /// records of two partitions, or the records of one batch refused by the
-    /// format and the rest of it, can begin and end at the same offsets,
-    /// and would otherwise be written under one name, the later over the
-    /// earlier.
-    fn object_name(&self, ctx: &StreamContext, first: u64, last: u64, output: &str) -> String {
-        let tag = ctx
-            .deaggregates()
-            .then(|| (self.partition.unwrap_or_default(), output));
-        output_object_name(&ctx.config.name, self.shard, (first, last), tag)
-    }
-}
-
-/// [`object_name`] of an error output or backup object, with the tag of
-/// `(partition, output)` if given (see [`Origin::object_name`]).
-pub(super) fn output_object_name(
-    stream: &str,
-    shard: u32,
-    (first, last): (u64, u64),
-    tag: Option<(&str, &str)>,
-) -> String {
-    let name = object_name(stream, shard, first, last, "");
-    let Some((partition, output)) = tag else {
-        return name;
-    };
-    let digest: [u8; 16] = Md5::digest(format!("{partition}\n{output}").as_bytes()).into();
-    format!(
-        "{name}-{}",
-        hex::encode(digest.get(..8).unwrap_or_default())
-    )
-}
-
-/// Writes one JSON line per record to the error output, with its reason,
-/// retrying until it is stored or a hard stop comes: never dropped.
-async fn write_error_output(
-    ctx: &StreamContext,
-    origin: Origin<'_>,
-    records: &[(&Record, String)],
-    output_type: &str,
-    attempts: u32,
-    stop: &CancellationToken,
-) -> bool {
-    let (cfg, shard) = (&ctx.config, origin.shard);
-    let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
-        return true;
-    };
-    let now_ms = Utc::now().timestamp_millis();
-    let mut body = Vec::new();
-    for (r, reason) in records {
-        let line = serde_json::json!({
-            "attemptsMade": attempts,
-            "arrivalTimestamp": r.arrival_ms,
-            "errorCode": output_type,
-            "errorMessage": reason,
-            "attemptEndingTimestamp": now_ms,
-            "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
-            "deliveryStreamName": cfg.name,
-            "shard": shard,
-            "offset": r.offset,
-        });
-        body.extend_from_slice(line.to_string().as_bytes());
-        body.push(b'\n');
-    }
-    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
-    let key = format!(
-        "{}{}",
-        cfg.error_output
-            .error_output_prefix
-            .render(at, Some(output_type)),
-        origin.object_name(ctx, first.offset, last.offset, output_type)
-    );
-    let Some((key, body)) = side_object(ctx, key, body).await else {
-        return false;
-    };
-    let stored = put_until_stored(&ctx.errors, &key, body, stop, &cfg.name, shard).await;
-    if stored {
-        ctx.metrics
-            .error_output_records
-            .get_or_create(&Metrics::stream(&cfg.name))
-            .inc_by(records.len() as u64);
-    }
-    stored
-}
-
-/// Writes the source records, as JSON lines, to the backup store.
-async fn write_backup(
-    ctx: &StreamContext,
-    origin: Origin<'_>,
-    records: &[&Record],
-    stop: &CancellationToken,
-) -> bool {
-    let (cfg, shard) = (&ctx.config, origin.shard);
-    let (Some(backup), Some(sink)) = (&cfg.backup, &ctx.backup) else {
-        return true;
-    };
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
-        return true;
-    };
-    let mut body = Vec::new();
-    for r in records {
-        body.extend_from_slice(&r.data);
-        if !r.data.ends_with(b"\n") {
-            body.push(b'\n');
-        }
-    }
-    let at = DateTime::<Utc>::from_timestamp_millis(first.arrival_ms).unwrap_or_else(Utc::now);
-    let key = format!(
-        "{}{}",
-        backup.target.prefix.render(at, None),
-        origin.object_name(ctx, first.offset, last.offset, "backup")
-    );
-    let Some((key, body)) = side_object(ctx, key, body).await else {
-        return false;
-    };
-    put_until_stored(sink, &key, body, stop, &cfg.name, shard).await
-}
-
-/// How the error output and backups of this stream are encrypted: with
-/// its objects' keys when it encrypts its objects, else with the key its
-/// log is sealed with, so records sealed at rest are never written out in
-/// clear beside it. None: in clear, as the stream's own objects.
-fn side_encryption(ctx: &StreamContext) -> Option<Encryption> {
-    if let Some(e) = &ctx.config.encryption {
-        return Some(e.clone());
-    }
-    let id = ctx.log.sealing_key()?;
-    let secret = ctx.log.keyring().secret(&id)?.clone();
-    Some(Encryption {
-        keys: vec![(id, secret)],
-        chunk_bytes: DEFAULT_CHUNK_BYTES,
-    })
-}
-
-/// `body` as the error output or backup object `key` holds it: encrypted
-/// (named `….enc`) when [`side_encryption`] says so. None only if
-/// encrypting failed, which is never written in clear instead.
-async fn side_object(
-    ctx: &StreamContext,
-    key: String,
-    body: Vec<u8>,
-) -> Option<(String, bytes::Bytes)> {
-    let Some(enc) = side_encryption(ctx) else {
-        return Some((key, bytes::Bytes::from(body)));
-    };
-    let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let (id, secret) = enc.current();
-        let mut w = EncryptingWriter::new(Vec::new(), id, secret, enc.chunk_bytes)?;
-        std::io::Write::write_all(&mut w, &body)?;
-        w.finish()
-    })
-    .await;
-    let error = match sealed {
-        Ok(Ok(b)) => return Some((format!("{key}.enc"), bytes::Bytes::from(b))),
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::error!(
-        stream = ctx.config.name,
-        key,
-        error,
-        "cannot encrypt an error output or backup object; its records stay in the log"
-    );
-    None
-}
-
-async fn put_until_stored(
-    sink: &crate::sink::object::ObjectSink,
-    key: &str,
-    body: bytes::Bytes,
-    stop: &CancellationToken,
-    stream: &str,
-    shard: u32,
-) -> bool {
-    let outcome = retry_forever(
-        stop,
-        |attempt, e| tracing::error!(stream, shard, key, attempt, error = %e, "cannot write to the error output or backup; retrying"),
-        || sink.put(key, body.clone()),
-    )
-    .await;
-    matches!(outcome, Outcome::Delivered { .. })
 }
