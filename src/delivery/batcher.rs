@@ -501,7 +501,8 @@ impl Batcher {
     /// Adds a partition's rows from one read chunk, as [`Batcher::push_to`]
     /// adds their records one by one: the size hint closes the batch before
     /// a row that would pass it or after the row that reaches it. What the
-    /// rows hold in memory counts toward the open partitions' bound.
+    /// rows hold in memory counts toward the open partitions' bound, and
+    /// never less than their records would packed.
     pub fn push_rows_to(&mut self, key: PartitionKey, piece: RowsPiece, now: Instant) {
         let held_per_row = piece.held_per_row();
         let n = piece.records.len().min(piece.batch.num_rows());
@@ -534,7 +535,13 @@ impl Batcher {
                 }
             }
             let records = piece.records.get(start..end).unwrap_or_default();
-            let held = held_per_row * (end - start) as u64;
+            // What the rows take, but never less than their records would
+            // packed: the bound holds as many records either way.
+            let packed: u64 = records
+                .iter()
+                .map(|r| u64::from(r.bytes) + PACKED_HEADER as u64)
+                .sum();
+            let held = (held_per_row * (end - start) as u64).max(packed);
             if let OpenRecords::Rows(rows) = &mut b.records {
                 rows.push(piece.batch.slice(start, end - start), records);
             }

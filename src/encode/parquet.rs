@@ -269,7 +269,8 @@ pub fn decode_chunks(
     mut each: impl FnMut(RecordBatch) -> Result<(), String>,
 ) -> Result<Vec<(usize, String)>, String> {
     let mut rejected = Vec::new();
-    let mut d = decoder(schema, DECODE_ROWS)?;
+    // Sized to what it decodes: its tape is allocated for this many rows.
+    let mut d = decoder(schema, DECODE_ROWS.min(records.len()))?;
     for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
         if let Some(b) = decode_chunk(schema, &mut d, chunk, n * DECODE_ROWS, &mut rejected)? {
             each(b)?;
@@ -305,15 +306,43 @@ pub fn write_rows<W: Write + Send>(
     let props = writer_properties(opts);
     let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
         .map_err(std::io::Error::other)?;
-    let all =
-        arrow_select::concat::concat_batches(&opts.schema, rows).map_err(std::io::Error::other)?;
-    let mut at = 0;
-    while at < all.num_rows() {
-        let n = DECODE_ROWS.min(all.num_rows() - at);
-        w.write(&all.slice(at, n)).map_err(std::io::Error::other)?;
-        at += n;
+    // Up to DECODE_ROWS rows at a time, copied together from the pieces
+    // they lie in: never the whole batch twice.
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut count = 0;
+    for piece in rows {
+        let mut at = 0;
+        while at < piece.num_rows() {
+            let n = (DECODE_ROWS - count).min(piece.num_rows() - at);
+            pending.push(piece.slice(at, n));
+            count += n;
+            at += n;
+            if count == DECODE_ROWS {
+                write_together(&mut w, &opts.schema, &mut pending)?;
+                count = 0;
+            }
+        }
+    }
+    if count > 0 {
+        write_together(&mut w, &opts.schema, &mut pending)?;
     }
     w.into_inner().map_err(std::io::Error::other)
+}
+
+/// Writes `pending` as one batch, and empties it.
+fn write_together<W: Write + Send>(
+    w: &mut ArrowWriter<W>,
+    schema: &SchemaRef,
+    pending: &mut Vec<RecordBatch>,
+) -> std::io::Result<()> {
+    let batch = match pending.as_slice() {
+        [one] => one.clone(),
+        many => {
+            arrow_select::concat::concat_batches(schema, many).map_err(std::io::Error::other)?
+        }
+    };
+    pending.clear();
+    w.write(&batch).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -71,6 +71,10 @@ pub struct Args {
     // Long enough for a stable p99.9.
     #[arg(long, default_value_t = 30)]
     pub half_secs: u64,
+    /// The half load in records/s, instead of half the rate delivered at
+    /// saturation: to compare two builds at one load.
+    #[arg(long)]
+    pub half_rate: Option<f64>,
     /// Closed-loop producers at saturation.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -178,7 +182,10 @@ async fn run_workload(
     let delivered_mbps = sat.bytes as f64 / sat.e2e_secs / 1e6;
 
     // 2 and 3. Half load, open loop, with the freshness watcher.
-    let rate = delivered_rps / 2.0;
+    let rate = args
+        .half_rate
+        .filter(|r| *r > 0.0)
+        .unwrap_or(delivered_rps / 2.0);
     let interval = Duration::from_secs_f64(per_request as f64 / rate);
     eprintln!(
         "{}: {:.0} records/s delivered; half load: {:.0} records/s for {} s",

@@ -465,7 +465,8 @@ async fn rows_close_by_the_size_hint_where_their_records_would() {
 async fn rows_count_toward_the_open_bytes_bound_and_close_by_time() {
     let now = Instant::now();
     let p = piece(0, &[10; 1000]);
-    let held = p.held_per_row() * 1000;
+    // Never counted as less than the records packed: 10 bytes and a header each.
+    let held = (p.held_per_row() * 1000).max((10 + PACKED_HEADER as u64) * 1000);
     let mut b = Batcher::with_limits(
         1 << 30,
         0,

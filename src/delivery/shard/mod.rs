@@ -116,6 +116,9 @@ struct ShardLoop<'a> {
     partitioner: Option<Arc<Partitioner>>,
     /// Set where the stream's chunks are decoded once ([`decoded`]).
     decode_once: Option<Arc<decoded::DecodeOnce>>,
+    /// Since when records are durable and not read, while a read waits for
+    /// a chunk worth decoding ([`ShardLoop::worth_reading`]).
+    unread_since: Option<Instant>,
     batcher: Batcher,
     inflight: JoinSet<(Uploading, bool)>,
     /// Each uploading batch, with its oldest arrival.
@@ -176,6 +179,7 @@ impl<'a> ShardLoop<'a> {
                     tracing::info!(stream, shard, "partition keys are read from the decoded Parquet columns: each record's JSON is parsed once");
                     Arc::new(d)
                 }),
+            unread_since: None,
             batcher: batcher(&ctx.config),
             inflight: JoinSet::new(),
             inflight_firsts: BTreeMap::new(),
@@ -226,7 +230,12 @@ impl<'a> ShardLoop<'a> {
                 self.draining = true;
             }
 
-            if self.read_pos < end && !self.batcher.has_ready() && self.has_upload_room() {
+            if self.read_pos < end
+                && !self.batcher.has_ready()
+                && self.has_upload_room()
+                && self.worth_reading(end)
+            {
+                self.unread_since = None;
                 if self.read().await.is_break() {
                     break;
                 }
@@ -304,6 +313,9 @@ impl<'a> ShardLoop<'a> {
     /// upload's end, a drain, the batcher's deadline, new durable records.
     async fn wait(&mut self, waiting_for_slot: bool, end: u64) -> ControlFlow<()> {
         let deadline = self.batcher.deadline();
+        // Unread records waiting to make a chunk worth decoding.
+        let accumulating = self.read_pos < end && self.unread_since.is_some();
+        let read_due = self.unread_since.map(|t| t + DECODED_READ_WAIT);
         tokio::select! {
             _ = self.stop.cancelled() => return ControlFlow::Break(()),
             s = self.ctx.encoders.clone().acquire_owned(), if waiting_for_slot => self.slot = s.ok(),
@@ -315,7 +327,8 @@ impl<'a> ShardLoop<'a> {
             _ = self.drain.cancelled(), if !self.draining => self.draining = true,
             _ = self.waiting.started(), if self.awaiting_max > 0 => {}
             _ = sleep_until_opt(deadline), if deadline.is_some() => self.batcher.tick(Instant::now()),
-            r = self.durable.changed(), if !self.draining && self.read_pos >= end => {
+            _ = sleep_until_opt(read_due), if accumulating => {}
+            r = self.durable.changed(), if !self.draining && (self.read_pos >= end || accumulating) => {
                 if r.is_err() {
                     tracing::debug!(stream = self.stream, shard = self.shard, "log closed");
                     self.draining = true;
@@ -323,6 +336,34 @@ impl<'a> ShardLoop<'a> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Records a read waits for where chunks are decoded once: each chunk read
+/// is decoded and split by partition as a whole, and what that costs per
+/// chunk (a decoder, a piece per partition) is worth it only over many
+/// records. A read waits for this many, or [`DECODED_READ_WAIT`].
+const DECODED_READ_MIN: u64 = 2048;
+/// How long durable records wait for [`DECODED_READ_MIN`] to gather before
+/// they are read anyway: a small part of any buffering interval.
+const DECODED_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl ShardLoop<'_> {
+    /// Whether to read the durable records up to `end` now: always, but
+    /// where chunks are decoded once, only when enough have gathered or the
+    /// first of them has waited long enough (or the shard drains or is
+    /// sealed).
+    fn worth_reading(&mut self, end: u64) -> bool {
+        if self.decode_once.is_none()
+            || self.draining
+            || self.log.is_sealed()
+            || end.saturating_sub(self.read_pos) >= DECODED_READ_MIN
+        {
+            return true;
+        }
+        let now = Instant::now();
+        let since = *self.unread_since.get_or_insert(now);
+        now >= since + DECODED_READ_WAIT
     }
 }
 

@@ -99,6 +99,8 @@ fn odd() -> Vec<String> {
         r#"[1, 2]"#,
         r#"{"country": "US", "device": "ios"}"#,
         r#"{"id": 8, "country": "US", "device": "ios", "extra": {"a": [1]}}"#,
+        // A key named twice: jq, and so the scan's fallback, takes the last.
+        r#"{"id": 9, "country": "US", "device": "ios", "country": "FR"}"#,
     ]
     .iter()
     .map(|s| s.to_string())
