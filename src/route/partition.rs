@@ -265,6 +265,19 @@ pub struct RouteScratch {
 pub const INTERNED_MAX: usize = 4096;
 
 impl RouteScratch {
+    /// Renders `template` with the key values in `values` and
+    /// `transform_values` at time `at`: the prefix, shared.
+    fn render(&mut self, template: &KeyTemplate, at: DateTime<Utc>) -> Arc<str> {
+        template.render_partition(
+            at,
+            &self.values,
+            &self.transform_values,
+            &mut self.times,
+            &mut self.prefix,
+        );
+        self.intern()
+    }
+
     /// The prefix just rendered, shared with the records before it that
     /// had the same.
     fn intern(&mut self) -> Arc<str> {
@@ -316,14 +329,7 @@ impl Partitioner {
         }
         let needs_json = !self.keys.is_empty() || self.time.is_some();
         if needs_json && self.time.is_none() && self.fast_keys(frame, scratch) {
-            self.template.render_partition(
-                arrival(frame),
-                &scratch.values,
-                &scratch.transform_values,
-                &mut scratch.times,
-                &mut scratch.prefix,
-            );
-            return Ok(scratch.intern());
+            return Ok(scratch.render(&self.template, arrival(frame)));
         }
         scratch.values.clear();
         let at = if needs_json {
@@ -353,14 +359,7 @@ impl Partitioner {
         } else {
             arrival(frame)
         };
-        self.template.render_partition(
-            at,
-            &scratch.values,
-            &scratch.transform_values,
-            &mut scratch.times,
-            &mut scratch.prefix,
-        );
-        Ok(scratch.intern())
+        Ok(scratch.render(&self.template, at))
     }
 }
 
@@ -412,14 +411,7 @@ impl Partitioner {
         }
         let at = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or_else(Utc::now);
         scratch.transform_values.clear();
-        self.template.render_partition(
-            at,
-            &scratch.values,
-            &scratch.transform_values,
-            &mut scratch.times,
-            &mut scratch.prefix,
-        );
-        Some(scratch.intern())
+        Some(scratch.render(&self.template, at))
     }
 }
 

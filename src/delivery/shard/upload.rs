@@ -105,6 +105,15 @@ async fn unpack(
     }
 }
 
+/// The records of a batch bound for the error output or the backup, which
+/// are always records: rows are only ever a batch to deliver.
+fn side_records(contents: Contents) -> Vec<Record> {
+    match contents {
+        Contents::Records(records) => records,
+        Contents::Rows(_) => Vec::new(),
+    }
+}
+
 /// Encodes (for object destinations) and delivers one batch (or writes it to
 /// the error output or the backup, as its route says); returns whether it is
 /// finished with: delivered, or what the destination refused written to the
@@ -121,47 +130,20 @@ async fn upload(
         Ok(unpacked) => unpacked,
         Err(finished) => return finished,
     };
-    let records = match contents {
-        Contents::Records(records) => records,
-        Contents::Rows(rows) => {
-            let (Route::Deliver(partition), Destination::Object(o)) = (route, &cfg.destination)
-            else {
-                // Never: only batches to deliver as objects hold rows.
-                tracing::error!(
-                    stream = cfg.name,
-                    shard,
-                    first,
-                    last,
-                    "decoded rows outside an object delivery; they stay in the log"
-                );
-                return false;
-            };
-            let up = Upload {
-                ctx: &ctx,
-                shard,
-                partition: partition.clone(),
-                first,
-                last,
-                stop: &stop,
-            };
-            return match up.encode_rows(rows, partition, encoder, o).await {
-                ControlFlow::Continue(out) => up.send(out, &waiting).await,
-                ControlFlow::Break(finished) => finished,
-            };
-        }
-    };
     let partition = match route {
         Route::Deliver(p) => p,
         Route::Failed {
             error_type,
             reasons,
         } => {
+            let records = side_records(contents);
             tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
             let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
             let origin = Origin::chunk(shard);
             return write_error_output(&ctx, origin, &failed, error_type, 1, &stop).await;
         }
         Route::Backup => {
+            let records = side_records(contents);
             let records = records.iter().collect::<Vec<_>>();
             return write_backup(&ctx, Origin::chunk(shard), &records, &stop).await;
         }
@@ -173,6 +155,26 @@ async fn upload(
         first,
         last,
         stop: &stop,
+    };
+    let records = match (contents, &cfg.destination) {
+        (Contents::Records(records), _) => records,
+        (Contents::Rows(rows), Destination::Object(o)) => {
+            return match up.encode_rows(rows, partition, encoder, o).await {
+                ControlFlow::Continue(out) => up.send(out, &waiting).await,
+                ControlFlow::Break(finished) => finished,
+            };
+        }
+        (Contents::Rows(_), _) => {
+            // Never: only streams delivering objects decode rows.
+            tracing::error!(
+                stream = cfg.name,
+                shard,
+                first,
+                last,
+                "decoded rows outside an object delivery; they stay in the log"
+            );
+            return false;
+        }
     };
     let out = match &cfg.destination {
         Destination::Object(o) => match up.encode(records, partition, encoder, o).await {
@@ -330,13 +332,7 @@ impl Upload<'_> {
         encoder: Option<OwnedSemaphorePermit>,
         o: &ObjectDestination,
     ) -> ControlFlow<bool, Outgoing> {
-        let (ctx, cfg, shard, first, last) = (
-            self.ctx,
-            &self.ctx.config,
-            self.shard,
-            self.first,
-            self.last,
-        );
+        let (ctx, cfg, shard, first) = (self.ctx, &self.ctx.config, self.shard, self.first);
         let oldest_ms = records.iter().map(|f| f.arrival_ms).min().unwrap_or(0);
         let at = DateTime::<Utc>::from_timestamp_millis(oldest_ms).unwrap_or_else(Utc::now);
         let mut format_refused: Vec<usize> = Vec::new();
@@ -355,39 +351,58 @@ impl Upload<'_> {
             }
             Ok((records, Ok(encoded))) => (records, encoded.body),
             Ok((records, Err(e))) => {
-                let reason = format!("encoding failed: {e}");
-                let failed: Vec<(&Record, String)> =
-                    records.iter().map(|r| (r, reason.clone())).collect();
-                let ok = write_error_output(
-                    ctx,
-                    self.origin(),
-                    &failed,
-                    "format-conversion-failed",
-                    1,
-                    self.stop,
-                )
-                .await;
-                return ControlFlow::Break(ok);
+                return ControlFlow::Break(self.encoding_failed(&records, &e).await);
             }
             Err(e) => {
                 tracing::error!(stream = cfg.name, shard, first, error = %e, "encoding task failed");
                 return ControlFlow::Break(false);
             }
         };
-        let prefix = match &partition {
-            Some(p) => finish_partition(p),
-            None => o.prefix.render(at, None),
-        };
-        let key = format!(
-            "{prefix}{}",
-            object_name(&cfg.name, shard, first, last, &ext)
-        );
         ControlFlow::Continue(Outgoing {
             records: Held::after_encoding(ctx, records),
             body,
-            key,
+            key: self.object_key(&partition, at, o, &ext),
             format_refused,
         })
+    }
+
+    /// The object's key: under its partition's prefix, or the stream's
+    /// rendered at `at`.
+    fn object_key(
+        &self,
+        partition: &PartitionKey,
+        at: DateTime<Utc>,
+        o: &ObjectDestination,
+        ext: &str,
+    ) -> String {
+        let prefix = match partition {
+            Some(p) => finish_partition(p),
+            None => o.prefix.render(at, None),
+        };
+        let name = object_name(
+            &self.ctx.config.name,
+            self.shard,
+            self.first,
+            self.last,
+            ext,
+        );
+        format!("{prefix}{name}")
+    }
+
+    /// A batch that could not be encoded at all goes to the error output
+    /// whole; whether it was written there.
+    async fn encoding_failed(&self, records: &[Record], e: &std::io::Error) -> bool {
+        let reason = format!("encoding failed: {e}");
+        let failed: Vec<(&Record, String)> = records.iter().map(|r| (r, reason.clone())).collect();
+        write_error_output(
+            self.ctx,
+            self.origin(),
+            &failed,
+            "format-conversion-failed",
+            1,
+            self.stop,
+        )
+        .await
     }
 
     /// Writes a batch of decoded rows into an object, off the runtime,
@@ -417,37 +432,17 @@ impl Upload<'_> {
                 let Some(records) = held.frames(ctx, self.shard, self.stop).await else {
                     return ControlFlow::Break(false);
                 };
-                let reason = format!("encoding failed: {e}");
-                let failed: Vec<(&Record, String)> =
-                    records.iter().map(|r| (r, reason.clone())).collect();
-                let ok = write_error_output(
-                    ctx,
-                    self.origin(),
-                    &failed,
-                    "format-conversion-failed",
-                    1,
-                    self.stop,
-                )
-                .await;
-                return ControlFlow::Break(ok);
+                return ControlFlow::Break(self.encoding_failed(&records, &e).await);
             }
             Err(e) => {
                 tracing::error!(stream = cfg.name, shard = self.shard, first = self.first, error = %e, "encoding task failed");
                 return ControlFlow::Break(false);
             }
         };
-        let prefix = match &partition {
-            Some(p) => finish_partition(p),
-            None => o.prefix.render(Utc::now(), None),
-        };
-        let key = format!(
-            "{prefix}{}",
-            object_name(&cfg.name, self.shard, self.first, self.last, &ext)
-        );
         ControlFlow::Continue(Outgoing {
             records: Held::in_log(rows.offsets()),
             body,
-            key,
+            key: self.object_key(&partition, Utc::now(), o, &ext),
             format_refused: Vec::new(),
         })
     }
