@@ -147,3 +147,47 @@ fn encrypted_gzip_of_many_members_decrypts_then_decompresses() {
         .unwrap();
     assert!(first.len() < expected.len(), "one member only");
 }
+
+#[test]
+fn rows_decoded_once_encode_and_encrypt_as_their_records_do() {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema};
+    let (recs, _) = many();
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let mut o = EncodeOptions {
+        encoding: Encoding::Parquet(parquet::ParquetOptions {
+            schema: schema.clone(),
+            row_group_rows: 1 << 17,
+            compression: "zstd".into(),
+            level: None,
+            dictionary: true,
+        }),
+        compression: Compression::None,
+        level: None,
+        encryption: None,
+    };
+    let (rows, rejected) = parquet::decode_all(&recs, &schema).unwrap();
+    assert!(rejected.is_empty());
+    let from_records = encode_batch(&recs, &o).unwrap().body;
+    assert_eq!(encode_rows(&rows, &o).unwrap(), from_records);
+    // Split into uneven pieces, as open partitions hold them: the same file.
+    let all = &rows[0];
+    let pieces = [all.slice(0, 3), all.slice(3, 500), all.slice(503, 497)];
+    assert_eq!(encode_rows(&pieces, &o).unwrap(), from_records);
+
+    o.encryption = Some(Encryption {
+        keys: vec![("k".into(), encrypt::SecretKey([7; 32]))],
+        chunk_bytes: 1024,
+    });
+    let sealed = encode_rows(&rows, &o).unwrap();
+    let enc = o.encryption.as_ref().unwrap();
+    let plain = encrypt::decrypt(&sealed, |id| enc.key(id).cloned()).unwrap();
+    assert_eq!(plain, from_records);
+    let lines = Encoding::JsonLines { delimiter: vec![] };
+    o.encoding = lines;
+    assert!(
+        encode_rows(&rows, &o).is_err(),
+        "rows are written only as Parquet"
+    );
+}
