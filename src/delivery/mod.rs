@@ -115,6 +115,19 @@ impl StreamContext {
         self.layouts.is_some()
     }
 
+    /// Whether this stream's batches may be held by their records' offsets
+    /// alone, the records read again from the log if need be: the log is
+    /// the stream's own (a Kinesis stream's is trimmed by retention and
+    /// holds KPL aggregates where batches hold their user records), no
+    /// transform changes the records, and no backup of every batch needs
+    /// them after delivery.
+    pub(crate) fn offsets_suffice(&self) -> bool {
+        self.owns_log
+            && !self.deaggregates()
+            && self.transform.is_none()
+            && self.backup_mode() != Some(crate::config::BackupMode::All)
+    }
+
     pub(crate) fn set_error(&self, e: String) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(e);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow_array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, SchemaRef};
 
-use crate::config::{BackupMode, Destination};
+use crate::config::Destination;
 use crate::delivery::StreamContext;
 use crate::delivery::batcher::{RowOf, RowsPiece};
 use crate::encode::Encoding;
@@ -56,12 +56,9 @@ impl DecodeOnce {
         ctx: &StreamContext,
         part: Option<&Partitioner>,
     ) -> Option<DecodeOnce> {
-        if !matches!(ctx.config.destination, Destination::Object(_))
-            || !ctx.owns_log
-            || ctx.deaggregates()
-            || ctx.transform.is_some()
-            || ctx.backup_mode() == Some(BackupMode::All)
-        {
+        // The batch holds only offsets: the records must come back whole
+        // from the log.
+        if !matches!(ctx.config.destination, Destination::Object(_)) || !ctx.offsets_suffice() {
             return None;
         }
         let opts = ctx.config.encode_options();

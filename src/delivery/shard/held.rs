@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::read::{READ_BYTES_MAX, READ_RECORDS_MAX};
-use crate::config::BackupMode;
 use crate::delivery::StreamContext;
 use crate::record::Record;
 use crate::sink::SinkError;
@@ -37,11 +36,7 @@ impl Held {
     /// aggregates where the batch holds their user records, so its batches
     /// are always held whole.
     pub(super) fn after_encoding(ctx: &StreamContext, records: Vec<Record>) -> Held {
-        if !ctx.owns_log
-            || ctx.deaggregates()
-            || ctx.transform.is_some()
-            || ctx.backup_mode() == Some(BackupMode::All)
-        {
+        if !ctx.offsets_suffice() {
             return Held::Frames(records);
         }
         Held::InLog {
