@@ -46,7 +46,9 @@ impl Garage {
         self.proc.id()
     }
 
-    pub fn start(bin: &Path, dir: &Path) -> anyhow::Result<Garage> {
+    /// Starts the server with its data under `dir`, at nice value `nice`
+    /// (through `nice(1)`, so that every thread it starts has it).
+    pub fn start(bin: &Path, dir: &Path, nice: i32) -> anyhow::Result<Garage> {
         if !bin.exists() {
             bail!(
                 "{} not found: install Garage (scripts/test.sh does: cargo install garage --locked) or pass --garage",
@@ -67,7 +69,14 @@ impl Garage {
             ),
         )?;
         let log = std::fs::File::create(dir.join("garage.log"))?;
-        let proc = Command::new(bin)
+        let mut cmd = if nice == 0 {
+            Command::new(bin)
+        } else {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(nice.to_string()).arg(bin);
+            c
+        };
+        let proc = cmd
             .arg("-c")
             .arg(&config)
             .arg("server")

@@ -198,12 +198,14 @@ pub struct StoreDir {
     pub filesystem: String,
     /// Whether that mount is the one the daemon's log is on (`--dir`).
     pub same_mount_as_log: bool,
+    /// The nice value the store ran at (`--store-nice`).
+    pub nice: i32,
 }
 
 impl StoreDir {
     /// `dir`, where the store keeps its data, against `log_dir`, where the
-    /// daemon keeps its log.
-    pub fn of(dir: &Path, log_dir: &Path) -> StoreDir {
+    /// daemon keeps its log; the store ran at `nice`.
+    pub fn of(dir: &Path, log_dir: &Path, nice: i32) -> StoreDir {
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         // The longest mount point the path is under: (mount point, type).
@@ -224,6 +226,7 @@ impl StoreDir {
             path: path.display().to_string(),
             filesystem: store.map_or("unknown", |(_, fs)| fs).to_string(),
             same_mount_as_log: store.is_some() && store.map(|s| s.0) == log.map(|l| l.0),
+            nice,
         }
     }
 }

@@ -62,6 +62,13 @@ pub struct Args {
     /// same disk adds its writes to the acknowledgements' tail.
     #[arg(long)]
     pub store_dir: Option<PathBuf>,
+    /// The nice value the store runs at. It stands for a store on other
+    /// machines: at nice 0 its bursts (a whole object received, hashed and
+    /// written at once) preempt the daemon's acknowledgement path on the
+    /// cores they share, which a store elsewhere would not; its CPU is
+    /// still counted beside the daemon's. 0 runs it as any process.
+    #[arg(long, default_value_t = 10)]
+    pub store_nice: i32,
     #[arg(long, default_value = "bench/results")]
     pub results: PathBuf,
     /// Seconds of the saturation phase.
@@ -94,9 +101,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let store_dir = args.store_dir.as_ref().unwrap_or(&args.dir).join("garage");
     let _ = std::fs::remove_dir_all(&store_dir);
-    let garage = Garage::start(&garage_bin, &store_dir)?;
-    let store = report::StoreDir::of(&store_dir, &args.dir);
-    eprintln!("store's data in {} ({})", store.path, store.filesystem);
+    let garage = Garage::start(&garage_bin, &store_dir, args.store_nice)?;
+    let store = report::StoreDir::of(&store_dir, &args.dir, args.store_nice);
+    eprintln!(
+        "store's data in {} ({}), the store at nice {}",
+        store.path, store.filesystem, store.nice
+    );
     eprintln!("latency floor (idle machine)");
     let floor = stages::floor::measure(&args.dir, 3)?;
     eprintln!("stage ceilings (one core each; disk and store as a whole)");
@@ -112,7 +122,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report::print_tables(&args, cores, &ceilings, &floor, &results);
-    println!("\nThe store's data: {} ({})", store.path, store.filesystem);
+    println!(
+        "\nThe store's data: {} ({}); the store ran at nice {}",
+        store.path, store.filesystem, store.nice
+    );
     let path = report::write(&args, &ceilings, &floor, &store, &results)?;
     println!("\nwritten to {}", path.display());
     let _ = std::fs::remove_dir_all(&args.dir);
