@@ -97,6 +97,30 @@ def test_rows_go_under_their_keys_and_odd_records_to_the_error_output_as_before(
     assert h.metric("error_output_records", stream="lake") == len(ODD)
 
 
+def test_a_read_gathers_records_as_configured(hydrant_factory, garage, bucket):
+    """`read_records_min` and `read_wait_ms`: a few records wait for the
+    first of them to have waited 4 s before they are read, though the
+    buffering interval is 1 s; then they arrive."""
+    cfg = stream(bucket, shards=1).replace(
+        "      keys: { country: .country, device: .device }\n",
+        "      keys: { country: .country, device: .device }\n      read_records_min: 1000000\n      read_wait_ms: 4000\n",
+    )
+    h = hydrant_factory(s3_store_yaml(garage) + cfg).start()
+    fh = h.firehose()
+    recs = [{"Data": json.dumps({"id": f"w{i}", "country": "US", "device": "ios", "n": i}).encode()} for i in range(10)]
+    put_at = time.monotonic()
+    assert fh.put_record_batch(DeliveryStreamName="lake", Records=recs)["FailedPutCount"] == 0
+    s3 = garage.s3()
+    while time.monotonic() - put_at < 2.5:
+        assert not read_objects(s3, bucket, "clicks/"), "delivered before the read wait was over"
+        time.sleep(0.2)
+    rows = wait_until(lambda: (lambda r: r if len(r) >= 10 else None)(parquet_rows(read_objects(s3, bucket, "clicks/"))),
+                      timeout=30, what="10 Parquet rows")
+    assert time.monotonic() - put_at >= 4.0
+    assert sorted(r["id"] for _, r in rows) == sorted(f"w{i}" for i in range(10))
+    assert "each record's JSON is parsed once" in h.logs()
+
+
 def test_kill9_while_rows_are_held_loses_nothing_acknowledged(hydrant_factory, garage, bucket):
     """SIGKILL at random moments while producers send: the rows held in open
     partitions are only in memory, so every acknowledged record must still

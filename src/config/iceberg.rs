@@ -362,6 +362,7 @@ pub(crate) fn route(
         // defaults (the tables a sink writes at once are bounded apart).
         open_partitions_max: super::partitioning::DEFAULT_OPEN_PARTITIONS,
         open_bytes_max: 256 << 20,
+        read_gather: crate::route::partition::ReadGather::DEFAULT,
     }))
 }
 

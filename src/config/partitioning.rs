@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::raw::RawPartitioning;
 use super::{ConfigError, ObjectDestination, err, range_check};
-use crate::route::partition::{Partitioner, Query, RecordTime, TimeFormat, is_key_name};
+use crate::route::partition::{
+    Partitioner, Query, ReadGather, RecordTime, TimeFormat, is_key_name,
+};
 
 /// Firehose's default bound on open partitions.
 pub(crate) const DEFAULT_OPEN_PARTITIONS: usize = 500;
@@ -25,6 +27,7 @@ pub(super) fn transform_keys_only(dest: &ObjectDestination, size_mb: u64) -> Arc
         template: dest.prefix.clone(),
         open_partitions_max: DEFAULT_OPEN_PARTITIONS,
         open_bytes_max: default_open_mb(size_mb) << 20,
+        read_gather: ReadGather::DEFAULT,
     })
 }
 
@@ -113,6 +116,24 @@ pub(crate) fn partitioning(
         1,
         4096,
     );
+    let read_gather = ReadGather {
+        records_min: range_check(
+            errors,
+            &format!("{path}.read_records_min"),
+            p.read_records_min
+                .unwrap_or(ReadGather::DEFAULT.records_min),
+            1,
+            1_000_000,
+        ),
+        wait: std::time::Duration::from_millis(range_check(
+            errors,
+            &format!("{path}.read_wait_ms"),
+            p.read_wait_ms
+                .unwrap_or(ReadGather::DEFAULT.wait.as_millis() as u64),
+            0,
+            60_000,
+        )),
+    };
     if errors.len() > before {
         return None;
     }
@@ -122,5 +143,6 @@ pub(crate) fn partitioning(
         template: dest.prefix.clone(),
         open_partitions_max,
         open_bytes_max: open_mb << 20,
+        read_gather,
     })
 }

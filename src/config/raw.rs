@@ -240,6 +240,8 @@ pub struct RawPartitioning {
     pub timestamp: Option<RawRecordTime>,
     pub open_partitions_max: Option<usize>,
     pub open_buffer_mb_max: Option<u64>,
+    pub read_records_min: Option<u64>,
+    pub read_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::encode::{Compression, Encoding};
+use crate::route::partition::ReadGather;
 
 fn errors(yaml: &str) -> Vec<String> {
     match parse(yaml) {
@@ -340,6 +341,43 @@ fn dynamic_partitioning_compiles_with_defaults() {
     // Four 5 MiB batches by default.
     assert_eq!(p.open_bytes_max, 20 << 20);
     assert!(p.time.is_some());
+    assert_eq!(p.read_gather, ReadGather::DEFAULT);
+    assert_eq!(p.read_gather.records_min, 2048);
+    assert_eq!(p.read_gather.wait, Duration::from_millis(50));
+}
+
+#[test]
+fn the_read_gather_is_set_and_bounded() {
+    let yaml = PARTITIONED.replace(
+        "open_partitions_max: 600",
+        "open_partitions_max: 600\n      read_records_min: 100\n      read_wait_ms: 0",
+    );
+    let c = parse(&yaml).unwrap();
+    let p = c.streams["events"].partitioning.as_ref().unwrap();
+    assert_eq!(
+        p.read_gather,
+        ReadGather {
+            records_min: 100,
+            wait: Duration::ZERO
+        }
+    );
+    let yaml = PARTITIONED.replace(
+        "open_partitions_max: 600",
+        "open_partitions_max: 600\n      read_records_min: 0\n      read_wait_ms: 60001",
+    );
+    let e = errors(&yaml);
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "streams.events.dynamic_partitioning.read_records_min: 0 is out of range (1 to 1000000)"
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "streams.events.dynamic_partitioning.read_wait_ms: 60001 is out of range (0 to 60000)"
+        )),
+        "{e:?}"
+    );
 }
 
 #[test]

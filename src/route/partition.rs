@@ -244,6 +244,28 @@ pub struct Partitioner {
     /// Bytes held by one shard's open partitions together; past it, the
     /// oldest partitions are flushed.
     pub open_bytes_max: u64,
+    /// Where each record's JSON is parsed once, how many records a read
+    /// waits to gather.
+    pub read_gather: ReadGather,
+}
+
+/// How many durable records a shard gathers before it reads them, where
+/// each chunk read is decoded and split by partition as a whole: what that
+/// costs per chunk (a decoder, a piece per partition) is worth it only over
+/// many records. A read waits for `records_min` records, or until the first
+/// of them has waited `wait`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadGather {
+    pub records_min: u64,
+    pub wait: std::time::Duration,
+}
+
+impl ReadGather {
+    /// 2,048 records or 50 ms: a small part of any buffering interval.
+    pub const DEFAULT: ReadGather = ReadGather {
+        records_min: 2048,
+        wait: std::time::Duration::from_millis(50),
+    };
 }
 
 /// Per-thread scratch for [`Partitioner::route`], kept from one record to

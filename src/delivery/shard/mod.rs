@@ -40,7 +40,7 @@ use crate::config::{Destination, StreamConfig};
 use crate::log::jetstream::Lease;
 use crate::log::{ShardLog, ShardReader};
 use crate::metrics::{Metrics, ShardLabel};
-use crate::route::partition::Partitioner;
+use crate::route::partition::{Partitioner, ReadGather};
 use checkpoint::complete;
 use read::ReadBuffers;
 use upload::{Uploading, Waiting};
@@ -315,7 +315,7 @@ impl<'a> ShardLoop<'a> {
         let deadline = self.batcher.deadline();
         // Unread records waiting to make a chunk worth decoding.
         let accumulating = self.read_pos < end && self.unread_since.is_some();
-        let read_due = self.unread_since.map(|t| t + DECODED_READ_WAIT);
+        let read_due = self.unread_since.map(|t| t + self.read_gather().wait);
         tokio::select! {
             _ = self.stop.cancelled() => return ControlFlow::Break(()),
             s = self.ctx.encoders.clone().acquire_owned(), if waiting_for_slot => self.slot = s.ok(),
@@ -339,31 +339,31 @@ impl<'a> ShardLoop<'a> {
     }
 }
 
-/// Records a read waits for where chunks are decoded once: each chunk read
-/// is decoded and split by partition as a whole, and what that costs per
-/// chunk (a decoder, a piece per partition) is worth it only over many
-/// records. A read waits for this many, or [`DECODED_READ_WAIT`].
-const DECODED_READ_MIN: u64 = 2048;
-/// How long durable records wait for [`DECODED_READ_MIN`] to gather before
-/// they are read anyway: a small part of any buffering interval.
-const DECODED_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
-
 impl ShardLoop<'_> {
     /// Whether to read the durable records up to `end` now: always, but
     /// where chunks are decoded once, only when enough have gathered or the
     /// first of them has waited long enough (or the shard drains or is
     /// sealed).
     fn worth_reading(&mut self, end: u64) -> bool {
+        let gather = self.read_gather();
         if self.decode_once.is_none()
             || self.draining
             || self.log.is_sealed()
-            || end.saturating_sub(self.read_pos) >= DECODED_READ_MIN
+            || end.saturating_sub(self.read_pos) >= gather.records_min
         {
             return true;
         }
         let now = Instant::now();
         let since = *self.unread_since.get_or_insert(now);
-        now >= since + DECODED_READ_WAIT
+        now >= since + gather.wait
+    }
+
+    /// The stream's [`ReadGather`] (`dynamic_partitioning.read_*`), for
+    /// where chunks are decoded once.
+    fn read_gather(&self) -> ReadGather {
+        self.partitioner
+            .as_ref()
+            .map_or(ReadGather::DEFAULT, |p| p.read_gather)
     }
 }
 

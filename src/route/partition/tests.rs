@@ -37,6 +37,7 @@ fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) 
         template,
         open_partitions_max: 500,
         open_bytes_max: 1 << 20,
+        read_gather: ReadGather::DEFAULT,
     }
 }
 

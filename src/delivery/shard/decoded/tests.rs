@@ -12,6 +12,7 @@ use super::*;
 use crate::encode::parquet::{ParquetOptions, write, write_rows};
 use crate::route::keys::{KeyContext, KeyTemplate, PrefixKind};
 use crate::route::partition::Query;
+use crate::route::partition::ReadGather;
 
 const PREFIX: &str = "country=!{partitionKeyFromQuery:country}/device=!{partitionKeyFromQuery:device}/!{timestamp:yyyy/MM/dd/HH}/";
 
@@ -35,6 +36,7 @@ fn partitioner(keys: &[(&str, &str)]) -> Partitioner {
         template,
         open_partitions_max: 500,
         open_bytes_max: 1 << 20,
+        read_gather: ReadGather::DEFAULT,
     }
 }
 
