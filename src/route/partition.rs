@@ -509,4 +509,43 @@ fn check_key_value(s: &str) -> Result<(), String> {
 mod path;
 
 #[cfg(test)]
+impl Partitioner {
+    /// A partitioner for tests: `keys` as (name, jq expression) rendered
+    /// into `prefix`, the record's own time from `time` (query, format) if
+    /// given, transform keys allowed in the prefix if `transform`, and
+    /// small bounds.
+    pub(crate) fn for_tests(
+        prefix: &str,
+        keys: &[(&str, &str)],
+        time: Option<(&str, &str)>,
+        transform: bool,
+    ) -> Partitioner {
+        let names: Vec<String> = keys.iter().map(|(n, _)| n.to_string()).collect();
+        let template = KeyTemplate::parse_with(
+            prefix,
+            crate::route::keys::PrefixKind::Prefix,
+            crate::route::keys::KeyContext {
+                query_keys: Some(&names),
+                transform,
+            },
+        )
+        .unwrap();
+        Partitioner {
+            keys: keys
+                .iter()
+                .map(|(n, q)| (n.to_string(), Query::compile(q).unwrap()))
+                .collect(),
+            time: time.map(|(q, f)| RecordTime {
+                query: Query::compile(q).unwrap(),
+                format: TimeFormat::parse(f).unwrap(),
+            }),
+            template,
+            open_partitions_max: 500,
+            open_bytes_max: 1 << 20,
+            read_gather: ReadGather::DEFAULT,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests;

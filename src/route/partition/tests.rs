@@ -1,7 +1,7 @@
 //! Unit tests of the parent module.
 
 use super::*;
-use crate::route::keys::{KeyContext, PrefixKind, finish_partition};
+use crate::route::keys::finish_partition;
 use bytes::Bytes;
 
 fn frame(data: &str) -> Record {
@@ -15,30 +15,7 @@ fn frame(data: &str) -> Record {
 }
 
 fn partitioner(prefix: &str, keys: &[(&str, &str)], time: Option<(&str, &str)>) -> Partitioner {
-    let names: Vec<String> = keys.iter().map(|(n, _)| n.to_string()).collect();
-    let template = KeyTemplate::parse_with(
-        prefix,
-        PrefixKind::Prefix,
-        KeyContext {
-            query_keys: Some(&names),
-            transform: true,
-        },
-    )
-    .unwrap();
-    Partitioner {
-        keys: keys
-            .iter()
-            .map(|(n, q)| (n.to_string(), Query::compile(q).unwrap()))
-            .collect(),
-        time: time.map(|(q, f)| RecordTime {
-            query: Query::compile(q).unwrap(),
-            format: TimeFormat::parse(f).unwrap(),
-        }),
-        template,
-        open_partitions_max: 500,
-        open_bytes_max: 1 << 20,
-        read_gather: ReadGather::DEFAULT,
-    }
+    Partitioner::for_tests(prefix, keys, time, true)
 }
 
 fn route(p: &Partitioner, data: &str) -> Result<String, String> {

@@ -10,34 +10,11 @@ use bytes::Bytes;
 
 use super::*;
 use crate::encode::parquet::{ParquetOptions, write, write_rows};
-use crate::route::keys::{KeyContext, KeyTemplate, PrefixKind};
-use crate::route::partition::Query;
-use crate::route::partition::ReadGather;
 
 const PREFIX: &str = "country=!{partitionKeyFromQuery:country}/device=!{partitionKeyFromQuery:device}/!{timestamp:yyyy/MM/dd/HH}/";
 
 fn partitioner(keys: &[(&str, &str)]) -> Partitioner {
-    let names: Vec<String> = keys.iter().map(|(n, _)| n.to_string()).collect();
-    let template = KeyTemplate::parse_with(
-        PREFIX,
-        PrefixKind::Prefix,
-        KeyContext {
-            query_keys: Some(&names),
-            transform: false,
-        },
-    )
-    .unwrap();
-    Partitioner {
-        keys: keys
-            .iter()
-            .map(|(n, q)| (n.to_string(), Query::compile(q).unwrap()))
-            .collect(),
-        time: None,
-        template,
-        open_partitions_max: 500,
-        open_bytes_max: 1 << 20,
-        read_gather: ReadGather::DEFAULT,
-    }
+    Partitioner::for_tests(PREFIX, keys, None, false)
 }
 
 fn schema() -> SchemaRef {
