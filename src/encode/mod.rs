@@ -83,23 +83,68 @@ pub struct Encoded {
     pub rejected: Vec<(usize, String)>,
 }
 
+/// An object's body as it is written: the bytes themselves, or, where the
+/// stream encrypts its objects, their sealed chunks.
+enum Body {
+    Plain(Vec<u8>),
+    Sealed(Box<EncryptingWriter<Vec<u8>>>),
+}
+
+impl Body {
+    /// A body for `opts`, its buffer sized for about `cap` bytes.
+    fn new(opts: &EncodeOptions, cap: usize) -> io::Result<Body> {
+        Ok(match &opts.encryption {
+            None => Body::Plain(Vec::with_capacity(cap)),
+            Some(enc) => {
+                let (id, key) = enc.current();
+                Body::Sealed(Box::new(EncryptingWriter::new(
+                    Vec::with_capacity(cap + cap / 1000 + 64),
+                    id,
+                    key,
+                    enc.chunk_bytes,
+                )?))
+            }
+        })
+    }
+
+    /// The object's bytes (the last chunk sealed).
+    fn finish(self) -> io::Result<Bytes> {
+        Ok(Bytes::from(match self {
+            Body::Plain(v) => v,
+            Body::Sealed(w) => (*w).finish()?,
+        }))
+    }
+}
+
+impl Write for Body {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Body::Plain(v) => v.write(buf),
+            Body::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Body::Plain(v) => v.write_all(buf),
+            Body::Sealed(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Body::Plain(v) => v.flush(),
+            Body::Sealed(w) => w.flush(),
+        }
+    }
+}
+
 /// Writes `records` as one object.
 pub fn encode_batch(records: &[Record], opts: &EncodeOptions) -> io::Result<Encoded> {
     if let Encoding::Parquet(p) = &opts.encoding {
-        let (body, rejected) = match &opts.encryption {
-            None => parquet::write(records, p, Vec::new())?,
-            Some(enc) => {
-                let (id, key) = enc.current();
-                let (w, rejected) = parquet::write(
-                    records,
-                    p,
-                    EncryptingWriter::new(Vec::new(), id, key, enc.chunk_bytes)?,
-                )?;
-                (w.finish()?, rejected)
-            }
-        };
+        let (body, rejected) = parquet::write(records, p, Body::new(opts, 0)?)?;
         return Ok(Encoded {
-            body: Bytes::from(body),
+            body: body.finish()?,
             rejected,
         });
     }
@@ -110,21 +155,8 @@ pub fn encode_batch(records: &[Record], opts: &EncodeOptions) -> io::Result<Enco
     } else {
         raw_len / 4 + 64
     };
-    let out = match &opts.encryption {
-        None => compress_into(records, Vec::with_capacity(cap), opts)?,
-        Some(enc) => {
-            let (id, key) = enc.current();
-            let w = EncryptingWriter::new(
-                Vec::with_capacity(cap + cap / 1000 + 64),
-                id,
-                key,
-                enc.chunk_bytes,
-            )?;
-            compress_into(records, w, opts)?.finish()?
-        }
-    };
     Ok(Encoded {
-        body: Bytes::from(out),
+        body: compress_into(records, Body::new(opts, cap)?, opts)?.finish()?,
         rejected: Vec::new(),
     })
 }
@@ -135,19 +167,7 @@ pub fn encode_rows(rows: &[arrow_array::RecordBatch], opts: &EncodeOptions) -> i
     let Encoding::Parquet(p) = &opts.encoding else {
         return Err(io::Error::other("decoded rows are written only as Parquet"));
     };
-    let body = match &opts.encryption {
-        None => parquet::write_rows(rows, p, Vec::new())?,
-        Some(enc) => {
-            let (id, key) = enc.current();
-            parquet::write_rows(
-                rows,
-                p,
-                EncryptingWriter::new(Vec::new(), id, key, enc.chunk_bytes)?,
-            )?
-            .finish()?
-        }
-    };
-    Ok(Bytes::from(body))
+    parquet::write_rows(rows, p, Body::new(opts, 0)?)?.finish()
 }
 
 fn compress_into<W: Write>(records: &[Record], out: W, opts: &EncodeOptions) -> io::Result<W> {
