@@ -56,7 +56,7 @@ pub(crate) fn partitioning(
             Err(e) => errors.push(err(format!("{path}.keys.{name}"), format!("`{src}` {e}"))),
         }
     }
-    let time = match p.timestamp {
+    let time = match &p.timestamp {
         None => None,
         Some(t) => {
             let query = Query::compile(&t.query)
@@ -101,6 +101,29 @@ pub(crate) fn partitioning(
             ));
         }
     }
+    let (open_partitions_max, open_bytes_max, read_gather) = bounds(errors, path, &p, size_mb);
+    if errors.len() > before {
+        return None;
+    }
+    Some(Partitioner {
+        keys,
+        time,
+        template: dest.prefix.clone(),
+        open_partitions_max,
+        open_bytes_max,
+        read_gather,
+    })
+}
+
+/// Validates the bounds of `dynamic_partitioning` at `path`: open
+/// partitions, their bytes (by default four batches of `size_mb`) and the
+/// read gather.
+fn bounds(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    p: &RawPartitioning,
+    size_mb: u64,
+) -> (usize, u64, ReadGather) {
     let open_partitions_max = range_check(
         errors,
         &format!("{path}.open_partitions_max"),
@@ -134,15 +157,5 @@ pub(crate) fn partitioning(
             60_000,
         )),
     };
-    if errors.len() > before {
-        return None;
-    }
-    Some(Partitioner {
-        keys,
-        time,
-        template: dest.prefix.clone(),
-        open_partitions_max,
-        open_bytes_max: open_mb << 20,
-        read_gather,
-    })
+    (open_partitions_max, open_mb << 20, read_gather)
 }
