@@ -124,13 +124,6 @@ impl Write for Body {
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Body::Plain(v) => v.write_all(buf),
-            Body::Sealed(w) => w.write_all(buf),
-        }
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Body::Plain(v) => v.flush(),

@@ -105,13 +105,19 @@ async fn unpack(
     }
 }
 
-/// The records of a batch bound for the error output or the backup, which
-/// are always records: rows are only ever a batch to deliver.
-fn side_records(contents: Contents) -> Vec<Record> {
-    match contents {
-        Contents::Records(records) => records,
-        Contents::Rows(_) => Vec::new(),
-    }
+/// A batch of decoded rows anywhere but on its way to an object
+/// destination, which never happens (only streams delivering objects decode
+/// rows, and the error output and the backup are given records): logged,
+/// and left in the log, unfinished.
+fn rows_astray(stream: &str, shard: u32, first: u64, last: u64) -> bool {
+    tracing::error!(
+        stream,
+        shard,
+        first,
+        last,
+        "decoded rows outside an object delivery; they stay in the log"
+    );
+    false
 }
 
 /// Encodes (for object destinations) and delivers one batch (or writes it to
@@ -136,14 +142,18 @@ async fn upload(
             error_type,
             reasons,
         } => {
-            let records = side_records(contents);
+            let Contents::Records(records) = contents else {
+                return rows_astray(&cfg.name, shard, first, last);
+            };
             tracing::warn!(stream = cfg.name, shard, first, last, records = records.len(), error_type, reason = %reasons.first().map_or("", |r| r.as_str()), "records go to the error output");
             let failed: Vec<(&Record, String)> = records.iter().zip(reasons).collect();
             let origin = Origin::chunk(shard);
             return write_error_output(&ctx, origin, &failed, error_type, 1, &stop).await;
         }
         Route::Backup => {
-            let records = side_records(contents);
+            let Contents::Records(records) = contents else {
+                return rows_astray(&cfg.name, shard, first, last);
+            };
             let records = records.iter().collect::<Vec<_>>();
             return write_backup(&ctx, Origin::chunk(shard), &records, &stop).await;
         }
@@ -164,17 +174,7 @@ async fn upload(
                 ControlFlow::Break(finished) => finished,
             };
         }
-        (Contents::Rows(_), _) => {
-            // Never: only streams delivering objects decode rows.
-            tracing::error!(
-                stream = cfg.name,
-                shard,
-                first,
-                last,
-                "decoded rows outside an object delivery; they stay in the log"
-            );
-            return false;
-        }
+        (Contents::Rows(_), _) => return rows_astray(&cfg.name, shard, first, last),
     };
     let out = match &cfg.destination {
         Destination::Object(o) => match up.encode(records, partition, encoder, o).await {
