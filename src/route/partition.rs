@@ -513,7 +513,8 @@ impl Partitioner {
     /// A partitioner for tests: `keys` as (name, jq expression) rendered
     /// into `prefix`, the record's own time from `time` (query, format) if
     /// given, transform keys allowed in the prefix if `transform`, and
-    /// small bounds.
+    /// small bounds. Test code only: it panics on a prefix, query or format
+    /// that does not parse, which is a mistake in the test itself.
     pub(crate) fn for_tests(
         prefix: &str,
         keys: &[(&str, &str)],
