@@ -112,8 +112,28 @@ impl JetReader {
     }
 }
 
-/// Sends one direct get and gathers its answer.
+/// Sends one direct get and gathers its answer. A get no server takes yet
+/// (a stream just made, whose subject the servers have not all learned) is
+/// sent again every 50 ms for up to `cluster.nats.request_timeout_ms`.
 async fn get(shared: &Shared, request: serde_json::Value) -> Result<Vec<Got>, LogError> {
+    let timeout = shared.cluster.opts.request_timeout;
+    let started = std::time::Instant::now();
+    loop {
+        match get_once(shared, &request).await? {
+            Some(got) => return Ok(got),
+            None if started.elapsed() < timeout => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            None => return Err(shared.err("read: no JetStream server answers for the stream")),
+        }
+    }
+}
+
+/// One direct get: its messages, or None if no server took it.
+async fn get_once(
+    shared: &Shared,
+    request: &serde_json::Value,
+) -> Result<Option<Vec<Got>>, LogError> {
     let client = &shared.cluster.client;
     let inbox = client.new_inbox();
     let mut sub = client
@@ -142,7 +162,8 @@ async fn get(shared: &Shared, request: serde_json::Value) -> Result<Vec<Got>, Lo
             // Nothing at or after that sequence or time.
             Some(StatusCode::NOT_FOUND) => break,
             Some(StatusCode::NO_RESPONDERS) => {
-                return Err(shared.err("read: no JetStream server answers for the stream"));
+                let _ = sub.unsubscribe().await;
+                return Ok(None);
             }
             Some(s) if s != StatusCode::OK => {
                 return Err(shared.err(format!(
@@ -162,5 +183,5 @@ async fn get(shared: &Shared, request: serde_json::Value) -> Result<Vec<Got>, Lo
         out.push(Got { seq, msg: m });
     }
     let _ = sub.unsubscribe().await;
-    Ok(out)
+    Ok(Some(out))
 }

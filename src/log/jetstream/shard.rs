@@ -251,10 +251,7 @@ impl JetShard {
             // both are requests, so a refusal is heard; the others are sent
             // without waiting (a gap makes the commit fail).
             if i == 0 || i + 1 == n {
-                let m = client
-                    .request_with_headers(self.subject.clone(), h, r.data)
-                    .await
-                    .map_err(|e| self.shared.err(format!("publish: {e}")))?;
+                let m = self.request(h, r.data, i == 0).await?;
                 if i + 1 == n {
                     reply = Some(m.payload);
                 } else if !m.payload.is_empty() {
@@ -270,6 +267,42 @@ impl JetShard {
         let payload = reply.ok_or_else(|| self.shared.err("no acknowledgement"))?;
         self.check_reply(&payload)?
             .ok_or_else(|| self.shared.err("an acknowledgement without a sequence"))
+    }
+
+    /// Sends one message of a batch as a request. The first of a batch
+    /// (`first`) that no server takes yet — a stream just made, whose
+    /// subject the servers have not all learned — reached no one and
+    /// stored nothing, so it is sent again every 50 ms for up to
+    /// `cluster.nats.request_timeout_ms`.
+    async fn request(
+        &self,
+        h: HeaderMap,
+        data: Bytes,
+        first: bool,
+    ) -> Result<async_nats::Message, LogError> {
+        let client = &self.shared.cluster.client;
+        let patience = self.shared.cluster.opts.request_timeout;
+        let started = std::time::Instant::now();
+        loop {
+            match client
+                .request_with_headers(self.subject.clone(), h.clone(), data.clone())
+                .await
+            {
+                Ok(m) => return Ok(m),
+                Err(e)
+                    if first
+                        && e.kind() == async_nats::RequestErrorKind::NoResponders
+                        && started.elapsed() < patience =>
+                {
+                    tracing::debug!(
+                        stream = self.shared.stream,
+                        "no server takes the publish yet; sending it again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(self.shared.err(format!("publish: {e}"))),
+            }
+        }
     }
 
     /// Reads a publish reply: the sequence acknowledged, or the error.
