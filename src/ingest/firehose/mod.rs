@@ -4,7 +4,8 @@
 //! Put operations answer only after the log made every record of the request
 //! durable.
 //!
-//! The operations live next to this file: `put` (the hot path),
+//! The operations live next to this file: `put` (the hot path, with
+//! `scan`, its one-pass reading of the common body),
 //! `control` (list, describe, create, delete) and `manage` (update, tags). A `CreateDeliveryStream`
 //! request is made into a stream's config by `config::firehose`.
 
@@ -12,6 +13,7 @@ mod control;
 mod encryption;
 mod manage;
 mod put;
+mod scan;
 
 use std::sync::Arc;
 

@@ -230,6 +230,9 @@ pub(super) async fn put_record(state: &AppState, req: PutRecordRequest) -> Resul
 /// Parses and validates a `PutRecordBatch` body: JSON, base64, 500 records,
 /// 1,000 KiB per record, 4 MiB in all. Pure, so it can be fuzzed.
 pub fn parse_put_record_batch(body: &[u8]) -> Result<PutRecordBatchRequest, ApiError> {
+    if let Some(s) = super::scan::scan_batch(body) {
+        return Ok(PutRecordBatchRequest::sliced(s.stream, s.buf, s.ranges));
+    }
     match parse_valid_batch(body) {
         Some(req) => Ok(req),
         None => parse_checked_batch(body),
@@ -283,13 +286,27 @@ pub(super) fn parse_valid_batch(body: &[u8]) -> Option<PutRecordBatchRequest> {
     Some(PutRecordBatchRequest::sliced(stream, buf, ranges))
 }
 
-/// Whether the fast path for valid batches holds to the full parse on
-/// `body`: whatever it accepts, the full parse accepts and reads alike, and
+/// Whether the fast paths for valid batches hold to the full parse on
+/// `body`: whatever the one-pass scan accepts, the serde fast path accepts
+/// and reads alike; whatever that accepts, the full parse accepts and reads alike, and
 /// the full parse accepts nothing it leaves to it but bodies with members
 /// it does not know. The fuzz targets' entry; the reason when it does not
 /// hold.
 pub fn put_record_batch_fast_path_agrees(body: &[u8]) -> Result<(), String> {
-    match (parse_valid_batch(body), parse_checked_batch(body)) {
+    let valid = parse_valid_batch(body);
+    let scanned = super::scan::scan_batch(body)
+        .map(|s| PutRecordBatchRequest::sliced(s.stream, s.buf, s.ranges));
+    match (scanned, &valid) {
+        (Some(s), Some(v)) if s.stream == v.stream && s.records == v.records => {}
+        (Some(s), Some(v)) => {
+            return Err(format!(
+                "the scan reads differently: scan {s:?}, serde {v:?}"
+            ));
+        }
+        (Some(_), None) => return Err("the scan accepts what the serde fast path does not".into()),
+        (None, _) => {}
+    }
+    match (valid, parse_checked_batch(body)) {
         (Some(f), Ok(c)) if f.stream == c.stream && f.records == c.records => Ok(()),
         (None, Err(_)) => Ok(()),
         (None, Ok(_)) if has_unknown_member(body) => Ok(()),

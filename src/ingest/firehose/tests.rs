@@ -129,11 +129,12 @@ proptest::proptest! {
 }
 
 proptest::proptest! {
-    /// The fast path for valid batches accepts nothing the full parse
-    /// refuses and reads what it accepts alike, and the full parse accepts
-    /// nothing the fast path leaves to it: bodies of a few records, some
-    /// escaped, with one byte replaced (quotes, backslashes, non-ASCII and
-    /// invalid UTF-8, padding, structure).
+    /// The one-pass scan and the fast path for valid batches accept
+    /// nothing the full parse refuses and read what they accept alike, and
+    /// the full parse accepts nothing the fast paths leave to it: bodies of
+    /// a few records, some escaped, spaced or in the other order, with one
+    /// byte replaced (quotes, backslashes, non-ASCII and invalid UTF-8,
+    /// padding, structure).
     #[test]
     fn the_fast_path_accepts_and_reads_what_the_full_parse_does(
         records in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..4),
@@ -141,6 +142,8 @@ proptest::proptest! {
         at in proptest::prelude::any::<usize>(),
         with in proptest::sample::select(vec![b'"', b'\\', b'A', b'=', b'/', b' ', b'}', b']', b',', b'7', 0xC3, 0xFF, 0x00]),
         change in proptest::prelude::any::<bool>(),
+        spaced in proptest::prelude::any::<bool>(),
+        swapped in proptest::prelude::any::<bool>(),
     ) {
         let data: Vec<String> = records
             .iter()
@@ -150,7 +153,19 @@ proptest::proptest! {
             })
             .map(|t| format!(r#"{{"Data":"{t}"}}"#))
             .collect();
-        let mut body = format!(r#"{{"DeliveryStreamName":"s-1","Records":[{}]}}"#, data.join(",")).into_bytes();
+        let (name, recs) = (r#""DeliveryStreamName":"s-1""#, format!(r#""Records":[{}]"#, data.join(",")));
+        let mut body = if swapped { format!("{{{recs},{name}}}") } else { format!("{{{name},{recs}}}") };
+        if spaced {
+            // JSON whitespace around every token the scan steps over.
+            for (from, to) in [("{", " {\n"), ("}", "\t} "), (":", " : "), (",", "\r\n,  "), ("[", "[ "), ("]", " ]")] {
+                body = body.replace(from, to);
+            }
+        }
+        let mut body = body.into_bytes();
+        // Unchanged and unescaped, the scan itself reads it.
+        if !change && !escape && !records.is_empty() {
+            proptest::prop_assert!(super::scan::scan_batch(&body).is_some());
+        }
         if change {
             let i = at % body.len();
             body[i] = with;
