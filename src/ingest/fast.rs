@@ -1,7 +1,8 @@
 //! What the put APIs' fast paths share. A valid request, the common case,
 //! is read without serde_json's UTF-8 pass over every `Data` string and
 //! answered without formatting every record's id; anything amiss goes to
-//! the full parse, which accepts and words errors as the API does.
+//! the full parse, which accepts and words errors as the API does. The
+//! one-pass scans in front of them read with [`Cursor`].
 
 use std::borrow::Cow;
 
@@ -61,6 +62,85 @@ impl Digits20 {
     pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits are ever stored.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A cursor over a JSON body for the one-pass scans of the put bodies of
+/// the common shape (`firehose/scan.rs`, `kinesis/scan.rs`): it reads
+/// only whitespace, punctuation and strings without escapes; anything
+/// else is None, and the scan leaves the body to the serde fast path.
+pub(crate) struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Cursor { b, at: 0 }
+    }
+
+    /// Only whitespace is left.
+    pub(crate) fn end(&mut self) -> Option<()> {
+        self.ws();
+        (self.at == self.b.len()).then_some(())
+    }
+
+    /// Skips JSON whitespace.
+    pub(crate) fn ws(&mut self) {
+        while let Some(c) = self.b.get(self.at) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
+            self.at += 1;
+        }
+    }
+
+    /// Takes `c` after whitespace, or None.
+    pub(crate) fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.at) == Some(&c)).then(|| self.at += 1)
+    }
+
+    /// The next byte after whitespace, not taken.
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.at).copied()
+    }
+
+    /// A string without escapes, after whitespace: its raw bytes. None for
+    /// anything else (an escape, a control character, no string).
+    pub(crate) fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let rest = self.b.get(self.at..)?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        let s = &rest[..end];
+        self.at += end + 1;
+        Some(s)
+    }
+
+    /// A member's key and the colon after it.
+    pub(crate) fn key(&mut self) -> Option<&'a [u8]> {
+        let k = self.plain_string()?;
+        self.eat(b':')?;
+        Some(k)
+    }
+
+    /// Takes `,` and answers true, or `close` and answers false.
+    pub(crate) fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            c if c == close => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -12,72 +12,7 @@
 
 use super::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, RECORD_BYTES_MAX};
 use crate::aws;
-
-/// A cursor over the body.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    /// Skips JSON whitespace.
-    fn ws(&mut self) {
-        while let Some(c) = self.b.get(self.at) {
-            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-                break;
-            }
-            self.at += 1;
-        }
-    }
-
-    /// Takes `c` after whitespace, or None.
-    fn eat(&mut self, c: u8) -> Option<()> {
-        self.ws();
-        (self.b.get(self.at) == Some(&c)).then(|| self.at += 1)
-    }
-
-    /// The next byte after whitespace, not taken.
-    fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.b.get(self.at).copied()
-    }
-
-    /// A string without escapes, after whitespace: its raw bytes. None for
-    /// anything else (an escape, a control character, no string).
-    fn plain_string(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let rest = self.b.get(self.at..)?;
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] != b'"' {
-            return None;
-        }
-        let s = &rest[..end];
-        self.at += end + 1;
-        Some(s)
-    }
-
-    /// A member's key and the colon after it.
-    fn key(&mut self) -> Option<&'a [u8]> {
-        let k = self.plain_string()?;
-        self.eat(b':')?;
-        Some(k)
-    }
-
-    /// Takes `,` and answers true, or `close` and answers false.
-    fn next_or_close(&mut self, close: u8) -> Option<bool> {
-        match self.peek()? {
-            b',' => {
-                self.at += 1;
-                Some(true)
-            }
-            c if c == close => {
-                self.at += 1;
-                Some(false)
-            }
-            _ => None,
-        }
-    }
-}
+use crate::ingest::fast::Cursor;
 
 /// A batch as scanned: the stream's name, the decoded bytes of every
 /// record, and each record's range in them.
@@ -89,7 +24,7 @@ pub(super) struct Scanned {
 
 /// Reads a body of the common shape in one pass; None for anything else.
 pub(super) fn scan_batch(body: &[u8]) -> Option<Scanned> {
-    let mut c = Cursor { b: body, at: 0 };
+    let mut c = Cursor::new(body);
     let mut stream = None;
     let mut records = None;
     c.eat(b'{')?;
@@ -103,10 +38,7 @@ pub(super) fn scan_batch(body: &[u8]) -> Option<Scanned> {
             break;
         }
     }
-    c.ws();
-    if c.at != body.len() {
-        return None;
-    }
+    c.end()?;
     let (buf, ranges) = records?;
     Some(Scanned {
         stream: stream?,

@@ -27,6 +27,7 @@ mod queues;
 mod records;
 mod reshard;
 mod resources;
+mod scan;
 mod streams;
 pub mod subscribe;
 mod tags;

@@ -385,6 +385,13 @@ pub(super) async fn put_records_json(
     state: &AppState,
     body: &[u8],
 ) -> Option<Result<String, ApiError>> {
+    if let Some(sc) = super::scan::scan_put_records(body) {
+        let (s, results) = put_valid(state, sc.name, sc.arn, |max| {
+            scanned_records(&sc.records, max)
+        })
+        .await?;
+        return Some(Ok(put_records_text(&s, results)));
+    }
     let req: ValidPutRecordsIn = serde_json::from_slice(body).ok()?;
     let (name, arn) = (req.stream_name.as_deref(), req.stream_arn.as_deref());
     let (s, results) = put_valid(state, name, arn, |max| valid_records(&req.records, max)).await?;
@@ -433,6 +440,15 @@ fn valid_records(rs: &[ValidRecordIn], max: usize) -> Option<Vec<PutIn>> {
     });
     let data_bytes = rs.iter().map(|r| r.data.0.len() / 4 * 3).sum();
     checked(parts, data_bytes, max, |text, out| {
+        crate::ingest::decode_base64_onto(text, out).ok()
+    })
+}
+
+/// The records of a body the one-pass scan read, if every one passes the
+/// checks [`records_in`] makes (`Data` base64-decoded).
+fn scanned_records(rs: &[super::scan::Part], max: usize) -> Option<Vec<PutIn>> {
+    let data_bytes = rs.iter().map(|r| r.0.len() / 4 * 3).sum();
+    checked(rs.iter().copied(), data_bytes, max, |text, out| {
         crate::ingest::decode_base64_onto(text, out).ok()
     })
 }
@@ -651,12 +667,28 @@ fn parse_full_put_records(body: &[u8], cbor: bool, max: usize) -> Result<Vec<Put
 
 /// Whether the `PutRecords` fast path (JSON, or CBOR when `cbor`) holds to
 /// the full path on `body`: whatever it accepts, the full path accepts and
-/// reads alike. The fuzz targets' check; the reason when it does not.
+/// reads alike (and for JSON, whatever the one-pass scan accepts, the serde
+/// fast path accepts and reads alike). The fuzz targets' check; the reason
+/// when it does not.
 pub(super) fn fast_path_agrees(body: &[u8], cbor: bool, max: usize) -> Result<(), String> {
     let fast = if cbor {
         parse_valid_put_records_cbor(body, max)
     } else {
-        parse_valid_put_records(body, max)
+        let fast = parse_valid_put_records(body, max);
+        let scanned = super::scan::scan_put_records(body).and_then(|sc| {
+            stream_name_of(sc.name, sc.arn).ok()?;
+            scanned_records(&sc.records, max)
+        });
+        match (scanned, &fast) {
+            (Some(s), Some(f)) if s == *f => {}
+            (Some(s), f) => {
+                return Err(format!(
+                    "the scan reads differently: scan {s:?}, serde {f:?}"
+                ));
+            }
+            (None, _) => {}
+        }
+        fast
     };
     let Some(fast) = fast else {
         return Ok(());

@@ -4,7 +4,10 @@
 use base64::Engine;
 use ciborium::Value as Cbor;
 
-use super::{PutIn, parse_full_put_records, parse_valid_put_records, parse_valid_put_records_cbor};
+use super::{
+    PutIn, fast_path_agrees, parse_full_put_records, parse_valid_put_records,
+    parse_valid_put_records_cbor,
+};
 use crate::ingest::error::ApiError;
 
 /// The full path's parse and checks of a JSON body, as `put_records` makes
@@ -87,9 +90,18 @@ proptest::proptest! {
             })
             .collect();
         let mut body = format!(r#"{{"StreamName":"s-1","Records":[{}]}}"#, items.join(",")).into_bytes();
+        // Unchanged, unescaped, the one-pass scan itself reads it.
+        let plain = records.iter().all(|(_, key, _, _)| !key.contains('\\'));
+        if !change && !escape && plain && !records.is_empty() {
+            proptest::prop_assert!(crate::ingest::kinesis::scan::scan_put_records(&body).is_some());
+        }
         if change {
             let i = at % body.len();
             body[i] = with;
+        }
+        // The scan reads alike whatever the serde fast path reads.
+        if let Err(e) = fast_path_agrees(&body, false, MAX) {
+            proptest::prop_assert!(false, "{:?}: {e}", String::from_utf8_lossy(&body));
         }
         let fast = parse_valid_put_records(&body, MAX);
         let full = full(&body, MAX);
