@@ -116,16 +116,24 @@ impl JetReader {
 /// (a stream just made, whose subject the servers have not all learned) is
 /// sent again every 50 ms for up to `cluster.nats.request_timeout_ms`.
 async fn get(shared: &Shared, request: serde_json::Value) -> Result<Vec<Got>, LogError> {
-    let timeout = shared.cluster.opts.request_timeout;
-    let started = std::time::Instant::now();
-    loop {
-        match get_once(shared, &request).await? {
-            Some(got) => return Ok(got),
-            None if started.elapsed() < timeout => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Only "no server took it" is asked again; any other answer is final.
+    let taken = super::patiently(
+        shared.cluster.opts.request_timeout,
+        std::time::Duration::from_millis(50),
+        || async {
+            match get_once(shared, &request).await {
+                Ok(None) => Err(()),
+                answered => Ok(answered),
             }
-            None => return Err(shared.err("read: no JetStream server answers for the stream")),
+        },
+        |()| {},
+    )
+    .await;
+    match taken {
+        Ok(answered) => {
+            answered?.ok_or_else(|| shared.err("read: no JetStream server answers for the stream"))
         }
+        Err(()) => Err(shared.err("read: no JetStream server answers for the stream")),
     }
 }
 

@@ -281,28 +281,31 @@ impl JetShard {
         first: bool,
     ) -> Result<async_nats::Message, LogError> {
         let client = &self.shared.cluster.client;
-        let patience = self.shared.cluster.opts.request_timeout;
-        let started = std::time::Instant::now();
-        loop {
-            match client
-                .request_with_headers(self.subject.clone(), h.clone(), data.clone())
-                .await
-            {
-                Ok(m) => return Ok(m),
-                Err(e)
-                    if first
-                        && e.kind() == async_nats::RequestErrorKind::NoResponders
-                        && started.elapsed() < patience =>
-                {
+        let send = || client.request_with_headers(self.subject.clone(), h.clone(), data.clone());
+        let sent = if first {
+            // Only "no responders" is asked again; any other answer is final.
+            super::patiently(
+                self.shared.cluster.opts.request_timeout,
+                Duration::from_millis(50),
+                || async {
+                    match send().await {
+                        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Err(e),
+                        answered => Ok(answered),
+                    }
+                },
+                |_| {
                     tracing::debug!(
                         stream = self.shared.stream,
                         "no server takes the publish yet; sending it again"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(self.shared.err(format!("publish: {e}"))),
-            }
-        }
+                    )
+                },
+            )
+            .await
+            .unwrap_or_else(Err)
+        } else {
+            send().await
+        };
+        sent.map_err(|e| self.shared.err(format!("publish: {e}")))
     }
 
     /// Reads a publish reply: the sequence acknowledged, or the error.
