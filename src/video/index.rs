@@ -141,14 +141,19 @@ impl Index {
     }
 
     /// The fragment that holds the moment `ms` on `clock`: the newest one
-    /// starting at or before it, if it has not ended by then.
+    /// starting at or before it, if it has not ended by then. Fragments
+    /// that start on the same millisecond (server clocks stamp a fast
+    /// upload's fragments alike) all hold it, and the first of them is
+    /// the one returned, so a start at that moment misses none.
     pub fn holding(&self, clock: Clock, ms: i64) -> Option<Entry> {
-        self.read()
+        let g = self.read();
+        let newest = g
             .iter()
             .rev()
             .find(|e| e.at(clock) <= ms)
-            .filter(|e| e.at(clock) + e.duration_ms as i64 > ms)
-            .copied()
+            .filter(|e| e.at(clock) + e.duration_ms as i64 > ms)?;
+        let at = newest.at(clock);
+        g.iter().find(|e| e.at(clock) == at).copied()
     }
 
     /// The fragment after `offset`, if any yet.
@@ -166,5 +171,46 @@ pub fn entry(offset: u64, meta: &fragment::Meta, cluster_bytes: usize) -> Entry 
         server_ms: meta.server_ms,
         duration_ms: meta.duration_ms,
         size: cluster_bytes as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(server_ms: &[i64]) -> Index {
+        let entries = server_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| Entry {
+                offset: i as u64,
+                timecode: i as i64 * 1000,
+                producer_ms: 1_000_000 + i as i64 * 1000,
+                server_ms: ms,
+                duration_ms: 1000,
+                size: 1,
+            })
+            .collect();
+        Index {
+            entries: RwLock::new(entries),
+            numbering: Numbering::of_log("log-a"),
+        }
+    }
+
+    #[test]
+    fn fragments_stamped_on_one_server_millisecond_are_all_held_from_the_first() {
+        // A fast upload: fragments 0-2 arrive on one millisecond, 3 later.
+        let ix = index(&[500, 500, 500, 503]);
+        let held = |ms| ix.holding(Clock::Server, ms).map(|e| e.offset);
+        assert_eq!(held(500), Some(0));
+        assert_eq!(held(502), Some(0));
+        assert_eq!(held(503), Some(3));
+        assert_eq!(held(1502), Some(3));
+        assert_eq!(held(1503), None);
+        assert_eq!(held(499), None);
+        // On the producer clock each fragment holds its own second.
+        let p = |ms| ix.holding(Clock::Producer, ms).map(|e| e.offset);
+        assert_eq!(p(1_002_500), Some(2));
+        assert_eq!(p(1_000_000), Some(0));
     }
 }
