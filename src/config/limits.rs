@@ -176,6 +176,13 @@ pub(super) fn log(errors: &mut Vec<ConfigError>, rl: RawLog) -> (LogOptions, u64
             64 << 10,
             256 << 20,
         ),
+        put_run_bytes: range_check(
+            errors,
+            "log.put_run_bytes",
+            rl.put_run_bytes.unwrap_or(4 << 20),
+            0,
+            1 << 30,
+        ),
         keys: std::sync::Arc::new(super::at_rest::keys(errors, rl.keys)),
     };
     let disk_quota_bytes = range_check(

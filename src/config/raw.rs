@@ -129,6 +129,7 @@ pub struct RawLog {
     pub segment_bytes: Option<u64>,
     pub append_queue_max: Option<usize>,
     pub group_commit_bytes_max: Option<usize>,
+    pub put_run_bytes: Option<u64>,
     pub disk_quota_bytes: Option<u64>,
     pub fsync: Option<String>,
     /// Keys for encryption at rest; the first is a stream's default.

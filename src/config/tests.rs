@@ -602,3 +602,18 @@ fn parquet_takes_its_column_compression_level_under_encoding() {
         "{e:?}"
     );
 }
+
+#[test]
+fn put_runs_default_to_4_mib_and_are_bounded() {
+    let cfg = parse("streams:\n  a:\n    destination: { type: file, path: /x }\n");
+    assert_eq!(cfg.map(|c| c.log.put_run_bytes).ok(), Some(4 << 20));
+    let cfg = parse(
+        "log: { put_run_bytes: 0 }\nstreams:\n  a:\n    destination: { type: file, path: /x }\n",
+    );
+    assert_eq!(cfg.map(|c| c.log.put_run_bytes).ok(), Some(0));
+    let e = errors("log: { put_run_bytes: 2147483648 }\n");
+    assert!(
+        e.contains(&"log.put_run_bytes: 2147483648 is out of range (0 to 1073741824)".to_string()),
+        "{e:?}"
+    );
+}

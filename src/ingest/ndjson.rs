@@ -110,7 +110,7 @@ pub async fn put(state: &AppState, name: &str, body: Bytes) -> Response {
     let n = records.len() as u64;
     let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
     let arrival_ms = chrono::Utc::now().timestamp_millis();
-    let shard_no = entry.pick_shard();
+    let shard_no = entry.pick_shard(bytes);
     let Some(shard) = entry.log.shard(shard_no) else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shard is not open", None);
     };

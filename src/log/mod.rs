@@ -46,6 +46,10 @@ pub struct LogOptions {
     pub append_queue_max: usize,
     /// Most bytes one group commit writes before it syncs.
     pub group_commit_bytes_max: usize,
+    /// Bytes of puts a stream sends to one shard before the next, so that
+    /// puts arriving together share a group commit; 0: each put to the
+    /// next shard.
+    pub put_run_bytes: u64,
     /// The keys sealed records are opened with, and streams seal with
     /// (`log.keys`, and the built-in key once the daemon has added it).
     pub keys: Arc<seal::Keyring>,
@@ -57,6 +61,7 @@ impl Default for LogOptions {
             segment_bytes: 64 << 20,
             append_queue_max: 1024,
             group_commit_bytes_max: 16 << 20,
+            put_run_bytes: 4 << 20,
             keys: Arc::default(),
         }
     }

@@ -15,7 +15,7 @@ pub use reload::ReloadReport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,7 +67,40 @@ pub struct StreamEntry {
     pub log: Arc<StreamLog>,
     pub ctx: Arc<StreamContext>,
     delivery: tokio::sync::Mutex<Option<Delivery>>,
-    next_shard: AtomicU32,
+    /// Where puts go: see [`ShardPicker`].
+    picker: ShardPicker,
+}
+
+/// Spreads a stream's puts over its shards in runs of `run_bytes`
+/// (`log.put_run_bytes`): every put goes to the shard of the run its
+/// first byte falls in, so puts that arrive together land on one shard and
+/// share its group commit (one `fdatasync`), while over time every shard
+/// takes the same bytes. A run of 0 sends each put to the next shard.
+#[derive(Debug)]
+pub struct ShardPicker {
+    run_bytes: u64,
+    shards: u64,
+    /// Bytes (or puts, with runs of 0) picked for so far.
+    next: AtomicU64,
+}
+
+impl ShardPicker {
+    pub fn new(shards: u32, run_bytes: u64) -> ShardPicker {
+        ShardPicker {
+            run_bytes,
+            shards: u64::from(shards.max(1)),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The shard a put of `bytes` goes to.
+    pub fn pick(&self, bytes: u64) -> u32 {
+        let step = if self.run_bytes == 0 { 1 } else { bytes };
+        let at = self.next.fetch_add(step, Ordering::Relaxed);
+        let run = at.checked_div(self.run_bytes).unwrap_or(at);
+        // Below `shards`, which came from a u32.
+        (run % self.shards) as u32
+    }
 }
 
 impl StreamEntry {
@@ -82,9 +115,9 @@ impl StreamEntry {
     fn set_request(&self, request: serde_json::Value) {
         *self.api_request.write().unwrap_or_else(|p| p.into_inner()) = Some(request);
     }
-    /// The shard the next put request goes to (round robin).
-    pub fn pick_shard(&self) -> u32 {
-        self.next_shard.fetch_add(1, Ordering::Relaxed) % self.config.shards.max(1)
+    /// The shard a put of `bytes` goes to ([`ShardPicker`]).
+    pub fn pick_shard(&self, bytes: u64) -> u32 {
+        self.picker.pick(bytes)
     }
 
     /// Stops delivery at once without flushing: records stay in the log
@@ -294,6 +327,7 @@ impl Registry {
         let ctx = Arc::new(ctx);
         let delivery = Delivery::start(ctx.clone());
         tracing::info!(stream = name, shards = config.shards, destination = %ctx.sink.describe(), origin = ?origin, "stream started");
+        let picker = ShardPicker::new(config.shards, self.config.log.put_run_bytes);
         Ok(Arc::new(StreamEntry {
             config,
             origin,
@@ -302,7 +336,7 @@ impl Registry {
             log: ctx.log.clone(),
             ctx,
             delivery: tokio::sync::Mutex::new(Some(delivery)),
-            next_shard: AtomicU32::new(0),
+            picker,
         }))
     }
 
@@ -478,4 +512,40 @@ fn start_at_latest(k: &KinesisStream, consumer: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShardPicker;
+
+    #[test]
+    fn puts_go_to_one_shard_per_run_and_every_shard_takes_the_same_bytes() {
+        let p = ShardPicker::new(4, 1000);
+        // Ten puts of 300 bytes: a run is the puts whose first byte falls
+        // in it, so 0-900 go to shard 0, 1200-1800 to 1, 2100-2700 to 2.
+        let picked: Vec<u32> = (0..10).map(|_| p.pick(300)).collect();
+        assert_eq!(picked, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]);
+        let mut bytes = [0u64; 4];
+        let p = ShardPicker::new(4, 1000);
+        for i in 0..40_000u64 {
+            let n = 100 + (i * 37) % 900;
+            bytes[p.pick(n) as usize] += n;
+        }
+        // Each put counts whole in the run it starts in, so a shard's share
+        // wanders by a put per run: within 2% of the mean over 5,500 runs.
+        let mean = bytes.iter().sum::<u64>() / 4;
+        assert!(
+            bytes.iter().all(|b| b.abs_diff(mean) < mean / 50),
+            "{bytes:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_of_zero_sends_each_put_to_the_next_shard() {
+        let p = ShardPicker::new(3, 0);
+        let picked: Vec<u32> = (0..7).map(|i| p.pick(1 + i * 1000)).collect();
+        assert_eq!(picked, [0, 1, 2, 0, 1, 2, 0]);
+        let one = ShardPicker::new(1, 4096);
+        assert!((0..100).all(|_| one.pick(1 << 20) == 0));
+    }
 }

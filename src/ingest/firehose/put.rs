@@ -129,12 +129,12 @@ async fn append(
     entry: &StreamEntry,
     data: Vec<Bytes>,
 ) -> Result<(u32, std::ops::Range<u64>), ApiError> {
-    let shard_no = entry.pick_shard();
+    let n = data.len() as u64;
+    let bytes: u64 = data.iter().map(|d| d.len() as u64).sum();
+    let shard_no = entry.pick_shard(bytes);
     let Some(shard) = entry.log.shard(shard_no) else {
         return Err(ApiError::unavailable("shard is not open"));
     };
-    let n = data.len() as u64;
-    let bytes: u64 = data.iter().map(|d| d.len() as u64).sum();
     let arrival_ms = now_ms();
     let records = data
         .into_iter()
