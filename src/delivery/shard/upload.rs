@@ -421,14 +421,17 @@ impl Upload<'_> {
         let (ctx, cfg) = (self.ctx, &self.ctx.config);
         let opts = cfg.encode_options();
         let ext = opts.extension();
-        let encoded =
-            crate::delivery::background(move || (encode::encode_rows(rows.batches(), &opts), rows))
-                .await;
+        // The rows are dropped where they were encoded: freeing their
+        // arrays is delivery's work, not the producer-answering runtime's.
+        let encoded = crate::delivery::background(move || {
+            let body = encode::encode_rows(rows.batches(), &opts);
+            (body, Held::in_log(rows.offsets()))
+        })
+        .await;
         drop(encoder);
-        let (body, rows) = match encoded {
-            Ok((Ok(body), rows)) => (body, rows),
-            Ok((Err(e), rows)) => {
-                let held = Held::in_log(rows.offsets());
+        let (body, held) = match encoded {
+            Ok((Ok(body), held)) => (body, held),
+            Ok((Err(e), held)) => {
                 let Some(records) = held.frames(ctx, self.shard, self.stop).await else {
                     return ControlFlow::Break(false);
                 };
@@ -440,7 +443,7 @@ impl Upload<'_> {
             }
         };
         ControlFlow::Continue(Outgoing {
-            records: Held::in_log(rows.offsets()),
+            records: held,
             body,
             key: self.object_key(&partition, Utc::now(), o, &ext),
             format_refused: Vec::new(),
