@@ -147,13 +147,17 @@ impl Index {
     /// the one returned, so a start at that moment misses none.
     pub fn holding(&self, clock: Clock, ms: i64) -> Option<Entry> {
         let g = self.read();
-        let newest = g
-            .iter()
+        let i = g.iter().rposition(|e| e.at(clock) <= ms)?;
+        let at = g
+            .get(i)
+            .filter(|e| e.at(clock) + e.duration_ms as i64 > ms)?
+            .at(clock);
+        // Back from it over the fragments stamped alike, not the whole index.
+        g.range(..=i)
             .rev()
-            .find(|e| e.at(clock) <= ms)
-            .filter(|e| e.at(clock) + e.duration_ms as i64 > ms)?;
-        let at = newest.at(clock);
-        g.iter().find(|e| e.at(clock) == at).copied()
+            .take_while(|e| e.at(clock) == at)
+            .last()
+            .copied()
     }
 
     /// The fragment after `offset`, if any yet.

@@ -129,12 +129,12 @@ async fn get(shared: &Shared, request: serde_json::Value) -> Result<Vec<Got>, Lo
         |()| {},
     )
     .await;
-    match taken {
-        Ok(answered) => {
-            answered?.ok_or_else(|| shared.err("read: no JetStream server answers for the stream"))
-        }
-        Err(()) => Err(shared.err("read: no JetStream server answers for the stream")),
-    }
+    // Still no server after the patience: as if the last try found none.
+    let got = match taken {
+        Ok(answered) => answered?,
+        Err(()) => None,
+    };
+    got.ok_or_else(|| shared.err("read: no JetStream server answers for the stream"))
 }
 
 /// One direct get: its messages, or None if no server took it.
