@@ -111,7 +111,11 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
         state.registry.config.limits.request_bytes_max
     };
     let hint = body.size_hint().exact().unwrap_or(0);
-    let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(max).min(max));
+    let capacity = usize::try_from(hint).unwrap_or(max).min(max);
+    // A body that arrives in one chunk (the common case over a fast link:
+    // the whole request in one read) is that chunk, not a copy of it.
+    let mut first: Option<Bytes> = None;
+    let mut buf = Vec::new();
     let mut over = 0usize;
     let mut stream = body.into_data_stream();
     let deadline = tokio::time::Instant::now() + state.registry.config.limits.body_read_timeout;
@@ -127,7 +131,16 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
         let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|e| ApiError::serialization(format!("cannot read the request body: {e}")))?;
-        if over == 0 && buf.len() + chunk.len() <= max {
+        let held = first.as_ref().map_or(buf.len(), Bytes::len);
+        if over == 0 && held + chunk.len() <= max {
+            if held == 0 {
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(f) = first.take() {
+                buf.reserve_exact(capacity.max(f.len() + chunk.len()));
+                buf.extend_from_slice(&f);
+            }
             buf.extend_from_slice(&chunk);
             continue;
         }
@@ -145,7 +158,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
             format!("request body exceeds the limit of {max} bytes (limits.request_bytes_max)"),
         ));
     }
-    Ok(Bytes::from(buf))
+    Ok(first.unwrap_or_else(|| Bytes::from(buf)))
 }
 
 /// A Kinesis operation: the body parsed (JSON or CBOR) and dispatched;

@@ -104,7 +104,9 @@ impl DecodeOnce {
         }
         let mut records = accepted.into_iter();
         let mut routed = Vec::new();
+        let mut memo = PrefixMemo::default();
         for batch in &batches {
+            memo.clear();
             let keys = self
                 .key_columns
                 .iter()
@@ -124,7 +126,9 @@ impl DecodeOnce {
                 let values_known = keys.iter().all(|k| k.is_valid(row));
                 let prefix = values_known
                     .then(|| {
-                        part.route_values(keys.iter().map(|k| k.value(row)), f.arrival_ms, scratch)
+                        memo.get_or_route(f.arrival_ms, keys.iter().map(|k| k.value(row)), |v| {
+                            part.route_values(v, f.arrival_ms, scratch)
+                        })
                     })
                     .flatten();
                 let prefix = match prefix {
@@ -146,6 +150,50 @@ impl DecodeOnce {
             return Err("more records than decoded rows".into());
         }
         Ok(out)
+    }
+}
+
+/// The prefixes a batch's rows were routed to, by arrival time and key
+/// values: the records of one put share their arrival, and partition keys
+/// repeat, so most rows find theirs here instead of rendering it again.
+/// Holds at most one entry per row of the batch it is cleared for.
+#[derive(Default)]
+struct PrefixMemo {
+    prefixes: foldhash::HashMap<Vec<u8>, Arc<str>>,
+    /// The key being looked up: the arrival, then each value's length and
+    /// bytes.
+    key: Vec<u8>,
+}
+
+impl PrefixMemo {
+    fn clear(&mut self) {
+        self.prefixes.clear();
+    }
+
+    /// The prefix of a row arrived at `arrival_ms` with key `values`: the one
+    /// routed before for the same, else `route`'s (kept if there is one).
+    fn get_or_route<'v, I>(
+        &mut self,
+        arrival_ms: i64,
+        values: I,
+        route: impl FnOnce(I) -> Option<Arc<str>>,
+    ) -> Option<Arc<str>>
+    where
+        I: Iterator<Item = &'v str> + Clone,
+    {
+        self.key.clear();
+        self.key.extend_from_slice(&arrival_ms.to_le_bytes());
+        for v in values.clone() {
+            self.key
+                .extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes());
+            self.key.extend_from_slice(v.as_bytes());
+        }
+        if let Some(p) = self.prefixes.get(self.key.as_slice()) {
+            return Some(p.clone());
+        }
+        let p = route(values)?;
+        self.prefixes.insert(self.key.clone(), p.clone());
+        Some(p)
     }
 }
 

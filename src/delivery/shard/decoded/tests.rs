@@ -246,3 +246,30 @@ fn only_plain_top_level_string_keys_are_read_from_columns() {
         assert_eq!(partitioner(&keys).top_level_fields(), None, "{keys:?}");
     }
 }
+
+#[test]
+fn a_prefix_is_routed_once_per_arrival_and_key_values() {
+    let mut memo = PrefixMemo::default();
+    let mut routed = 0;
+    let mut get = |memo: &mut PrefixMemo, ms: i64, values: &[&str], give: bool| {
+        memo.get_or_route(ms, values.iter().copied(), |v| {
+            routed += 1;
+            give.then(|| Arc::from(v.collect::<Vec<_>>().join("/").as_str()))
+        })
+    };
+    let a = get(&mut memo, 7, &["US", "ios"], true).unwrap();
+    assert_eq!(&*a, "US/ios");
+    // The same again: the same shared prefix, not routed again.
+    let b = get(&mut memo, 7, &["US", "ios"], true).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    // Another arrival, other values, or values that join alike: routed.
+    assert_eq!(&*get(&mut memo, 8, &["US", "ios"], true).unwrap(), "US/ios");
+    assert_eq!(&*get(&mut memo, 7, &["US", "web"], true).unwrap(), "US/web");
+    assert_eq!(&*get(&mut memo, 7, &["USi", "os"], true).unwrap(), "USi/os");
+    // A row with no prefix is not remembered as one.
+    assert!(get(&mut memo, 9, &["", "x"], false).is_none());
+    assert_eq!(&*get(&mut memo, 9, &["", "x"], true).unwrap(), "/x");
+    memo.clear();
+    assert_eq!(&*get(&mut memo, 7, &["US", "ios"], true).unwrap(), "US/ios");
+    assert_eq!(routed, 7);
+}
