@@ -506,6 +506,11 @@ impl Batcher {
     pub fn push_rows_to(&mut self, key: PartitionKey, piece: RowsPiece, now: Instant) {
         let held_per_row = piece.held_per_row();
         let n = piece.records.len().min(piece.batch.num_rows());
+        // The piece whole where it all goes to one batch, as it usually does:
+        // a slice would make new arrays of the same buffers, and the piece's
+        // own be freed at once.
+        let whole = n == piece.batch.num_rows();
+        let mut batch = Some(piece.batch);
         let per_record = self.per_record_bytes;
         let len_of = |i: usize| {
             piece
@@ -542,8 +547,13 @@ impl Batcher {
                 .map(|r| u64::from(r.bytes) + PACKED_HEADER as u64)
                 .sum();
             let held = (held_per_row * (end - start) as u64).max(packed);
-            if let OpenRecords::Rows(rows) = &mut b.records {
-                rows.push(piece.batch.slice(start, end - start), records);
+            let rows_of = if whole && start == 0 && end == n {
+                batch.take()
+            } else {
+                batch.as_ref().map(|all| all.slice(start, end - start))
+            };
+            if let (OpenRecords::Rows(rows), Some(rows_of)) = (&mut b.records, rows_of) {
+                rows.push(rows_of, records);
             }
             if let Some(oldest) = records.iter().map(|r| r.arrival_ms).min() {
                 b.oldest_arrival = b.oldest_arrival.min(oldest);

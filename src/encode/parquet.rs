@@ -314,7 +314,12 @@ pub fn write_rows<W: Write + Send>(
         let mut at = 0;
         while at < piece.num_rows() {
             let n = (DECODE_ROWS - count).min(piece.num_rows() - at);
-            pending.push(piece.slice(at, n));
+            // A piece that fits whole is shared, not sliced into new arrays.
+            pending.push(if n == piece.num_rows() {
+                piece.clone()
+            } else {
+                piece.slice(at, n)
+            });
             count += n;
             at += n;
             if count == DECODE_ROWS {

@@ -7,7 +7,7 @@
 //! way out. Reads are blocking file I/O: call them from a blocking thread.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -281,25 +281,35 @@ fn needed_bytes(buf: &[u8]) -> usize {
 }
 
 fn read_more(file: &mut File, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // Read into the buffer's spare capacity: zeroing it first, only for the
+    // read to write over the zeros, cost a pass over every byte read.
     let start = buf.len();
-    buf.resize(start + want, 0);
+    buf.reserve(want);
     let mut filled = 0;
-    loop {
-        match file.read(&mut buf[start + filled..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                filled += n;
-                if filled == want {
-                    break;
-                }
+    while filled < want {
+        let spare = buf.spare_capacity_mut();
+        let len = spare.len().min(want - filled);
+        // SAFETY: read(2) writes at most `len` bytes at `spare`, which is
+        // writable memory of at least that length owned by `buf`, not
+        // otherwise borrowed during the call.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
+            buf.truncate(start);
+            return Err(e);
         }
+        let n = n as usize;
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the read initialised the first `n` (<= `len`) bytes of the
+        // spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        filled += n;
     }
-    buf.truncate(start + filled);
     Ok(filled)
 }
