@@ -312,7 +312,8 @@ def wait_for_lines(read, n, timeout=60):
 class Proxy:
     """A TCP proxy on loopback in front of a service, to take it down or slow
     it without touching the service: `down` closes every new connection at
-    once (and cuts the open ones); `bytes_per_sec` throttles both ways."""
+    once (and cuts the open ones); `stall` holds new connections open and
+    never answers them (until close); `bytes_per_sec` throttles both ways."""
 
     def __init__(self, target_port: int):
         import threading
@@ -325,6 +326,8 @@ class Proxy:
         self.port = self.sock.getsockname()[1]
         self.down = False
         self.bytes_per_sec = None
+        self.stall = False
+        self.stalled = []
         self.conns = []
         self.closed = False
         self.lock = threading.Lock()
@@ -341,9 +344,18 @@ class Proxy:
             try:
                 client, _ = self.sock.accept()
             except OSError:
-                return
+                if self.closed:
+                    return
+                # A transient failure (a connection aborted before it was
+                # accepted, no file descriptor free): keep serving.
+                time.sleep(0.01)
+                continue
             if self.down:
                 client.close()
+                continue
+            if self.stall:
+                with self.lock:
+                    self.stalled.append(client)
                 continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
@@ -351,6 +363,11 @@ class Proxy:
                 client.close()
                 continue
             with self.lock:
+                # Taken down while connecting: cut it as set_down cut the rest.
+                if self.down:
+                    client.close()
+                    upstream.close()
+                    continue
                 self.conns += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
@@ -374,9 +391,9 @@ class Proxy:
                     pass
 
     def set_down(self, down: bool):
-        self.down = down
-        if down:
-            with self.lock:
+        with self.lock:
+            self.down = down
+            if down:
                 for c in self.conns:
                     try:
                         c.shutdown(socket.SHUT_RDWR)
@@ -387,6 +404,10 @@ class Proxy:
     def close(self):
         self.closed = True
         self.set_down(True)
+        with self.lock:
+            for c in self.stalled:
+                c.close()
+            self.stalled = []
         self.sock.close()
 
 

@@ -186,7 +186,10 @@ def test_full_disk(hydrant_factory, garage, bucket, tmp_path, limit):
     proxy.set_down(True)
     data = tmp_path / "logfs"
     mounted = limit == "tmpfs" and mount_tmpfs(data, 24)
-    extra = "log: { segment_bytes: 1048576"
+    # A connection to the store that stalls (the store never answers) costs
+    # a shard's delivery the store's timeout_secs; 15 s keeps that inside
+    # this test's waits (the default is 2 minutes).
+    extra = "  timeout_secs: 15\nlog: { segment_bytes: 1048576"
     extra += " }\n" if mounted else ", disk_quota_bytes: 16777216 }\n"
     try:
         h = hydrant_factory(s3_stream(proxy.endpoint, garage, bucket, extra=extra, shards=2))
@@ -215,6 +218,30 @@ def test_full_disk(hydrant_factory, garage, bucket, tmp_path, limit):
         proxy.close()
         if mounted:
             subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+def test_a_stalled_store_connection_times_out_and_the_batch_is_retried(hydrant_factory, garage, bucket):
+    """The store accepts connections and never answers: each request fails
+    after the store's timeout_secs, and once the store answers again the
+    batch is retried and delivered. With the default timeout (2 minutes) the
+    stalled requests would outlast this test's wait."""
+    proxy = Proxy(garage.s3_port)
+    proxy.stall = True
+    try:
+        h = hydrant_factory(s3_stream(proxy.endpoint, garage, bucket, extra="  timeout_secs: 3\n", shards=1)).start()
+        fh = h.firehose()
+        recs = [{"Data": json.dumps({"id": i}).encode()} for i in range(100)]
+        assert fh.put_record_batch(DeliveryStreamName="app", Records=recs)["FailedPutCount"] == 0
+        wait_until(lambda: len(proxy.stalled) > 0, timeout=30, what="a delivery request held by the stalled store")
+        proxy.stall = False  # new connections are answered; the held ones never are
+        t0 = time.monotonic()
+        got, dupes = wait_all_delivered(garage.s3(), bucket, set(range(100)), timeout=60)
+        took = time.monotonic() - t0
+        assert sorted(set(got)) == list(range(100)) and dupes == 0
+        print(f"\ndelivered {took:.1f}s after the store answered again ({len(proxy.stalled)} connections held)")
+        assert h.terminate() == 0
+    finally:
+        proxy.close()
 
 
 def test_slow_destination_keeps_memory_bounded(hydrant_factory, garage, bucket):

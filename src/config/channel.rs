@@ -500,7 +500,7 @@ fn s3_stream(
         Duration::from_secs(secs),
         (delimiter, compression),
         errors_to,
-        Destination::Object(destination),
+        Destination::Object(Box::new(destination)),
     ))
 }
 

@@ -13,7 +13,7 @@ use crate::route::keys::{self, KeyContext, KeyTemplate, PrefixKind};
 /// Where a stream delivers.
 #[derive(Clone, Debug)]
 pub enum Destination {
-    Object(ObjectDestination),
+    Object(Box<ObjectDestination>),
     Http(HttpDestination),
     Postgres(PostgresDestination),
     Iceberg(Box<IcebergDestination>),
@@ -165,6 +165,8 @@ pub(super) fn object_destination(
                 ("endpoint", d.endpoint.is_some()),
                 ("region", d.region.is_some()),
                 ("access_key_id", d.access_key_id.is_some()),
+                ("timeout_secs", d.timeout_secs.is_some()),
+                ("connect_timeout_secs", d.connect_timeout_secs.is_some()),
             ] {
                 if set {
                     errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));

@@ -208,7 +208,7 @@ fn destination_stream(name: &str, req: &Value, cfg: &Config) -> Result<StreamCon
             &bounds,
             bounds.retry_secs,
             destination.clone(),
-            Destination::Object(destination),
+            Destination::Object(Box::new(destination)),
         )
     })
 }

@@ -160,6 +160,10 @@ pub struct RawStore {
     pub session_token: Option<String>,
     pub path_style: Option<bool>,
     pub allow_http: Option<bool>,
+    /// s3: how long one request may take, from connecting to the last byte.
+    pub timeout_secs: Option<u64>,
+    /// s3: how long connecting may take.
+    pub connect_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -314,8 +318,11 @@ pub struct RawDestination {
     pub common_attributes: Option<BTreeMap<String, String>>,
     /// http: none | gzip.
     pub content_encoding: Option<String>,
-    /// http: how long to wait for an answer.
+    /// http: how long to wait for an answer; s3: how long one request may
+    /// take, from connecting to the last byte.
     pub timeout_secs: Option<u64>,
+    /// s3: how long connecting may take.
+    pub connect_timeout_secs: Option<u64>,
     /// http: records per request (Firehose sends at most 10,000).
     pub records_per_request_max: Option<usize>,
     /// postgres: a libpq-style connection string or URL.

@@ -3,9 +3,10 @@
 //! endpoint, region and credentials.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::raw::{RawDestination, RawStore};
-use super::{ConfigError, err};
+use super::{ConfigError, err, range_check};
 
 /// An object store with the settings needed to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,45 @@ pub struct S3Store {
     pub session_token: Option<String>,
     pub path_style: bool,
     pub allow_http: bool,
+    /// One request, from connecting to the last byte of the answer; a
+    /// request that takes longer fails and is retried. Default 120 s.
+    pub timeout: Duration,
+    /// Connecting alone. Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+/// `timeout_secs` when none is given: long enough for a 128 MiB object at
+/// about 1 MiB/s, short enough that a stalled connection holds a shard's
+/// delivery for two minutes at most.
+const TIMEOUT_SECS: u64 = 120;
+const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+fn timeout(errors: &mut Vec<ConfigError>, path: &str, secs: Option<u64>) -> Option<Duration> {
+    secs.map(|v| {
+        Duration::from_secs(range_check(
+            errors,
+            &format!("{path}.timeout_secs"),
+            v,
+            1,
+            3_600,
+        ))
+    })
+}
+
+fn connect_timeout(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    secs: Option<u64>,
+) -> Option<Duration> {
+    secs.map(|v| {
+        Duration::from_secs(range_check(
+            errors,
+            &format!("{path}.connect_timeout_secs"),
+            v,
+            1,
+            300,
+        ))
+    })
 }
 
 pub(super) fn store_config(
@@ -42,6 +82,8 @@ pub(super) fn store_config(
                 ("endpoint", s.endpoint.is_some()),
                 ("region", s.region.is_some()),
                 ("access_key_id", s.access_key_id.is_some()),
+                ("timeout_secs", s.timeout_secs.is_some()),
+                ("connect_timeout_secs", s.connect_timeout_secs.is_some()),
             ] {
                 if set {
                     errors.push(err(format!("{path}.{field}"), "applies only to `type: s3`"));
@@ -100,12 +142,16 @@ pub(super) fn s3_store(errors: &mut Vec<ConfigError>, path: &str, s: &RawStore) 
                 .as_deref()
                 .is_some_and(|e| e.starts_with("http://"))
         }),
+        timeout: timeout(errors, path, s.timeout_secs).unwrap_or(Duration::from_secs(TIMEOUT_SECS)),
+        connect_timeout: connect_timeout(errors, path, s.connect_timeout_secs)
+            .unwrap_or(Duration::from_secs(CONNECT_TIMEOUT_SECS)),
     }
 }
 
 /// The store of an `s3` destination: the default store when it is S3 and
 /// the destination overrides nothing, else the default with the
-/// destination's endpoint, region or credentials in place of its own.
+/// destination's endpoint, region, credentials or timeouts in place of its
+/// own.
 pub(super) fn s3_destination_store(
     errors: &mut Vec<ConfigError>,
     path: &str,
@@ -122,10 +168,12 @@ pub(super) fn s3_destination_store(
         session_token: d.session_token.clone(),
         path_style: d.path_style,
         allow_http: d.allow_http,
+        timeout_secs: None,
+        connect_timeout_secs: None,
     };
     let any_override = d.endpoint.is_some() || d.region.is_some() || d.access_key_id.is_some();
-    match (default_store, any_override) {
-        (StoreConfig::S3(base), false) => StoreConfig::S3(base.clone()),
+    let mut store = match (default_store, any_override) {
+        (StoreConfig::S3(base), false) => base.clone(),
         (StoreConfig::S3(base), true) => {
             let mut s = s3_store(errors, path, &overrides);
             if d.endpoint.is_none() {
@@ -141,8 +189,17 @@ pub(super) fn s3_destination_store(
             if d.region.is_none() {
                 s.region = base.region.clone();
             }
-            StoreConfig::S3(s)
+            s.timeout = base.timeout;
+            s.connect_timeout = base.connect_timeout;
+            s
         }
-        (StoreConfig::File { .. }, _) => StoreConfig::S3(s3_store(errors, path, &overrides)),
+        (StoreConfig::File { .. }, _) => s3_store(errors, path, &overrides),
+    };
+    if let Some(t) = timeout(errors, path, d.timeout_secs) {
+        store.timeout = t;
     }
+    if let Some(t) = connect_timeout(errors, path, d.connect_timeout_secs) {
+        store.connect_timeout = t;
+    }
+    StoreConfig::S3(store)
 }

@@ -184,7 +184,7 @@ pub(super) fn stream_config(
     format.check_destination(errors, path, &destination);
     let error_output = match (s.error_output, &destination) {
         (Some(e), _) => error_output(errors, &format!("{path}.error_output"), e, default_store)?,
-        (None, Destination::Object(o)) => o.clone(),
+        (None, Destination::Object(o)) => (**o).clone(),
         // Nothing is dropped even when no error output is configured: it goes
         // to a local directory under data_dir.
         (None, _) => local_error_output(data_dir, name),
@@ -379,13 +379,13 @@ fn destination(
             Destination::Http(http::http_destination(errors, &dpath, &d)?)
         }
         "postgres" => Destination::Postgres(postgres::postgres_destination(errors, &dpath, &d)?),
-        _ => Destination::Object(object_destination(
+        _ => Destination::Object(Box::new(object_destination(
             errors,
             &dpath,
             d,
             default_store,
             key_ctx,
-        )?),
+        )?)),
     })
 }
 

@@ -50,6 +50,8 @@ fn good_config_gets_defaults_and_inherits_the_store() {
             assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
             assert!(s3.path_style && s3.allow_http);
             assert_eq!(s3.access_key_id.as_deref(), Some("GK1"));
+            assert_eq!(s3.timeout, Duration::from_secs(120));
+            assert_eq!(s3.connect_timeout, Duration::from_secs(5));
         }
         other => panic!("{other:?}"),
     }
@@ -614,6 +616,65 @@ fn put_runs_default_to_4_mib_and_are_bounded() {
     let e = errors("log: { put_run_bytes: 2147483648 }\n");
     assert!(
         e.contains(&"log.put_run_bytes: 2147483648 is out of range (0 to 1073741824)".to_string()),
+        "{e:?}"
+    );
+}
+
+fn s3_timeouts(c: &Config, stream: &str) -> (Duration, Duration) {
+    match &c.streams[stream].destination {
+        Destination::Object(d) => match &d.store {
+            StoreConfig::S3(s3) => (s3.timeout, s3.connect_timeout),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn s3_timeouts_come_from_the_store_and_a_destination_may_override_them() {
+    let c = parse(
+        "object_store: { type: s3, endpoint: 'http://127.0.0.1:3900', timeout_secs: 30, connect_timeout_secs: 2 }\n\
+         streams:\n  \
+           a: { destination: { type: s3, bucket: logs } }\n  \
+           b: { destination: { type: s3, bucket: logs, timeout_secs: 600 } }\n  \
+           c: { destination: { type: s3, bucket: logs, region: eu-west-1, connect_timeout_secs: 9 } }\n",
+    )
+    .unwrap();
+    let secs = Duration::from_secs;
+    assert_eq!(s3_timeouts(&c, "a"), (secs(30), secs(2)));
+    assert_eq!(s3_timeouts(&c, "b"), (secs(600), secs(2)));
+    assert_eq!(s3_timeouts(&c, "c"), (secs(30), secs(9)));
+}
+
+#[test]
+fn s3_timeouts_out_of_range_or_on_a_file_store_name_their_path() {
+    let e = errors(
+        "object_store: { type: s3, timeout_secs: 0 }\n\
+         streams:\n  \
+           a: { destination: { type: s3, bucket: logs, connect_timeout_secs: 301 } }\n  \
+           b: { destination: { type: file, path: /x, timeout_secs: 5 } }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("object_store.timeout_secs") && e.contains("out of range")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(
+            |e| e.starts_with("streams.a.destination.connect_timeout_secs")
+                && e.contains("out of range")
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("streams.b.destination.timeout_secs")
+                && e.contains("applies only to `type: s3`")),
+        "{e:?}"
+    );
+    let e = errors("object_store: { type: file, timeout_secs: 5 }\n");
+    assert!(
+        e.iter().any(|e| e.starts_with("object_store.timeout_secs")),
         "{e:?}"
     );
 }

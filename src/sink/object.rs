@@ -61,8 +61,8 @@ impl ObjectSink {
                     })
                     .with_client_options(
                         ClientOptions::new()
-                            .with_timeout(Duration::from_secs(120))
-                            .with_connect_timeout(Duration::from_secs(5)),
+                            .with_timeout(s3.timeout)
+                            .with_connect_timeout(s3.connect_timeout),
                     )
                     // After the client options, which would otherwise reset it.
                     .with_allow_http(s3.allow_http);
