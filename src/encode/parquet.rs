@@ -1,10 +1,14 @@
-//! Parquet encoding: JSON records decoded into Arrow through `arrow-json`
-//! with the stream's declared schema, written by `parquet`'s `ArrowWriter`.
+//! Parquet encoding: JSON records decoded into Arrow with the stream's
+//! declared schema, written by `parquet`'s `ArrowWriter`.
 //!
 //! A batch is decoded in chunks of [`DECODE_ROWS`] records, each written as
-//! it is decoded; only a chunk that fails is decoded record by record to
-//! find the ones that do not fit the schema, which are returned as rejected
-//! (with the reason) while the rest are written.
+//! it is decoded. A chunk of flat objects the [`flat`] decoder reads
+//! exactly is decoded in one pass; any other goes through `arrow-json`, and
+//! only a chunk that fails there is decoded record by record to find the
+//! ones that do not fit the schema, which are returned as rejected (with
+//! the reason) while the rest are written.
+
+mod flat;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -197,14 +201,25 @@ fn decode<'a>(
 
 /// Decodes one chunk, finding the records that do not fit the schema one by
 /// one if the chunk as a whole does not decode; those are added to
-/// `rejected` (index in the batch, reason).
+/// `rejected` (index in the batch, reason). The flat decoder first, where
+/// the schema allows it; `arrow-json`'s decoder is made when first needed.
 fn decode_chunk(
     schema: &SchemaRef,
-    d: &mut arrow_json::reader::Decoder,
+    flat: Option<&flat::FlatDecoder>,
+    general: &mut Option<arrow_json::reader::Decoder>,
     chunk: &[Record],
     base: usize,
     rejected: &mut Vec<(usize, String)>,
 ) -> Result<Option<RecordBatch>, String> {
+    if let Some(b) = flat.and_then(|f| f.decode(chunk)) {
+        return Ok(Some(b));
+    }
+    let d = match general {
+        Some(d) => d,
+        // Sized to what it decodes: its tape is allocated for this many
+        // rows, and no later chunk is larger.
+        None => general.insert(decoder(schema, chunk.len())?),
+    };
     if let Ok(b) = decode(d, chunk.iter()) {
         return Ok(b);
     }
@@ -269,10 +284,18 @@ pub fn decode_chunks(
     mut each: impl FnMut(RecordBatch) -> Result<(), String>,
 ) -> Result<Vec<(usize, String)>, String> {
     let mut rejected = Vec::new();
-    // Sized to what it decodes: its tape is allocated for this many rows.
-    let mut d = decoder(schema, DECODE_ROWS.min(records.len()))?;
+    let flat = flat::FlatDecoder::new(schema);
+    let mut general = None;
     for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
-        if let Some(b) = decode_chunk(schema, &mut d, chunk, n * DECODE_ROWS, &mut rejected)? {
+        let base = n * DECODE_ROWS;
+        if let Some(b) = decode_chunk(
+            schema,
+            flat.as_ref(),
+            &mut general,
+            chunk,
+            base,
+            &mut rejected,
+        )? {
             each(b)?;
         }
     }
