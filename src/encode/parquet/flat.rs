@@ -89,7 +89,7 @@ impl FlatDecoder {
             })
             .collect();
         for r in records {
-            let text = std::str::from_utf8(&r.data).ok()?;
+            let text = simdutf8::basic::from_utf8(&r.data).ok()?;
             self.record(text, &mut cols)?;
         }
         let arrays: Vec<ArrayRef> = cols
@@ -217,12 +217,45 @@ fn plain_string(b: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> 
         return None;
     }
     let start = at + 1;
-    let len = memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
-    let end = start + len;
-    if b[end] != b'"' || b[start..end].iter().any(|&c| c < 0x20) {
-        return None;
-    }
+    let end = start + string_end(b.get(start..)?)?;
     Some((start..end, end + 1))
+}
+
+/// Where the closing quote of a string's contents `s` is, if no escape and
+/// no control character comes before it. Eight bytes at a time: the strings
+/// of records are short, too short for a vector search to set up.
+fn string_end(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = s.get(at..at + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let v = u64::from_le_bytes(w);
+        // A byte's high bit set where it is below 0x20, a quote or a
+        // backslash; exact up to the first such byte, which is all that
+        // is read.
+        let below = v.wrapping_sub(ONES * 0x20) & !v;
+        let quote =
+            (v ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(v ^ (ONES * u64::from(b'"')));
+        let slash =
+            (v ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(v ^ (ONES * u64::from(b'\\')));
+        let hit = (below | quote | slash) & HIGH;
+        if hit != 0 {
+            let i = at + (hit.trailing_zeros() / 8) as usize;
+            return (s[i] == b'"').then_some(i);
+        }
+        at += 8;
+    }
+    while let Some(&c) = s.get(at) {
+        match c {
+            b'"' => return Some(at),
+            b'\\' => return None,
+            c if c < 0x20 => return None,
+            _ => at += 1,
+        }
+    }
+    None
 }
 
 /// A JSON integer at `at` that fits an i64, and where it ends; None for any

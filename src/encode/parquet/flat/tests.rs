@@ -147,3 +147,32 @@ proptest! {
         }
     }
 }
+
+/// The scalar reading `string_end` stands for.
+fn string_end_slowly(s: &[u8]) -> Option<usize> {
+    for (i, &c) in s.iter().enumerate() {
+        match c {
+            b'"' => return Some(i),
+            b'\\' => return None,
+            c if c < 0x20 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+    /// Eight bytes at a time finds what one at a time finds, whatever the
+    /// bytes around it (controls, quotes, backslashes, bytes of 0x80 up).
+    #[test]
+    fn string_end_finds_what_a_byte_loop_finds(s in prop::collection::vec(prop_oneof![
+        4 => 0x20u8..0x7f,
+        1 => Just(b'"'),
+        1 => Just(b'\\'),
+        1 => 0u8..0x20,
+        2 => 0x80u8..=0xff,
+    ], 0..40)) {
+        prop_assert_eq!(super::string_end(&s), string_end_slowly(&s));
+    }
+}
