@@ -264,10 +264,30 @@ pub fn write<W: Write + Send>(
     opts: &ParquetOptions,
     out: W,
 ) -> std::io::Result<(W, Vec<(usize, String)>)> {
+    write_decoding(records, opts, out, true)
+}
+
+/// [`write`] with every chunk decoded by `arrow-json`, the flat decoder
+/// left out: the same file, the general decoder's cost. The benchmark
+/// suite keeps it as a yardstick.
+pub fn write_general<W: Write + Send>(
+    records: &[Record],
+    opts: &ParquetOptions,
+    out: W,
+) -> std::io::Result<(W, Vec<(usize, String)>)> {
+    write_decoding(records, opts, out, false)
+}
+
+fn write_decoding<W: Write + Send>(
+    records: &[Record],
+    opts: &ParquetOptions,
+    out: W,
+    flat: bool,
+) -> std::io::Result<(W, Vec<(usize, String)>)> {
     let props = writer_properties(opts);
     let mut w = ArrowWriter::try_new(out, opts.schema.clone(), Some(props))
         .map_err(std::io::Error::other)?;
-    let rejected = decode_chunks(records, &opts.schema, |b| {
+    let rejected = decode_chunks_with(records, &opts.schema, flat, |b| {
         w.write(&b).map_err(|e| e.to_string())
     })
     .map_err(std::io::Error::other)?;
@@ -281,10 +301,20 @@ pub fn write<W: Write + Send>(
 pub fn decode_chunks(
     records: &[Record],
     schema: &SchemaRef,
+    each: impl FnMut(RecordBatch) -> Result<(), String>,
+) -> Result<Vec<(usize, String)>, String> {
+    decode_chunks_with(records, schema, true, each)
+}
+
+/// [`decode_chunks`], with the flat decoder or without.
+fn decode_chunks_with(
+    records: &[Record],
+    schema: &SchemaRef,
+    use_flat: bool,
     mut each: impl FnMut(RecordBatch) -> Result<(), String>,
 ) -> Result<Vec<(usize, String)>, String> {
     let mut rejected = Vec::new();
-    let flat = flat::FlatDecoder::new(schema);
+    let flat = use_flat.then(|| flat::FlatDecoder::new(schema)).flatten();
     let mut general = None;
     for (n, chunk) in records.chunks(DECODE_ROWS).enumerate() {
         let base = n * DECODE_ROWS;

@@ -170,3 +170,36 @@ fn the_column_compression_level_is_the_one_asked_for() {
     assert_ne!(at("zstd", Some(19)), at("zstd", Some(1)));
     assert!(at("gzip", Some(9)).len() < at("gzip", Some(0)).len());
 }
+
+#[test]
+fn the_flat_decoder_and_arrow_json_write_the_same_file() {
+    let opts = ParquetOptions {
+        schema: schema(&[
+            ("id".into(), DataType::Int64, false),
+            ("name".into(), DataType::Utf8, true),
+            ("n".into(), DataType::Int64, true),
+        ]),
+        row_group_rows: 1_000_000,
+        compression: "zstd".into(),
+        level: None,
+        dictionary: true,
+    };
+    // 9,000 records: three chunks, one of them with an escape (which the
+    // flat decoder leaves to arrow-json) and one with a record that fits
+    // neither.
+    let lines: Vec<String> = (0..9_000)
+        .map(|i| match i {
+            100 => r#"{"id":100,"name":"quote \" here"}"#.to_string(),
+            5_000 => r#"{"id":"five thousand"}"#.to_string(),
+            _ => format!(r#"{{"id":{i},"name":"n{}","n":{}}}"#, i % 17, i * 3),
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let recs = frames(&refs);
+    let (fast, fast_rejected) = write(&recs, &opts, Vec::new()).unwrap();
+    let (general, general_rejected) = write_general(&recs, &opts, Vec::new()).unwrap();
+    assert_eq!(fast_rejected, general_rejected);
+    assert_eq!(fast_rejected.len(), 1);
+    assert_eq!(fast_rejected[0].0, 5_000);
+    assert!(fast == general, "the files differ");
+}

@@ -101,6 +101,7 @@ pub async fn ceilings(
     out.push(encrypt::seal_stage("1 KiB", &logs, logs_raw)?);
     out.push(encrypt::seal_stage("100 B", &small, small_raw)?);
     out.push(parquet::clickstream_stage(&clicks, clicks_raw)?);
+    out.push(parquet::clickstream_general_stage(&clicks, clicks_raw)?);
     out.extend(parquet::partitioned_stages(&clicks, clicks_raw)?);
     out.push(json::stage(&clicks, clicks_raw)?);
     out.extend(partition::stages(&clicks, clicks_raw)?);
