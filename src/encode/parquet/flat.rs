@@ -4,12 +4,14 @@
 //!
 //! It takes only what it reads exactly as the general decoder
 //! (`arrow_json`) does: a schema of `Utf8` and `Int64` columns, each record
-//! one object whose keys and strings hold no escapes and no control
-//! characters, whose integers fit, whose members each appear once, and
-//! whose members outside the schema are scalars. Anything else (an escape,
-//! a float, a nested value, a duplicate, a missing non-nullable field,
-//! invalid UTF-8) and the whole chunk goes to the general decoder, which
-//! gives the same rows or says why a record does not fit.
+//! one object whose keys hold no escapes, whose strings hold no control
+//! characters and only the escapes `arrow_json` reads (unescaped as it
+//! unescapes them), whose integers fit, whose members each appear once,
+//! and whose members outside the schema are scalars. Anything else (a
+//! float, a nested value, a duplicate, a missing non-nullable field, an
+//! escaped key, invalid UTF-8 or escape) and the whole chunk goes to the
+//! general decoder, which gives the same rows or says why a record does
+//! not fit.
 
 use std::sync::Arc;
 
@@ -88,9 +90,10 @@ impl FlatDecoder {
                 Kind::Int64 => Column::Int64(Int64Builder::with_capacity(n)),
             })
             .collect();
+        let mut scratch = String::new();
         for r in records {
             let text = simdutf8::basic::from_utf8(&r.data).ok()?;
-            self.record(text, &mut cols)?;
+            self.record(text, &mut cols, &mut scratch)?;
         }
         let arrays: Vec<ArrayRef> = cols
             .into_iter()
@@ -105,7 +108,7 @@ impl FlatDecoder {
     }
 
     /// Reads one record's object into the columns, one value each.
-    fn record(&self, text: &str, cols: &mut [Column]) -> Option<()> {
+    fn record(&self, text: &str, cols: &mut [Column], scratch: &mut String) -> Option<()> {
         let b = text.as_bytes();
         let mut at = ws(b, 0);
         if b.get(at) != Some(&b'{') {
@@ -133,9 +136,9 @@ impl FlatDecoder {
                         }
                         seen |= 1 << i;
                         next = i + 1;
-                        at = self.value(text, at, i, &mut cols[i])?;
+                        at = self.value(text, at, i, &mut cols[i], scratch)?;
                     }
-                    None => at = skip_scalar(b, at)?,
+                    None => at = skip_scalar(text, at, scratch)?,
                 }
                 at = ws(b, at);
                 match b.get(at) {
@@ -175,7 +178,14 @@ impl FlatDecoder {
     }
 
     /// Reads the value at `at` into column `i`; where it ends.
-    fn value(&self, text: &str, at: usize, i: usize, col: &mut Column) -> Option<usize> {
+    fn value(
+        &self,
+        text: &str,
+        at: usize,
+        i: usize,
+        col: &mut Column,
+        scratch: &mut String,
+    ) -> Option<usize> {
         let b = text.as_bytes();
         if b[at..].starts_with(b"null") {
             if !self.nullable[i] {
@@ -188,11 +198,17 @@ impl FlatDecoder {
             return Some(at + 4);
         }
         match col {
-            Column::Utf8(c) => {
-                let (r, after) = plain_string(b, at)?;
-                c.append_value(text.get(r)?);
-                Some(after)
-            }
+            Column::Utf8(c) => match plain_string(b, at) {
+                Some((r, after)) => {
+                    c.append_value(text.get(r)?);
+                    Some(after)
+                }
+                None => {
+                    let after = escaped_string(text, at, scratch)?;
+                    c.append_value(scratch.as_str());
+                    Some(after)
+                }
+            },
             Column::Int64(c) => {
                 let (v, after) = integer(b, at)?;
                 c.append_value(v);
@@ -283,11 +299,80 @@ fn integer(b: &[u8], at: usize) -> Option<(i64, usize)> {
     Some((i64::try_from(v).ok()?, end))
 }
 
-/// Past a scalar at `at` (a plain string, a number, true, false or null);
-/// None for an object, an array or anything not JSON.
-fn skip_scalar(b: &[u8], at: usize) -> Option<usize> {
+/// A string at `at` with escapes, unescaped into `out` as `arrow_json`
+/// unescapes it; where it ends. None: no string there, a control
+/// character, or an escape `arrow_json` refuses (which it then explains).
+fn escaped_string(text: &str, at: usize, out: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    out.clear();
+    let mut from = at + 1;
+    loop {
+        let rest = b.get(from..)?;
+        let run = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        out.push_str(text.get(from..from + run)?);
+        let at = from + run;
+        match b[at] {
+            b'"' => return Some(at + 1),
+            b'\\' => {}
+            _ => return None,
+        }
+        let (c, len) = match b.get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let high = hex4(b.get(at + 2..at + 6)?)?;
+                match char::from_u32(u32::from(high)) {
+                    Some(c) => (c, 6),
+                    None => {
+                        // A surrogate: its pair must follow, as `\uXXXX`.
+                        if b.get(at + 6..at + 8)? != b"\\u" {
+                            return None;
+                        }
+                        let low = hex4(b.get(at + 8..at + 12)?)?;
+                        if !(0xD800..=0xDBFF).contains(&high) || !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        let n = ((u32::from(high) - 0xD800) << 10)
+                            | (u32::from(low) - 0xDC00 + 0x1_0000);
+                        (char::from_u32(n)?, 12)
+                    }
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        from = at + len;
+    }
+}
+
+/// Four hex digits, either case.
+fn hex4(h: &[u8]) -> Option<u16> {
+    h.iter().try_fold(0u16, |v, &d| {
+        Some((v << 4) | u16::try_from(char::from(d).to_digit(16)?).ok()?)
+    })
+}
+
+/// Past a scalar at `at` (a string, a number, true, false or null); None
+/// for an object, an array or anything not JSON.
+fn skip_scalar(text: &str, at: usize, scratch: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
     match b.get(at)? {
-        b'"' => plain_string(b, at).map(|(_, after)| after),
+        b'"' => match plain_string(b, at) {
+            Some((_, after)) => Some(after),
+            // Its escapes must be ones `arrow_json` reads.
+            None => escaped_string(text, at, scratch),
+        },
         b't' if b[at..].starts_with(b"true") => Some(at + 4),
         b'f' if b[at..].starts_with(b"false") => Some(at + 5),
         b'n' if b[at..].starts_with(b"null") => Some(at + 4),

@@ -52,6 +52,7 @@ fn flat_objects_decode_as_arrow_json_decodes_them() {
         r#"{"n":9223372036854775807,"id":-9223372036854775808,"flag":true,"f":1.5e3,"z":null}"#,
         r#"{}"#,
         "{\"name\":\"ünïcødé ✓\"}\n",
+        r#"{"name":"a\"b\\c\/d\b\f\n\r\t","city":"\u00e9\u00C9 \ud83d\ude00 \u0000","x":"\"\u2603"}"#,
     ]);
     let flat = FlatDecoder::new(&s)
         .unwrap()
@@ -66,7 +67,12 @@ fn what_it_cannot_read_exactly_it_leaves_whole() {
     let s = schema(true);
     let d = FlatDecoder::new(&s).unwrap();
     for text in [
-        r#"{"id":1,"name":"a\"b"}"#,         // an escape
+        r#"{"id":1,"name":"a\qb"}"#,         // an escape arrow-json refuses
+        r#"{"id":1,"name":"\ud800"}"#,       // a lone surrogate
+        r#"{"id":1,"name":"\ud800\u0041"}"#, // a surrogate paired wrong
+        r#"{"id":1,"name":"\u12"}"#,         // a short \u
+        r#"{"id":1,"x":"\q"}"#,              // the same outside the schema
+        r#"{"id":1,"n\u0061me":"a"}"#,       // an escaped key
         r#"{"id":1.0}"#,                     // a fraction
         r#"{"id":1e2}"#,                     // an exponent
         r#"{"id":01}"#,                      // a leading zero
@@ -113,6 +119,26 @@ fn scalar() -> impl Strategy<Value = String> {
         Just("true".to_string()),
         Just("1.25".to_string()),
         Just("\"a\\nb\"".to_string()),
+        prop::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just(r#"\""#),
+                Just(r"\\"),
+                Just(r"\/"),
+                Just(r"\t"),
+                Just(r"\u00e9"),
+                Just(r"\ud83d\ude00"),
+                Just(r"\uD83D\uDE00"),
+                Just(r"\ud800"),
+                Just(r"\udc00"),
+                Just(r"\ud800\u0041"),
+                Just(r"\q"),
+                Just(r"\u12"),
+                Just("ü"),
+            ],
+            0..5,
+        )
+        .prop_map(|p| format!("\"{}\"", p.concat())),
         Just("{\"k\":1}".to_string()),
     ]
 }
