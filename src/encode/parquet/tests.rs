@@ -33,7 +33,7 @@ fn parses_every_kind_of_type() {
     assert!(parse_type("timestamp[hours]").is_err());
 }
 
-fn frames(lines: &[&str]) -> Vec<Record> {
+pub(super) fn frames(lines: &[&str]) -> Vec<Record> {
     lines
         .iter()
         .enumerate()

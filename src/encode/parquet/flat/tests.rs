@@ -20,17 +20,9 @@ fn schema(not_null_id: bool) -> SchemaRef {
     ]))
 }
 
+/// One record per text, as the parent's tests make them.
 fn records(texts: &[&str]) -> Vec<Record> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Record {
-            offset: i as u64,
-            arrival_ms: 0,
-            key: Bytes::new(),
-            data: Bytes::copy_from_slice(t.as_bytes()),
-        })
-        .collect()
+    super::super::tests::frames(texts)
 }
 
 /// What `arrow-json` makes of the records, one row each, or None if it
