@@ -348,3 +348,32 @@ pub fn analytics_request(data: &[u8]) {
         Err(e) => assert!(!e.field.is_empty()),
     }
 }
+
+/// The flat JSON decoder of the Parquet encoding: the input split at each
+/// newline into records, in a schema of two `Int64` and two `Utf8` columns
+/// (one not nullable): whatever it takes, `arrow-json` reads alike.
+pub fn flat_records(data: &[u8]) {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema};
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let records: Vec<crate::record::Record> = data
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| crate::record::Record {
+            offset: i as u64,
+            arrival_ms: 0,
+            key: bytes::Bytes::new(),
+            data: bytes::Bytes::copy_from_slice(line),
+        })
+        .collect();
+    if let Err(e) = crate::encode::parquet::flat_decoder_agrees(&records, &schema) {
+        panic!("{e}");
+    }
+}

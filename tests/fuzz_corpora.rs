@@ -118,3 +118,9 @@ fn analytics_request_corpus() {
     let n = replay("analytics_request", hydrant::fuzzing::analytics_request);
     assert!(n >= 5, "only {n} inputs in the analytics_request corpus");
 }
+
+#[test]
+fn flat_records_corpus() {
+    let n = replay("flat_records", hydrant::fuzzing::flat_records);
+    assert!(n >= 5, "only {n} inputs in the flat_records corpus");
+}

@@ -234,6 +234,23 @@ fn decode_chunk(
     decode(d, good.into_iter())
 }
 
+/// The flat decoder held to `arrow-json` on `records` in `schema`: if it
+/// takes them, `arrow-json` reads the same rows. For the fuzz target.
+pub fn flat_decoder_agrees(records: &[Record], schema: &SchemaRef) -> Result<(), String> {
+    let Some(flat) = flat::FlatDecoder::new(schema) else {
+        return Ok(());
+    };
+    let Some(taken) = flat.decode(records) else {
+        return Ok(());
+    };
+    let mut d = decoder(schema, records.len())?;
+    match decode(&mut d, records.iter()) {
+        Ok(Some(general)) if general == taken => Ok(()),
+        Ok(None) if taken.num_rows() == 0 => Ok(()),
+        other => Err(format!("flat read {taken:?}, arrow-json {other:?}")),
+    }
+}
+
 /// The Parquet writer's settings: compression, dictionary, row groups.
 pub fn writer_properties(opts: &ParquetOptions) -> WriterProperties {
     let compression = match opts.compression.as_str() {
