@@ -42,16 +42,19 @@ pub struct S3Store {
 const TIMEOUT_SECS: u64 = 120;
 const CONNECT_TIMEOUT_SECS: u64 = 5;
 
+/// `path.field` in seconds, checked against 1..=`max`, if given.
+fn seconds(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    field: &str,
+    max: u64,
+    secs: Option<u64>,
+) -> Option<Duration> {
+    secs.map(|v| Duration::from_secs(range_check(errors, &format!("{path}.{field}"), v, 1, max)))
+}
+
 fn timeout(errors: &mut Vec<ConfigError>, path: &str, secs: Option<u64>) -> Option<Duration> {
-    secs.map(|v| {
-        Duration::from_secs(range_check(
-            errors,
-            &format!("{path}.timeout_secs"),
-            v,
-            1,
-            3_600,
-        ))
-    })
+    seconds(errors, path, "timeout_secs", 3_600, secs)
 }
 
 fn connect_timeout(
@@ -59,15 +62,7 @@ fn connect_timeout(
     path: &str,
     secs: Option<u64>,
 ) -> Option<Duration> {
-    secs.map(|v| {
-        Duration::from_secs(range_check(
-            errors,
-            &format!("{path}.connect_timeout_secs"),
-            v,
-            1,
-            300,
-        ))
-    })
+    seconds(errors, path, "connect_timeout_secs", 300, secs)
 }
 
 pub(super) fn store_config(

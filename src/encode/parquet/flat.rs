@@ -44,6 +44,15 @@ enum Column {
     Int64(Int64Builder),
 }
 
+impl Column {
+    fn append_null(&mut self) {
+        match self {
+            Column::Utf8(c) => c.append_null(),
+            Column::Int64(c) => c.append_null(),
+        }
+    }
+}
+
 impl FlatDecoder {
     /// For a schema of `Utf8` and `Int64` columns only (at most 64).
     pub(crate) fn new(schema: &SchemaRef) -> Option<FlatDecoder> {
@@ -160,10 +169,7 @@ impl FlatDecoder {
                 if !self.nullable[i] {
                     return None;
                 }
-                match col {
-                    Column::Utf8(c) => c.append_null(),
-                    Column::Int64(c) => c.append_null(),
-                }
+                col.append_null();
             }
         }
         Some(())
@@ -191,10 +197,7 @@ impl FlatDecoder {
             if !self.nullable[i] {
                 return None;
             }
-            match col {
-                Column::Utf8(c) => c.append_null(),
-                Column::Int64(c) => c.append_null(),
-            }
+            col.append_null();
             return Some(at + 4);
         }
         match col {
