@@ -13,6 +13,7 @@
 // returned and worded, not unwrapped (tests may unwrap; clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alloc;
 pub mod analytics;
 pub mod aws;
 pub mod config;

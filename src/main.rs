@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hydrant::config::Config;
 
+// jemalloc with the daemon's settings (`hydrant::alloc`).
+hydrant::memory_allocator!();
+
 #[derive(Parser)]
 #[command(
     name = "hydrant",
