@@ -241,9 +241,16 @@ fn plain_string(b: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> 
 }
 
 /// Where the closing quote of a string's contents `s` is, if no escape and
-/// no control character comes before it. Eight bytes at a time: the strings
-/// of records are short, too short for a vector search to set up.
+/// no control character comes before it.
 fn string_end(s: &[u8]) -> Option<usize> {
+    let i = special(s)?;
+    (s.get(i) == Some(&b'"')).then_some(i)
+}
+
+/// Where the first quote, backslash or control character of `s` is: the
+/// end of a string's plain run. Eight bytes at a time: the strings of
+/// records are short, too short for a vector search to set up.
+fn special(s: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
@@ -261,20 +268,14 @@ fn string_end(s: &[u8]) -> Option<usize> {
             (v ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(v ^ (ONES * u64::from(b'\\')));
         let hit = (below | quote | slash) & HIGH;
         if hit != 0 {
-            let i = at + (hit.trailing_zeros() / 8) as usize;
-            return (s[i] == b'"').then_some(i);
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    while let Some(&c) = s.get(at) {
-        match c {
-            b'"' => return Some(at),
-            b'\\' => return None,
-            c if c < 0x20 => return None,
-            _ => at += 1,
-        }
-    }
-    None
+    s.get(at..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| at + i)
 }
 
 /// A JSON integer at `at` that fits an i64, and where it ends; None for any
@@ -313,10 +314,7 @@ fn escaped_string(text: &str, at: usize, out: &mut String) -> Option<usize> {
     out.clear();
     let mut from = at + 1;
     loop {
-        let rest = b.get(from..)?;
-        let run = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let run = special(b.get(from..)?)?;
         out.push_str(text.get(from..from + run)?);
         let at = from + run;
         match b[at] {

@@ -192,5 +192,11 @@ proptest! {
         2 => 0x80u8..=0xff,
     ], 0..40)) {
         prop_assert_eq!(super::string_end(&s), string_end_slowly(&s));
+        // And the first quote, backslash or control byte, which escaped
+        // strings are read in runs up to, is where a byte loop finds it.
+        prop_assert_eq!(
+            super::special(&s),
+            s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        );
     }
 }
