@@ -58,13 +58,30 @@ fn encode_stage(
     raw: usize,
     opts: &hydrant::encode::EncodeOptions,
 ) -> anyhow::Result<Stage> {
+    encoding_stage(name, frames.len(), raw, || {
+        let out = hydrant::encode::encode_batch(frames, opts)?;
+        let rejected = out.rejected.len();
+        Ok((out, rejected))
+    })
+}
+
+/// `encode` of `records` records (`raw` bytes) on one core, timed: it
+/// returns its output, dropped after the clock stops, and how many records
+/// it rejected, which must be none.
+fn encoding_stage<T>(
+    name: &str,
+    records: usize,
+    raw: usize,
+    encode: impl FnOnce() -> anyhow::Result<(T, usize)>,
+) -> anyhow::Result<Stage> {
     let t = Instant::now();
-    let out = hydrant::encode::encode_batch(frames, opts)?;
+    let (out, rejected) = encode()?;
     let el = t.elapsed();
-    if !out.rejected.is_empty() {
-        bail!("{name}: {} records rejected", out.rejected.len());
+    drop(out);
+    if rejected > 0 {
+        bail!("{name}: {rejected} records rejected");
     }
-    Ok(measured(name, raw, frames.len(), el, true))
+    Ok(measured(name, raw, records, el, true))
 }
 
 /// Makes gzip compress a batch on the calling thread alone, as every stage

@@ -6,7 +6,7 @@ use hydrant::encode::parquet::{ParquetOptions, schema};
 use hydrant::encode::{Compression, Encoding};
 use hydrant::record::Record;
 
-use super::{Stage, encode_stage, measured};
+use super::{Stage, encode_stage, encoding_stage, measured};
 
 /// The log lines' five string columns, zstd, one row group.
 pub fn logs_encoding() -> Encoding {
@@ -41,15 +41,17 @@ pub fn clickstream_stage(clicks: &[Record], clicks_raw: usize) -> anyhow::Result
 /// flat decoder. W2's yardstick, as zlib level 6 is W1's: a stage that
 /// speeds up with the daemon cannot say how much faster the daemon got.
 pub fn clickstream_general_stage(clicks: &[Record], clicks_raw: usize) -> anyhow::Result<Stage> {
-    let name = "Parquet zstd (clickstream, arrow-json)";
-    let t = std::time::Instant::now();
-    let (_, rejected) =
-        hydrant::encode::parquet::write_general(clicks, &clickstream_options(), Vec::new())?;
-    let el = t.elapsed();
-    if !rejected.is_empty() {
-        anyhow::bail!("{name}: {} records rejected", rejected.len());
-    }
-    Ok(measured(name, clicks_raw, clicks.len(), el, true))
+    let opts = clickstream_options();
+    encoding_stage(
+        "Parquet zstd (clickstream, arrow-json)",
+        clicks.len(),
+        clicks_raw,
+        || {
+            let (out, rejected) =
+                hydrant::encode::parquet::write_general(clicks, &opts, Vec::new())?;
+            Ok((out, rejected.len()))
+        },
+    )
 }
 
 /// W2's schema: eight string columns and `duration_ms`.
@@ -185,4 +187,30 @@ pub fn partitioned_stages(clicks: &[Record], clicks_raw: usize) -> anyhow::Resul
         "{bytes_once} bytes of Parquet by one decode, {bytes_scanned} by the scan"
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{click_record, frames_of};
+
+    #[test]
+    fn both_clickstream_stages_take_every_record_and_a_rejected_one_fails_them() {
+        let (clicks, raw) = frames_of(2_000, click_record);
+        for st in [
+            clickstream_stage(&clicks, raw).unwrap(),
+            clickstream_general_stage(&clicks, raw).unwrap(),
+        ] {
+            assert!(st.per_core && st.mb_per_sec > 0.0, "{}", st.name);
+            assert!(st.records_per_sec > 0.0, "{}", st.name);
+        }
+        let mut bad = clicks.clone();
+        bad[7].data = bytes::Bytes::from_static(b"{\"ts\": 1");
+        for e in [
+            clickstream_stage(&bad, raw).unwrap_err(),
+            clickstream_general_stage(&bad, raw).unwrap_err(),
+        ] {
+            assert!(e.to_string().ends_with(": 1 records rejected"), "{e}");
+        }
+    }
 }
